@@ -1,0 +1,154 @@
+"""`genops pricing ...`: look up the price book (genai-prices plus genops overlays).
+
+This module must stay light: no haystack import.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from genops_cli.errors import GenopsError
+from genops_cli.pricing import PriceBook, ResolvedPrice, get_price_book, overlay_dirs, parse_when
+
+app = typer.Typer(
+    help="Look up model prices: genai-prices plus the overlays in pricing/ and $GENOPS_PRICING_DIR.",
+    no_args_is_help=True,
+)
+
+_PRICE_COLUMNS = (
+    ("input_mtok", "input /1M"),
+    ("cache_read_mtok", "cache read /1M"),
+    ("cache_write_mtok", "cache write /1M"),
+    ("output_mtok", "output /1M"),
+    ("per_call", "per call"),
+    ("per_second", "per second"),
+)
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(2)
+
+
+def _book() -> PriceBook:
+    try:
+        return get_price_book()
+    except GenopsError as exc:
+        raise _fail(str(exc)) from None
+
+
+def _console() -> Console:
+    # A terminal gets its own width; pipes get a wide plain table instead of rich's 80-column default.
+    return Console() if sys.stdout.isatty() else Console(width=200)
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    return format(value, "f") if isinstance(value, Decimal) else str(value)
+
+
+def _unknown_message(book: PriceBook, model: str, provider: str | None, when: str) -> str:
+    message = f"no price for {provider or '?'}:{model} at {when}"
+    if provider is None:
+        base = model.strip().lower()
+        providers = sorted({p for m in book.overlays.models if m.match.matches(base) for p in m.providers})
+        if providers:
+            return f"{message}; the overlays know it with --provider {' or '.join(providers)}"
+    dirs = ", ".join(str(d) for d in overlay_dirs())
+    return (f"{message}: neither {book.genai_snapshot_id} nor the overlays ({dirs}) know it; "
+            "add it to an overlay file (format in pricing/local.yml)")
+
+
+def _show_table(rp: ResolvedPrice, console: Console) -> None:
+    table = Table(title=f"{rp.provider}:{rp.model}", show_header=False, title_justify="left")
+    table.add_column("field", style="bold")
+    table.add_column("value")
+    table.add_row("source", rp.source)
+    table.add_row("snapshot", rp.snapshot_id)
+    if rp.variant:
+        table.add_row("variant", rp.variant)
+    contracted = rp.contract is not None
+    for key, label in _PRICE_COLUMNS:
+        listed, billed = getattr(rp.list_prices, key), getattr(rp.unit_prices, key)
+        if listed is None and billed is None:
+            continue
+        value = f"{_fmt(listed)} USD"
+        if contracted:
+            value = (f"list {_fmt(listed)} / contracted {_fmt(getattr(rp.contracted_prices, key))} "
+                     f"/ billed {_fmt(billed)}")
+        table.add_row(label, value)
+    for tier in rp.tiers:
+        table.add_row(f"tier {tier.price_key}", f"above {tier.start_tokens} input tokens: {_fmt(tier.list_price)} "
+                                                f"(billed {_fmt(tier.billed_price)})")
+    if contracted:
+        table.add_row("contract", f"{rp.contract} (tenant {rp.tenant})")
+    table.add_row("context window", _fmt(rp.context_window))
+    table.add_row("max output tokens", _fmt(rp.max_output_tokens))
+    if rp.valid_from or rp.valid_until:
+        table.add_row("valid", f"{rp.valid_from.date() if rp.valid_from else '...'} to "
+                               f"{rp.valid_until.date() if rp.valid_until else '...'} (until exclusive)")
+    if rp.note:
+        table.add_row("note", rp.note)
+    console.print(table)
+
+
+@app.command("show")
+def show(
+    model: Annotated[str, typer.Argument(help="Model id as called, e.g. gpt-4o-2024-08-06 or gpt-4o-mini@batch.")],
+    provider: Annotated[str | None, typer.Option("--provider", "-p", help="Provider id (openai, anthropic, "
+                                                  "ollama, ...); a -batch suffix asks for the batch price.")] = None,
+    at: Annotated[str | None, typer.Option("--at", help="Price at this date (YYYY-MM-DD) or ISO timestamp, UTC; "
+                                           "default now.")] = None,
+    tenant: Annotated[str | None, typer.Option("--tenant", help="Apply this tenant's contract (list vs billed).")]
+    = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON with decimal strings.")] = False,
+) -> None:
+    """Show the prices that apply to MODEL (and where they come from)."""
+    try:
+        when = parse_when(at) if at else None
+    except ValueError:
+        raise _fail(f"--at: expected YYYY-MM-DD or an ISO timestamp, got {at!r}") from None
+    book = _book()
+    resolved = book.resolve(model, provider, when, tenant)
+    if resolved is None:
+        shown = (when or datetime.now(timezone.utc)).date().isoformat()
+        raise _fail(_unknown_message(book, model, provider, shown))
+    if as_json:
+        typer.echo(json.dumps(resolved.to_json(), indent=2))
+        return
+    _show_table(resolved, _console())
+
+
+@app.command("list")
+def list_models(
+    provider: Annotated[str | None, typer.Option("--provider", "-p", help="Only this provider.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON with decimal strings.")] = False,
+) -> None:
+    """List current list prices of known models (overlays first, then genai-prices)."""
+    book = _book()
+    if provider is not None and provider.strip().lower() not in book.providers():
+        raise _fail(f"--provider: unknown provider {provider!r}; known: {', '.join(book.providers())}")
+    models = book.list_models(provider)
+    if as_json:
+        typer.echo(json.dumps([rp.to_json() for rp in models], indent=2))
+        return
+    console = _console()
+    table = Table(title=f"{len(models)} models" + (f" ({provider})" if provider else ""), title_justify="left")
+    table.add_column("provider")
+    table.add_column("model")
+    for _, label in _PRICE_COLUMNS:
+        table.add_column(label, justify="right")
+    table.add_column("source")
+    for rp in models:
+        table.add_row(rp.provider, rp.model, *(_fmt(getattr(rp.list_prices, k)) for k, _ in _PRICE_COLUMNS),
+                      rp.source)
+    console.print(table)

@@ -1,0 +1,359 @@
+"""Settings: `.genops.yml` + GENOPS_* environment + flags, validated into one object.
+
+Precedence is flags > environment > file > defaults. Errors name the file, the key and its line:
+
+    settings = load_settings(config_path=None, overrides={"team": "ml"})
+    settings.attribution.team, settings.ledger, settings.budgets.daily_limit
+
+The file schema (all keys optional)::
+
+    ledger: ~/.genops/ledger.duckdb          # or postgresql://user@host/db
+    haystack:                                # the guide's section, kept compatible
+      default_team: ml
+      default_project: search
+      environment: production
+      daily_budget_limit: 50.00
+      monthly_budget_limit: 1000.00
+      governance_policy: advisory            # advisory | enforcing | monitoring (aliases: enforced, strict)
+    attribution: {team, project, environment, customer_id, feature, cost_center, data_classification}
+    budgets:
+      timezone: Europe/Berlin                # calendar periods reset in this zone
+      alert_at: [50, 80, 95, 100]
+      scopes:
+        "team:ml": {daily: 10, monthly: 200, policy: enforcing}
+    reservation: {max_tokens_cap: 4096, ttl_minutes: 60}
+    alerts: {webhook_url: https://hooks.example/genops, timeout_seconds: 3}
+    compliance: {...}                        # see genops_cli/policy/compliance.py
+    simulation: {output_tokens: 200}
+    pricing: {dirs: [./pricing]}
+    observability: {capture_content: false, otlp_endpoint: null, service_name: genops}
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+from genops_cli.errors import ConfigError
+from genops_cli.models import Attribution
+
+CONFIG_FILENAMES = (".genops.yml", ".genops.yaml")
+POLICY_ALIASES = {"enforced": "enforcing", "strict": "enforcing", "advisory": "advisory", "enforcing": "enforcing",
+                  "monitoring": "monitoring", "monitor": "monitoring", "warn": "advisory"}
+CLASSIFICATIONS = ("public", "internal", "confidential", "restricted")
+DEFAULT_ALERT_THRESHOLDS = (50, 80, 95, 100)
+
+
+def normalize_policy(value: str, where: str) -> str:
+    policy = POLICY_ALIASES.get(str(value).strip().lower())
+    if policy is None:
+        raise ConfigError(f"{where}: unknown policy {value!r}; use advisory, enforcing or monitoring")
+    return policy
+
+
+def parse_money(value: Any, where: str) -> Decimal:
+    try:
+        amount = Decimal(str(value).strip().lstrip("$"))
+    except (InvalidOperation, ValueError):
+        raise ConfigError(f"{where}: {value!r} is not an amount in USD (e.g. 25 or 12.50)") from None
+    if not amount.is_finite() or amount < 0:
+        raise ConfigError(f"{where}: {value!r} must be a non-negative amount in USD")
+    return amount
+
+
+@dataclass
+class ScopeBudget:
+    scope: str
+    daily: Decimal | None = None
+    weekly: Decimal | None = None
+    monthly: Decimal | None = None
+    policy: str = "advisory"
+    alert_at: tuple[int, ...] = DEFAULT_ALERT_THRESHOLDS
+
+
+@dataclass
+class BudgetSettings:
+    timezone: str = "UTC"
+    alert_at: tuple[int, ...] = DEFAULT_ALERT_THRESHOLDS
+    scopes: list[ScopeBudget] = field(default_factory=list)
+    default_policy: str = "advisory"
+
+
+@dataclass
+class Settings:
+    ledger: str | None = None
+    config_path: Path | None = None
+    attribution: Attribution = field(default_factory=Attribution)
+    budgets: BudgetSettings = field(default_factory=BudgetSettings)
+    max_tokens_cap: int = 4096
+    reservation_ttl_minutes: int = 60
+    webhook_url: str | None = None
+    webhook_timeout: float = 3.0
+    compliance: dict[str, Any] = field(default_factory=dict)
+    simulation_output_tokens: int | None = None
+    pricing_dirs: list[Path] = field(default_factory=list)
+    capture_content: bool = False
+    otlp_endpoint: str | None = None
+    service_name: str = "genops"
+    log_level: str = "WARNING"
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+class _Loader:
+    """Reads YAML keeping each key's line, so errors can say `.genops.yml:12 budgets.timezone: ...`."""
+
+    def __init__(self, path: Path) -> None:
+        import yaml
+
+        self.path = path
+        self.lines: dict[str, int] = {}
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from None
+        try:
+            node = yaml.compose(text)
+            self.data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f"{path}:{mark.line + 1}" if mark else str(path)
+            raise ConfigError(f"{where}: malformed YAML ({getattr(exc, 'problem', exc)}); fix the syntax") from None
+        if not isinstance(self.data, dict):
+            raise ConfigError(f"{path}: the config must be a mapping of keys (e.g. 'ledger: ...')")
+        if node is not None:
+            self._index(node, "")
+
+    def _index(self, node: Any, prefix: str) -> None:
+        import yaml
+
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                dotted = f"{prefix}{key.value}"
+                self.lines[dotted] = key.start_mark.line + 1
+                self._index(value, dotted + ".")
+
+    def where(self, key: str) -> str:
+        line = self.lines.get(key)
+        return f"{self.path}:{line} {key}" if line else f"{self.path} {key}"
+
+
+def find_config(explicit: str | Path | None = None) -> Path | None:
+    if explicit:
+        path = Path(explicit).expanduser()
+        if not path.exists():
+            raise ConfigError(f"--config {explicit}: file not found; pass an existing .genops.yml")
+        return path
+    env = os.environ.get("GENOPS_CONFIG")
+    if env:
+        path = Path(env).expanduser()
+        if not path.exists():
+            raise ConfigError(f"GENOPS_CONFIG={env}: file not found")
+        return path
+    for name in CONFIG_FILENAMES:
+        path = Path.cwd() / name
+        if path.exists():
+            return path
+    return None
+
+
+def _section(loader: _Loader, data: dict[str, Any], key: str) -> dict[str, Any]:
+    value = data.get(key) or {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{loader.where(key)}: must be a mapping")
+    return value
+
+
+def _thresholds(value: Any, where: str) -> tuple[int, ...]:
+    if isinstance(value, str):
+        value = [v for v in value.split(",") if v.strip()]
+    try:
+        out = tuple(sorted({int(str(v).strip().rstrip("%")) for v in value}))
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: alert thresholds are percentages like 50,80,95,100") from None
+    if not out or any(t <= 0 or t > 1000 for t in out):
+        raise ConfigError(f"{where}: alert thresholds must be between 1 and 1000 (percent)")
+    return out
+
+
+def parse_thresholds(value: Any, where: str = "--alert-at") -> tuple[int, ...]:
+    return _thresholds(value, where)
+
+
+def _apply_file(settings: Settings, loader: _Loader) -> None:
+    data = loader.data
+    known = {"ledger", "haystack", "attribution", "budgets", "reservation", "alerts", "compliance", "simulation",
+             "pricing", "observability", "providers", "logging"}
+    for key in data:
+        if key not in known:
+            raise ConfigError(f"{loader.where(key)}: unknown key; expected one of {', '.join(sorted(known))}")
+    if data.get("ledger") is not None:
+        settings.ledger = str(data["ledger"])
+
+    hay = _section(loader, data, "haystack")
+    attr = _section(loader, data, "attribution")
+    a = settings.attribution
+    a.team = attr.get("team") or hay.get("default_team") or hay.get("team") or a.team
+    a.project = attr.get("project") or hay.get("default_project") or hay.get("project") or a.project
+    a.environment = attr.get("environment") or hay.get("environment") or a.environment
+    a.customer_id = attr.get("customer_id") or a.customer_id
+    a.feature = attr.get("feature") or a.feature
+    a.cost_center = attr.get("cost_center") or hay.get("cost_center") or a.cost_center
+    classification = attr.get("data_classification") or hay.get("data_classification")
+    if classification is not None:
+        if classification not in CLASSIFICATIONS:
+            where = loader.where("attribution.data_classification")
+            raise ConfigError(f"{where}: use one of {', '.join(CLASSIFICATIONS)}")
+        a.data_classification = classification
+
+    budgets = _section(loader, data, "budgets")
+    b = settings.budgets
+    if "timezone" in budgets:
+        b.timezone = _timezone(str(budgets["timezone"]), loader.where("budgets.timezone"))
+    if "alert_at" in budgets:
+        b.alert_at = _thresholds(budgets["alert_at"], loader.where("budgets.alert_at"))
+    policy_value = budgets.get("governance_policy") or hay.get("governance_policy")
+    if policy_value:
+        key = "budgets.governance_policy" if budgets.get("governance_policy") else "haystack.governance_policy"
+        b.default_policy = normalize_policy(policy_value, loader.where(key))
+    global_budget = ScopeBudget(scope="global", policy=b.default_policy, alert_at=b.alert_at)
+    for period, key in (("daily", "daily_budget_limit"), ("monthly", "monthly_budget_limit"),
+                        ("weekly", "weekly_budget_limit")):
+        for section_name, section in (("budgets", budgets), ("haystack", hay)):
+            if section.get(key) is not None:
+                setattr(global_budget, period,
+                        parse_money(section[key], loader.where(f"{section_name}.{key}")))
+    if global_budget.daily or global_budget.monthly or global_budget.weekly:
+        b.scopes.append(global_budget)
+    scopes = budgets.get("scopes") or {}
+    if not isinstance(scopes, dict):
+        raise ConfigError(f"{loader.where('budgets.scopes')}: must map a scope (e.g. 'team:ml') to limits")
+    from genops_cli.policy.scopes import parse_scope
+
+    for scope, spec in scopes.items():
+        where = loader.where(f"budgets.scopes.{scope}")
+        parse_scope(str(scope), where)
+        if not isinstance(spec, dict):
+            raise ConfigError(f"{where}: must be a mapping with daily/weekly/monthly/policy")
+        sb = ScopeBudget(scope=str(scope), policy=b.default_policy, alert_at=b.alert_at)
+        for period in ("daily", "weekly", "monthly"):
+            if spec.get(period) is not None:
+                setattr(sb, period, parse_money(spec[period], f"{where}.{period}"))
+        if spec.get("policy"):
+            sb.policy = normalize_policy(spec["policy"], f"{where}.policy")
+        if spec.get("alert_at") is not None:
+            sb.alert_at = _thresholds(spec["alert_at"], f"{where}.alert_at")
+        b.scopes.append(sb)
+
+    reservation = _section(loader, data, "reservation")
+    if "max_tokens_cap" in reservation:
+        settings.max_tokens_cap = _positive_int(reservation["max_tokens_cap"],
+                                                loader.where("reservation.max_tokens_cap"))
+    if "ttl_minutes" in reservation:
+        settings.reservation_ttl_minutes = _positive_int(reservation["ttl_minutes"],
+                                                         loader.where("reservation.ttl_minutes"))
+
+    alerts = _section(loader, data, "alerts")
+    if alerts.get("webhook_url"):
+        url = str(alerts["webhook_url"])
+        if not url.startswith(("http://", "https://")):
+            raise ConfigError(f"{loader.where('alerts.webhook_url')}: must be an http(s) URL")
+        settings.webhook_url = url
+    if "timeout_seconds" in alerts:
+        settings.webhook_timeout = float(alerts["timeout_seconds"])
+
+    settings.compliance = _section(loader, data, "compliance")
+    simulation = _section(loader, data, "simulation")
+    if simulation.get("output_tokens") is not None:
+        settings.simulation_output_tokens = _positive_int(simulation["output_tokens"],
+                                                          loader.where("simulation.output_tokens"))
+    pricing = _section(loader, data, "pricing")
+    for d in pricing.get("dirs") or []:
+        path = (loader.path.parent / str(d)).expanduser()
+        if not path.is_dir():
+            raise ConfigError(f"{loader.where('pricing.dirs')}: {d} is not a directory")
+        settings.pricing_dirs.append(path)
+    obs = _section(loader, data, "observability")
+    settings.capture_content = bool(obs.get("capture_content", settings.capture_content))
+    settings.otlp_endpoint = obs.get("otlp_endpoint") or settings.otlp_endpoint
+    settings.service_name = obs.get("service_name") or settings.service_name
+    logging_section = _section(loader, data, "logging")
+    if logging_section.get("level"):
+        settings.log_level = str(logging_section["level"]).upper()
+
+
+def _positive_int(value: Any, where: str) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: {value!r} is not a whole number") from None
+    if number <= 0:
+        raise ConfigError(f"{where}: must be positive")
+    return number
+
+
+def _timezone(name: str, where: str) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"{where}: unknown timezone {name!r}; use an IANA name like UTC or Europe/Berlin") from None
+    return name
+
+
+def _apply_env(settings: Settings) -> None:
+    env = os.environ
+    a = settings.attribution
+    a.team = env.get("GENOPS_TEAM") or a.team
+    a.project = env.get("GENOPS_PROJECT") or a.project
+    a.environment = env.get("GENOPS_ENVIRONMENT") or a.environment
+    a.customer_id = env.get("GENOPS_CUSTOMER_ID") or a.customer_id
+    a.cost_center = env.get("GENOPS_COST_CENTER") or a.cost_center
+    settings.ledger = env.get("GENOPS_LEDGER") or settings.ledger
+    if env.get("GENOPS_LOG_LEVEL"):
+        settings.log_level = env["GENOPS_LOG_LEVEL"].upper()
+    if env.get("GENOPS_BUDGET_TIMEZONE"):
+        settings.budgets.timezone = _timezone(env["GENOPS_BUDGET_TIMEZONE"], "GENOPS_BUDGET_TIMEZONE")
+    if env.get("GENOPS_GOVERNANCE_POLICY"):
+        settings.budgets.default_policy = normalize_policy(env["GENOPS_GOVERNANCE_POLICY"], "GENOPS_GOVERNANCE_POLICY")
+        for sb in settings.budgets.scopes:
+            if sb.scope == "global":
+                sb.policy = settings.budgets.default_policy
+    for var, period in (("GENOPS_DAILY_BUDGET_LIMIT", "daily"), ("GENOPS_MONTHLY_BUDGET_LIMIT", "monthly")):
+        if env.get(var):
+            amount = parse_money(env[var], var)
+            glob = next((sb for sb in settings.budgets.scopes if sb.scope == "global"), None)
+            if glob is None:
+                glob = ScopeBudget(scope="global", policy=settings.budgets.default_policy,
+                                   alert_at=settings.budgets.alert_at)
+                settings.budgets.scopes.append(glob)
+            setattr(glob, period, amount)
+    if env.get("GENOPS_WEBHOOK_URL"):
+        settings.webhook_url = env["GENOPS_WEBHOOK_URL"]
+    if env.get("GENOPS_CAPTURE_CONTENT"):
+        settings.capture_content = env["GENOPS_CAPTURE_CONTENT"].lower() in ("1", "true", "yes")
+    if env.get("GENOPS_PRICING_DIR"):
+        settings.pricing_dirs.append(Path(env["GENOPS_PRICING_DIR"]))
+
+
+def load_settings(config_path: str | Path | None = None, ledger_flag: str | None = None,
+                  attribution: Attribution | None = None) -> Settings:
+    """Build the Settings for one invocation (flags given here win over env, which wins over the file)."""
+    settings = Settings()
+    path = find_config(config_path)
+    if path is not None:
+        loader = _Loader(path)
+        settings.config_path = path
+        settings.raw = loader.data
+        _apply_file(settings, loader)
+    _apply_env(settings)
+    if ledger_flag:
+        settings.ledger = ledger_flag
+    if attribution is not None:
+        settings.attribution = settings.attribution.merged(attribution)
+    if settings.attribution.data_classification is None:
+        settings.attribution.data_classification = "internal"
+    return settings

@@ -1,0 +1,109 @@
+"""Writing runs: spool first, then one ledger transaction per run (run row + call rows + reservation release +
+audit entry), idempotent by run_id.
+
+    result = record_run(ledger, run)     # never raises for ledger trouble: result.spooled says it's kept
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from genops_cli.errors import LedgerError
+from genops_cli.ledger import audit
+from genops_cli.ledger.serialize import CALL_COLUMNS, RUN_COLUMNS, call_row, run_row
+from genops_cli.ledger.spool import Spool
+from genops_cli.ledger.store import Ledger, Tx
+from genops_cli.models import RunRecord, quantize_money
+
+_RUN_INSERT = (
+    f"INSERT INTO runs ({', '.join(RUN_COLUMNS)}) VALUES ({', '.join('?' for _ in RUN_COLUMNS)}) "
+    "ON CONFLICT (run_id) DO NOTHING"
+)
+_CALL_INSERT = (
+    f"INSERT INTO calls ({', '.join(CALL_COLUMNS)}) VALUES ({', '.join('?' for _ in CALL_COLUMNS)}) "
+    "ON CONFLICT (call_id) DO NOTHING"
+)
+
+#: Functions called inside the run's write transaction after it is inserted (alerts, reconciliation).
+AfterInsertHook = Callable[[Tx, RunRecord], None]
+_after_insert_hooks: list[AfterInsertHook] = []
+
+
+def register_after_insert(hook: AfterInsertHook) -> None:
+    if hook not in _after_insert_hooks:
+        _after_insert_hooks.append(hook)
+
+
+def insert_run(tx: Tx, run: RunRecord) -> bool:
+    """Insert a run and its calls; False when the run_id is already recorded (nothing changes then)."""
+    if tx.scalar("SELECT COUNT(*) FROM runs WHERE run_id = ?", [run.run_id]):
+        return False
+    tx.execute(_RUN_INSERT, run_row(run))
+    tx.executemany(_CALL_INSERT, [call_row(c) for c in run.calls])
+    if run.policy.reservation_id:
+        tx.execute(
+            "UPDATE reservations SET released_at = ?, actual_cost = ? WHERE reservation_id = ? "
+            "AND released_at IS NULL",
+            [
+                (run.ended_at or datetime.now(timezone.utc)).astimezone(timezone.utc).replace(tzinfo=None),
+                quantize_money(run.total_cost),
+                run.policy.reservation_id,
+            ],
+        )
+    audit.append(tx, "run", run.run_id)
+    for hook in _after_insert_hooks:
+        hook(tx, run)
+    return True
+
+
+@dataclass
+class RecordResult:
+    inserted: list[str] = field(default_factory=list)  # run ids written now (incl. drained leftovers)
+    duplicates: list[str] = field(default_factory=list)  # already in the ledger
+    spooled: list[str] = field(default_factory=list)  # still in the spool (ledger not writable)
+    error: str | None = None
+    unreadable: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def drain(ledger: Ledger, spool: Spool | None = None, result: RecordResult | None = None) -> RecordResult:
+    """Ingest every pending spool file, one transaction per run, exactly once."""
+    spool = spool or Spool(ledger.spool_dir())
+    result = result or RecordResult()
+    pending = list(spool.items())
+    if not pending:
+        return result
+    try:
+        with ledger.write() as tx:
+            pass  # take the writer path once (migrations) before the per-run transactions
+        for path, run in pending:
+            if run is None:
+                result.unreadable.append(path.name)
+                continue
+            with ledger.write() as tx:
+                inserted = insert_run(tx, run)
+            (result.inserted if inserted else result.duplicates).append(run.run_id)
+            spool.remove(path)
+    except LedgerError as exc:
+        result.error = str(exc)
+        result.spooled = [p.name.split(".")[0] for p in spool.pending()]
+    return result
+
+
+def record_run(ledger: Ledger, run: RunRecord) -> RecordResult:
+    """Spool the run, then drain the spool into the ledger (this run and any leftovers)."""
+    spool = Spool(ledger.spool_dir())
+    spool.write(run)
+    return drain(ledger, spool)
+
+
+def record_runs(ledger: Ledger, runs: list[RunRecord]) -> RecordResult:
+    spool = Spool(ledger.spool_dir())
+    for run in runs:
+        spool.write(run)
+    return drain(ledger, spool)

@@ -1,0 +1,166 @@
+"""The ledger schema and its migrations, kept in one place (DESIGN §5 is the contract for names).
+
+Each migration is a list of statements in the SQL subset that DuckDB and PostgreSQL share. Timestamps are
+stored as naive UTC `TIMESTAMP` (both engines, no timezone module needed); money is DECIMAL/NUMERIC(18,10);
+JSON documents are stored as TEXT so that neither engine needs an extension.
+
+Add a migration by appending to `MIGRATIONS`; never edit one that has shipped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+MONEY = "DECIMAL(18,10)"
+
+_V1 = [
+    f"""
+    CREATE TABLE IF NOT EXISTS runs (
+        run_id VARCHAR PRIMARY KEY,
+        batch_id VARCHAR,
+        session_id VARCHAR,
+        pipeline_name VARCHAR NOT NULL,
+        pipeline_hash VARCHAR NOT NULL,
+        started_at TIMESTAMP NOT NULL,
+        ended_at TIMESTAMP,
+        status VARCHAR NOT NULL,
+        error VARCHAR,
+        team VARCHAR,
+        project VARCHAR,
+        environment VARCHAR,
+        customer_id VARCHAR,
+        feature VARCHAR,
+        cost_center VARCHAR,
+        tags VARCHAR,
+        data_classification VARCHAR,
+        policy_result VARCHAR,
+        policy_reason_code VARCHAR,
+        reserved_cost {MONEY} NOT NULL DEFAULT 0,
+        total_cost {MONEY} NOT NULL DEFAULT 0,
+        currency VARCHAR NOT NULL DEFAULT 'USD',
+        simulated BOOLEAN NOT NULL DEFAULT FALSE,
+        genops_version VARCHAR,
+        haystack_version VARCHAR,
+        cache_hit BOOLEAN NOT NULL DEFAULT FALSE,
+        saved_cost {MONEY} NOT NULL DEFAULT 0,
+        batch_line INTEGER,
+        attempt INTEGER NOT NULL DEFAULT 1
+    )
+    """,
+    f"""
+    CREATE TABLE IF NOT EXISTS calls (
+        call_id VARCHAR PRIMARY KEY,
+        run_id VARCHAR NOT NULL,
+        seq INTEGER NOT NULL,
+        parent_call_id VARCHAR,
+        span_kind VARCHAR NOT NULL,
+        component_name VARCHAR NOT NULL,
+        component_type VARCHAR NOT NULL,
+        visit INTEGER,
+        agent_step INTEGER,
+        tool_name VARCHAR,
+        provider VARCHAR,
+        model VARCHAR,
+        input_tokens BIGINT NOT NULL DEFAULT 0,
+        cache_read_tokens BIGINT NOT NULL DEFAULT 0,
+        cache_write_tokens BIGINT NOT NULL DEFAULT 0,
+        output_tokens BIGINT NOT NULL DEFAULT 0,
+        reasoning_tokens BIGINT NOT NULL DEFAULT 0,
+        usage_source VARCHAR NOT NULL,
+        raw_usage VARCHAR,
+        unit_prices VARCHAR,
+        cost {MONEY} NOT NULL DEFAULT 0,
+        list_cost {MONEY} NOT NULL DEFAULT 0,
+        priced BOOLEAN NOT NULL DEFAULT TRUE,
+        price_snapshot VARCHAR,
+        started_at TIMESTAMP NOT NULL,
+        latency_ms DOUBLE PRECISION NOT NULL DEFAULT 0,
+        status VARCHAR NOT NULL,
+        error VARCHAR,
+        documents_retrieved INTEGER
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS calls_run_idx ON calls (run_id)",
+    "CREATE INDEX IF NOT EXISTS runs_started_idx ON runs (started_at)",
+    f"""
+    CREATE TABLE IF NOT EXISTS budgets (
+        scope VARCHAR PRIMARY KEY,
+        daily_limit {MONEY},
+        weekly_limit {MONEY},
+        monthly_limit {MONEY},
+        policy VARCHAR NOT NULL DEFAULT 'advisory',
+        alert_thresholds VARCHAR NOT NULL DEFAULT '50,80,95,100',
+        timezone VARCHAR NOT NULL DEFAULT 'UTC',
+        source VARCHAR NOT NULL DEFAULT 'cli',
+        created_at TIMESTAMP NOT NULL,
+        updated_at TIMESTAMP NOT NULL
+    )
+    """,
+    f"""
+    CREATE TABLE IF NOT EXISTS reservations (
+        reservation_id VARCHAR PRIMARY KEY,
+        run_id VARCHAR NOT NULL,
+        scopes VARCHAR NOT NULL,
+        amount {MONEY} NOT NULL,
+        simulated BOOLEAN NOT NULL DEFAULT FALSE,
+        created_at TIMESTAMP NOT NULL,
+        expires_at TIMESTAMP NOT NULL,
+        released_at TIMESTAMP,
+        actual_cost {MONEY}
+    )
+    """,
+    f"""
+    CREATE TABLE IF NOT EXISTS alerts (
+        alert_id VARCHAR PRIMARY KEY,
+        scope VARCHAR NOT NULL,
+        period VARCHAR NOT NULL,
+        period_key VARCHAR NOT NULL,
+        threshold INTEGER NOT NULL,
+        spent {MONEY} NOT NULL,
+        limit_amount {MONEY} NOT NULL,
+        fired_at TIMESTAMP NOT NULL,
+        run_id VARCHAR,
+        webhook_status VARCHAR,
+        UNIQUE (scope, period, period_key, threshold)
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS audit_log (
+        seq BIGINT PRIMARY KEY,
+        recorded_at TIMESTAMP NOT NULL,
+        kind VARCHAR NOT NULL,
+        subject_id VARCHAR NOT NULL,
+        payload_hash VARCHAR NOT NULL,
+        prev_hash VARCHAR NOT NULL,
+        entry_hash VARCHAR NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS policy_events (
+        event_id VARCHAR PRIMARY KEY,
+        run_id VARCHAR NOT NULL,
+        recorded_at TIMESTAMP NOT NULL,
+        rule VARCHAR NOT NULL,
+        result VARCHAR NOT NULL,
+        reason_code VARCHAR,
+        message VARCHAR,
+        enforced BOOLEAN NOT NULL DEFAULT FALSE
+    )
+    """,
+]
+
+SchemaStep = str | Callable[..., None]
+
+#: (version, statements). The ledger's `schema_version` table records the highest applied version.
+MIGRATIONS: list[tuple[int, list[str]]] = [
+    (1, _V1),
+]
+
+CURRENT_VERSION = MIGRATIONS[-1][0]
+
+SCHEMA_VERSION_DDL = (
+    "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL, applied_at TIMESTAMP NOT NULL)"
+)
+
+#: Tables in dependency order (exports, migration between backends, verification).
+TABLES = ["runs", "calls", "budgets", "reservations", "alerts", "audit_log", "policy_events"]

@@ -1,0 +1,295 @@
+"""Ledger backends behind one interface: short-lived transactions, never held open while a pipeline runs.
+
+    ledger = open_ledger("~/.genops/ledger.duckdb")      # or "postgresql://..."
+    with ledger.write() as tx:                           # exclusive writer (flock / advisory lock)
+        tx.execute("UPDATE budgets SET ... WHERE scope = ?", [scope])
+    with ledger.read() as tx:                            # shared reader (read-only connection)
+        rows = tx.query("SELECT ... FROM runs WHERE team = ?", ["ml"])
+
+SQL is written once with `?` placeholders in the subset both engines share; `Tx` adapts it per backend.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from genops_cli.errors import LedgerError
+from genops_cli.ledger.schema import CURRENT_VERSION, MIGRATIONS, SCHEMA_VERSION_DDL
+
+# Files written by a newer DuckDB cannot be opened by an older one; pinning the storage format keeps ledgers
+# readable by every duckdb release in the range pyproject allows.
+DUCKDB_STORAGE_VERSION = "v1.2.0"
+
+DEFAULT_LEDGER = "~/.genops/ledger.duckdb"
+
+
+class Tx:
+    """One open transaction. `execute`/`query` take `?` placeholders on every backend."""
+
+    def __init__(self, conn: Any, backend: str) -> None:
+        self.conn = conn
+        self.backend = backend
+
+    def _sql(self, sql: str) -> str:
+        if self.backend == "postgresql":
+            return sql.replace("%", "%%").replace("?", "%s")
+        return sql
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        self.conn.execute(self._sql(sql), list(params))
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if not rows:
+            return
+        if self.backend == "postgresql":
+            with self.conn.cursor() as cur:
+                cur.executemany(self._sql(sql), [list(r) for r in rows])
+        else:
+            self.conn.executemany(sql, [list(r) for r in rows])
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        cur = self.conn.execute(self._sql(sql), list(params))
+        return [tuple(r) for r in cur.fetchall()]
+
+    def query_dicts(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        cur = self.conn.execute(self._sql(sql), list(params))
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+    def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        rows = self.query(sql, params)
+        return rows[0][0] if rows else None
+
+    def lock_scopes(self, scopes: Sequence[str]) -> None:
+        """Serialize budget checks per scope. DuckDB writers already hold the exclusive file lock."""
+        if self.backend == "postgresql":
+            for scope in sorted(set(scopes)):
+                self.execute("SELECT pg_advisory_xact_lock(hashtext(?))", [f"genops:{scope}"])
+
+
+@dataclass
+class LedgerInfo:
+    backend: str
+    location: str
+    exists: bool
+    schema_version: int | None
+    size_bytes: int | None
+    runs: int
+    calls: int
+
+
+class Ledger(ABC):
+    """A ledger location: opens short transactions on demand."""
+
+    backend: str
+    location: str
+
+    @abstractmethod
+    @contextmanager
+    def write(self) -> Iterator[Tx]:
+        """Exclusive write transaction; commits on success, rolls back on error. Migrates on first use."""
+
+    @abstractmethod
+    @contextmanager
+    def read(self) -> Iterator[Tx]:
+        """Read-only access. On a ledger that does not exist yet, yields a transaction over an empty schema."""
+
+    @abstractmethod
+    def exists(self) -> bool: ...
+
+    @abstractmethod
+    def spool_dir(self) -> Path: ...
+
+    def size_bytes(self) -> int | None:
+        return None
+
+    @property
+    def display(self) -> str:
+        return self.location
+
+
+def _migrate(tx: Tx) -> int:
+    tx.execute(SCHEMA_VERSION_DDL)
+    current = tx.scalar("SELECT MAX(version) FROM schema_version") or 0
+    if current > CURRENT_VERSION:
+        raise LedgerError(
+            f"ledger {tx.backend}: schema version {current} is newer than this genops ({CURRENT_VERSION}); "
+            "upgrade genops-cli"
+        )
+    for version, statements in MIGRATIONS:
+        if version <= current:
+            continue
+        for statement in statements:
+            sql = statement
+            if tx.backend == "postgresql":
+                sql = sql.replace("DOUBLE PRECISION", "DOUBLE PRECISION").replace("DECIMAL(", "NUMERIC(")
+            tx.execute(sql)
+        tx.execute(
+            "INSERT INTO schema_version (version, applied_at) VALUES (?, ?)",
+            [version, datetime.now(timezone.utc).replace(tzinfo=None)],
+        )
+        current = version
+    return current
+
+
+class _FileLock:
+    """flock on a sidecar file: exclusive for writers, shared for readers. Works across processes."""
+
+    _local = threading.local()
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @contextmanager
+    def hold(self, exclusive: bool) -> Iterator[None]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+
+# Threads of one process share a DuckDB file through a process-wide mutex (flock is per open file, so two
+# threads of one process would both get it).
+_PROCESS_LOCKS: dict[str, threading.RLock] = {}
+_PROCESS_LOCKS_GUARD = threading.Lock()
+
+
+def _process_lock(key: str) -> threading.RLock:
+    with _PROCESS_LOCKS_GUARD:
+        return _PROCESS_LOCKS.setdefault(key, threading.RLock())
+
+
+class DuckDBLedger(Ledger):
+    backend = "duckdb"
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(os.path.expanduser(str(path))).resolve()
+        self.location = str(self.path)
+        self._lock = _FileLock(self.path.with_name(self.path.name + ".lock"))
+        self._mutex = _process_lock(self.location)
+        self._migrated = False
+
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    def spool_dir(self) -> Path:
+        override = os.environ.get("GENOPS_SPOOL_DIR")
+        return Path(override) if override else self.path.with_name(self.path.name + ".spool")
+
+    def size_bytes(self) -> int | None:
+        return self.path.stat().st_size if self.path.exists() else None
+
+    def _connect(self, read_only: bool) -> Any:
+        import duckdb
+
+        try:
+            if read_only:
+                return duckdb.connect(str(self.path), read_only=True)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            return duckdb.connect(str(self.path), config={"storage_compatibility_version": DUCKDB_STORAGE_VERSION})
+        except duckdb.Error as exc:
+            raise LedgerError(
+                f"ledger {self.path}: cannot open ({_one_line(exc)}); check the path and permissions"
+            ) from None
+        except OSError as exc:
+            raise LedgerError(
+                f"ledger {self.path}: cannot open ({exc.strerror}); check the path and permissions"
+            ) from None
+
+    @contextmanager
+    def write(self) -> Iterator[Tx]:
+        import duckdb
+
+        with self._mutex, self._lock.hold(exclusive=True):
+            conn = self._connect(read_only=False)
+            try:
+                tx = Tx(conn, self.backend)
+                if not self._migrated:
+                    conn.begin()
+                    _migrate(tx)
+                    conn.commit()
+                    self._migrated = True
+                conn.begin()
+                try:
+                    yield tx
+                    conn.commit()
+                except BaseException:
+                    conn.rollback()
+                    raise
+            except duckdb.Error as exc:
+                raise LedgerError(f"ledger {self.path}: write failed ({_one_line(exc)})") from exc
+            finally:
+                conn.close()
+
+    @contextmanager
+    def read(self) -> Iterator[Tx]:
+        import duckdb
+
+        if not self.path.exists():
+            # A reader on a fresh machine sees an empty ledger instead of an error.
+            conn = duckdb.connect(":memory:")
+            try:
+                tx = Tx(conn, self.backend)
+                _migrate(tx)
+                yield tx
+            finally:
+                conn.close()
+            return
+        if not self._migrated and self._stored_version() != CURRENT_VERSION:
+            with self.write():  # an older schema: migrate under the writer lock first
+                pass
+        with self._mutex, self._lock.hold(exclusive=False):
+            conn = self._connect(read_only=True)
+            try:
+                yield Tx(conn, self.backend)
+            except duckdb.Error as exc:
+                raise LedgerError(f"ledger {self.path}: read failed ({_one_line(exc)})") from exc
+            finally:
+                conn.close()
+
+    def _stored_version(self) -> int | None:
+        with self._mutex, self._lock.hold(exclusive=False):
+            conn = self._connect(read_only=True)
+            try:
+                tx = Tx(conn, self.backend)
+                if not _has_table(tx, "schema_version"):
+                    return None
+                return tx.scalar("SELECT MAX(version) FROM schema_version")
+            finally:
+                conn.close()
+
+
+def _has_table(tx: Tx, name: str) -> bool:
+    return bool(tx.scalar("SELECT COUNT(*) FROM information_schema.tables WHERE table_name = ?", [name]))
+
+
+def _one_line(exc: BaseException) -> str:
+    return re.sub(r"\s+", " ", str(exc)).strip()
+
+
+def resolve_ledger_location(flag: str | None, config_value: str | None = None) -> str:
+    """`--ledger` > GENOPS_LEDGER > `.genops.yml` ledger > ~/.genops/ledger.duckdb."""
+    return flag or os.environ.get("GENOPS_LEDGER") or config_value or DEFAULT_LEDGER
+
+
+def open_ledger(location: str) -> Ledger:
+    """A `Ledger` for a path (DuckDB) or a postgresql:// URL (needs the `postgres` extra)."""
+    if location.startswith(("postgresql://", "postgres://")):
+        from genops_cli.ledger.postgres import PostgresLedger
+
+        return PostgresLedger(location)
+    return DuckDBLedger(location)

@@ -1,0 +1,357 @@
+"""Load a serialized Haystack pipeline with Haystack's own loader, and learn what it will call.
+
+    loaded = load_pipeline("pipeline.yml", allow_modules=["mycompany"], simulate=False)
+    loaded.pipeline            # haystack Pipeline, warmed up on first run
+    loaded.profile             # PipelineProfile: each LLM/embedder component's provider, model, max_tokens
+
+Every failure is a `PipelineLoadError` whose one-line message names the file, the component and the field.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import importlib
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from genops_cli.errors import PipelineLoadError
+from genops_cli.tracking.capture import ComponentProfile, PipelineProfile
+from genops_cli.tracking.usage import is_embedder, is_llm_component, provider_for
+
+SIMULATOR_MODULE = "genops_cli.simulate"
+
+#: Where moved/removed Haystack 2.x components went (validate and load errors suggest the replacement).
+MOVED_COMPONENTS = {
+    "OpenAIGenerator": "haystack.components.generators.chat.openai.OpenAIChatGenerator",
+    "AzureOpenAIGenerator": "haystack.components.generators.chat.azure.AzureOpenAIChatGenerator",
+    "HuggingFaceAPIGenerator": "haystack.components.generators.chat.hugging_face_api.HuggingFaceAPIChatGenerator",
+    "HuggingFaceLocalGenerator": "haystack.components.generators.chat.hugging_face_local.HuggingFaceLocalChatGenerator",
+    "PromptBuilder": "haystack.components.builders.chat_prompt_builder.ChatPromptBuilder",
+}
+
+#: haystack_integrations module prefix -> pip package that provides it.
+INTEGRATION_PACKAGES = {
+    "haystack_integrations.components.generators.anthropic": "anthropic-haystack",
+    "haystack_integrations.components.generators.amazon_bedrock": "amazon-bedrock-haystack",
+    "haystack_integrations.components.embedders.amazon_bedrock": "amazon-bedrock-haystack",
+    "haystack_integrations.components.generators.google_genai": "google-genai-haystack",
+    "haystack_integrations.components.embedders.google_genai": "google-genai-haystack",
+    "haystack_integrations.components.generators.cohere": "cohere-haystack",
+    "haystack_integrations.components.embedders.cohere": "cohere-haystack",
+    "haystack_integrations.components.rankers.cohere": "cohere-haystack",
+    "haystack_integrations.components.generators.ollama": "ollama-haystack",
+    "haystack_integrations.components.embedders.ollama": "ollama-haystack",
+    "haystack_integrations.components.generators.mistral": "mistral-haystack",
+    "haystack_integrations.components.embedders.mistral": "mistral-haystack",
+    "haystack_integrations.components.connectors.langfuse": "langfuse-haystack",
+    "haystack_integrations.components.retrievers.qdrant": "qdrant-haystack",
+    "haystack_integrations.document_stores.qdrant": "qdrant-haystack",
+    "haystack_integrations.components.retrievers.chroma": "chroma-haystack",
+    "haystack_integrations.document_stores.chroma": "chroma-haystack",
+    "haystack_integrations.components.retrievers.pgvector": "pgvector-haystack",
+    "haystack_integrations.document_stores.pgvector": "pgvector-haystack",
+    "haystack_integrations.components.retrievers.elasticsearch": "elasticsearch-haystack",
+    "haystack_integrations.document_stores.elasticsearch": "elasticsearch-haystack",
+    "haystack_integrations.components.retrievers.opensearch": "opensearch-haystack",
+    "haystack_integrations.document_stores.opensearch": "opensearch-haystack",
+    "haystack_integrations.components.retrievers.weaviate": "weaviate-haystack",
+    "haystack_integrations.document_stores.weaviate": "weaviate-haystack",
+    "haystack_integrations.components.retrievers.pinecone": "pinecone-haystack",
+    "haystack_integrations.document_stores.pinecone": "pinecone-haystack",
+    "haystack_integrations.components.generators.google_ai": "google-ai-haystack",
+    "haystack_integrations.components.generators.llama_cpp": "llama-cpp-haystack",
+    "haystack_integrations.components.generators.openrouter": "openrouter-haystack",
+    "haystack_integrations.components.generators.nvidia": "nvidia-haystack",
+    "haystack_integrations.components.embedders.nvidia": "nvidia-haystack",
+    "haystack_integrations.components.embedders.fastembed": "fastembed-haystack",
+    "haystack_integrations.components.embedders.jina": "jina-haystack",
+}
+
+_MAX_TOKENS_KEYS = ("max_tokens", "max_completion_tokens", "max_output_tokens", "num_predict", "max_new_tokens")
+
+
+@dataclass
+class LoadedPipeline:
+    pipeline: Any
+    profile: PipelineProfile
+    path: Path
+    data: dict[str, Any]
+    simulated: bool = False
+    secret_env_vars: set[str] = field(default_factory=set)
+
+    @property
+    def name(self) -> str:
+        return self.profile.name
+
+
+def integration_package_for(module: str) -> str | None:
+    for prefix, package in INTEGRATION_PACKAGES.items():
+        if module == prefix or module.startswith(prefix + "."):
+            return package
+    if module.startswith("haystack_integrations."):
+        parts = module.split(".")
+        if len(parts) >= 4:
+            return f"{parts[3].replace('_', '-')}-haystack"
+    return None
+
+
+def read_pipeline_file(path: str | Path) -> tuple[Path, str, dict[str, Any]]:
+    import yaml
+
+    p = Path(path)
+    if not p.exists():
+        raise PipelineLoadError(f"{path}: pipeline file not found; pass the path of a Haystack pipeline YAML")
+    if p.is_dir():
+        raise PipelineLoadError(f"{path}: is a directory; pass the pipeline YAML file inside it")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PipelineLoadError(f"{path}: cannot read ({exc})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise PipelineLoadError(f"{where}: malformed YAML ({problem}); fix the syntax at that line") from None
+    if not isinstance(data, dict) or not isinstance(data.get("components"), dict):
+        raise PipelineLoadError(
+            f"{path}: not a Haystack pipeline (expected a mapping with 'components' and 'connections'); "
+            "create it with Pipeline.dumps()"
+        )
+    if "connections" in data and not isinstance(data["connections"], list):
+        raise PipelineLoadError(f"{path}: 'connections' must be a list of {{sender, receiver}} entries")
+    return p, text, data
+
+
+def pipeline_hash(data: dict[str, Any]) -> str:
+    """Stable content hash of a pipeline definition (key order and formatting do not matter)."""
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _env_secrets(params: Any, path: str = "") -> list[tuple[str, list[str], bool]]:
+    """(init param path, env var names, strict) of every env-var Secret in serialized init parameters."""
+    found: list[tuple[str, list[str], bool]] = []
+    if isinstance(params, dict):
+        if params.get("type") == "env_var" and isinstance(params.get("env_vars"), list):
+            found.append((path, [str(v) for v in params["env_vars"]], bool(params.get("strict", True))))
+            return found
+        for key, value in params.items():
+            found += _env_secrets(value, f"{path}.{key}" if path else str(key))
+    elif isinstance(params, list):
+        for i, value in enumerate(params):
+            found += _env_secrets(value, f"{path}[{i}]")
+    return found
+
+
+def _max_tokens(params: dict[str, Any]) -> int | None:
+    for source in (params.get("generation_kwargs") or {}, params):
+        if isinstance(source, dict):
+            for key in _MAX_TOKENS_KEYS:
+                value = source.get(key)
+                if isinstance(value, int) and value > 0:
+                    return value
+    return None
+
+
+def _profile_component(name: str, type_path: str, params: dict[str, Any]) -> ComponentProfile:
+    type_name = type_path.rsplit(".", 1)[-1]
+    llm = is_llm_component(type_name, type_path)
+    emb = is_embedder(type_name, type_path)
+    model = params.get("model") or params.get("model_name") or params.get("azure_deployment")
+    if model is None and isinstance(params.get("model_id"), str):
+        model = params["model_id"]
+    profile = ComponentProfile(
+        name=name,
+        type_name=type_name,
+        fully_qualified_type=type_path,
+        is_llm=llm,
+        is_embedder=emb,
+        model=str(model) if (llm or emb) and model else None,
+        max_tokens=_max_tokens(params) if llm else None,
+        is_retriever="Retriever" in type_name,
+        top_k=params.get("top_k") if isinstance(params.get("top_k"), int) else None,
+        streaming=bool(params.get("streaming_callback")),
+    )
+    if llm or emb:
+        profile.provider = provider_for(type_name, type_path, profile.model, params)
+    generator = params.get("chat_generator")
+    if isinstance(generator, dict) and isinstance(generator.get("type"), str):
+        profile.inner = _profile_component(name, generator["type"], generator.get("init_parameters") or {})
+    return profile
+
+
+def _check_types(path: Path, data: dict[str, Any], allow_modules: list[str]) -> None:
+    """Fail early, per component, on a type that is disallowed, missing or moved (with the fix)."""
+    from haystack.core.serialization_security import _check_module_allowed, _deserialization_context
+
+    for name, comp in data["components"].items():
+        if not isinstance(comp, dict) or not isinstance(comp.get("type"), str):
+            raise PipelineLoadError(f"{path}: component '{name}': missing 'type' (the component's class path)")
+        for type_path in _nested_types(comp):
+            module, _, cls_name = type_path.rpartition(".")
+            if not module:
+                raise PipelineLoadError(f"{path}: component '{name}': type {type_path!r} is not a full class path")
+            if module.startswith(SIMULATOR_MODULE):
+                continue
+            try:
+                with _deserialization_context(allowed_modules=allow_modules, unsafe=False):
+                    _check_module_allowed(module)
+            except Exception:
+                raise PipelineLoadError(
+                    f"{path}: component '{name}': type {type_path} is outside the module allowlist; "
+                    f"add --allow-module {module.split('.')[0]} if you trust it"
+                ) from None
+            try:
+                mod = importlib.import_module(module)
+            except ModuleNotFoundError as exc:
+                package = integration_package_for(module)
+                hint = f"pip install {package}" if package else f"install the package that provides {module}"
+                if cls_name in MOVED_COMPONENTS and module.startswith("haystack."):
+                    hint = f"it was removed in Haystack 3; use {MOVED_COMPONENTS[cls_name]}"
+                raise PipelineLoadError(
+                    f"{path}: component '{name}': cannot import {module} ({exc.name} missing); {hint}"
+                ) from None
+            except Exception as exc:
+                raise PipelineLoadError(
+                    f"{path}: component '{name}': importing {module} failed ({type(exc).__name__}: "
+                    f"{_one_line(exc)})"
+                ) from None
+            if not hasattr(mod, cls_name):
+                hint = (
+                    f"it was removed or moved in Haystack 3; use {MOVED_COMPONENTS[cls_name]}"
+                    if cls_name in MOVED_COMPONENTS
+                    else "check the class name and the installed package version"
+                )
+                raise PipelineLoadError(f"{path}: component '{name}': {module} has no {cls_name}; {hint}")
+
+
+def _nested_types(comp: dict[str, Any]) -> list[str]:
+    """The component's own type and the component types nested in its init parameters (Agent generator...)."""
+    types = [comp["type"]]
+    params = comp.get("init_parameters") or {}
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            if isinstance(value.get("type"), str) and "init_parameters" in value and "." in value["type"]:
+                types.append(value["type"])
+            for v in value.values():
+                walk(v)
+        elif isinstance(value, list):
+            for v in value:
+                walk(v)
+
+    walk(params)
+    return types
+
+
+def _check_secrets(path: Path, data: dict[str, Any]) -> set[str]:
+    names: set[str] = set()
+    for name, comp in data["components"].items():
+        for param, env_vars, strict in _env_secrets(comp.get("init_parameters") or {}):
+            names.update(env_vars)
+            if strict and not any(os.environ.get(v) for v in env_vars):
+                raise PipelineLoadError(
+                    f"{path}: component '{name}': init parameter '{param}' needs environment variable "
+                    f"{' or '.join(env_vars)}, which is not set; export it (or run with --simulate)"
+                )
+    return names
+
+
+def _one_line(exc: BaseException) -> str:
+    text = re.sub(r"\s+", " ", str(exc)).strip()
+    return text[:400]
+
+
+def load_pipeline(
+    path: str | Path,
+    allow_modules: list[str] | None = None,
+    simulate: bool = False,
+    simulation_output_tokens: int | None = None,
+    model_overrides: dict[str, str] | None = None,
+    check_secrets: bool = True,
+) -> LoadedPipeline:
+    """Read, check and build the pipeline. With `simulate`, LLM and embedding components become simulators
+    with the same model names; `model_overrides` ({component or "*": model}) substitutes models (compare)."""
+    from haystack import Pipeline
+    from haystack.core.serialization import DeserializationCallbacks
+
+    p, _text, data = read_pipeline_file(path)
+    allow = list(allow_modules or [])
+    original_hash = pipeline_hash(data)
+    _check_types(p, data, allow)
+    data = copy.deepcopy(data)
+    profile = PipelineProfile(
+        name=str((data.get("metadata") or {}).get("name") or p.parent.name if p.stem == "pipeline" else p.stem),
+        path=str(p),
+        pipeline_hash=original_hash,
+    )
+    for name, comp in data["components"].items():
+        params = comp.setdefault("init_parameters", {}) or {}
+        comp["init_parameters"] = params
+        if model_overrides:
+            _apply_model_override(name, comp, model_overrides)
+        profile.components[name] = _profile_component(name, comp["type"], params)
+    if model_overrides:
+        profile.pipeline_hash = pipeline_hash(data)
+    secrets: set[str] = set()
+    if simulate:
+        from genops_cli.simulate import simulate_components
+
+        simulate_components(data, profile, simulation_output_tokens)
+        allow.append(SIMULATOR_MODULE)
+    elif check_secrets:
+        secrets = _check_secrets(p, data)
+
+    state: dict[str, str | None] = {"component": None}
+
+    def pre_init(component_name: str, component_cls: type, init_params: dict[str, Any]) -> None:
+        state["component"] = component_name
+
+    try:
+        pipeline = Pipeline.from_dict(
+            data, callbacks=DeserializationCallbacks(component_pre_init=pre_init), allowed_modules=allow
+        )
+    except Exception as exc:
+        raise PipelineLoadError(_load_error_message(p, data, state["component"], exc)) from None
+    return LoadedPipeline(pipeline=pipeline, profile=profile, path=p, data=data, simulated=simulate,
+                          secret_env_vars=secrets)
+
+
+def _apply_model_override(name: str, comp: dict[str, Any], overrides: dict[str, str]) -> None:
+    model = overrides.get(name) or overrides.get("*")
+    if not model:
+        return
+    params = comp["init_parameters"]
+    type_path = comp["type"]
+    type_name = type_path.rsplit(".", 1)[-1]
+    if is_llm_component(type_name, type_path) and "model" in params:
+        params["model"] = model
+    generator = params.get("chat_generator")
+    if isinstance(generator, dict):
+        gen_params = generator.setdefault("init_parameters", {})
+        gen_params["model"] = model
+
+
+def _load_error_message(path: Path, data: dict[str, Any], component: str | None, exc: Exception) -> str:
+    text = _one_line(exc)
+    connection = re.search(r"'([\w\-]+\.[\w\-]+)'.*'([\w\-]+\.[\w\-]+)'", text)
+    lowered = text.lower()
+    if "connect" in lowered and ("socket" in lowered or connection or "doesn't exist" in lowered):
+        return f"{path}: connections: {text}; fix the sender/receiver names in 'connections'"
+    if component is not None:
+        comp = data["components"].get(component) or {}
+        if isinstance(exc, TypeError) and "unexpected keyword argument" in text:
+            match = re.search(r"unexpected keyword argument '(\w+)'", text)
+            field_name = match.group(1) if match else "?"
+            return (
+                f"{path}: component '{component}' ({comp.get('type')}): unknown init parameter '{field_name}'; "
+                "remove it or check the component's documentation"
+            )
+        return f"{path}: component '{component}' ({comp.get('type')}): {type(exc).__name__}: {text}"
+    return f"{path}: {type(exc).__name__}: {text}"

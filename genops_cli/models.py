@@ -1,0 +1,200 @@
+"""Records that cross module boundaries: usage, priced calls, runs and policy decisions.
+
+Everything that flows load -> preflight -> execute -> price -> record -> report is one of these dataclasses.
+Money is always `decimal.Decimal`; timestamps are timezone-aware UTC datetimes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any, Literal
+
+SpanKind = Literal["component", "agent_llm", "tool", "embedding", "chat_generator", "agent_step"]
+UsageSource = Literal["reported", "estimated", "missing", "none"]
+CallStatus = Literal["ok", "error", "blocked"]
+RunStatus = Literal["ok", "error", "blocked"]
+PolicyResult = Literal["ALLOWED", "WARNING", "BLOCKED", "RATE_LIMITED"]
+
+# Money is stored as DECIMAL(18,10): every cost is quantized to this before it is stored or summed.
+MONEY_QUANTUM = Decimal("0.0000000001")
+
+
+def quantize_money(value: Decimal) -> Decimal:
+    """Round a cost to the ledger's precision (10 decimal places, half-even)."""
+    return value.quantize(MONEY_QUANTUM)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass
+class TokenUsage:
+    """Usage of one call in genops' normalized shape.
+
+    `input_tokens` includes cache reads and writes; `output_tokens` includes reasoning. `source` tells whether the
+    provider reported it, genops estimated it (simulation, streaming without usage) or it is missing.
+    """
+
+    input_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_tokens: int = 0
+    source: UsageSource = "missing"
+    raw: dict[str, Any] | None = None
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    def __add__(self, other: TokenUsage) -> TokenUsage:
+        return TokenUsage(
+            input_tokens=self.input_tokens + other.input_tokens,
+            cache_read_tokens=self.cache_read_tokens + other.cache_read_tokens,
+            cache_write_tokens=self.cache_write_tokens + other.cache_write_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+            reasoning_tokens=self.reasoning_tokens + other.reasoning_tokens,
+            source=self.source if self.source == other.source else "reported",
+        )
+
+
+@dataclass(frozen=True)
+class UnitPrices:
+    """USD per one million tokens (and per call / per second for self-hosted models) used to price a call."""
+
+    input_mtok: Decimal | None = None
+    cache_read_mtok: Decimal | None = None
+    cache_write_mtok: Decimal | None = None
+    output_mtok: Decimal | None = None
+    per_call: Decimal | None = None
+    per_second: Decimal | None = None
+
+    def to_json(self) -> dict[str, str]:
+        return {k: str(v) for k, v in dataclasses.asdict(self).items() if v is not None}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None) -> UnitPrices:
+        data = data or {}
+        values = {f.name: Decimal(str(data[f.name])) for f in dataclasses.fields(cls) if data.get(f.name) is not None}
+        return cls(**values)
+
+
+@dataclass
+class CallRecord:
+    """One captured span: a component visit, an agent LLM step, a tool call or an internal chat-generator call."""
+
+    call_id: str
+    run_id: str
+    seq: int
+    span_kind: SpanKind
+    component_name: str
+    component_type: str
+    started_at: datetime
+    latency_ms: float = 0.0
+    status: CallStatus = "ok"
+    error: str | None = None
+    visit: int | None = None
+    agent_step: int | None = None
+    tool_name: str | None = None
+    parent_call_id: str | None = None
+    provider: str | None = None
+    model: str | None = None
+    usage: TokenUsage = field(default_factory=lambda: TokenUsage(source="none"))
+    # Filled in by pricing:
+    unit_prices: UnitPrices | None = None
+    cost: Decimal = Decimal(0)
+    list_cost: Decimal = Decimal(0)
+    priced: bool = True
+    price_snapshot: str | None = None
+    # Documents a retriever returned (for RAG insights); no content is kept.
+    documents_retrieved: int | None = None
+
+    @property
+    def is_billable(self) -> bool:
+        """True for calls that carry (or should carry) provider usage: LLM, embedding and generator leaves."""
+        return self.model is not None
+
+
+@dataclass
+class PolicyDecision:
+    """The preflight verdict for a run (GenOps spec `genops.policy.*`)."""
+
+    result: PolicyResult = "ALLOWED"
+    reason_code: str | None = None
+    message: str | None = None
+    reserved_cost: Decimal = Decimal(0)
+    budget_scope: str | None = None
+    reservation_id: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "result": self.result,
+            "reason_code": self.reason_code,
+            "message": self.message,
+            "reserved_cost": str(self.reserved_cost),
+        }
+
+
+@dataclass
+class Attribution:
+    """Who a run is for: the GenOps attribution attributes."""
+
+    team: str | None = None
+    project: str | None = None
+    environment: str | None = None
+    customer_id: str | None = None
+    feature: str | None = None
+    cost_center: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    data_classification: str | None = None
+
+    def merged(self, other: Attribution) -> Attribution:
+        """Values from `other` win where set."""
+        out = dataclasses.replace(self, tags={**self.tags, **other.tags})
+        for f in dataclasses.fields(self):
+            if f.name == "tags":
+                continue
+            value = getattr(other, f.name)
+            if value is not None:
+                setattr(out, f.name, value)
+        return out
+
+
+@dataclass
+class RunRecord:
+    """One pipeline run with its calls, as written to the ledger."""
+
+    run_id: str
+    pipeline_name: str
+    pipeline_hash: str
+    started_at: datetime
+    attribution: Attribution = field(default_factory=Attribution)
+    ended_at: datetime | None = None
+    status: RunStatus = "ok"
+    error: str | None = None
+    batch_id: str | None = None
+    batch_line: int | None = None
+    attempt: int = 1
+    session_id: str | None = None
+    policy: PolicyDecision = field(default_factory=PolicyDecision)
+    total_cost: Decimal = Decimal(0)
+    currency: str = "USD"
+    simulated: bool = False
+    genops_version: str = ""
+    haystack_version: str = ""
+    cache_hit: bool = False
+    saved_cost: Decimal = Decimal(0)
+    calls: list[CallRecord] = field(default_factory=list)
+    outputs: Any = None
+
+    @property
+    def unpriced_models(self) -> list[str]:
+        return sorted({f"{c.provider or '?'}:{c.model}" for c in self.calls if c.model and not c.priced})
+
+    def recompute_total(self) -> Decimal:
+        self.total_cost = quantize_money(sum((c.cost for c in self.calls), Decimal(0)))
+        return self.total_cost

@@ -1,0 +1,662 @@
+"""The price book: genai-prices as the base database, genops overlays on top, tenant contracts last.
+
+Resolution for (model, provider, at, tenant), first hit wins:
+
+1. an explicit contracted rate in the tenant's contract (`tenants:` in an overlay file),
+2. overlay models (local/self-hosted, retired, batch variants, user overrides), valid at `at`,
+3. genai-prices, with its own matching for dated ids and its dated/conditional prices at `at`.
+
+The list prices found in (2) or (3) are then turned into contracted prices (tenant discount) and billed
+prices (contracted + resale markup). Nothing is ever guessed: a model none of these know resolves to None and is
+priced with `priced=False`.
+
+Variants: `gpt-4o-mini@batch` (suffix on the model id) or provider `openai-batch` (suffix on the provider) ask for
+the batch price; `@flex` and `@priority` likewise. A variant is priced by an overlay entry with that `variant`, or
+by genai-prices' own price variant for it (OpenAI/Anthropic batch tables); never at the standard rate.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+import genai_prices
+from genai_prices import data_snapshot
+from genai_prices import types as gp_types
+
+from genops_cli.models import CallRecord, TokenUsage, UnitPrices, quantize_money, utcnow
+from genops_cli.pricing.overlays import (
+    ANY_PROVIDER,
+    TOKEN_PRICE_FIELDS,
+    VARIANTS,
+    ContractRate,
+    OverlayModel,
+    OverlaySet,
+    TenantContract,
+    load_overlays,
+)
+
+#: genai-prices request context for each variant (see ModelInfo.price_variants).
+VARIANT_CONTEXT: dict[str, dict[str, str]] = {
+    "batch": {"processing": "batch"},
+    "flex": {"service_tier": "flex"},
+    "priority": {"service_tier": "priority"},
+}
+_MTOK = Decimal(1_000_000)
+_HUNDRED = Decimal(100)
+
+
+# ---------------------------------------------------------------------------------------------- records
+
+
+@dataclass(frozen=True)
+class PriceTier:
+    """A token-count tier (genai-prices TieredPrices): above `start_tokens` input tokens, all tokens of that kind
+    are priced at this tier's price (cliff model, as genai-prices). Contracted/billed are None when an explicit
+    contracted rate replaces tiering."""
+
+    price_key: str
+    start_tokens: int
+    list_price: Decimal
+    contracted_price: Decimal | None
+    billed_price: Decimal | None
+
+
+@dataclass(frozen=True)
+class ResolvedPrice:
+    """The prices that apply to one (model, provider, period, tenant).
+
+    `unit_prices` are the billed prices (after tenant contract and markup); `list_prices` the provider's list
+    prices; `contracted_prices` the list prices after the tenant's discount or contracted rate (before markup).
+    Token prices are USD per 1M tokens; `per_call` / `per_second` are USD.
+    """
+
+    provider: str
+    model: str
+    unit_prices: UnitPrices
+    list_prices: UnitPrices
+    contracted_prices: UnitPrices
+    source: str
+    snapshot_id: str
+    max_output_tokens: int | None = None
+    context_window: int | None = None
+    tiers: tuple[PriceTier, ...] = ()
+    variant: str | None = None
+    tenant: str | None = None
+    contract: str | None = None
+    valid_from: datetime | None = None
+    valid_until: datetime | None = None
+    note: str | None = None
+
+    @property
+    def billed_prices(self) -> UnitPrices:
+        return self.unit_prices
+
+    def effective_prices(self, input_tokens: int) -> tuple[UnitPrices, UnitPrices, UnitPrices]:
+        """(list, contracted, billed) unit prices for a call with this many input tokens (tiers applied)."""
+        if not self.tiers:
+            return self.list_prices, self.contracted_prices, self.unit_prices
+        return (
+            _apply_tiers(self.list_prices, self.tiers, input_tokens, "list_price"),
+            _apply_tiers(self.contracted_prices, self.tiers, input_tokens, "contracted_price"),
+            _apply_tiers(self.unit_prices, self.tiers, input_tokens, "billed_price"),
+        )
+
+    def price_usage(self, usage: TokenUsage, latency_ms: float | None = None) -> PricedUsage:
+        """Price one call's usage with these prices."""
+        warnings: list[str] = []
+        cached = usage.cache_read_tokens + usage.cache_write_tokens
+        if cached > usage.input_tokens:
+            warnings.append(
+                f"cache tokens ({cached}) exceed input tokens ({usage.input_tokens}); usage is not normalized "
+                "(input_tokens must include cache reads and writes): uncached input counted as 0"
+            )
+        list_p, contracted_p, billed_p = self.effective_prices(usage.input_tokens)
+        if latency_ms is None and any(p.per_second for p in (list_p, billed_p)):
+            return PricedUsage.unpriced(
+                self.model, self.provider,
+                reason=f"{self.provider}:{self.model} is priced per second and the call has no latency",
+                resolved=self,
+            )
+        return PricedUsage(
+            priced=True,
+            cost=quantize_money(compute_cost(usage, billed_p, latency_ms)),
+            list_cost=quantize_money(compute_cost(usage, list_p, latency_ms)),
+            contracted_cost=quantize_money(compute_cost(usage, contracted_p, latency_ms)),
+            unit_prices=billed_p,
+            list_prices=list_p,
+            snapshot_id=self.snapshot_id,
+            source=self.source,
+            provider=self.provider,
+            model=self.model,
+            warnings=tuple(warnings),
+            resolved=self,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "provider": self.provider,
+            "model": self.model,
+            "variant": self.variant,
+            "source": self.source,
+            "snapshot_id": self.snapshot_id,
+            "unit_prices": _prices_json(self.unit_prices),
+            "list_prices": _prices_json(self.list_prices),
+            "contracted_prices": _prices_json(self.contracted_prices),
+            "tiers": [
+                {
+                    "price_key": t.price_key,
+                    "above_input_tokens": t.start_tokens,
+                    "list_price": _dec(t.list_price),
+                    "contracted_price": _dec(t.contracted_price),
+                    "billed_price": _dec(t.billed_price),
+                }
+                for t in self.tiers
+            ],
+            "tenant": self.tenant,
+            "contract": self.contract,
+            "max_output_tokens": self.max_output_tokens,
+            "context_window": self.context_window,
+            "valid_from": self.valid_from.isoformat() if self.valid_from else None,
+            "valid_until": self.valid_until.isoformat() if self.valid_until else None,
+            "note": self.note,
+        }
+
+
+@dataclass(frozen=True)
+class PricedUsage:
+    """The price of one call. `cost` is what is billed (after contract/markup), quantized to the ledger's
+    precision; `priced=False` means no price is known and `cost` is zero only as a placeholder."""
+
+    priced: bool
+    cost: Decimal
+    list_cost: Decimal
+    contracted_cost: Decimal
+    unit_prices: UnitPrices | None
+    list_prices: UnitPrices | None
+    snapshot_id: str | None
+    source: str | None
+    provider: str | None
+    model: str | None
+    reason: str | None = None
+    warnings: tuple[str, ...] = ()
+    resolved: ResolvedPrice | None = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def unpriced(cls, model: str | None, provider: str | None, reason: str,
+                 resolved: ResolvedPrice | None = None) -> PricedUsage:
+        zero = quantize_money(Decimal(0))
+        return cls(priced=False, cost=zero, list_cost=zero, contracted_cost=zero, unit_prices=None,
+                   list_prices=None, snapshot_id=None, source=None, provider=provider, model=model, reason=reason,
+                   resolved=resolved)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "priced": self.priced,
+            "cost": _dec(self.cost),
+            "list_cost": _dec(self.list_cost),
+            "contracted_cost": _dec(self.contracted_cost),
+            "unit_prices": _prices_json(self.unit_prices),
+            "list_prices": _prices_json(self.list_prices),
+            "snapshot_id": self.snapshot_id,
+            "source": self.source,
+            "provider": self.provider,
+            "model": self.model,
+            "reason": self.reason,
+            "warnings": list(self.warnings),
+        }
+
+
+# ---------------------------------------------------------------------------------------------- cost
+
+
+def compute_cost(usage: TokenUsage, prices: UnitPrices, latency_ms: float | None = None) -> Decimal:
+    """Exact (unquantized) cost of `usage` at `prices`.
+
+    (input - cache_read - cache_write) * input + cache_read * cache_read (input price if none)
+    + cache_write * cache_write (input price if none) + output * output, all per 1M tokens,
+    + per_call + per_second * latency in seconds. Cached tokens are counted once, at their cache rate.
+    """
+    zero = Decimal(0)
+    input_price = prices.input_mtok if prices.input_mtok is not None else zero
+    read_price = prices.cache_read_mtok if prices.cache_read_mtok is not None else input_price
+    write_price = prices.cache_write_mtok if prices.cache_write_mtok is not None else input_price
+    output_price = prices.output_mtok if prices.output_mtok is not None else zero
+    uncached = max(usage.input_tokens - usage.cache_read_tokens - usage.cache_write_tokens, 0)
+    total = (
+        uncached * input_price
+        + usage.cache_read_tokens * read_price
+        + usage.cache_write_tokens * write_price
+        + usage.output_tokens * output_price
+    ) / _MTOK
+    if prices.per_call is not None:
+        total += prices.per_call
+    if prices.per_second is not None and latency_ms:
+        total += prices.per_second * Decimal(str(latency_ms)) / Decimal(1000)
+    return total
+
+
+def _apply_tiers(prices: UnitPrices, tiers: Sequence[PriceTier], input_tokens: int, attr: str) -> UnitPrices:
+    updates: dict[str, Decimal] = {}
+    for tier in sorted(tiers, key=lambda t: t.start_tokens):
+        value = getattr(tier, attr)
+        if value is not None and input_tokens > tier.start_tokens:
+            updates[tier.price_key] = value
+    return dataclasses.replace(prices, **updates) if updates else prices
+
+
+def _clean(value: Decimal) -> Decimal:
+    """Drop exponent noise from computed prices (9E+2 -> 900, 0.1350 -> 0.135)."""
+    if value == value.to_integral_value():
+        return value.quantize(Decimal(1))
+    return value.normalize()
+
+
+def _scale(prices: UnitPrices, factor: Decimal) -> UnitPrices:
+    if factor == 1:
+        return prices
+    return UnitPrices(**{
+        f.name: _clean(getattr(prices, f.name) * factor) if getattr(prices, f.name) is not None else None
+        for f in dataclasses.fields(UnitPrices)
+    })
+
+
+def _dec(value: Decimal | None) -> str | None:
+    return None if value is None else format(value, "f")
+
+
+def _prices_json(prices: UnitPrices | None) -> dict[str, str] | None:
+    if prices is None:
+        return None
+    return {f.name: format(getattr(prices, f.name), "f") for f in dataclasses.fields(UnitPrices)
+            if getattr(prices, f.name) is not None}
+
+
+def _as_utc(at: datetime | None) -> datetime:
+    if at is None:
+        return utcnow()
+    return at.replace(tzinfo=timezone.utc) if at.tzinfo is None else at.astimezone(timezone.utc)
+
+
+# ---------------------------------------------------------------------------------------------- the book
+
+
+@dataclass
+class _Request:
+    """A parsed (model, provider) with everything that does not depend on the timestamp."""
+
+    model: str
+    base: str  # lower-case model id without variant suffix
+    provider: str | None  # lower-case, without variant suffix
+    variant: str | None
+    overlay_provider: str | None  # provider used to match overlays (given, or inferred by genai-prices)
+    overlays: list[OverlayModel]
+    genai: tuple[gp_types.Provider, gp_types.ModelInfo] | None
+
+
+class PriceBook:
+    """Resolves and applies prices. One per process: use `get_price_book()`."""
+
+    def __init__(self, extra_dirs: Sequence[str | os.PathLike[str]] | None = None, *, use_env: bool = True,
+                 include_bundled: bool = True, snapshot: data_snapshot.DataSnapshot | None = None) -> None:
+        self.overlays: OverlaySet = load_overlays(extra_dirs, use_env=use_env, include_bundled=include_bundled)
+        self.snapshot = snapshot or data_snapshot.get_snapshot()
+        self.genai_snapshot_id = f"genai-prices@{genai_prices.__version__}"
+        if self.snapshot.from_auto_update:
+            self.genai_snapshot_id += "+" + self.snapshot.timestamp.strftime("%Y%m%dT%H%M%S")
+        self._requests: dict[tuple[str, str | None], _Request] = {}
+        self._resolved: dict[tuple[Any, ...], ResolvedPrice] = {}
+        self._lock = threading.Lock()
+
+    # -- public API ------------------------------------------------------------------------------------------
+
+    def resolve(self, model: str, provider: str | None = None, at: datetime | None = None,
+                tenant: str | None = None) -> ResolvedPrice | None:
+        """The prices for `model` at `at` (default now), or None when no source knows the model."""
+        if not model or not model.strip():
+            return None
+        when = _as_utc(at)
+        req = self._request(model, provider)
+        contract = self._contract(tenant, when)
+        rate = self._rate(contract, req, when) if contract is not None else None
+
+        base_key: tuple[Any, ...] | None = None
+        entry = next((m for m in req.overlays if m.active(when)), None)
+        genai_price: gp_types.ModelPrice | None = None
+        if entry is not None:
+            base_key = ("overlay", entry.source.name, entry.index)
+        elif req.genai is not None:
+            period = self._genai_period(req, when)
+            if period is not None:
+                base_key = ("genai", *period)
+        if base_key is None and (rate is None or rate.prices is None):
+            return None
+        rate_key = (contract.label, rate.index if rate is not None else None) if contract is not None else None
+        key = (req.base, req.provider, req.variant, tenant if contract is not None else None, base_key, rate_key)
+        cached = self._resolved.get(key)
+        if cached is not None:
+            return cached
+        if base_key is not None and base_key[0] == "genai":
+            assert req.genai is not None
+            genai_price = req.genai[1].get_prices(when, VARIANT_CONTEXT[req.variant] if req.variant else None)
+        resolved = self._build(req, entry, genai_price, contract, rate, tenant)
+        if resolved is None:
+            return None
+        with self._lock:
+            return self._resolved.setdefault(key, resolved)
+
+    def price(self, usage: TokenUsage, model: str | None, provider: str | None = None, at: datetime | None = None,
+              tenant: str | None = None, latency_ms: float | None = None) -> PricedUsage:
+        """Price one call. Unknown models give `priced=False` (cost 0 as a placeholder), never a guess."""
+        if not model:
+            return PricedUsage.unpriced(model, provider, reason="the call has no model id")
+        resolved = self.resolve(model, provider, at, tenant)
+        if resolved is None:
+            when = _as_utc(at).date().isoformat()
+            return PricedUsage.unpriced(model, provider, reason=f"no price for {provider or '?'}:{model} at {when}")
+        return resolved.price_usage(usage, latency_ms)
+
+    def price_call(self, call: CallRecord, tenant: str | None = None) -> PricedUsage | None:
+        """Price a captured call in place (unit_prices, cost, priced, price_snapshot). None if not billable."""
+        if not call.is_billable:
+            return None
+        result = self.price(call.usage, call.model, call.provider, call.started_at, tenant, call.latency_ms)
+        call.unit_prices = result.unit_prices
+        call.cost = result.cost
+        call.priced = result.priced
+        call.price_snapshot = result.snapshot_id
+        return result
+
+    def is_known(self, model: str, provider: str | None = None, at: datetime | None = None) -> bool:
+        return self.resolve(model, provider, at) is not None
+
+    def providers(self) -> list[str]:
+        """Provider ids known to genai-prices and to the overlays."""
+        ids = {p.id for p in self.snapshot.providers}
+        for m in self.overlays.models:
+            ids.update(p for p in m.providers if p != ANY_PROVIDER)
+        return sorted(ids)
+
+    def list_models(self, provider: str | None = None, at: datetime | None = None) -> list[ResolvedPrice]:
+        """Current list prices of every model (overlays first, then genai-prices), optionally for one provider."""
+        when = _as_utc(at)
+        prov = provider.strip().lower() if provider else None
+        out: list[ResolvedPrice] = []
+        seen: set[tuple[str, str]] = set()
+        for entry in self.overlays.models:
+            if not entry.active(when):
+                continue
+            for p in entry.providers:
+                if prov is not None and p not in (prov, ANY_PROVIDER):
+                    continue
+                shown = prov if p == ANY_PROVIDER and prov else p
+                req = _Request(model=entry.id, base=entry.id.lower(), provider=shown, variant=entry.variant,
+                               overlay_provider=shown, overlays=[entry], genai=None)
+                rp = self._build(req, entry, None, None, None, None)
+                if rp is not None and (rp.provider, rp.model) not in seen:
+                    seen.add((rp.provider, rp.model))
+                    out.append(rp)
+        for gp in self.snapshot.providers:
+            if prov is not None and gp.id != prov:
+                continue
+            for info in gp.models:
+                req = _Request(model=info.id, base=info.id, provider=gp.id, variant=None, overlay_provider=gp.id,
+                               overlays=[], genai=(gp, info))
+                rp = self._build(req, None, info.get_prices(when), None, None, None)
+                if rp is not None and (rp.provider, rp.model) not in seen:
+                    seen.add((rp.provider, rp.model))
+                    out.append(rp)
+        return out
+
+    def tenants(self) -> list[TenantContract]:
+        return list(self.overlays.tenants.values())
+
+    # -- internals -------------------------------------------------------------------------------------------
+
+    def _request(self, model: str, provider: str | None) -> _Request:
+        key = (model, provider)
+        req = self._requests.get(key)
+        if req is not None:
+            return req
+        name = model.strip()
+        variant: str | None = None
+        head, sep, tail = name.rpartition("@")
+        if sep and tail.lower() in VARIANTS and head:
+            name, variant = head, tail.lower()
+        prov = provider.strip().lower() if provider and provider.strip() else None
+        if prov is not None:
+            for v in VARIANTS:
+                if prov.endswith("-" + v) and len(prov) > len(v) + 1:
+                    prov = prov[: -(len(v) + 1)]
+                    variant = variant or v
+        base = name.lower()
+        genai: tuple[gp_types.Provider, gp_types.ModelInfo] | None
+        try:
+            genai = self.snapshot.find_provider_model(base, None, prov, None)
+        except LookupError:
+            genai = None
+        overlay_provider = prov
+        if overlay_provider is None:
+            # genai-prices' own provider rules (e.g. "claude" -> anthropic); never a guess of ours.
+            if genai is not None:
+                overlay_provider = genai[0].id
+            else:
+                try:
+                    overlay_provider = self.snapshot.find_provider(base, None, None).id
+                except LookupError:
+                    overlay_provider = None
+        overlays = [m for m in self.overlays.models if m.matches(base, overlay_provider, variant)]
+        req = _Request(model=model, base=base, provider=prov, variant=variant, overlay_provider=overlay_provider,
+                       overlays=overlays, genai=genai)
+        with self._lock:
+            return self._requests.setdefault(key, req)
+
+    def _genai_period(self, req: _Request, when: datetime) -> tuple[Any, ...] | None:
+        """Which genai-prices price applies at `when`: (conditional price index, active variant indexes)."""
+        assert req.genai is not None
+        gp, info = req.genai
+        if isinstance(info.prices, gp_types.ModelPrice):
+            index = -1
+        else:
+            index = 0
+            for i in range(len(info.prices) - 1, -1, -1):
+                constraint = info.prices[i].constraint
+                if constraint is None or constraint.active(when):
+                    index = i
+                    break
+        if req.variant is None:
+            return (index, ())
+        # A variant needs genai-prices' own variant price; models reached through a provider fallback
+        # (e.g. azure -> openai) do not get the fallback provider's variants, as in genai-prices.
+        if not any(info is m for m in gp.models):
+            return None
+        context = VARIANT_CONTEXT[req.variant]
+        active = tuple(
+            i for i, v in enumerate(info.price_variants or ())
+            if (v.constraint is None or v.constraint.active(when))
+            and all(context.get(k) == x for k, x in v.when.items())
+        )
+        return (index, active) if active else None
+
+    def _contract(self, tenant: str | None, when: datetime) -> TenantContract | None:
+        if not tenant:
+            return None
+        contract = self.overlays.tenants.get(tenant) or self.overlays.tenants.get("*")
+        if contract is None or not contract.active(when):
+            return None
+        return contract
+
+    def _rate(self, contract: TenantContract, req: _Request, when: datetime) -> ContractRate | None:
+        names = [req.base]
+        if req.genai is not None:
+            names.append(req.genai[1].id)
+        names.extend(m.id.lower() for m in req.overlays)
+        provider = req.provider or req.overlay_provider
+        for rate in contract.rates:
+            if rate.active(when) and rate.matches(names, provider, req.variant):
+                return rate
+        return None
+
+    def _limits(self, names: list[str], provider: str | None) -> tuple[int | None, int | None]:
+        max_out: int | None = None
+        context: int | None = None
+        for rule in self.overlays.limits:
+            if rule.matches(names, provider):
+                if max_out is None:
+                    max_out = rule.max_output_tokens
+                if context is None:
+                    context = rule.context_window
+            if max_out is not None and context is not None:
+                break
+        return max_out, context
+
+    def _build(self, req: _Request, entry: OverlayModel | None, genai_price: gp_types.ModelPrice | None,
+               contract: TenantContract | None, rate: ContractRate | None, tenant: str | None) -> ResolvedPrice | None:
+        tiers: list[tuple[str, int, Decimal]] = []
+        note: str | None = None
+        valid_from = valid_until = None
+        context_window: int | None = None
+        max_out: int | None = None
+        if entry is not None:
+            list_prices = entry.prices
+            provider = req.provider or req.overlay_provider or entry.providers[0]
+            canonical = entry.id if entry.report_as == "id" else _requested_id(req)
+            source, snapshot_id = entry.source.source, entry.source.snapshot_id
+            valid_from, valid_until = entry.valid_from, entry.valid_until
+            context_window, max_out, note = entry.context_window, entry.max_output_tokens, entry.note
+            if context_window is None and req.genai is not None:
+                context_window = req.genai[1].context_window
+        elif genai_price is not None and req.genai is not None:
+            gp, info = req.genai
+            extracted = _extract_genai(genai_price)
+            if extracted is None:
+                return None
+            list_prices, tiers, ignored = extracted
+            provider, canonical = gp.id, info.id
+            source, snapshot_id = "genai-prices", self.genai_snapshot_id
+            context_window = info.context_window
+            if ignored:
+                note = "not applied (usage has no such units): " + ", ".join(ignored)
+        elif rate is not None and rate.prices is not None and contract is not None:
+            # Known only through the tenant's contract: the contracted rate is also its list price.
+            list_prices = rate.prices
+            provider = req.provider or req.overlay_provider or "?"
+            canonical = _requested_id(req)
+            source, snapshot_id = contract.source.source, contract.source.snapshot_id
+        else:
+            return None
+
+        names = [canonical.lower(), req.base]
+        lim_out, lim_ctx = self._limits(names, provider)
+        max_out = max_out if max_out is not None else lim_out
+        context_window = context_window if context_window is not None else lim_ctx
+
+        # Tenant contract: contracted = explicit rate or list - discount; billed = contracted + markup.
+        contracted, billed, contract_label = list_prices, list_prices, None
+        discount = markup = Decimal(0)
+        explicit = False
+        if contract is not None:
+            contract_label = contract.label
+            markup = rate.markup_pct if rate is not None and rate.markup_pct is not None else contract.markup_pct
+            if rate is not None and rate.prices is not None:
+                contracted, explicit = rate.prices, True
+            else:
+                discount = rate.discount_pct if rate is not None and rate.discount_pct is not None \
+                    else contract.discount_pct
+                contracted = _scale(list_prices, (_HUNDRED - discount) / _HUNDRED)
+            billed = _scale(contracted, (_HUNDRED + markup) / _HUNDRED)
+            contract_snapshot = contract.source.snapshot_id
+            if snapshot_id != contract_snapshot:
+                snapshot_id = f"{snapshot_id}+contract:{contract.source.name}@{contract.source.sha256[:12]}"
+            if explicit:
+                source = contract.source.source
+
+        price_tiers = tuple(
+            PriceTier(
+                price_key=key,
+                start_tokens=start,
+                list_price=price,
+                contracted_price=None if explicit else _clean(price * (_HUNDRED - discount) / _HUNDRED),
+                billed_price=None if explicit else _clean(
+                    price * (_HUNDRED - discount) / _HUNDRED * (_HUNDRED + markup) / _HUNDRED),
+            )
+            for key, start, price in tiers
+        )
+        return ResolvedPrice(
+            provider=provider,
+            model=f"{canonical}@{req.variant}" if req.variant else canonical,
+            unit_prices=billed,
+            list_prices=list_prices,
+            contracted_prices=contracted,
+            source=source,
+            snapshot_id=snapshot_id,
+            max_output_tokens=max_out,
+            context_window=context_window,
+            tiers=price_tiers,
+            variant=req.variant,
+            tenant=tenant if contract is not None else None,
+            contract=contract_label,
+            valid_from=valid_from,
+            valid_until=valid_until,
+            note=note,
+        )
+
+
+def _requested_id(req: _Request) -> str:
+    name = req.model.strip()
+    return name.rsplit("@", 1)[0] if req.variant and name.lower().endswith("@" + req.variant) else name
+
+
+_Extracted = tuple[UnitPrices, list[tuple[str, int, Decimal]], list[str]]
+
+
+def _extract_genai(model_price: gp_types.ModelPrice) -> _Extracted | None:
+    """Unit prices, tiers and ignored price keys of a genai-prices ModelPrice; None if it has no token prices."""
+    values: dict[str, Decimal] = {}
+    tiers: list[tuple[str, int, Decimal]] = []
+    ignored: list[str] = []
+    for key, value in model_price.__dict__.items():
+        if key.startswith("_") or value is None:
+            continue
+        if key in TOKEN_PRICE_FIELDS:
+            if isinstance(value, gp_types.TieredPrices):
+                values[key] = value.base
+                tiers.extend((key, tier.start, tier.price) for tier in value.tiers)
+            else:
+                values[key] = value
+        elif key == "requests_kcount" and not isinstance(value, gp_types.TieredPrices):
+            values["per_call"] = value / Decimal(1000)
+        else:
+            ignored.append(key)
+    if not any(k in values for k in ("input_mtok", "output_mtok", "per_call")):
+        return None
+    return UnitPrices(**values), tiers, ignored
+
+
+# ---------------------------------------------------------------------------------------------- singleton
+
+_BOOK: PriceBook | None = None
+_BOOK_LOCK = threading.Lock()
+
+
+def get_price_book() -> PriceBook:
+    """The process-wide price book (bundled overlays + GENOPS_PRICING_DIR), built on first use."""
+    global _BOOK
+    if _BOOK is None:
+        with _BOOK_LOCK:
+            if _BOOK is None:
+                _BOOK = PriceBook()
+    return _BOOK
+
+
+def reset_price_book() -> None:
+    """Forget the process-wide price book (tests, or after changing GENOPS_PRICING_DIR)."""
+    global _BOOK
+    with _BOOK_LOCK:
+        _BOOK = None

@@ -1,0 +1,139 @@
+"""How a run is shown: the `--json` object of DESIGN §6 and the rich summary table.
+
+    run_to_output(run)            # dict ready for json.dumps (money as decimal strings)
+    render_run_table(run, console)
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from genops_cli.models import CallRecord, RunRecord
+
+
+def jsonable_outputs(value: Any) -> Any:
+    """Pipeline outputs as JSON: ChatMessage/Document via to_dict, embeddings shortened to their size."""
+    if isinstance(value, dict):
+        return {str(k): jsonable_outputs(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        if value and all(isinstance(v, float) for v in value):
+            return {"embedding_dimensions": len(value)}
+        return [jsonable_outputs(v) for v in value]
+    if isinstance(value, Decimal):
+        return str(value)
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    to_dict = getattr(value, "to_dict", None)
+    if callable(to_dict):
+        try:
+            data = to_dict()
+            if isinstance(data, dict):
+                data.pop("embedding", None)
+                data.pop("sparse_embedding", None)
+            return jsonable_outputs(data)
+        except Exception:
+            pass
+    return str(value)
+
+
+def call_to_output(call: CallRecord) -> dict[str, Any]:
+    u = call.usage
+    return {
+        "name": call.component_name,
+        "type": call.component_type,
+        "span_kind": call.span_kind,
+        "visit": call.visit,
+        "agent_step": call.agent_step,
+        "tool_name": call.tool_name,
+        "provider": call.provider,
+        "model": call.model,
+        "input_tokens": u.input_tokens,
+        "cache_read_tokens": u.cache_read_tokens,
+        "cache_write_tokens": u.cache_write_tokens,
+        "output_tokens": u.output_tokens,
+        "reasoning_tokens": u.reasoning_tokens,
+        "usage_source": u.source,
+        "cost": str(call.cost),
+        "latency_ms": round(call.latency_ms, 3),
+        "status": call.status,
+        "error": call.error,
+        "priced": call.priced,
+    }
+
+
+def run_to_output(run: RunRecord, include_outputs: bool = True) -> dict[str, Any]:
+    a = run.attribution
+    out: dict[str, Any] = {
+        "run_id": run.run_id,
+        "pipeline": run.pipeline_name,
+        "pipeline_hash": run.pipeline_hash,
+        "status": run.status,
+        "error": run.error,
+        "total_cost": str(run.total_cost),
+        "currency": run.currency,
+        "simulated": run.simulated,
+        "started_at": run.started_at.isoformat(),
+        "ended_at": run.ended_at.isoformat() if run.ended_at else None,
+        "policy": {
+            "result": run.policy.result,
+            "reason_code": run.policy.reason_code,
+            "message": run.policy.message,
+            "reserved_cost": str(run.policy.reserved_cost),
+        },
+        "attribution": {
+            "team": a.team, "project": a.project, "environment": a.environment, "customer_id": a.customer_id,
+            "feature": a.feature, "cost_center": a.cost_center, "tags": a.tags,
+            "data_classification": a.data_classification,
+        },
+        "unpriced_models": run.unpriced_models,
+        "components": [call_to_output(c) for c in run.calls],
+    }
+    if run.batch_line is not None:
+        out["batch_line"] = run.batch_line
+    if run.cache_hit:
+        out["cache_hit"] = True
+        out["saved_cost"] = str(run.saved_cost)
+    if include_outputs:
+        out["outputs"] = jsonable_outputs(run.outputs) if run.outputs is not None else None
+    return out
+
+
+def render_run_table(run: RunRecord, console: Any) -> None:
+    from rich.table import Table
+
+    from genops_cli.cli.common import money
+
+    title = f"{run.pipeline_name}  run {run.run_id}" + ("  (simulated)" if run.simulated else "")
+    table = Table(title=title, title_justify="left", show_lines=False)
+    for column, justify in (("component", "left"), ("kind", "left"), ("provider", "left"), ("model", "left"),
+                            ("in", "right"), ("cached", "right"), ("out", "right"), ("cost", "right"),
+                            ("latency", "right"), ("status", "left")):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    totals = [0, 0, 0]
+    for c in run.calls:
+        u = c.usage
+        totals[0] += u.input_tokens
+        totals[1] += u.cache_read_tokens
+        totals[2] += u.output_tokens
+        name = c.component_name + (f" [{c.tool_name}]" if c.tool_name else "")
+        if c.agent_step is not None:
+            name += f" #{c.agent_step}"
+        cost = money(c.cost) if c.priced else "[red]unpriced[/red]"
+        table.add_row(
+            name, c.span_kind, c.provider or "", c.model or "",
+            str(u.input_tokens) if c.model else "", str(u.cache_read_tokens) if c.model else "",
+            str(u.output_tokens) if c.model else "", cost if c.model else "",
+            f"{c.latency_ms:.0f} ms", c.status if c.status == "ok" else f"[red]{c.status}[/red]",
+        )
+    table.add_section()
+    table.add_row("total", "", "", "", str(totals[0]), str(totals[1]), str(totals[2]), money(run.total_cost),
+                  "", run.status)
+    console.print(table)
+    policy = run.policy
+    if policy.result != "ALLOWED" or policy.reason_code:
+        console.print(f"policy: {policy.result} {policy.reason_code or ''} {policy.message or ''}".rstrip())
+    if run.unpriced_models:
+        console.print(f"[yellow]unpriced models (cost not included): {', '.join(run.unpriced_models)}[/yellow]")
+    if run.error:
+        console.print(f"[red]error:[/red] {run.error}", markup=True)

@@ -140,6 +140,18 @@ class PolicyDecision:
 
 
 @dataclass
+class PolicyEvent:
+    """One evaluated rule (budget or compliance) for a run, recorded in `policy_events` whether or not enforced."""
+
+    event_id: str
+    rule: str  # e.g. "budget:team:ml:daily", "compliance:allowed_models"
+    result: PolicyResult
+    reason_code: str | None = None
+    message: str | None = None
+    enforced: bool = False
+
+
+@dataclass
 class Attribution:
     """Who a run is for: the GenOps attribution attributes."""
 
@@ -189,6 +201,7 @@ class RunRecord:
     cache_hit: bool = False
     saved_cost: Decimal = Decimal(0)
     calls: list[CallRecord] = field(default_factory=list)
+    policy_events: list[PolicyEvent] = field(default_factory=list)
     outputs: Any = None
 
     @property

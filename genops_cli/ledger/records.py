@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 
 from genops_cli.errors import LedgerError
 from genops_cli.ledger import audit
-from genops_cli.ledger.serialize import CALL_COLUMNS, RUN_COLUMNS, call_row, run_row
+from genops_cli.ledger.serialize import CALL_COLUMNS, RUN_COLUMNS, call_row, run_row, to_naive_utc
 from genops_cli.ledger.spool import Spool
 from genops_cli.ledger.store import Ledger, Tx
 from genops_cli.models import RunRecord, quantize_money
@@ -52,6 +52,14 @@ def insert_run(tx: Tx, run: RunRecord) -> bool:
                 run.policy.reservation_id,
             ],
         )
+    for event in run.policy_events:
+        tx.execute(
+            "INSERT INTO policy_events (event_id, run_id, recorded_at, rule, result, reason_code, message, enforced) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
+            [event.event_id, run.run_id, to_naive_utc(run.started_at), event.rule, event.result, event.reason_code,
+             event.message, event.enforced],
+        )
+        audit.append(tx, "policy", event.event_id)
     audit.append(tx, "run", run.run_id)
     for hook in _after_insert_hooks:
         hook(tx, run)

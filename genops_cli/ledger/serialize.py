@@ -15,6 +15,7 @@ from genops_cli.models import (
     Attribution,
     CallRecord,
     PolicyDecision,
+    PolicyEvent,
     RunRecord,
     TokenUsage,
     UnitPrices,
@@ -144,6 +145,7 @@ def run_to_json(run: RunRecord) -> dict[str, Any]:
         "cache_hit": run.cache_hit,
         "saved_cost": str(run.saved_cost),
         "calls": [call_to_json(c) for c in run.calls],
+        "policy_events": [asdict(e) for e in run.policy_events],
     }
 
 
@@ -178,6 +180,7 @@ def run_from_json(data: dict[str, Any]) -> RunRecord:
         cache_hit=data.get("cache_hit", False),
         saved_cost=Decimal(data.get("saved_cost", "0")),
         calls=[call_from_json(c) for c in data.get("calls", [])],
+        policy_events=[PolicyEvent(**e) for e in data.get("policy_events", [])],
     )
 
 

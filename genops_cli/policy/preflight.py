@@ -1,4 +1,9 @@
-"""Preflight: decide ALLOWED | WARNING | BLOCKED before any provider call."""
+"""Preflight: decide ALLOWED | WARNING | BLOCKED before any provider call (GenOps spec `genops.policy.*`).
+
+Order: compliance rules (model/provider/region/classification/attribution) first, then budgets (check and
+reservation of the estimated worst-case cost, atomically in the ledger). Every evaluated rule becomes a
+`PolicyEvent` on the run, so violations are recorded whether or not they were enforced.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,34 @@ if TYPE_CHECKING:
     from genops_cli.loading import LoadedPipeline
     from genops_cli.runner import Engine, RunOptions
 
+_RANK = {"ALLOWED": 0, "WARNING": 1, "RATE_LIMITED": 2, "BLOCKED": 3}
+
+
+def worst(a: PolicyDecision, b: PolicyDecision) -> PolicyDecision:
+    """The stricter of two decisions (BLOCKED > RATE_LIMITED > WARNING > ALLOWED); reservations carry over."""
+    chosen = b if _RANK[b.result] > _RANK[a.result] else a
+    other = a if chosen is b else b
+    if not chosen.reservation_id and other.reservation_id:
+        chosen.reservation_id = other.reservation_id
+        chosen.reserved_cost = other.reserved_cost
+    return chosen
+
 
 def preflight(engine: Engine, loaded: LoadedPipeline, data: dict[str, Any], run: RunRecord,
               options: RunOptions) -> PolicyDecision:
-    return PolicyDecision(result="ALLOWED")
+    decision = PolicyDecision(result="ALLOWED")
+    try:
+        from genops_cli.policy import compliance
+    except ImportError:
+        compliance = None  # type: ignore[assignment]
+    if compliance is not None:
+        decision = worst(decision, compliance.evaluate(engine, loaded, run, options))
+        if decision.result == "BLOCKED":
+            return decision
+    try:
+        from genops_cli.policy import budgets
+    except ImportError:
+        budgets = None  # type: ignore[assignment]
+    if budgets is not None:
+        decision = worst(decision, budgets.check_and_reserve(engine, loaded, data, run, options))
+    return decision

@@ -187,48 +187,67 @@ def _profile_component(name: str, type_path: str, params: dict[str, Any]) -> Com
 
 
 def _check_types(path: Path, data: dict[str, Any], allow_modules: list[str]) -> None:
-    """Fail early, per component, on a type that is disallowed, missing or moved (with the fix)."""
+    """Fail early, on the first component whose type is disallowed, missing or moved (with the fix)."""
+    for _name, message in component_type_issues(path, data, allow_modules):
+        raise PipelineLoadError(message)
+
+
+def component_type_issues(path: Path, data: dict[str, Any], allow_modules: list[str]) -> list[tuple[str, str]]:
+    """(component, one-line message with the fix) for every component whose own type or a nested type (an Agent's
+    generator, a tool, a document store) is outside the allowlist, cannot be imported, or was removed or moved.
+
+    One entry per component (its first problem): `genops validate` lists them all, `load_pipeline` stops at the
+    first. Import-time logging and warnings of third-party modules are the caller's to capture.
+    """
     from haystack.core.serialization_security import _check_module_allowed, _deserialization_context
 
+    issues: list[tuple[str, str]] = []
     for name, comp in data["components"].items():
         if not isinstance(comp, dict) or not isinstance(comp.get("type"), str):
-            raise PipelineLoadError(f"{path}: component '{name}': missing 'type' (the component's class path)")
+            issues.append((name, f"{path}: component '{name}': missing 'type' (the component's class path)"))
+            continue
         for type_path in _nested_types(comp):
-            module, _, cls_name = type_path.rpartition(".")
-            if not module:
-                raise PipelineLoadError(f"{path}: component '{name}': type {type_path!r} is not a full class path")
-            if module.startswith(SIMULATOR_MODULE):
-                continue
-            try:
-                with _deserialization_context(allowed_modules=allow_modules, unsafe=False):
-                    _check_module_allowed(module)
-            except Exception:
-                raise PipelineLoadError(
-                    f"{path}: component '{name}': type {type_path} is outside the module allowlist; "
-                    f"add --allow-module {module.split('.')[0]} if you trust it"
-                ) from None
-            try:
-                mod = importlib.import_module(module)
-            except ModuleNotFoundError as exc:
-                package = integration_package_for(module)
-                hint = f"pip install {package}" if package else f"install the package that provides {module}"
-                if cls_name in MOVED_COMPONENTS and module.startswith("haystack."):
-                    hint = f"it was removed in Haystack 3; use {MOVED_COMPONENTS[cls_name]}"
-                raise PipelineLoadError(
-                    f"{path}: component '{name}': cannot import {module} ({exc.name} missing); {hint}"
-                ) from None
-            except Exception as exc:
-                raise PipelineLoadError(
-                    f"{path}: component '{name}': importing {module} failed ({type(exc).__name__}: "
-                    f"{_one_line(exc)})"
-                ) from None
-            if not hasattr(mod, cls_name):
-                hint = (
-                    f"it was removed or moved in Haystack 3; use {MOVED_COMPONENTS[cls_name]}"
-                    if cls_name in MOVED_COMPONENTS
-                    else "check the class name and the installed package version"
-                )
-                raise PipelineLoadError(f"{path}: component '{name}': {module} has no {cls_name}; {hint}")
+            message = _type_problem(path, name, comp["type"], type_path, allow_modules, _check_module_allowed,
+                                    _deserialization_context)
+            if message:
+                issues.append((name, message))
+                break
+    return issues
+
+
+def _type_problem(path: Path, name: str, own_type: str, type_path: str, allow_modules: list[str],
+                  check_allowed: Any, context: Any) -> str | None:
+    module, _, cls_name = type_path.rpartition(".")
+    nested = "" if type_path == own_type else f"nested type {type_path}: "
+    if not module:
+        return f"{path}: component '{name}': {nested}type {type_path!r} is not a full class path"
+    if module.startswith(SIMULATOR_MODULE):
+        return None
+    try:
+        with context(allowed_modules=allow_modules, unsafe=False):
+            check_allowed(module)
+    except Exception:
+        return (f"{path}: component '{name}': {nested}type {type_path} is outside the module allowlist; "
+                f"add --allow-module {module.split('.')[0]} if you trust it")
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        package = integration_package_for(module)
+        hint = f"pip install {package}" if package else f"install the package that provides {module}"
+        if cls_name in MOVED_COMPONENTS and module.startswith("haystack."):
+            hint = f"it was removed in Haystack 3; use {MOVED_COMPONENTS[cls_name]}"
+        return f"{path}: component '{name}': {nested}cannot import {module} ({exc.name} missing); {hint}"
+    except Exception as exc:
+        return (f"{path}: component '{name}': {nested}importing {module} failed ({type(exc).__name__}: "
+                f"{_one_line(exc)})")
+    if not hasattr(mod, cls_name):
+        hint = (
+            f"it was removed or moved in Haystack 3; use {MOVED_COMPONENTS[cls_name]}"
+            if cls_name in MOVED_COMPONENTS
+            else "check the class name and the installed package version"
+        )
+        return f"{path}: component '{name}': {nested}{module} has no {cls_name}; {hint}"
+    return None
 
 
 def _nested_types(comp: dict[str, Any]) -> list[str]:
@@ -268,6 +287,31 @@ def _one_line(exc: BaseException) -> str:
     return text[:400]
 
 
+def pipeline_display_name(path: Path, data: dict[str, Any]) -> str:
+    """metadata.name, else the folder of a `pipeline.yml`, else the file stem."""
+    name = (data.get("metadata") or {}).get("name")
+    if name:
+        return str(name)
+    return path.parent.name if path.stem == "pipeline" else path.stem
+
+
+def profile_pipeline_data(path: Path, data: dict[str, Any],
+                          model_overrides: dict[str, str] | None = None) -> PipelineProfile:
+    """What each component will call, read from the serialized init parameters (no component is built).
+    Applies `model_overrides` to `data` in place; the hash covers the definition as it will run."""
+    profile = PipelineProfile(name=pipeline_display_name(path, data), path=str(path),
+                              pipeline_hash=pipeline_hash(data))
+    for name, comp in data["components"].items():
+        params = comp.get("init_parameters") or {}
+        comp["init_parameters"] = params
+        if model_overrides:
+            _apply_model_override(name, comp, model_overrides)
+        profile.components[name] = _profile_component(name, comp["type"], params)
+    if model_overrides:
+        profile.pipeline_hash = pipeline_hash(data)
+    return profile
+
+
 def load_pipeline(
     path: str | Path,
     allow_modules: list[str] | None = None,
@@ -283,22 +327,9 @@ def load_pipeline(
 
     p, _text, data = read_pipeline_file(path)
     allow = list(allow_modules or [])
-    original_hash = pipeline_hash(data)
     _check_types(p, data, allow)
     data = copy.deepcopy(data)
-    profile = PipelineProfile(
-        name=str((data.get("metadata") or {}).get("name") or p.parent.name if p.stem == "pipeline" else p.stem),
-        path=str(p),
-        pipeline_hash=original_hash,
-    )
-    for name, comp in data["components"].items():
-        params = comp.setdefault("init_parameters", {}) or {}
-        comp["init_parameters"] = params
-        if model_overrides:
-            _apply_model_override(name, comp, model_overrides)
-        profile.components[name] = _profile_component(name, comp["type"], params)
-    if model_overrides:
-        profile.pipeline_hash = pipeline_hash(data)
+    profile = profile_pipeline_data(p, data, model_overrides)
     secrets: set[str] = set()
     if simulate:
         from genops_cli.simulate import simulate_components
@@ -355,3 +386,59 @@ def _load_error_message(path: Path, data: dict[str, Any], component: str | None,
             )
         return f"{path}: component '{component}' ({comp.get('type')}): {type(exc).__name__}: {text}"
     return f"{path}: {type(exc).__name__}: {text}"
+
+
+def profile_from_pipeline(pipeline: Any, name: str | None = None) -> PipelineProfile:
+    """The PipelineProfile of a live `Pipeline` built in code (the Python API has no YAML).
+
+    Each component is serialized with its own `to_dict()` (the same init parameters a YAML would carry, so
+    `_profile_component` reads model, max_tokens and an Agent's generator the same way); a component that cannot
+    serialize is profiled from its attributes (`model`, `generation_kwargs`, `chat_generator`).
+
+        profile = profile_from_pipeline(my_pipeline, name="support-bot")
+    """
+    components: dict[str, Any] = {}
+    for comp_name, instance in pipeline.walk():
+        cls = type(instance)
+        type_path = f"{cls.__module__}.{cls.__name__}"
+        components[comp_name] = {"type": type_path, "init_parameters": _live_init_parameters(instance)}
+    data = {"components": components, "connections": _live_connections(pipeline)}
+    metadata = getattr(pipeline, "metadata", None) or {}
+    display = name or str(metadata.get("name") or "pipeline")
+    profile = PipelineProfile(name=display, path=f"<python:{display}>", pipeline_hash=pipeline_hash(data))
+    for comp_name, comp in components.items():
+        profile.components[comp_name] = _profile_component(comp_name, comp["type"], comp["init_parameters"])
+    return profile
+
+
+def _live_init_parameters(instance: Any) -> dict[str, Any]:
+    to_dict = getattr(instance, "to_dict", None)
+    if callable(to_dict):
+        try:
+            params = to_dict().get("init_parameters")
+            if isinstance(params, dict):
+                return params
+        except Exception:  # e.g. a token Secret refuses to serialize: fall back to attributes
+            pass
+    params: dict[str, Any] = {}
+    for attr in ("model", "model_name", "azure_deployment", "generation_kwargs", "max_tokens", "top_k"):
+        value = getattr(instance, attr, None)
+        if isinstance(value, str | int | dict):
+            params[attr] = value
+    generator = getattr(instance, "chat_generator", None)
+    if generator is not None:
+        cls = type(generator)
+        params["chat_generator"] = {"type": f"{cls.__module__}.{cls.__name__}",
+                                    "init_parameters": _live_init_parameters(generator)}
+    return params
+
+
+def _live_connections(pipeline: Any) -> list[dict[str, str]]:
+    graph = getattr(pipeline, "graph", None)
+    if graph is None:
+        return []
+    return sorted(
+        ({"sender": f"{u}.{d.get('from_socket').name}", "receiver": f"{v}.{d.get('to_socket').name}"}
+         for u, v, d in graph.edges(data=True) if d.get("from_socket") is not None and d.get("to_socket") is not None),
+        key=lambda c: (c["sender"], c["receiver"]),
+    )

@@ -112,6 +112,8 @@ class CallRecord:
     price_snapshot: str | None = None
     # Documents a retriever returned (for RAG insights); no content is kept.
     documents_retrieved: int | None = None
+    # The component's configured max_tokens (LLM calls), for max_tokens recommendations.
+    max_tokens: int | None = None
 
     @property
     def is_billable(self) -> bool:

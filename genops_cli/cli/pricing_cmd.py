@@ -9,14 +9,16 @@ import json
 import sys
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from genops_cli.errors import GenopsError
-from genops_cli.pricing import PriceBook, ResolvedPrice, get_price_book, overlay_dirs, parse_when
+
+if TYPE_CHECKING:
+    from genops_cli.pricing import PriceBook, ResolvedPrice
 
 app = typer.Typer(
     help="Look up model prices: genai-prices plus the overlays in pricing/ and $GENOPS_PRICING_DIR.",
@@ -39,6 +41,9 @@ def _fail(message: str) -> typer.Exit:
 
 
 def _book() -> PriceBook:
+    # Imported here: genai-prices costs ~0.15 s to import and `genops --help` must stay fast.
+    from genops_cli.pricing import get_price_book
+
     try:
         return get_price_book()
     except GenopsError as exc:
@@ -63,6 +68,8 @@ def _unknown_message(book: PriceBook, model: str, provider: str | None, when: st
         providers = sorted({p for m in book.overlays.models if m.match.matches(base) for p in m.providers})
         if providers:
             return f"{message}; the overlays know it with --provider {' or '.join(providers)}"
+    from genops_cli.pricing import overlay_dirs
+
     dirs = ", ".join(str(d) for d in overlay_dirs())
     return (f"{message}: neither {book.genai_snapshot_id} nor the overlays ({dirs}) know it; "
             "add it to an overlay file (format in pricing/local.yml)")
@@ -114,6 +121,8 @@ def show(
 ) -> None:
     """Show the prices that apply to MODEL (and where they come from)."""
     try:
+        from genops_cli.pricing import parse_when
+
         when = parse_when(at) if at else None
     except ValueError:
         raise _fail(f"--at: expected YYYY-MM-DD or an ISO timestamp, got {at!r}") from None
@@ -152,3 +161,54 @@ def list_models(
         table.add_row(rp.provider, rp.model, *(_fmt(getattr(rp.list_prices, k)) for k, _ in _PRICE_COLUMNS),
                       rp.source)
     console.print(table)
+
+
+@app.command("check")
+def check(
+    pipeline: Annotated[str, typer.Argument(help="Haystack pipeline YAML.")],
+    at: Annotated[str | None, typer.Option("--at", help="Price date (YYYY-MM-DD); default now.")] = None,
+    tenant: Annotated[str | None, typer.Option("--tenant", help="Apply this tenant's contract.")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="JSON on stdout.")] = False,
+) -> None:
+    """Is every model the pipeline calls priced? Exit 0 when all are, 1 when one is not, 2 on a bad file."""
+    from genops_cli.loading import profile_pipeline_data, read_pipeline_file
+
+    try:
+        path, _text, data = read_pipeline_file(pipeline)
+        profile = profile_pipeline_data(path, data)
+        when = None
+        if at:
+            from genops_cli.pricing import parse_when
+
+            when = parse_when(at)
+    except GenopsError as exc:
+        raise _fail(str(exc)) from None
+    book = _book()
+    rows: list[dict[str, Any]] = []
+    for comp in profile.llm_components():
+        entry: dict[str, Any] = {"component": comp.name, "type": comp.type_name, "provider": comp.provider,
+                                 "model": comp.model, "priced": False, "source": None, "unit_prices": None,
+                                 "max_tokens": comp.max_tokens}
+        if comp.model:
+            resolved = book.resolve(comp.model, comp.provider, when, tenant)
+            if resolved is not None:
+                entry.update(priced=True, source=resolved.source, unit_prices=resolved.unit_prices.to_json(),
+                             provider=resolved.provider)
+        rows.append(entry)
+    unpriced = [r for r in rows if not r["priced"]]
+    if json_output:
+        sys.stdout.write(json.dumps({"pipeline": profile.name, "components": rows,
+                                     "all_priced": not unpriced}) + "\n")
+    else:
+        console = _console()
+        table = Table(title=f"{profile.name}: {len(rows)} priced component(s)", title_justify="left")
+        for column in ("component", "provider", "model", "priced", "source", "max_tokens"):
+            table.add_column(column)
+        for r in rows:
+            table.add_row(r["component"], r["provider"] or "?", r["model"] or "(no model)",
+                          "yes" if r["priced"] else "NO", r["source"] or "-", str(r["max_tokens"] or "-"))
+        console.print(table)
+        for r in unpriced:
+            typer.echo(f"unpriced: {r['component']} ({r['provider'] or '?'}:{r['model'] or 'no model'}); add it to "
+                       "an overlay in pricing/ or $GENOPS_PRICING_DIR", err=True)
+    raise typer.Exit(1 if unpriced else 0)

@@ -149,11 +149,18 @@ _V1 = [
     """,
 ]
 
+# v2: the max_tokens a call was configured with (from the pipeline profile), so `recommend` can tell when
+# output stays far below it.
+_V2 = [
+    "ALTER TABLE calls ADD COLUMN IF NOT EXISTS max_tokens INTEGER",
+]
+
 SchemaStep = str | Callable[..., None]
 
 #: (version, statements). The ledger's `schema_version` table records the highest applied version.
 MIGRATIONS: list[tuple[int, list[str]]] = [
     (1, _V1),
+    (2, _V2),
 ]
 
 CURRENT_VERSION = MIGRATIONS[-1][0]

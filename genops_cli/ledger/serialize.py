@@ -82,6 +82,7 @@ def call_to_json(call: CallRecord) -> dict[str, Any]:
         "priced": call.priced,
         "price_snapshot": call.price_snapshot,
         "documents_retrieved": call.documents_retrieved,
+        "max_tokens": call.max_tokens,
     }
 
 
@@ -111,6 +112,7 @@ def call_from_json(data: dict[str, Any]) -> CallRecord:
         priced=data.get("priced", True),
         price_snapshot=data.get("price_snapshot"),
         documents_retrieved=data.get("documents_retrieved"),
+        max_tokens=data.get("max_tokens"),
     )
 
 
@@ -200,6 +202,7 @@ CALL_COLUMNS = [
     "agent_step", "tool_name", "provider", "model", "input_tokens", "cache_read_tokens", "cache_write_tokens",
     "output_tokens", "reasoning_tokens", "usage_source", "raw_usage", "unit_prices", "cost", "list_cost", "priced",
     "price_snapshot", "started_at", "latency_ms", "status", "error", "documents_retrieved",
+    "max_tokens",
 ]  # fmt: skip
 
 
@@ -226,4 +229,5 @@ def call_row(call: CallRecord) -> tuple[Any, ...]:
         json.dumps(call.unit_prices.to_json(), sort_keys=True) if call.unit_prices else None,
         quantize_money(call.cost), quantize_money(call.list_cost), call.priced, call.price_snapshot,
         to_naive_utc(call.started_at), float(call.latency_ms), call.status, call.error, call.documents_retrieved,
+        call.max_tokens,
     )  # fmt: skip

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.resources
+import importlib.util
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -230,11 +231,22 @@ class OverlaySet:
 
 def bundled_overlay_dir() -> Path:
     """The bundled overlay folder: package data `genops_cli.pricing_overlays`, or the checkout's `pricing/`."""
+    # The folder has no __init__.py, so in a wheel it is a namespace package: importlib.resources.files() gives a
+    # MultiplexedPath there (not a filesystem path), hence the spec's search locations first.
     try:
-        resource = importlib.resources.files("genops_cli.pricing_overlays")
-        path = Path(str(resource))
+        spec = importlib.util.find_spec("genops_cli.pricing_overlays")
+    except (ModuleNotFoundError, ValueError):
+        spec = None
+    for location in (spec.submodule_search_locations or []) if spec is not None else []:
+        path = Path(location)
         if path.is_dir() and any(path.glob("*.yml")):
             return path
+    try:
+        resource = importlib.resources.files("genops_cli.pricing_overlays")
+        if isinstance(resource, os.PathLike):
+            path = Path(resource)
+            if path.is_dir() and any(path.glob("*.yml")):
+                return path
     except (ModuleNotFoundError, TypeError, ValueError):
         pass
     # Editable installs cannot always map a package-dir without __init__.py: use the repository folder.

@@ -35,6 +35,7 @@ AGENT_STEP = "haystack.agent.step"
 AGENT_LLM = "haystack.agent.step.llm"
 AGENT_TOOL = "haystack.agent.step.tool"
 
+_INPUT_TAGS = {"haystack.component.input", "haystack.agent.step.llm.input"}
 _OUTPUT_TAGS = {
     "haystack.component.output",
     "haystack.agent.step.llm.output",
@@ -69,6 +70,8 @@ class GenopsSpan(Span):
         self.tool_error: str | None = None
         self.descendant_reported_usage = False
         self.content: dict[str, Any] = {}
+        self._llm_input: Any = None
+        self._llm_output: Any = None
         self.call_id: str | None = None
         self.seq = capture.next_seq() if capture else 0
         for key, value in (tags or {}).items():
@@ -85,6 +88,11 @@ class GenopsSpan(Span):
         # its own content gate.
         if key in _OUTPUT_TAGS:
             self._read_output(key, value)
+            if self._llm_output is None and self.is_llm_span():
+                self._llm_output = value
+        elif key in _INPUT_TAGS and self.is_llm_span():
+            # Held only until the span ends, to estimate usage a provider did not report (streaming).
+            self._llm_input = value
         if self.capture is not None and self.capture.capture_content:
             self.content[key] = value
         if self.inner is not None:
@@ -198,8 +206,8 @@ class GenopsSpan(Span):
                 model = extracted.model
         if self.is_llm_span() and not self.descendant_reported_usage:
             model = model or (profile.model if profile else None)
-            if model is not None and usage.source == "none":
-                usage = TokenUsage(source="missing")
+            if model is not None and usage.source in ("none", "missing"):
+                usage = _estimate_usage(self._llm_input, self._llm_output, model, self._provider(model))
         status = "ok"
         error_text = None
         if error is not None:
@@ -226,6 +234,7 @@ class GenopsSpan(Span):
             model=model,
             usage=usage,
             documents_retrieved=documents,
+            max_tokens=profile.max_tokens if profile is not None and model is not None else None,
         )
 
     def _parent_call_id(self) -> str | None:
@@ -238,6 +247,47 @@ class GenopsSpan(Span):
 
 
 _current_span: ContextVar[GenopsSpan | None] = ContextVar("genops_current_span", default=None)
+
+
+def _estimate_usage(inputs: Any, outputs: Any, model: str, provider: str | None) -> TokenUsage:
+    """Usage the provider did not report (e.g. OpenAI streaming without include_usage), counted offline from
+    the messages sent and the replies received, and labelled `estimated`. `missing` when there is nothing to
+    count (e.g. the call failed before a reply)."""
+    from genops_cli.tokens import count_text_tokens, estimate_input_tokens
+
+    messages = inputs.get("messages") if isinstance(inputs, dict) else None
+    replies = outputs.get("replies") if isinstance(outputs, dict) else None
+    if not messages or not replies:
+        return TokenUsage(source="missing")
+    try:
+        input_tokens, _exact = estimate_input_tokens(list(messages), model, provider)
+        output_tokens = 0
+        for reply in replies:
+            text = getattr(reply, "text", None) if not isinstance(reply, str) else reply
+            output_tokens += count_text_tokens(text or "", model)
+            for tool_call in getattr(reply, "tool_calls", None) or []:
+                output_tokens += count_text_tokens(f"{tool_call.tool_name}{tool_call.arguments}", model)
+    except Exception:
+        return TokenUsage(source="missing")
+    return TokenUsage(input_tokens=input_tokens, output_tokens=output_tokens, source="estimated",
+                      raw={"genops_estimate": "offline token count of messages and replies"})
+
+
+def _capture_and_parent(parent_span: Span | None) -> tuple[RunCapture | None, GenopsSpan | None]:
+    """Which run a new span belongs to, and its parent.
+
+    An explicit parent_span (Haystack passes one for components, also on worker threads) decides. Otherwise the
+    run opened in this context wins over an ambient span left from another run, which is then not a parent.
+    """
+    if isinstance(parent_span, GenopsSpan):
+        return parent_span.capture, parent_span
+    ambient = _current_span.get()
+    active = current_capture.get()
+    if active is None:
+        return (ambient.capture if ambient else None), ambient
+    if ambient is not None and ambient.capture is not active:
+        return active, None
+    return active, ambient
 
 #: Called with the capture of a pipeline run that started without one (auto_instrument).
 OrphanRunHandler = Callable[[GenopsSpan], RunCapture | None]
@@ -257,8 +307,7 @@ class GenopsTracer(Tracer):
     def trace(
         self, operation_name: str, tags: dict[str, Any] | None = None, parent_span: Span | None = None
     ) -> Iterator[Span]:
-        parent = parent_span if isinstance(parent_span, GenopsSpan) else _current_span.get()
-        capture = parent.capture if parent is not None and parent.capture is not None else current_capture.get()
+        capture, parent = _capture_and_parent(parent_span)
         orphan = False
         if capture is None and operation_name in PIPELINE_RUN and parent is None and self.on_orphan_run:
             probe = GenopsSpan(operation_name, tags or {}, None, None, None)

@@ -319,9 +319,12 @@ def load_pipeline(
     simulation_output_tokens: int | None = None,
     model_overrides: dict[str, str] | None = None,
     check_secrets: bool = True,
+    init_overrides: dict[str, Any] | None = None,
 ) -> LoadedPipeline:
     """Read, check and build the pipeline. With `simulate`, LLM and embedding components become simulators
-    with the same model names; `model_overrides` ({component or "*": model}) substitutes models (compare)."""
+    with the same model names; `model_overrides` ({component or "*": model}) substitutes models (compare).
+    `init_overrides` ({param: value}) sets an init parameter on every component (nested ones included) that
+    declares it, e.g. {"max_retries": 0} when genops owns retries; it does not change the pipeline hash."""
     from haystack import Pipeline
     from haystack.core.serialization import DeserializationCallbacks
 
@@ -330,7 +333,10 @@ def load_pipeline(
     _check_types(p, data, allow)
     data = copy.deepcopy(data)
     profile = profile_pipeline_data(p, data, model_overrides)
+    if init_overrides:
+        _apply_init_overrides(data["components"], init_overrides)
     secrets: set[str] = set()
+    _check_init_params(p, data)
     if simulate:
         from genops_cli.simulate import simulate_components
 
@@ -354,6 +360,45 @@ def load_pipeline(
                           secret_env_vars=secrets)
 
 
+def _apply_init_overrides(value: Any, overrides: dict[str, Any]) -> None:
+    """Set each overridden init parameter wherever a (nested) component's init_parameters declare it."""
+    if isinstance(value, dict):
+        params = value.get("init_parameters")
+        if isinstance(value.get("type"), str) and isinstance(params, dict):
+            for key, new in overrides.items():
+                if key in params:
+                    params[key] = new
+        for child in value.values():
+            _apply_init_overrides(child, overrides)
+    elif isinstance(value, list):
+        for child in value:
+            _apply_init_overrides(child, overrides)
+
+
+def _check_init_params(path: Path, data: dict[str, Any]) -> None:
+    """Check init parameters against each constructor's signature before building: the error names the
+    parameter (Haystack's own message is a dump of all parameters), and components that simulation replaces
+    fail on a typo exactly as they would for real."""
+    import inspect
+
+    for name, comp in data["components"].items():
+        module, _, cls_name = comp["type"].rpartition(".")
+        try:
+            cls = getattr(importlib.import_module(module), cls_name)
+            signature = inspect.signature(cls.__init__)
+        except (ImportError, AttributeError, TypeError, ValueError):
+            continue
+        params = signature.parameters
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            continue
+        for key in comp.get("init_parameters") or {}:
+            if key not in params:
+                raise PipelineLoadError(
+                    f"{path}: component '{name}' ({comp['type']}): unknown init parameter '{key}'; remove it or "
+                    "check the component's documentation"
+                )
+
+
 def _apply_model_override(name: str, comp: dict[str, Any], overrides: dict[str, str]) -> None:
     model = overrides.get(name) or overrides.get("*")
     if not model:
@@ -371,10 +416,10 @@ def _apply_model_override(name: str, comp: dict[str, Any], overrides: dict[str, 
 
 def _load_error_message(path: Path, data: dict[str, Any], component: str | None, exc: Exception) -> str:
     text = _one_line(exc)
-    connection = re.search(r"'([\w\-]+\.[\w\-]+)'.*'([\w\-]+\.[\w\-]+)'", text)
-    lowered = text.lower()
-    if "connect" in lowered and ("socket" in lowered or connection or "doesn't exist" in lowered):
-        return f"{path}: connections: {text}; fix the sender/receiver names in 'connections'"
+    if type(exc).__name__ == "PipelineConnectError" or (
+        "connect" in text.lower() and ("does not exist" in text or "doesn't exist" in text)
+    ):
+        return f"{path}: connections: {text.strip(chr(39))}; fix the sender/receiver in 'connections'"
     if component is not None:
         comp = data["components"].get(component) or {}
         if isinstance(exc, TypeError) and "unexpected keyword argument" in text:

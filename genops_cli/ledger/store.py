@@ -70,11 +70,32 @@ class Tx:
         rows = self.query(sql, params)
         return rows[0][0] if rows else None
 
+    def iter_batches(self, sql: str, params: Sequence[Any] = (), size: int = 5000
+                     ) -> Iterator[tuple[list[str], list[tuple[Any, ...]]]]:
+        """(column names, rows) in batches of `size`, without loading the whole result (exports, migration).
+        The first batch is always yielded (possibly empty, so callers learn the columns). PostgreSQL streams
+        through a server-side cursor, so this needs the surrounding transaction."""
+        if self.backend == "postgresql":
+            with self.conn.cursor(name="genops_batches") as cur:
+                cur.itersize = size
+                cur.execute(self._sql(sql), list(params))
+                yield from _batches(cur, size)
+            return
+        yield from _batches(self.conn.execute(sql, list(params)), size)
+
     def lock_scopes(self, scopes: Sequence[str]) -> None:
         """Serialize budget checks per scope. DuckDB writers already hold the exclusive file lock."""
         if self.backend == "postgresql":
             for scope in sorted(set(scopes)):
                 self.execute("SELECT pg_advisory_xact_lock(hashtext(?))", [f"genops:{scope}"])
+
+
+def _batches(cur: Any, size: int) -> Iterator[tuple[list[str], list[tuple[Any, ...]]]]:
+    names = [d[0] for d in cur.description]
+    rows = cur.fetchmany(size)
+    yield names, [tuple(r) for r in rows]
+    while rows := cur.fetchmany(size):
+        yield names, [tuple(r) for r in rows]
 
 
 @dataclass
@@ -104,6 +125,12 @@ class Ledger(ABC):
     def read(self) -> Iterator[Tx]:
         """Read-only access. On a ledger that does not exist yet, yields a transaction over an empty schema."""
 
+    @contextmanager
+    def session(self) -> Iterator[WriteSession]:
+        """Several write transactions under one writer lock hold (batch ingestion): each `transaction()` still
+        commits on its own. The default opens one `write()` per transaction; DuckDB keeps one connection."""
+        yield WriteSession(self.write)
+
     @abstractmethod
     def exists(self) -> bool: ...
 
@@ -116,6 +143,19 @@ class Ledger(ABC):
     @property
     def display(self) -> str:
         return self.location
+
+
+class WriteSession:
+    """Hands out one committed transaction at a time inside `Ledger.session()`.
+
+        with ledger.session() as session:
+            for run in runs:
+                with session.transaction() as tx:   # commits here; a failure rolls back this run only
+                    insert_run(tx, run)
+    """
+
+    def __init__(self, transaction: Any) -> None:
+        self.transaction = transaction
 
 
 def _migrate(tx: Tx) -> int:
@@ -152,8 +192,14 @@ class _FileLock:
 
     @contextmanager
     def hold(self, exclusive: bool) -> Iterator[None]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise LedgerError(
+                f"ledger lock {self.path}: cannot create ({exc.strerror}); check that the ledger's folder is "
+                "writable"
+            ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
             yield
@@ -230,6 +276,37 @@ class DuckDBLedger(Ledger):
                 except BaseException:
                     conn.rollback()
                     raise
+            except duckdb.Error as exc:
+                raise LedgerError(f"ledger {self.path}: write failed ({_one_line(exc)})") from exc
+            finally:
+                conn.close()
+
+    @contextmanager
+    def session(self) -> Iterator[WriteSession]:
+        import duckdb
+
+        # One lock hold and one connection for many runs: opening DuckDB costs more than a run's transaction.
+        with self._mutex, self._lock.hold(exclusive=True):
+            conn = self._connect(read_only=False)
+            try:
+                tx = Tx(conn, self.backend)
+                if not self._migrated:
+                    conn.begin()
+                    _migrate(tx)
+                    conn.commit()
+                    self._migrated = True
+
+                @contextmanager
+                def transaction() -> Iterator[Tx]:
+                    conn.begin()
+                    try:
+                        yield tx
+                        conn.commit()
+                    except BaseException:
+                        conn.rollback()
+                        raise
+
+                yield WriteSession(transaction)
             except duckdb.Error as exc:
                 raise LedgerError(f"ledger {self.path}: write failed ({_one_line(exc)})") from exc
             finally:

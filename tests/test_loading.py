@@ -1,0 +1,77 @@
+"""Every load failure is one line naming the file, component and field, with exit 2 and no traceback."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import cli, sample
+
+GENERATOR = "haystack.components.generators.chat.openai.OpenAIChatGenerator"
+
+CASES = {
+    "unknown type": (GENERATOR, GENERATOR.replace("OpenAIChatGenerator", "NopeGenerator"),
+                     ["component 'llm'", "has no NopeGenerator"]),
+    "missing integration": (GENERATOR, "haystack_integrations.components.generators.cohere.CohereChatGenerator",
+                            ["component 'llm'", "pip install cohere-haystack"]),
+    "outside allowlist": (GENERATOR, "mycorp.llm.Generator", ["component 'llm'", "--allow-module mycorp"]),
+    "removed in haystack 3": (GENERATOR, "haystack.components.generators.openai.OpenAIGenerator",
+                              ["component 'llm'", "use haystack.components.generators.chat.openai"]),
+    "bad init parameter": ("model: gpt-4o-mini", "model: gpt-4o-mini\n      temperature_x: 3",
+                           ["component 'llm'", "unknown init parameter 'temperature_x'"]),
+    "bad connection": ("receiver: llm.messages", "receiver: llm.msgs", ["connections:", "llm.msgs"]),
+}
+
+
+@pytest.mark.parametrize("simulate", [True, False], ids=["simulate", "real"])
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_load_errors_name_file_component_and_field(case, simulate, tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-unused")
+    old, new, expected = CASES[case]
+    text = open(sample("rag")).read()
+    assert old in text
+    path = tmp_path / "pipeline.yml"
+    path.write_text(text.replace(old, new, 1))
+    args = ["run", str(path), "--inputs", sample("rag", "inputs.json")] + (["--simulate"] if simulate else [])
+    result = cli(*args)
+    assert result.exit_code == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr
+    assert str(path) in lines[0]
+    for fragment in expected:
+        assert fragment in lines[0]
+
+
+def test_allow_module_admits_a_trusted_package(tmp_path, monkeypatch):
+    pkg = tmp_path / "trustedpkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text(
+        "from haystack import component\n\n"
+        "@component\nclass Shout:\n"
+        "    @component.output_types(text=str)\n"
+        "    def run(self, text: str):\n        return {'text': text.upper()}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    path = tmp_path / "p.yml"
+    path.write_text("components:\n  shout:\n    type: trustedpkg.Shout\n    init_parameters: {}\nconnections: []\n")
+    denied = cli("run", str(path), "--input", "shout.text=hi")
+    assert denied.exit_code == 2 and "--allow-module trustedpkg" in denied.stderr
+    allowed = cli("run", str(path), "--input", "shout.text=hi", "--allow-module", "trustedpkg", "--json")
+    assert allowed.exit_code == 0, allowed.stderr
+    assert '"HI"' in allowed.stdout
+
+
+def test_not_a_pipeline_file(tmp_path):
+    path = tmp_path / "p.yml"
+    path.write_text("just: a mapping\n")
+    result = cli("run", str(path), "--input", "x=1")
+    assert result.exit_code == 2 and "not a Haystack pipeline" in result.stderr
+
+
+def test_missing_pipeline_file(tmp_path):
+    result = cli("run", str(tmp_path / "nope.yml"), "--input", "x=1")
+    assert result.exit_code == 2 and "pipeline file not found" in result.stderr
+
+
+def test_unknown_input_socket_suggests_the_right_name():
+    result = cli("run", sample("rag"), "--input", "retriever.query=x", "--input", "prompt_builder.questin=x",
+                 "--simulate")
+    assert result.exit_code == 2
+    assert "prompt_builder.questin" in result.stderr and "question" in result.stderr

@@ -1,24 +1,51 @@
-"""Running one input or a JSONL batch of inputs through the engine, with the CLI's reporting contract.
+"""Running one input or a JSONL batch through the engine: N runs in flight, retries, resume, cache, batch budget.
 
-    code = run_batch(settings, ledger, "pipeline.yml", read_inputs("batch.jsonl"), BatchOptions(), emit=print)
+    code = run_batch(settings, ledger, "pipeline.yml", read_inputs("batch.jsonl"),
+                     BatchOptions(concurrency=16, retries=3, resume=True), emit=print_json)
 
-Exit code: 0 all ran, 1 some failed, 2 bad input, 3 blocked, 4 ledger not written (records kept in the spool).
+How a batch runs:
+- one loaded Pipeline is shared by worker threads (Haystack's `Pipeline.run` keeps its state per call, and the
+  provider clients are thread-safe); it is warmed up once before the workers start. Each worker thread opens its
+  own run capture (a ContextVar), so the tracer never mixes two runs' calls.
+- each line has a deterministic id from the pipeline hash, the line's content and its position
+  (`runner.batch_run_id`). Attempt n of a line is recorded as its own run: attempt 1 under the line id, later
+  attempts under ids derived from it (`attempt_run_id`). Attempt numbers continue across invocations, so running
+  the same file again records new runs instead of colliding with old ones; `--resume` skips lines that already
+  have an ok run (a cache hit counts).
+- a finished attempt is written to the spool (fsync) by its worker, then one writer thread ingests finished runs
+  in groups: one writer lock hold and one connection per group, one transaction per run.
+- transient provider errors (429, 5xx, timeouts, connection resets) are retried with exponential backoff and
+  jitter, honouring Retry-After; with `retries > 0` the SDKs' own retries are switched off (`max_retries: 0`) so
+  that every provider attempt is a genops attempt, visible and recorded.
+- `--max-cost` over a batch is a shared budget: once the batch has spent it, no new line starts and runs in flight
+  stop before their next LLM call (status blocked, exit 3).
+
+Exit code: 0 all ran, 1 some failed, 3 blocked (policy or batch budget), 4 ledger not written (records kept in the
+spool and ingested by the next genops command).
 """
 
 from __future__ import annotations
 
-import json
+import queue
+import threading
 import time
+import uuid
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from datetime import timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from genops_cli.config import Settings
-from genops_cli.errors import EXIT_BLOCKED, EXIT_LEDGER, EXIT_OK, EXIT_RUN_FAILED
-from genops_cli.inputs import RunInput, prepare_run_data
+from genops_cli.errors import EXIT_BLOCKED, EXIT_LEDGER, EXIT_OK, EXIT_RUN_FAILED, LedgerError
+from genops_cli.inputs import RunInput
+from genops_cli.ledger.records import RecordResult, ingest, rekeyed_run_id
+from genops_cli.ledger.spool import Spool
 from genops_cli.ledger.store import Ledger
-from genops_cli.models import quantize_money
+from genops_cli.logging_setup import EventLog
+from genops_cli.models import RunRecord, quantize_money
 
 
 @dataclass
@@ -26,30 +53,38 @@ class BatchOptions:
     simulate: bool = False
     allow_modules: list[str] = field(default_factory=list)
     documents_path: str | None = None
-    max_cost: Decimal | None = None
+    max_cost: Decimal | None = None  # one run: per-run cap; a batch: the whole batch's budget
     policy_mode: str | None = None
     concurrency: int = 1
     resume: bool = False
     retries: int = 0
     fail_fast: bool = False
     cache: bool = False
-    cache_ttl: str = "1h"
+    cache_ttl: timedelta = timedelta(hours=1)
     json_output: bool = False
     quiet: bool = False
     log_format: str = "text"
     model_overrides: dict[str, str] | None = None
     extra_tags: dict[str, str] = field(default_factory=dict)
+    retry_base_delay: float = 0.5
+    retry_max_delay: float = 30.0
+    progress_interval: float = 10.0  # seconds between plain progress lines (not on a TTY)
 
 
 @dataclass
 class BatchSummary:
-    runs: int = 0
+    runs: int = 0  # lines that ran (or were answered from the cache), final attempt counted
     ok: int = 0
     failed: int = 0
     blocked: int = 0
-    skipped: int = 0
-    total_cost: Decimal = Decimal(0)
+    skipped: int = 0  # --resume: already recorded as ok
+    not_started: int = 0  # stopped by --fail-fast or the batch budget before they began
+    attempts: int = 0  # run records written, retries included
+    cache_hits: int = 0
+    saved_cost: Decimal = Decimal(0)
+    total_cost: Decimal = Decimal(0)  # every attempt's spend
     elapsed_s: float = 0.0
+    stopped: str | None = None  # fail_fast | max_cost
     ledger_error: str | None = None
     unpriced_models: set[str] = field(default_factory=set)
 
@@ -61,9 +96,14 @@ class BatchSummary:
             "failed": self.failed,
             "blocked": self.blocked,
             "skipped": self.skipped,
-            "total_cost": str(quantize_money(self.total_cost)),
+            "not_started": self.not_started,
+            "attempts": self.attempts,
+            "cache_hits": self.cache_hits,
+            "saved_cost": f"{quantize_money(self.saved_cost):f}",
+            "total_cost": f"{quantize_money(self.total_cost):f}",
             "currency": "USD",
             "elapsed_s": round(self.elapsed_s, 3),
+            "stopped": self.stopped,
             "unpriced_models": sorted(self.unpriced_models),
             "ledger_error": self.ledger_error,
         }
@@ -74,9 +114,315 @@ class BatchSummary:
             return EXIT_LEDGER
         if self.failed:
             return EXIT_RUN_FAILED
-        if self.blocked:
+        if self.blocked or self.stopped == "max_cost":
             return EXIT_BLOCKED
         return EXIT_OK
+
+
+def attempt_run_id(line_id: str, attempt: int) -> str:
+    """Run id of attempt `attempt` of a batch line: the line's own id first, then ids derived from it."""
+    if attempt <= 1:
+        return line_id
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"genops:{line_id}:attempt:{attempt}"))
+
+
+@dataclass
+class LineJob:
+    index: int
+    run_input: RunInput
+    data: dict[str, Any]
+    line_id: str | None = None  # None for a single (non-batch) run
+    next_attempt: int = 1
+    done: bool = False  # an ok run is already recorded
+
+
+@dataclass
+class LineResult:
+    job: LineJob
+    run: RunRecord | None = None  # the final attempt; None when the line never started
+    attempts: list[RunRecord] = field(default_factory=list)
+
+
+def line_history(ledger: Ledger, jobs: list[LineJob], pipeline_hash: str, simulated: bool) -> None:
+    """Set each job's next attempt number and whether an ok run is recorded for it, from the ledger."""
+    lines = {job.run_input.line: job for job in jobs if job.line_id and job.run_input.line is not None}
+    if not lines:
+        return
+    with ledger.read() as tx:
+        rows = tx.query(
+            "SELECT run_id, attempt, status, started_at, batch_line FROM runs "
+            "WHERE pipeline_hash = ? AND simulated = ? AND batch_line BETWEEN ? AND ?",
+            [pipeline_hash, simulated, min(lines), max(lines)],
+        )
+    for run_id, attempt, status, started_at, line in rows:
+        job = lines.get(line)
+        if job is None or job.line_id is None:
+            continue
+        expected = attempt_run_id(job.line_id, attempt)
+        if run_id != expected and run_id != rekeyed_run_id(expected, started_at):
+            continue  # another file's line at this position
+        job.next_attempt = max(job.next_attempt, attempt + 1)
+        if status == "ok":
+            job.done = True
+
+
+class RunWriter:
+    """One thread that ingests spooled runs into the ledger in groups (one lock hold per group, one transaction
+    per run). Workers spool first, then submit; a crash leaves the spool for the next invocation."""
+
+    def __init__(self, ledger: Ledger, spool: Spool, max_group: int = 256) -> None:
+        self.ledger = ledger
+        self.spool = spool
+        self.max_group = max_group
+        self.result = RecordResult()
+        self._failed: list[tuple[Path, RunRecord | None]] = []
+        self._queue: queue.Queue[tuple[Path, RunRecord] | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._loop, name="genops-ledger-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, run: RunRecord) -> None:
+        self._queue.put((self.spool.write(run), run))
+
+    def _loop(self) -> None:
+        finished = False
+        while not finished:
+            item = self._queue.get()
+            if item is None:
+                break
+            group = [item]
+            while len(group) < self.max_group:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    finished = True
+                    break
+                group.append(nxt)
+            before = self.result.error
+            self.result.error = None
+            try:
+                ingest(self.ledger, list(group), self.spool, self.result)
+            except Exception as exc:  # never lose the thread: the runs stay in the spool
+                self.result.error = f"ledger write failed ({type(exc).__name__}: {exc})"
+            if self.result.error is not None:
+                self._failed.extend(group)
+            else:
+                self.result.error = before
+
+    def close(self) -> RecordResult:
+        self._queue.put(None)
+        self._thread.join()
+        if self._failed:
+            # One more try for what failed earlier (a transient lock or disk problem); what still fails stays
+            # in the spool for the next genops command.
+            pending = [(p, r) for p, r in self._failed if p.exists()]
+            retry = ingest(self.ledger, pending, self.spool)
+            self.result.inserted += retry.inserted
+            self.result.duplicates += retry.duplicates
+            self.result.error = retry.error
+        return self.result
+
+
+class _Progress:
+    """A rich progress bar on a TTY; plain periodic lines (or JSON events) otherwise; nothing with --quiet."""
+
+    def __init__(self, total: int, events: EventLog, interval: float, enabled: bool) -> None:
+        self.total = total
+        self.events = events
+        self.interval = interval
+        self.enabled = enabled and total > 0
+        self.started = time.monotonic()
+        self.last = self.started
+        self.bar: Any = None
+        self.task: Any = None
+        if self.enabled and events.fmt == "text" and not events.quiet:
+            from genops_cli.cli.common import stderr_console
+
+            console = stderr_console()
+            if console.is_terminal:
+                from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+                self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                    TextColumn("{task.fields[cost]}"), TextColumn("ETA"), TimeRemainingColumn(),
+                                    console=console, transient=False)
+                self.task = self.bar.add_task("runs", total=total, cost="$0")
+                self.bar.start()
+
+    def print(self, message: str) -> None:
+        if self.bar is not None:
+            self.bar.console.print(message, markup=False, highlight=False)
+
+    def update(self, done: int, summary: BatchSummary, force: bool = False) -> None:
+        if not self.enabled:
+            return
+        from genops_cli.cli.common import money
+
+        if self.bar is not None:
+            self.bar.update(self.task, completed=done, cost=money(quantize_money(summary.total_cost)))
+            return
+        now = time.monotonic()
+        if not force and now - self.last < self.interval:
+            return
+        self.last = now
+        elapsed = now - self.started
+        rate = done / elapsed if elapsed > 0 else 0.0
+        eta = (self.total - done) / rate if rate > 0 else None
+        self.events.info(
+            "batch.progress",
+            f"progress: {done}/{self.total} lines ({summary.ok} ok, {summary.failed} failed, {summary.blocked} "
+            f"blocked), ${quantize_money(summary.total_cost)} spent, {rate:.2f} runs/s"
+            + (f", ETA {_duration(eta)}" if eta is not None else ""),
+            done=done, total=self.total, ok=summary.ok, failed=summary.failed, blocked=summary.blocked,
+            total_cost=str(quantize_money(summary.total_cost)), runs_per_s=round(rate, 3),
+            eta_s=round(eta, 1) if eta is not None else None,
+        )
+
+    def stop(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
+
+
+class _BatchRunner:
+    """The workers' side: cache lookup, attempts with retries, spooling each attempt."""
+
+    def __init__(self, engine: Any, loaded: Any, options: BatchOptions, writer: RunWriter, events: EventLog,
+                 is_batch: bool, batch_id: str | None, documents: list[Any] | None) -> None:
+        from genops_cli.cache import ResultCache
+        from genops_cli.retry import RetryPolicy
+        from genops_cli.tracking.capture import SharedBudget
+
+        self.engine = engine
+        self.loaded = loaded
+        self.options = options
+        self.writer = writer
+        self.events = events
+        self.is_batch = is_batch
+        self.batch_id = batch_id
+        self.documents = documents
+        self.stop = threading.Event()
+        self.budget = SharedBudget(options.max_cost) if is_batch and options.max_cost is not None else None
+        self.policy = RetryPolicy(options.retries, options.retry_base_delay, options.retry_max_delay)
+        self.cache = ResultCache.for_ledger(engine.ledger, options.cache_ttl) if options.cache else None
+
+    def _stores_empty(self) -> bool:
+        from genops_cli.documents import in_memory_stores
+
+        return any(store.count_documents() == 0 for _name, store, _emb in in_memory_stores(self.loaded))
+
+    def process(self, job: LineJob) -> LineResult:
+        result = LineResult(job)
+        if self.stop.is_set() or (self.budget is not None and self.budget.exhausted):
+            return result
+        cache_key = None
+        if self.cache is not None:
+            from genops_cli.cache import cache_key as make_key
+
+            cache_key = make_key(self.loaded.profile.pipeline_hash, job.run_input.data, self.loaded.simulated)
+            entry = self.cache.get(cache_key)
+            if entry is not None:
+                run = self._cache_hit(job, entry)
+                self.writer.submit(run)
+                result.run = run
+                result.attempts.append(run)
+                return result
+        for attempt_index in range(self.policy.retries + 1):
+            run, exc = self._attempt(job)
+            result.attempts.append(run)
+            result.run = run
+            info = None
+            if exc is not None and run.status == "error":
+                from genops_cli.retry import classify
+
+                info = classify(exc)
+                if not info.transient:
+                    self._add_hint(run, exc, info)
+            retry = (info is not None and info.transient and attempt_index < self.policy.retries
+                     and not self.stop.is_set() and not (self.budget is not None and self.budget.exhausted))
+            self.writer.submit(run)  # spool (fsync) now; the writer thread puts it in the ledger
+            if not retry:
+                break
+            from genops_cli.retry import backoff_delay
+
+            assert info is not None
+            delay = backoff_delay(attempt_index + 1, info.retry_after, self.policy)
+            where = f"line {job.run_input.line}" if self.is_batch else "run"
+            self.events.warning(
+                "run.retry",
+                f"{where}: attempt {run.attempt} failed ({info.kind}"
+                + (f" {info.status}" if info.status else "") + f"); retrying in {delay:.2f}s",
+                run_id=run.run_id, line=job.run_input.line, attempt=run.attempt, status=info.status,
+                kind=info.kind, retry_after=info.retry_after, delay_s=round(delay, 3), error=run.error,
+            )
+            job.next_attempt += 1
+            if self.stop.wait(delay):
+                break
+        if result.run is not None and result.run.status == "error" and self.options.fail_fast and self.is_batch:
+            self.stop.set()  # here, not in the main thread, so this worker does not start another line first
+        if (self.cache is not None and cache_key is not None and result.run is not None
+                and result.run.status == "ok"):
+            try:
+                self.cache.put(cache_key, result.run)
+            except OSError as exc:
+                self.events.warning("cache.write_failed", f"cache: cannot write entry ({exc})")
+        return result
+
+    def _attempt(self, job: LineJob) -> tuple[RunRecord, BaseException | None]:
+        from genops_cli.runner import RunOptions
+
+        documents = None
+        if self.documents is not None and job.index == 0 and self._stores_empty():
+            documents = self.documents
+        options = RunOptions(
+            max_cost=None if self.is_batch else self.options.max_cost,
+            policy_mode=self.options.policy_mode,
+            run_id=attempt_run_id(job.line_id, job.next_attempt) if job.line_id else None,
+            batch_id=self.batch_id,
+            batch_line=job.run_input.line,
+            attempt=job.next_attempt,
+            documents=documents,
+            extra_tags=self.options.extra_tags,
+            record=False,  # recorded by the writer thread, spool first
+            budget=self.budget,
+        )
+        outcome = self.engine.run(self.loaded, job.data, options)
+        return outcome.run, outcome.exception
+
+    def _add_hint(self, run: RunRecord, exc: BaseException, info: Any) -> None:
+        from genops_cli.retry import failing_component, fix_hint
+
+        component = failing_component(exc)
+        profile = self.loaded.profile.components.get(component) if component else None
+        model = None
+        if profile is not None:
+            model = profile.model or (profile.inner.model if profile.inner else None)
+        hint = fix_hint(info, sorted(self.loaded.secret_env_vars), model)
+        if hint and run.error and hint not in run.error:
+            run.error = f"{run.error}; {hint}"
+
+    def _cache_hit(self, job: LineJob, entry: Any) -> RunRecord:
+        from genops_cli.models import utcnow
+        from genops_cli.runner import RunOptions
+
+        options = RunOptions(run_id=attempt_run_id(job.line_id, job.next_attempt) if job.line_id else None,
+                             batch_id=self.batch_id, batch_line=job.run_input.line, attempt=job.next_attempt,
+                             extra_tags=self.options.extra_tags)
+        run = self.engine.new_record(self.loaded, options)
+        run.cache_hit = True
+        run.saved_cost = quantize_money(entry.total_cost)
+        run.outputs = entry.outputs
+        run.policy.message = f"cache hit: outputs of run {entry.run_id}"
+        run.ended_at = utcnow()
+        return run
 
 
 def run_batch(
@@ -86,72 +432,183 @@ def run_batch(
     runs: list[RunInput],
     options: BatchOptions,
     emit: Callable[[dict[str, Any]], None],
-    warn: Callable[[str], None] = lambda m: None,
-    info: Callable[..., None] = lambda m, quiet=False: None,
+    warn: Callable[[str], None] | None = None,
+    info: Callable[..., None] | None = None,
+    events: EventLog | None = None,
 ) -> int:
-    from genops_cli.cli.common import stdout_console
+    """Run every input (a batch when there are several or they come from JSONL) and report; returns the exit
+    code. `warn`/`info` are kept for callers of the single-run API; stderr lines go through `events`."""
     from genops_cli.documents import read_documents
+    from genops_cli.inputs import prepare_run_data
     from genops_cli.ledger.records import drain
     from genops_cli.loading import load_pipeline
-    from genops_cli.runner import Engine, RunOptions, batch_run_id
-    from genops_cli.views import render_run_table, run_to_output
+    from genops_cli.runner import Engine, batch_run_id, new_run_id
 
+    events = events or EventLog(options.log_format, options.quiet)
     # Leftovers from a crashed or ledger-less earlier invocation go in first (exactly once).
     leftover = drain(ledger)
     if leftover.inserted:
-        info(f"ingested {len(leftover.inserted)} spooled run(s) left by an earlier invocation", quiet=options.quiet)
+        events.info("spool.ingested", f"ingested {len(leftover.inserted)} spooled run(s) left by an earlier "
+                    "invocation", runs=len(leftover.inserted))
+    if leftover.error:
+        if options.resume:
+            raise LedgerError(f"{leftover.error}; --resume needs the ledger to know which lines are done")
+        events.warning("spool.pending", f"{leftover.error}; spooled runs stay pending")
+    init_overrides = {"max_retries": 0} if options.retries > 0 else None
     loaded = load_pipeline(pipeline_path, allow_modules=options.allow_modules, simulate=options.simulate,
                            simulation_output_tokens=settings.simulation_output_tokens,
-                           model_overrides=options.model_overrides)
+                           model_overrides=options.model_overrides, init_overrides=init_overrides)
     documents = read_documents(options.documents_path) if options.documents_path else None
-    prepared = [(run, prepare_run_data(loaded.pipeline, run)) for run in runs]
-    engine = Engine(settings, ledger)
     is_batch = len(runs) > 1 or runs[0].line is not None
+    # Every input is checked before anything is spent: a bad line exits 2 with its file:line.
+    namespace = "simulated" if loaded.simulated else ""
+    jobs = [
+        LineJob(index, run_input, prepare_run_data(loaded.pipeline, run_input),
+                batch_run_id(loaded.profile.pipeline_hash, run_input.line, run_input.raw, namespace)
+                if is_batch and run_input.line is not None else None)
+        for index, run_input in enumerate(runs)
+    ]
     summary = BatchSummary()
+    if is_batch:
+        line_history(ledger, jobs, loaded.profile.pipeline_hash, loaded.simulated)
+        if options.resume:
+            summary.skipped = sum(1 for job in jobs if job.done)
+            jobs = [job for job in jobs if not job.done]
+            if summary.skipped:
+                events.info("batch.resume", f"--resume: {summary.skipped} line(s) already recorded as ok, skipped",
+                            skipped=summary.skipped)
+    try:
+        loaded.pipeline.warm_up()  # once, before the workers share it (clients are created here)
+    except Exception:  # noqa: S110 - a warm-up failure (e.g. a missing key) is reported by the run itself
+        pass
+    engine = Engine(settings, ledger)
+    writer = RunWriter(ledger, Spool(ledger.spool_dir()))
+    runner = _BatchRunner(engine, loaded, options, writer, events, is_batch,
+                          new_run_id() if is_batch else None, documents)
+    show_progress = is_batch and not options.quiet
+    progress = _Progress(len(jobs), events, options.progress_interval, show_progress)
     started = time.monotonic()
-    for index, (run_input, data) in enumerate(prepared):
-        run_options = RunOptions(
-            max_cost=options.max_cost,
-            policy_mode=options.policy_mode,
-            run_id=batch_run_id(loaded.profile.pipeline_hash, run_input.line, run_input.raw) if is_batch else None,
-            batch_line=run_input.line,
-            documents=documents if index == 0 else None,
-            extra_tags=options.extra_tags,
-        )
-        outcome = engine.run(loaded, data, run_options)
-        run = outcome.run
+    done = 0
+
+    def handle(result: LineResult) -> None:
+        nonlocal done
+        done += 1
+        for attempt in result.attempts:
+            summary.attempts += 1
+            summary.total_cost += attempt.total_cost
+            summary.unpriced_models.update(attempt.unpriced_models)
+        run = result.run
+        if run is None:
+            summary.not_started += 1
+            return
         summary.runs += 1
-        summary.total_cost += run.total_cost
-        summary.unpriced_models.update(run.unpriced_models)
+        if run.cache_hit:
+            summary.cache_hits += 1
+            summary.saved_cost += run.saved_cost
         if run.status == "ok":
             summary.ok += 1
         elif run.status == "blocked":
             summary.blocked += 1
         else:
             summary.failed += 1
-        if outcome.recorded is not None and not outcome.recorded.ok:
-            summary.ledger_error = outcome.recorded.error
-        if options.json_output:
-            emit(run_to_output(run))
-        elif not options.quiet:
-            if is_batch:
-                info(f"line {run_input.line}: {run.status} ${run.total_cost} run {run.run_id}"
-                     + (f" ({run.error})" if run.error else ""))
-            else:
-                render_run_table(run, stdout_console())
-        if run.unpriced_models:
-            warn(f"unpriced model(s) {', '.join(run.unpriced_models)}: recorded with priced=false, cost not "
-                 "included; add a price to pricing/*.yml or check the model name")
-        if run.status == "error" and options.fail_fast and is_batch:
-            break
+            if options.fail_fast and is_batch and summary.stopped is None:
+                summary.stopped = "fail_fast"
+        if runner.budget is not None and runner.budget.exhausted and summary.stopped is None:
+            summary.stopped = "max_cost"
+        _report_run(result, options, events, emit, is_batch, progress)
+        progress.update(done, summary)
+
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, options.concurrency), thread_name_prefix="genops-run") as pool:
+            pending: set[Future[LineResult]] = set()
+            queue_jobs = list(jobs)
+            if documents is not None and queue_jobs:
+                # The first run fills the in-memory stores (its embedding calls are recorded with it); the others
+                # start once the stores are filled.
+                handle(pool.submit(runner.process, queue_jobs.pop(0)).result())
+            pending = {pool.submit(runner.process, job) for job in queue_jobs}
+            try:
+                while pending:
+                    finished, pending = wait(pending, timeout=min(1.0, options.progress_interval),
+                                             return_when=FIRST_COMPLETED)
+                    for future in finished:
+                        handle(future.result())
+                    if not finished:
+                        progress.update(done, summary)
+            except BaseException:
+                runner.stop.set()  # no new line starts; runs in flight finish and are recorded
+                for future in pending:
+                    future.cancel()
+                raise
+    finally:
+        progress.stop()
+        recorded = writer.close()
+    if runner.budget is not None and runner.budget.exhausted and summary.stopped is None and summary.not_started:
+        summary.stopped = "max_cost"
     summary.elapsed_s = time.monotonic() - started
-    if summary.ledger_error:
-        warn(f"{summary.ledger_error}; records are kept in the spool and ingested by the next genops command")
+    if recorded.error:
+        summary.ledger_error = recorded.error
+        events.error("ledger.error", f"{recorded.error}; records are kept in the spool and ingested by the next "
+                     "genops command")
+    if summary.unpriced_models:
+        events.warning("pricing.unpriced",
+                       f"unpriced model(s) {', '.join(sorted(summary.unpriced_models))}: recorded with "
+                       "priced=false, cost not included; add a price to pricing/*.yml or check the model name")
+    if summary.stopped == "max_cost":
+        events.warning("batch.max_cost", f"batch cost cap ${options.max_cost} reached (spent "
+                       f"${quantize_money(summary.total_cost)}); {summary.not_started} line(s) not started")
+    elif summary.stopped == "fail_fast":
+        events.warning("batch.fail_fast", f"--fail-fast: stopped after a failed run; {summary.not_started} "
+                       "line(s) not started")
     if is_batch:
         if options.json_output:
             emit(summary.to_output())
-        elif not options.quiet:
-            info(json.dumps(summary.to_output()) if options.log_format == "json" else
-                 f"{summary.runs} runs: {summary.ok} ok, {summary.failed} failed, {summary.blocked} blocked; "
-                 f"total ${quantize_money(summary.total_cost)}")
+        out = summary.to_output()
+        events.info(
+            "batch.summary",
+            f"{summary.runs} runs: {summary.ok} ok, {summary.failed} failed, {summary.blocked} blocked"
+            + (f", {summary.skipped} skipped (--resume)" if summary.skipped else "")
+            + (f", {summary.not_started} not started" if summary.not_started else "")
+            + (f", {summary.cache_hits} cache hits saving ${quantize_money(summary.saved_cost)}"
+               if summary.cache_hits else "")
+            + f"; {summary.attempts} attempts; total ${quantize_money(summary.total_cost)} in {summary.elapsed_s:.1f}s",
+            **{k: v for k, v in out.items() if k != "summary"},
+        )
     return summary.exit_code
+
+
+def _report_run(result: LineResult, options: BatchOptions, events: EventLog, emit: Callable[[dict[str, Any]], None],
+                is_batch: bool, progress: _Progress) -> None:
+    from genops_cli.views import run_to_output
+
+    run = result.run
+    assert run is not None
+    if options.json_output:
+        out = run_to_output(run)
+        out["attempt"] = run.attempt
+        out["attempts"] = len(result.attempts)
+        emit(out)
+    elif not is_batch and not options.quiet:
+        from genops_cli.cli.common import stdout_console
+        from genops_cli.views import render_run_table
+
+        render_run_table(run, stdout_console())
+    if not is_batch:
+        return
+    text = (f"line {run.batch_line}: {run.status} ${run.total_cost} run {run.run_id}"
+            + (" (cache hit)" if run.cache_hit else "")
+            + (f" after {len(result.attempts)} attempts" if len(result.attempts) > 1 else "")
+            + (f" ({run.error})" if run.error else ""))
+    fields = dict(run_id=run.run_id, line=run.batch_line, status=run.status, attempt=run.attempt,
+                  attempts=len(result.attempts), total_cost=str(run.total_cost), cache_hit=run.cache_hit,
+                  error=run.error)
+    if run.status == "ok":
+        if progress.bar is not None:
+            return  # the bar shows it
+        if options.log_format == "json":
+            events.info("run.finished", text, **fields)
+        return
+    if progress.bar is not None and not options.quiet:
+        progress.print(text)
+    else:
+        events.warning("run.finished", text, **fields)

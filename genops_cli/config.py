@@ -82,6 +82,50 @@ class BudgetSettings:
     default_policy: str = "advisory"
 
 
+#: compliance rule name -> what it checks (`compliance.rule_modes` keys)
+COMPLIANCE_RULES = ("providers", "models", "regions", "max_cost", "attribution")
+ATTRIBUTION_FIELDS = ("team", "project", "environment", "customer_id", "feature", "cost_center")
+
+
+@dataclass
+class ClassificationRules:
+    """Compliance rules for one data classification; None means "no restriction"."""
+
+    allowed_providers: tuple[str, ...] | None = None
+    allowed_models: tuple[str, ...] | None = None  # fnmatch patterns, e.g. "gpt-4o*"
+    allowed_regions: tuple[str, ...] | None = None
+    max_cost_per_operation: Decimal | None = None
+
+
+@dataclass
+class ComplianceSettings:
+    """The validated `compliance:` section (plus `providers:` regions). Evaluated by genops_cli.policy.compliance."""
+
+    mode: str | None = None  # enforcing | advisory | monitoring; None: the governance policy (budgets default)
+    rule_modes: dict[str, str] = field(default_factory=dict)  # per-rule override (COMPLIANCE_RULES)
+    required_attribution: tuple[str, ...] = ()
+    defaults: ClassificationRules = field(default_factory=ClassificationRules)
+    classifications: dict[str, ClassificationRules] = field(default_factory=dict)
+    provider_regions: dict[str, str] = field(default_factory=dict)
+
+    def rules_for(self, classification: str | None) -> ClassificationRules:
+        """Classification-specific rules, each key falling back to the section-wide default."""
+        specific = self.classifications.get(classification or "")
+        if specific is None:
+            return self.defaults
+        return ClassificationRules(**{
+            name: getattr(specific, name) if getattr(specific, name) is not None else getattr(self.defaults, name)
+            for name in ("allowed_providers", "allowed_models", "allowed_regions", "max_cost_per_operation")
+        })
+
+    @property
+    def configured(self) -> bool:
+        rules = [self.defaults, *self.classifications.values()]
+        return bool(self.required_attribution) or any(
+            r.allowed_providers is not None or r.allowed_models is not None or r.allowed_regions is not None
+            or r.max_cost_per_operation is not None for r in rules)
+
+
 @dataclass
 class Settings:
     ledger: str | None = None
@@ -92,7 +136,7 @@ class Settings:
     reservation_ttl_minutes: int = 60
     webhook_url: str | None = None
     webhook_timeout: float = 3.0
-    compliance: dict[str, Any] = field(default_factory=dict)
+    compliance: ComplianceSettings = field(default_factory=ComplianceSettings)
     simulation_output_tokens: int | None = None
     pricing_dirs: list[Path] = field(default_factory=list)
     capture_content: bool = False
@@ -262,9 +306,9 @@ def _apply_file(settings: Settings, loader: _Loader) -> None:
             raise ConfigError(f"{loader.where('alerts.webhook_url')}: must be an http(s) URL")
         settings.webhook_url = url
     if "timeout_seconds" in alerts:
-        settings.webhook_timeout = float(alerts["timeout_seconds"])
+        settings.webhook_timeout = _positive_number(alerts["timeout_seconds"], loader.where("alerts.timeout_seconds"))
 
-    settings.compliance = _section(loader, data, "compliance")
+    settings.compliance = _compliance(loader, data)
     simulation = _section(loader, data, "simulation")
     if simulation.get("output_tokens") is not None:
         settings.simulation_output_tokens = _positive_int(simulation["output_tokens"],
@@ -276,12 +320,145 @@ def _apply_file(settings: Settings, loader: _Loader) -> None:
             raise ConfigError(f"{loader.where('pricing.dirs')}: {d} is not a directory")
         settings.pricing_dirs.append(path)
     obs = _section(loader, data, "observability")
-    settings.capture_content = bool(obs.get("capture_content", settings.capture_content))
-    settings.otlp_endpoint = obs.get("otlp_endpoint") or settings.otlp_endpoint
-    settings.service_name = obs.get("service_name") or settings.service_name
+    _known_keys(loader, "observability", obs, OBSERVABILITY_KEYS)
+    if "capture_content" in obs:
+        settings.capture_content = parse_bool(obs["capture_content"], loader.where("observability.capture_content"))
+    if obs.get("otlp_endpoint"):
+        endpoint = str(obs["otlp_endpoint"])
+        if not endpoint.startswith(("http://", "https://")):
+            raise ConfigError(f"{loader.where('observability.otlp_endpoint')}: must be an http(s) URL of an OTLP/HTTP "
+                              "endpoint, e.g. http://localhost:4318")
+        settings.otlp_endpoint = endpoint
+    settings.service_name = str(obs.get("service_name") or settings.service_name)
+    if obs.get("sampling_rate") is not None:
+        rate = _positive_number(obs["sampling_rate"], loader.where("observability.sampling_rate"))
+        if rate > 1:
+            raise ConfigError(f"{loader.where('observability.sampling_rate')}: must be between 0 and 1")
+    _known_keys(loader, "haystack", _section(loader, data, "haystack"), HAYSTACK_KEYS)
     logging_section = _section(loader, data, "logging")
     if logging_section.get("level"):
-        settings.log_level = str(logging_section["level"]).upper()
+        settings.log_level = parse_log_level(logging_section["level"], loader.where("logging.level"))
+
+
+#: Keys of the guide's `haystack:` section (the adapter's arguments) and of `observability:`.
+HAYSTACK_KEYS = ("default_team", "default_project", "team", "project", "environment", "daily_budget_limit",
+                 "monthly_budget_limit", "weekly_budget_limit", "governance_policy", "cost_center",
+                 "data_classification", "enable_cost_alerts", "enable_component_tracking", "enable_pipeline_caching")
+OBSERVABILITY_KEYS = ("capture_content", "otlp_endpoint", "service_name", "export_to", "sampling_rate")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _known_keys(loader: _Loader, section_name: str, section: dict[str, Any], known: tuple[str, ...]) -> None:
+    for key in section:
+        if key not in known:
+            raise ConfigError(f"{loader.where(f'{section_name}.{key}')}: unknown key; expected one of "
+                              f"{', '.join(known)}")
+
+
+def parse_bool(value: Any, where: str) -> bool:
+    """true/false, yes/no, on/off, 1/0 (YAML booleans or strings)."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{where}: {value!r} is not true or false")
+
+
+def parse_log_level(value: Any, where: str) -> str:
+    level = str(value).strip().upper()
+    if level == "WARN":
+        level = "WARNING"
+    if level not in LOG_LEVELS:
+        raise ConfigError(f"{where}: unknown log level {value!r}; use one of {', '.join(LOG_LEVELS)}")
+    return level
+
+
+def _positive_number(value: Any, where: str) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: {value!r} is not a number") from None
+    if not number > 0 or number != number:
+        raise ConfigError(f"{where}: must be a positive number")
+    return number
+
+
+def _names(value: Any, where: str, lower: bool = True) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [v for v in value.split(",") if v.strip()]
+    if not isinstance(value, list) or not all(isinstance(v, str | int | float) for v in value):
+        raise ConfigError(f"{where}: must be a list of names, e.g. [openai, anthropic]")
+    return tuple(str(v).strip().lower() if lower else str(v).strip() for v in value)
+
+
+_RULE_KEYS = ("allowed_providers", "allowed_models", "allowed_regions", "max_cost_per_operation")
+
+
+def _classification_rules(loader: _Loader, spec: dict[str, Any], prefix: str) -> ClassificationRules:
+    rules = ClassificationRules()
+    for key in ("allowed_providers", "allowed_models", "allowed_regions"):
+        if spec.get(key) is not None:
+            setattr(rules, key, _names(spec[key], loader.where(f"{prefix}.{key}"), lower=key != "allowed_models"))
+    if spec.get("max_cost_per_operation") is not None:
+        rules.max_cost_per_operation = parse_money(spec["max_cost_per_operation"],
+                                                   loader.where(f"{prefix}.max_cost_per_operation"))
+    return rules
+
+
+def _compliance(loader: _Loader, data: dict[str, Any]) -> ComplianceSettings:
+    """Validate `compliance:` and `providers:`; every error names the key and its line."""
+    section = _section(loader, data, "compliance")
+    out = ComplianceSettings()
+    known = {"mode", "rule_modes", "required_attribution", "classifications", *_RULE_KEYS}
+    for key in section:
+        if key not in known:
+            raise ConfigError(f"{loader.where(f'compliance.{key}')}: unknown key; expected one of "
+                              f"{', '.join(sorted(known))}")
+    if section.get("mode") is not None:
+        out.mode = normalize_policy(section["mode"], loader.where("compliance.mode"))
+    modes = section.get("rule_modes") or {}
+    if not isinstance(modes, dict):
+        raise ConfigError(f"{loader.where('compliance.rule_modes')}: must map a rule to a mode, "
+                          "e.g. {regions: enforcing}")
+    for rule, mode in modes.items():
+        where = loader.where(f"compliance.rule_modes.{rule}")
+        if rule not in COMPLIANCE_RULES:
+            raise ConfigError(f"{where}: unknown rule; use one of {', '.join(COMPLIANCE_RULES)}")
+        out.rule_modes[str(rule)] = normalize_policy(mode, where)
+    if section.get("required_attribution") is not None:
+        where = loader.where("compliance.required_attribution")
+        names = tuple("customer_id" if n == "customer" else n for n in _names(section["required_attribution"], where))
+        bad = [n for n in names if n not in ATTRIBUTION_FIELDS]
+        if bad:
+            raise ConfigError(f"{where}: unknown attribution field {bad[0]!r}; use {', '.join(ATTRIBUTION_FIELDS)}")
+        out.required_attribution = names
+    out.defaults = _classification_rules(loader, section, "compliance")
+    classes = section.get("classifications") or {}
+    if not isinstance(classes, dict):
+        raise ConfigError(f"{loader.where('compliance.classifications')}: must map a classification "
+                          f"({', '.join(CLASSIFICATIONS)}) to rules")
+    for level, spec in classes.items():
+        prefix = f"compliance.classifications.{level}"
+        if level not in CLASSIFICATIONS:
+            raise ConfigError(f"{loader.where(prefix)}: unknown classification; use {', '.join(CLASSIFICATIONS)}")
+        spec = spec or {}
+        if not isinstance(spec, dict):
+            raise ConfigError(f"{loader.where(prefix)}: must be a mapping of rules ({', '.join(_RULE_KEYS)})")
+        for key in spec:
+            if key not in _RULE_KEYS:
+                raise ConfigError(f"{loader.where(f'{prefix}.{key}')}: unknown rule; use {', '.join(_RULE_KEYS)}")
+        out.classifications[str(level)] = _classification_rules(loader, spec, prefix)
+    providers = _section(loader, data, "providers")
+    for name, spec in providers.items():
+        where = loader.where(f"providers.{name}")
+        if not isinstance(spec, dict):
+            raise ConfigError(f"{where}: must be a mapping, e.g. {{region: us}}")
+        if spec.get("region") is not None:
+            out.provider_regions[str(name).lower()] = str(spec["region"]).strip().lower()
+    return out
 
 
 def _positive_int(value: Any, where: str) -> int:
@@ -314,7 +491,7 @@ def _apply_env(settings: Settings) -> None:
     a.cost_center = env.get("GENOPS_COST_CENTER") or a.cost_center
     settings.ledger = env.get("GENOPS_LEDGER") or settings.ledger
     if env.get("GENOPS_LOG_LEVEL"):
-        settings.log_level = env["GENOPS_LOG_LEVEL"].upper()
+        settings.log_level = parse_log_level(env["GENOPS_LOG_LEVEL"], "GENOPS_LOG_LEVEL")
     if env.get("GENOPS_BUDGET_TIMEZONE"):
         settings.budgets.timezone = _timezone(env["GENOPS_BUDGET_TIMEZONE"], "GENOPS_BUDGET_TIMEZONE")
     if env.get("GENOPS_GOVERNANCE_POLICY"):

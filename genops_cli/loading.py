@@ -218,16 +218,17 @@ def component_type_issues(path: Path, data: dict[str, Any], allow_modules: list[
 def _type_problem(path: Path, name: str, own_type: str, type_path: str, allow_modules: list[str],
                   check_allowed: Any, context: Any) -> str | None:
     module, _, cls_name = type_path.rpartition(".")
-    nested = "" if type_path == own_type else f"nested type {type_path}: "
+    nested = "" if type_path == own_type else f"nested type {type_path} "
+    lead = f"{path}: component '{name}': {nested}{'- ' if nested else ''}"
     if not module:
-        return f"{path}: component '{name}': {nested}type {type_path!r} is not a full class path"
+        return f"{path}: component '{name}': type {type_path!r} is not a full class path"
     if module.startswith(SIMULATOR_MODULE):
         return None
     try:
         with context(allowed_modules=allow_modules, unsafe=False):
             check_allowed(module)
     except Exception:
-        return (f"{path}: component '{name}': {nested}type {type_path} is outside the module allowlist; "
+        return (f"{path}: component '{name}': {nested or f'type {type_path} '}is outside the module allowlist; "
                 f"add --allow-module {module.split('.')[0]} if you trust it")
     try:
         mod = importlib.import_module(module)
@@ -236,9 +237,9 @@ def _type_problem(path: Path, name: str, own_type: str, type_path: str, allow_mo
         hint = f"pip install {package}" if package else f"install the package that provides {module}"
         if cls_name in MOVED_COMPONENTS and module.startswith("haystack."):
             hint = f"it was removed in Haystack 3; use {MOVED_COMPONENTS[cls_name]}"
-        return f"{path}: component '{name}': {nested}cannot import {module} ({exc.name} missing); {hint}"
+        return f"{lead}cannot import {module} ({exc.name} missing); {hint}"
     except Exception as exc:
-        return (f"{path}: component '{name}': {nested}importing {module} failed ({type(exc).__name__}: "
+        return (f"{lead}importing {module} failed ({type(exc).__name__}: "
                 f"{_one_line(exc)})")
     if not hasattr(mod, cls_name):
         hint = (
@@ -246,7 +247,7 @@ def _type_problem(path: Path, name: str, own_type: str, type_path: str, allow_mo
             if cls_name in MOVED_COMPONENTS
             else "check the class name and the installed package version"
         )
-        return f"{path}: component '{name}': {nested}{module} has no {cls_name}; {hint}"
+        return f"{lead}{module} has no {cls_name}; {hint}"
     return None
 
 
@@ -257,7 +258,9 @@ def _nested_types(comp: dict[str, Any]) -> list[str]:
 
     def walk(value: Any) -> None:
         if isinstance(value, dict):
-            if isinstance(value.get("type"), str) and "init_parameters" in value and "." in value["type"]:
+            # Components and document stores serialize as {type, init_parameters}; tools as {type, data}.
+            if isinstance(value.get("type"), str) and ("init_parameters" in value or "data" in value) \
+                    and "." in value["type"]:
                 types.append(value["type"])
             for v in value.values():
                 walk(v)

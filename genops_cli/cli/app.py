@@ -45,6 +45,14 @@ def _register() -> None:
 
     app.command("run")(run_cmd.run)
     app.add_typer(ledger_cmd.app, name="ledger", help="Ledger info, export, drain the spool.")
+    app.command("report")(importlib.import_module("genops_cli.cli.report_cmd").report)
+    app.add_typer(importlib.import_module("genops_cli.cli.compliance_cmd").app, name="compliance", help="Audit.")
+    app.add_typer(importlib.import_module("genops_cli.cli.budget_cmd").app, name="budget", help="Budgets per scope.")
+    app.command("analyze")(importlib.import_module("genops_cli.cli.analyze_cmd").analyze)
+    app.command("recommend")(importlib.import_module("genops_cli.cli.recommend_cmd").recommend)
+    app.command("estimate")(importlib.import_module("genops_cli.cli.estimate_cmd").estimate)
+    app.command("compare")(importlib.import_module("genops_cli.cli.compare_cmd").compare)
+    app.command("validate")(importlib.import_module("genops_cli.cli.validate_cmd").validate)
     try:
         pricing_cmd = importlib.import_module("genops_cli.cli.pricing_cmd")
         app.add_typer(pricing_cmd.app, name="pricing", help="Look up prices: show, list, check a pipeline.")

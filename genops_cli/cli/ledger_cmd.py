@@ -1,10 +1,18 @@
-"""`genops ledger info|drain|export`: look after the ledger itself."""
+"""`genops ledger info|drain|migrate|export`: look after the ledger itself."""
 
 from __future__ import annotations
 
 import typer
 
-from genops_cli.cli.common import handle_errors, load_cli_settings, open_cli_ledger, print_json, stdout_console
+from genops_cli.cli.common import (
+    GLOBAL,
+    handle_errors,
+    info,
+    load_cli_settings,
+    open_cli_ledger,
+    print_json,
+    stdout_console,
+)
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -42,3 +50,55 @@ def drain_cmd(json_output: bool = typer.Option(False, "--json")) -> None:
                                f"still spooled {out['still_spooled']}")
     if result.error:
         raise typer.Exit(EXIT_LEDGER)
+
+
+@app.command("migrate")
+@handle_errors
+def migrate_cmd(
+    to: str = typer.Option(..., "--to", help="Target PostgreSQL URL, e.g. postgresql://user@host:5432/db?schema=genops"),
+    source: str = typer.Option(None, "--from", help="DuckDB ledger to copy (default: the configured ledger)."),
+    json_output: bool = typer.Option(False, "--json", help="JSON summary on stdout."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress on stderr."),
+) -> None:
+    """Copy a DuckDB ledger into PostgreSQL exactly (verified counts, money sums, audit chain); safe to re-run."""
+    from genops_cli.errors import UsageError
+    from genops_cli.ledger.migrate import migrate_ledger
+    from genops_cli.ledger.store import open_ledger, resolve_ledger_location
+
+    if not to.startswith(("postgresql://", "postgres://")):
+        raise UsageError(f"--to {to!r}: pass a postgresql:// URL (e.g. postgresql://user@host:5432/db)")
+    settings = load_cli_settings()
+    location = source or resolve_ledger_location(GLOBAL.ledger, settings.ledger)
+    if location.startswith(("postgresql://", "postgres://")):
+        raise UsageError("--from: migrate copies a DuckDB ledger; pass --from PATH of the .duckdb file")
+    result = migrate_ledger(open_ledger(location), open_ledger(to), report=lambda m: info(m, quiet=quiet))
+    out = result.to_dict()
+    if json_output:
+        print_json(out)
+        return
+    console = stdout_console()
+    console.print(f"migrated {result.source} -> {result.target}: {result.copied} rows copied")
+    for table in result.tables:
+        sums = ", ".join(f"{c} {format(s, 'f')} = {format(t, 'f')}" for c, (s, t) in table.sums.items()
+                         if table.source_rows)
+        console.print(f"  {table.table:<14} {table.source_rows:>8} rows, {table.copied:>8} copied, "
+                      f"{table.source_rows - table.copied:>8} already there" + (f"; {sums}" if sums else ""))
+    console.print(f"  audit chain: {result.audit_entries} entries verified on the target"
+                  + (f" ({result.audit_problems_source} problem(s) carried over from the source)"
+                     if result.audit_problems_source else ""))
+
+
+@app.command("export")
+@handle_errors
+def export_cmd(
+    table: str = typer.Option(..., "--table", help="runs | calls"),
+    fmt: str = typer.Option("csv", "--format", help="csv | jsonl | parquet"),
+    out: str = typer.Option(..., "--out", help="Output file."),
+) -> None:
+    """Write a ledger table to a file (money exact, timestamps naive UTC), from either backend."""
+    from pathlib import Path
+
+    from genops_cli.ledger.maintenance import export_table
+
+    count = export_table(open_cli_ledger(load_cli_settings()), table, fmt, Path(out))
+    info(f"wrote {count} {table} rows to {out}")

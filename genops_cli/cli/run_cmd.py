@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 import typer
 
@@ -27,6 +28,12 @@ def _parse_money_flag(value: str | None, flag: str) -> Decimal | None:
     return parse_money(value, flag) if value is not None else None
 
 
+def _parse_ttl(value: str) -> Any:
+    from genops_cli.analysis.periods import parse_duration
+
+    return parse_duration(value, "--cache-ttl")
+
+
 @handle_errors
 def run(
     pipeline: str = typer.Argument(..., help="Haystack pipeline YAML (Pipeline.dumps() format)."),
@@ -43,7 +50,8 @@ def run(
     classification: str = typer.Option(None, "--classification",
                                        help="Data classification: public|internal|confidential|restricted."),
     policy: str = typer.Option(None, "--policy", help="advisory|enforcing|monitoring for this run."),
-    max_cost: str = typer.Option(None, "--max-cost", help="Stop before the next LLM call once this USD is spent."),
+    max_cost: str = typer.Option(None, "--max-cost", help="Stop before the next LLM call once this USD is spent "
+                                 "(a batch: the whole batch's total; no new line starts)."),
     simulate: bool = typer.Option(False, "--simulate", help="No provider calls: simulators with real prices."),
     allow_module: list[str] = typer.Option(None, "--allow-module", help="Trust another module for component types."),
     concurrency: int = typer.Option(1, "--concurrency", min=1, max=256, help="Batch: runs in flight."),
@@ -61,15 +69,18 @@ def run(
     from genops_cli.config import CLASSIFICATIONS, normalize_policy
     from genops_cli.errors import UsageError
     from genops_cli.inputs import read_inputs
+    from genops_cli.logging_setup import EventLog, configure_logging
 
     if classification is not None and classification not in CLASSIFICATIONS:
         raise UsageError(f"--classification {classification!r}: use one of {', '.join(CLASSIFICATIONS)}")
     if log_format not in ("text", "json"):
         raise UsageError(f"--log-format {log_format!r}: use text or json")
+    ttl = _parse_ttl(cache_ttl) if cache else None
     policy_mode = normalize_policy(policy, "--policy") if policy else None
     settings = load_cli_settings(team=team, project=project, customer_id=customer, environment=environment,
                                  feature=feature, cost_center=cost_center, tags=_parse_tags(tag),
                                  data_classification=classification)
+    configure_logging(settings.log_level, log_format)
     runs = read_inputs(inputs, input_values)
     if not runs:
         raise UsageError("no inputs: pass --inputs FILE (JSON or JSONL), --inputs - for stdin, or --input c.s=v")
@@ -84,11 +95,13 @@ def run(
         retries=retries,
         fail_fast=fail_fast,
         cache=cache,
-        cache_ttl=cache_ttl,
         json_output=json_output,
         quiet=quiet,
         log_format=log_format,
     )
+    if ttl is not None:
+        options.cache_ttl = ttl
     ledger = open_cli_ledger(settings)
-    code = run_batch(settings, ledger, pipeline, runs, options, emit=print_json, warn=warn, info=info)
+    code = run_batch(settings, ledger, pipeline, runs, options, emit=print_json, warn=warn, info=info,
+                     events=EventLog(log_format, quiet))
     raise typer.Exit(code)

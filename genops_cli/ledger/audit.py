@@ -2,8 +2,28 @@
 previous entry's hash, so `genops compliance verify` can name the first row that was altered, inserted or
 deleted.
 
-The payload hash is computed from the rows as stored (read back in the same transaction), normalized so
-DuckDB and PostgreSQL give the same digest for the same data.
+    with ledger.write() as tx:
+        insert_the_rows(tx)
+        audit.append(tx, "run", run_id)          # in the same transaction as the rows it covers
+    with ledger.read() as tx:
+        checked, problems = audit.verify(tx)     # problems in ledger order; [] means intact
+
+Each entry stores `payload_hash` (sha256 of the subject's rows as stored, read back in the same transaction)
+and `entry_hash` = sha256(seq, time, kind, subject, payload_hash, prev_hash). Changing a covered row breaks the
+payload hash of the subject's latest entry; changing, inserting or deleting an audit entry breaks the chain;
+rows without any entry are reported as inserted outside genops.
+
+Design choices:
+- Rows are normalized (Decimal at 10 places, naive-UTC ISO timestamps, floats rounded) and sorted by their
+  canonical JSON in Python, never by SQL ORDER BY, so DuckDB and PostgreSQL (whose text collation differs) give
+  the same digest for the same data.
+- NULL columns are left out of the payload: a later migration that adds a nullable column does not invalidate
+  older entries, while setting or clearing a value is still a change.
+- `append` must run inside `Ledger.write()`: DuckDB writers hold the exclusive file lock and PostgreSQL writers
+  the audit-chain advisory lock from the start of the transaction, so concurrent writers cannot fork the chain
+  (and `seq` is a primary key: a fork could not even be stored).
+- The chain proves internal consistency. Someone able to rewrite the whole table can recompute it: record the
+  head hash (`genops compliance verify` prints it) somewhere else and compare with `--expect-head`.
 """
 
 from __future__ import annotations
@@ -18,19 +38,23 @@ from typing import Any
 from genops_cli.ledger.store import Tx
 
 GENESIS = "0" * 64
+_QUANTUM = Decimal("0.0000000001")
 
-#: kind -> (table, key column, order-by for child rows)
-SUBJECTS: dict[str, list[tuple[str, str, str]]] = {
-    "run": [("runs", "run_id", "run_id"), ("calls", "run_id", "seq, call_id")],
-    "budget": [("budgets", "scope", "scope")],
-    "policy": [("policy_events", "event_id", "event_id")],
-    "alert": [("alerts", "alert_id", "alert_id")],
+#: kind -> [(table, key column)]; the first table holds the subject itself, the others its child rows.
+SUBJECTS: dict[str, list[tuple[str, str]]] = {
+    "run": [("runs", "run_id"), ("calls", "run_id")],
+    "budget": [("budgets", "scope")],
+    "policy": [("policy_events", "event_id")],
+    "alert": [("alerts", "alert_id")],
 }
+
+#: Kinds whose subject may legitimately disappear (a removed budget appends an entry after the delete).
+_REMOVABLE = {"budget"}
 
 
 def _norm(value: Any) -> Any:
     if isinstance(value, Decimal):
-        return format(value.quantize(Decimal("0.0000000001")), "f")
+        return format(value.quantize(_QUANTUM), "f")
     if isinstance(value, datetime):
         if value.tzinfo is not None:
             value = value.astimezone(timezone.utc).replace(tzinfo=None)
@@ -40,12 +64,20 @@ def _norm(value: Any) -> Any:
     return value
 
 
+def _norm_row(table: str, row: dict[str, Any]) -> dict[str, Any]:
+    return {"table": table, **{k: _norm(v) for k, v in row.items() if v is not None}}
+
+
+def _canonical(row: dict[str, Any]) -> str:
+    return json.dumps(row, sort_keys=True, default=str)
+
+
 def subject_payload(tx: Tx, kind: str, subject_id: str) -> list[dict[str, Any]]:
-    """The stored rows an audit entry covers, normalized for hashing."""
+    """The stored rows an audit entry covers, normalized and in canonical order."""
     rows: list[dict[str, Any]] = []
-    for table, key, order in SUBJECTS[kind]:
-        for row in tx.query_dicts(f"SELECT * FROM {table} WHERE {key} = ? ORDER BY {order}", [subject_id]):
-            rows.append({"table": table, **{k: _norm(v) for k, v in sorted(row.items())}})
+    for table, key in SUBJECTS[kind]:
+        found = [_norm_row(table, r) for r in tx.query_dicts(f"SELECT * FROM {table} WHERE {key} = ?", [subject_id])]
+        rows.extend(sorted(found, key=_canonical))
     return rows
 
 
@@ -60,10 +92,14 @@ def entry_digest(seq: int, at: datetime, kind: str, subject_id: str, payload_has
 
 def append(tx: Tx, kind: str, subject_id: str, at: datetime | None = None) -> str:
     """Append an entry for `subject_id` (already written in this transaction). Returns the entry hash."""
+    if kind not in SUBJECTS:
+        raise ValueError(f"unknown audit kind {kind!r}; expected one of {', '.join(SUBJECTS)}")
+    # No lock taken here: every write transaction already holds the chain lock (DuckDB: the exclusive writer
+    # flock + process mutex; PostgreSQL: the audit-chain advisory lock taken at the start of the transaction).
+    # Both engines store microseconds: truncate now so the digest matches what is read back.
     at = (at or datetime.now(timezone.utc)).astimezone(timezone.utc).replace(tzinfo=None)
-    at = at.replace(microsecond=at.microsecond)  # stored at microsecond precision by both engines
     last = tx.query("SELECT seq, entry_hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-    seq, prev = (last[0][0] + 1, last[0][1]) if last else (1, GENESIS)
+    seq, prev = (int(last[0][0]) + 1, last[0][1]) if last else (1, GENESIS)
     p_hash = payload_digest(subject_payload(tx, kind, subject_id))
     e_hash = entry_digest(seq, at, kind, subject_id, p_hash, prev)
     tx.execute(
@@ -74,6 +110,12 @@ def append(tx: Tx, kind: str, subject_id: str, at: datetime | None = None) -> st
     return e_hash
 
 
+def chain_head(tx: Tx) -> tuple[int, str]:
+    """(last seq, its entry hash), or (0, GENESIS) for an empty log: the value to anchor elsewhere."""
+    last = tx.query("SELECT seq, entry_hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+    return (int(last[0][0]), last[0][1]) if last else (0, GENESIS)
+
+
 @dataclass
 class VerifyProblem:
     kind: str  # altered | inserted | deleted | chain
@@ -82,9 +124,37 @@ class VerifyProblem:
     seq: int | None
     message: str
 
+    def to_json(self) -> dict[str, Any]:
+        return {"problem": self.kind, "table": self.table, "subject_id": self.subject_id, "audit_seq": self.seq,
+                "message": self.message}
+
+
+def _stored_subjects(tx: Tx) -> tuple[dict[tuple[str, str], list[dict[str, Any]]], set[tuple[str, str]]]:
+    """Every stored row grouped by audit subject (one query per table), and the subjects whose own row exists."""
+    grouped: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    primary: set[tuple[str, str]] = set()
+    for kind, tables in SUBJECTS.items():
+        per_table: list[dict[tuple[str, str], list[dict[str, Any]]]] = []
+        for index, (table, key) in enumerate(tables):
+            rows: dict[tuple[str, str], list[dict[str, Any]]] = {}
+            for row in tx.query_dicts(f"SELECT * FROM {table}"):
+                subject = (kind, str(row[key]))
+                rows.setdefault(subject, []).append(_norm_row(table, row))
+                if index == 0:
+                    primary.add(subject)
+            per_table.append(rows)
+        for rows in per_table:
+            for subject, found in rows.items():
+                grouped.setdefault(subject, []).extend(sorted(found, key=_canonical))
+    return grouped, primary
+
 
 def verify(tx: Tx) -> tuple[int, list[VerifyProblem]]:
-    """Recompute the chain. Returns (entries checked, problems in ledger order)."""
+    """Recompute the chain and every subject's payload. Returns (entries checked, problems in ledger order).
+
+    Problems: `chain` (an audit entry altered, inserted or removed), `altered` (a covered row changed after its
+    latest entry), `deleted` (a subject's row is gone), `inserted` (rows that no entry covers).
+    """
     problems: list[VerifyProblem] = []
     prev = GENESIS
     latest: dict[tuple[str, str], tuple[int, str]] = {}
@@ -93,36 +163,39 @@ def verify(tx: Tx) -> tuple[int, list[VerifyProblem]]:
     )
     expected_seq = 1
     for seq, at, kind, subject_id, p_hash, prev_hash, e_hash in entries:
+        seq = int(seq)
         if seq != expected_seq:
             problems.append(VerifyProblem("chain", "audit_log", str(expected_seq), expected_seq,
-                                          f"audit entry {expected_seq} is missing (next is {seq})"))
+                                          f"audit entries {expected_seq}..{seq - 1} are missing (deleted)"))
         expected_seq = seq + 1
         if prev_hash != prev or entry_digest(seq, at, kind, subject_id, p_hash, prev_hash) != e_hash:
             problems.append(VerifyProblem("chain", "audit_log", subject_id, seq,
-                                          f"audit entry {seq} ({kind} {subject_id}) was altered or the chain broken"))
+                                          f"audit entry {seq} ({kind} {subject_id}) was altered or the chain "
+                                          "broken before it"))
         prev = e_hash
-        latest[(kind, subject_id)] = (seq, p_hash)
+        if kind in SUBJECTS:
+            latest[(kind, subject_id)] = (seq, p_hash)
+        else:
+            problems.append(VerifyProblem("chain", "audit_log", subject_id, seq,
+                                          f"audit entry {seq} has an unknown kind {kind!r}"))
+    grouped, primary = _stored_subjects(tx)
     # Only the latest entry of a subject must match what is stored now (budgets are updated in place).
-    for (kind, subject_id), (seq, p_hash) in sorted(latest.items(), key=lambda kv: kv[1][0]):
-        rows = subject_payload(tx, kind, subject_id)
-        if not rows and kind != "budget":
-            problems.append(VerifyProblem("deleted", SUBJECTS[kind][0][0], subject_id, seq,
-                                          f"{kind} {subject_id} was deleted (audit entry {seq})"))
+    for (kind, subject_id), (seq, p_hash) in latest.items():
+        rows = grouped.get((kind, subject_id), [])
+        table = SUBJECTS[kind][0][0]
+        if (kind, subject_id) not in primary and kind not in _REMOVABLE:
+            problems.append(VerifyProblem("deleted", table, subject_id, seq,
+                                          f"{kind} {subject_id} was deleted from {table} (audit entry {seq})"))
         elif payload_digest(rows) != p_hash:
-            problems.append(VerifyProblem("altered", SUBJECTS[kind][0][0], subject_id, seq,
-                                          f"{kind} {subject_id} was altered after audit entry {seq}"))
-    covered = {(k, s) for (k, s) in latest}
-    for kind, tables in SUBJECTS.items():
-        table, key, _ = tables[0]
-        for (subject_id,) in tx.query(f"SELECT {key} FROM {table} ORDER BY {key}"):
-            if (kind, subject_id) not in covered:
-                problems.append(VerifyProblem("inserted", table, subject_id, None,
-                                              f"{kind} {subject_id} has no audit entry (inserted outside genops)"))
-        if len(tables) > 1:
-            child, child_key, _ = tables[1]
-            for (subject_id,) in tx.query(f"SELECT DISTINCT {child_key} FROM {child} ORDER BY {child_key}"):
-                if (kind, subject_id) not in covered:
-                    problems.append(VerifyProblem("inserted", child, subject_id, None,
-                                                  f"{child} rows of {kind} {subject_id} have no audit entry"))
+            tables = sorted({r["table"] for r in rows}) or [table]
+            problems.append(VerifyProblem("altered", table, subject_id, seq,
+                                          f"{kind} {subject_id} was altered after audit entry {seq} "
+                                          f"(rows in {', '.join(tables)} differ from what was recorded)"))
+    for (kind, subject_id), rows in sorted(grouped.items()):
+        if (kind, subject_id) not in latest:
+            table = rows[0]["table"]
+            what = f"{kind} {subject_id}" if table == SUBJECTS[kind][0][0] else f"{table} rows of {kind} {subject_id}"
+            problems.append(VerifyProblem("inserted", table, subject_id, None,
+                                          f"{what} has no audit entry (inserted outside genops)"))
     problems.sort(key=lambda p: (p.seq is None, p.seq or 0))
     return len(entries), problems

@@ -6,9 +6,11 @@ audit entry), idempotent by run_id.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 
 from genops_cli.errors import LedgerError
 from genops_cli.ledger import audit
@@ -36,9 +38,33 @@ def register_after_insert(hook: AfterInsertHook) -> None:
         _after_insert_hooks.append(hook)
 
 
+def rekeyed_run_id(run_id: str, started_at: datetime) -> str:
+    """The id a batch run takes when its deterministic id is already used by another execution."""
+    stamp = to_naive_utc(started_at).isoformat()  # type: ignore[union-attr]
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"genops:rekey:{run_id}:{stamp}"))
+
+
+def _claim_run_id(tx: Tx, run: RunRecord) -> bool:
+    """True when the run may be inserted under run.run_id. A replay of the same execution (same id and start
+    time: a spool file ingested again) is a duplicate. A batch run whose deterministic id was taken by another
+    execution (two processes on the same line) is re-keyed deterministically from its own start time, so both
+    charges are kept and a replay of the re-keyed run is still recognised."""
+    for _ in range(2):
+        rows = tx.query("SELECT started_at FROM runs WHERE run_id = ?", [run.run_id])
+        if not rows:
+            return True
+        if run.batch_line is None or rows[0][0] == to_naive_utc(run.started_at):
+            return False
+        new_id = rekeyed_run_id(run.run_id, run.started_at)
+        run.run_id = new_id
+        for call in run.calls:
+            call.run_id = new_id
+    return False
+
+
 def insert_run(tx: Tx, run: RunRecord) -> bool:
-    """Insert a run and its calls; False when the run_id is already recorded (nothing changes then)."""
-    if tx.scalar("SELECT COUNT(*) FROM runs WHERE run_id = ?", [run.run_id]):
+    """Insert a run and its calls; False when the run is already recorded (nothing changes then)."""
+    if not _claim_run_id(tx, run):
         return False
     tx.execute(_RUN_INSERT, run_row(run))
     tx.executemany(_CALL_INSERT, [call_row(c) for c in run.calls])
@@ -79,28 +105,36 @@ class RecordResult:
         return self.error is None
 
 
-def drain(ledger: Ledger, spool: Spool | None = None, result: RecordResult | None = None) -> RecordResult:
-    """Ingest every pending spool file, one transaction per run, exactly once."""
-    spool = spool or Spool(ledger.spool_dir())
+def ingest(ledger: Ledger, items: list[tuple[Path, RunRecord | None]], spool: Spool,
+           result: RecordResult | None = None) -> RecordResult:
+    """Write spooled runs under one writer lock hold, one transaction per run, removing each spool file after
+    its commit (a crash in between re-ingests it as a duplicate: exactly once).
+
+        ingest(ledger, [(spool.write(run), run) for run in finished], spool)
+    """
     result = result or RecordResult()
-    pending = list(spool.items())
-    if not pending:
+    if not items:
         return result
     try:
-        with ledger.write() as tx:
-            pass  # take the writer path once (migrations) before the per-run transactions
-        for path, run in pending:
-            if run is None:
-                result.unreadable.append(path.name)
-                continue
-            with ledger.write() as tx:
-                inserted = insert_run(tx, run)
-            (result.inserted if inserted else result.duplicates).append(run.run_id)
-            spool.remove(path)
+        with ledger.session() as session:
+            for path, run in items:
+                if run is None:
+                    result.unreadable.append(path.name)
+                    continue
+                with session.transaction() as tx:
+                    inserted = insert_run(tx, run)
+                (result.inserted if inserted else result.duplicates).append(run.run_id)
+                spool.remove(path)
     except LedgerError as exc:
         result.error = str(exc)
         result.spooled = [p.name.split(".")[0] for p in spool.pending()]
     return result
+
+
+def drain(ledger: Ledger, spool: Spool | None = None, result: RecordResult | None = None) -> RecordResult:
+    """Ingest every pending spool file, one transaction per run, exactly once."""
+    spool = spool or Spool(ledger.spool_dir())
+    return ingest(ledger, list(spool.items()), spool, result)
 
 
 def record_run(ledger: Ledger, run: RunRecord) -> RecordResult:

@@ -57,6 +57,27 @@ class PipelineProfile:
 Pricer = Callable[[CallRecord], None]
 
 
+class SharedBudget:
+    """A cost limit shared by the concurrent runs of a batch (`genops run --inputs batch.jsonl --max-cost 5`).
+
+    Every priced call adds to `spent`; once it reaches `limit`, runs stop before their next LLM call and the
+    batch starts no new run. Thread-safe.
+    """
+
+    def __init__(self, limit: Decimal) -> None:
+        self.limit = limit
+        self.spent = Decimal(0)
+        self._lock = threading.Lock()
+
+    def add(self, cost: Decimal) -> None:
+        with self._lock:
+            self.spent = quantize_money(self.spent + cost)
+
+    @property
+    def exhausted(self) -> bool:
+        return self.spent >= self.limit
+
+
 class RunCapture:
     """Collects CallRecords for one run. Thread-safe: async pipelines finish spans on several threads."""
 
@@ -67,8 +88,10 @@ class RunCapture:
         pricer: Pricer | None = None,
         max_cost: Decimal | None = None,
         capture_content: bool = False,
+        budget: SharedBudget | None = None,
     ) -> None:
         self.run_id = run_id
+        self.budget = budget
         self.profile = profile
         self.pricer = pricer
         self.max_cost = max_cost
@@ -94,6 +117,8 @@ class RunCapture:
         with self._lock:
             self.calls.append(call)
             self.cost = quantize_money(self.cost + call.cost)
+        if self.budget is not None and call.cost:
+            self.budget.add(call.cost)
 
     def before_llm_call(self, component_name: str) -> None:
         """Raise before a provider call once the run's cost cap is reached (the call is not made)."""
@@ -101,6 +126,12 @@ class RunCapture:
             self.cap_reached = True
             raise RunCostCapReached(
                 f"run cost cap ${self.max_cost} reached (spent ${self.cost}); stopped before {component_name}"
+            )
+        if self.budget is not None and self.budget.exhausted:
+            self.cap_reached = True
+            raise RunCostCapReached(
+                f"batch cost cap ${self.budget.limit} reached (spent ${self.budget.spent}); "
+                f"stopped before {component_name}"
             )
 
     def profile_for(self, component_name: str | None) -> ComponentProfile | None:

@@ -1,0 +1,128 @@
+"""Batch throughput against a loopback OpenAI with fixed latency, as a fraction of the physical limit.
+
+    python benchmarks/batch_throughput.py [--latency 0.2] [--concurrency 16] [--lines 160]
+
+The loopback provider runs in a child process (a real provider's work is not in our process). The sample chain
+pipeline (2 LLM calls per run) runs a JSONL batch through `genops run`'s engine (`run_batch`:
+shared pipeline, worker threads, spool + ledger writer thread, DuckDB ledger). The limit is
+concurrency / (calls per run x latency) runs per second; the script prints measured runs/s / limit (goal >= 0.7
+at concurrency 16) and, as the baseline measured in the same run, the same fraction at concurrency 1. It checks
+that the ledger holds every run. It also times `load_pipeline`, the cost a pool of per-thread pipelines would pay
+once per worker (genops shares one pipeline instead).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))  # the loopback fake providers
+os.environ.setdefault("HAYSTACK_TELEMETRY_ENABLED", "False")
+
+CALLS_PER_RUN = 2
+
+
+def run_once(server: None, workdir: Path, concurrency: int, lines: int) -> tuple[float, int]:  # noqa: ANN001
+    from genops_cli.batch import BatchOptions, run_batch
+    from genops_cli.config import load_settings
+    from genops_cli.inputs import read_inputs
+    from genops_cli.ledger.store import open_ledger
+    from genops_cli.logging_setup import EventLog
+
+    ledger_path = workdir / f"ledger-c{concurrency}.duckdb"
+    batch = workdir / f"batch-c{concurrency}.jsonl"
+    batch.write_text("".join(json.dumps({"draft_prompt": {"request": f"request {i}", "audience": "all"}}) + "\n"
+                             for i in range(lines)))
+    ledger = open_ledger(str(ledger_path))
+    summaries: list[dict] = []
+    options = BatchOptions(concurrency=concurrency, json_output=True, quiet=True)
+    t0 = time.perf_counter()
+    code = run_batch(load_settings(ledger_flag=str(ledger_path)), ledger,
+                     str(REPO / "sample_pipelines/chain/pipeline.yml"), read_inputs(str(batch)), options,
+                     emit=lambda obj: summaries.append(obj) if obj.get("summary") else None,
+                     events=EventLog(quiet=True))
+    wall = time.perf_counter() - t0
+    assert code == 0, f"batch failed with exit {code}"
+    with ledger.read() as tx:
+        recorded = tx.scalar("SELECT COUNT(*) FROM runs")
+    assert recorded == lines, f"ledger holds {recorded} runs, expected {lines}"
+    # summary elapsed_s: from the first run to the last record written (pipeline load excluded)
+    return summaries[-1]["elapsed_s"], int(wall * 1000)
+
+
+def _serve(conn, latency: float) -> None:  # noqa: ANN001
+    """Child process: the loopback provider, so its CPU time does not compete with genops for one GIL."""
+    from fakeproviders import FakeOpenAI
+
+    with FakeOpenAI() as server:
+        server.latency = latency
+        server.usage = {"prompt_tokens": 1000, "completion_tokens": 200}
+        conn.send(server.base_url)
+        conn.recv()  # until the parent is done
+        conn.send(server.count("/chat/completions"))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--latency", type=float, default=0.2, help="seconds per provider call")
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--lines", type=int, default=160)
+    parser.add_argument("--baseline-lines", type=int, default=12)
+    args = parser.parse_args()
+
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe()
+    provider = ctx.Process(target=_serve, args=(child, args.latency), daemon=True)
+    provider.start()
+    server = None
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["OPENAI_API_KEY"] = "sk-bench-not-a-real-key"
+        os.environ["OPENAI_BASE_URL"] = parent.recv()
+        workdir = Path(tmp)
+        os.chdir(workdir)
+
+        from genops_cli.loading import load_pipeline
+
+        t0 = time.perf_counter()
+        load_pipeline(REPO / "sample_pipelines/chain/pipeline.yml")
+        load_ms = (time.perf_counter() - t0) * 1000
+        t0 = time.perf_counter()
+        load_pipeline(REPO / "sample_pipelines/chain/pipeline.yml")
+        reload_ms = (time.perf_counter() - t0) * 1000
+
+        run_once(server, workdir, 2, 4)  # warm-up: imports, price book, tokenizer files
+        results = []
+        for concurrency, lines in ((1, args.baseline_lines), (args.concurrency, args.lines)):
+            elapsed, wall_ms = run_once(server, workdir, concurrency, lines)
+            limit = concurrency / (CALLS_PER_RUN * args.latency)
+            rate = lines / elapsed
+            results.append((concurrency, lines, elapsed, rate, limit, rate / limit, wall_ms))
+    parent.send("done")
+    served = parent.recv()
+    provider.join(timeout=10)
+    expected_calls = CALLS_PER_RUN * (4 + args.baseline_lines + args.lines)
+    assert served == expected_calls, f"provider saw {served} calls, expected {expected_calls}"
+    print(f"loopback latency {args.latency * 1000:.0f} ms/call, {CALLS_PER_RUN} calls/run, DuckDB ledger, "
+          f"{os.cpu_count()} cores")
+    print(f"load_pipeline: first {load_ms:.0f} ms, again {reload_ms:.0f} ms "
+          "(a per-thread pool would pay this per worker; genops shares one warmed-up pipeline)")
+    print(f"{'concurrency':>11} {'lines':>6} {'elapsed s':>9} {'runs/s':>8} {'limit':>7} {'fraction':>8}")
+    for concurrency, lines, elapsed, rate, limit, fraction, _wall in results:
+        print(f"{concurrency:>11} {lines:>6} {elapsed:>9.2f} {rate:>8.2f} {limit:>7.2f} {fraction:>8.2f}")
+    fraction = results[-1][5]
+    baseline = results[0][5]
+    print(f"fraction of limit at concurrency {args.concurrency}: {fraction:.2f} (goal >= 0.70; "
+          f"concurrency 1 baseline {baseline:.2f}; speed-up x{results[-1][3] / results[0][3]:.1f})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,298 @@
+"""Where the money goes: cost, volume, latency and failures grouped by one dimension, from the ledger only.
+
+    from genops_cli.analysis.analyze import analyze_costs
+    result = analyze_costs(ledger, parse_period(since="7d"), Filters(team="ml"), by="component")
+    result.total_cost, result.groups[0].key, result.groups[0].share
+    result.to_json()       # the `genops analyze --format json` object (money as decimal strings)
+
+Totals are exact: SQL SUM over the stored DECIMAL costs, returned as `Decimal`. Latency and failure rates are
+measured on the rows that describe the dimension: for `component`, each top-level component visit (an Agent's
+visit includes its steps); for `provider`/`model`, each model call; for run dimensions (`pipeline`, `team`,
+`project`, `customer`, `environment`, `day`), each run (run time = the sum of its top-level component visits).
+Simulated runs are left out unless `Filters(include_simulated=True)`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from genops_cli.analysis.dialect import percentile
+from genops_cli.analysis.filters import Filters, build_where
+from genops_cli.analysis.periods import Period
+from genops_cli.errors import UsageError
+from genops_cli.ledger.store import Ledger, Tx
+from genops_cli.models import quantize_money
+
+#: --by value -> (level, SQL key expression). Call-level keys group call rows; run-level keys group runs.
+DIMENSIONS: dict[str, tuple[str, str]] = {
+    "component": ("call", "c.component_name"),
+    "provider": ("call", "c.provider"),
+    "model": ("call", "c.model"),
+    "pipeline": ("run", "r.pipeline_name"),
+    "team": ("run", "r.team"),
+    "project": ("run", "r.project"),
+    "customer": ("run", "r.customer_id"),
+    "environment": ("run", "r.environment"),
+    "day": ("run", "CAST(r.started_at AS DATE)"),
+}
+
+ZERO = Decimal(0)
+_ZERO_MONEY_SQL = "CAST(0 AS DECIMAL(18,10))"
+
+
+def _ms(value: Any) -> float | None:
+    return round(float(value), 3) if value is not None else None
+
+
+def money_str(value: Decimal | None) -> str:
+    """A cost as a plain decimal string at the ledger's precision ("0.0000000000", never "0E-10")."""
+    return f"{quantize_money(value if value is not None else ZERO):f}"
+
+
+def jsonable(value: Any) -> Any:
+    """A copy of dicts/lists with every Decimal as a money string (for the insights dicts)."""
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, Decimal):
+        return money_str(value)
+    return value
+
+
+def ratio(part: Decimal | int | float, whole: Decimal | int | float, places: int = 4) -> float:
+    """part / whole as a rounded float (0.0 when whole is 0). Shares are floats; money never is."""
+    if not whole:
+        return 0.0
+    return round(float(Decimal(part) / Decimal(whole)), places)
+
+
+@dataclass
+class GroupStats:
+    key: str | None
+    cost: Decimal
+    runs: int
+    calls: int
+    input_tokens: int
+    cache_read_tokens: int
+    output_tokens: int
+    share: float = 0.0
+    latency_p50_ms: float | None = None
+    latency_p95_ms: float | None = None
+    failure_rate: float = 0.0
+    unpriced_calls: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "cost": money_str(self.cost),
+            "runs": self.runs,
+            "calls": self.calls,
+            "input_tokens": self.input_tokens,
+            "cache_read_tokens": self.cache_read_tokens,
+            "output_tokens": self.output_tokens,
+            "share": self.share,
+            "latency_p50_ms": self.latency_p50_ms,
+            "latency_p95_ms": self.latency_p95_ms,
+            "failure_rate": self.failure_rate,
+        }
+
+
+@dataclass
+class CostAnalysis:
+    period: Period
+    filters: Filters
+    by: str
+    total_cost: Decimal
+    runs: int
+    calls: int
+    groups: list[GroupStats]
+    most_expensive_component: str | None
+    unpriced_calls: int
+    simulated_excluded: int
+    currency: str = "USD"
+    daily: list[tuple[date, Decimal]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "period": self.period.to_json(),
+            "filters": self.filters.to_json(),
+            "by": self.by,
+            "currency": self.currency,
+            "total_cost": money_str(self.total_cost),
+            "runs": self.runs,
+            "calls": self.calls,
+            "groups": [g.to_json() for g in self.groups],
+            "most_expensive_component": self.most_expensive_component,
+            "unpriced_calls": self.unpriced_calls,
+            "simulated_excluded": self.simulated_excluded,
+        }
+
+
+def _key_text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.date().isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value)
+
+
+def _call_level_sql(tx: Tx, by: str, where: str) -> str:
+    key = DIMENSIONS[by][1]
+    if by == "component":
+        # A component's latency and failures are those of its visits (top-level spans), not of its inner steps.
+        scope, extra = "c.parent_call_id IS NULL", ""
+    else:
+        scope, extra = "TRUE", " AND c.model IS NOT NULL"
+    lat = f"CASE WHEN {scope} THEN c.latency_ms END"
+    return f"""
+        SELECT {key} AS key,
+               SUM(c.cost),
+               COUNT(DISTINCT c.run_id),
+               SUM(CASE WHEN c.model IS NOT NULL THEN 1 ELSE 0 END),
+               SUM(c.input_tokens), SUM(c.cache_read_tokens), SUM(c.output_tokens),
+               {percentile(tx.backend, 0.5, lat)}, {percentile(tx.backend, 0.95, lat)},
+               SUM(CASE WHEN {scope} AND c.status = 'error' THEN 1 ELSE 0 END),
+               SUM(CASE WHEN {scope} THEN 1 ELSE 0 END),
+               SUM(CASE WHEN c.model IS NOT NULL AND NOT c.priced THEN 1 ELSE 0 END)
+        FROM calls c JOIN runs r ON r.run_id = c.run_id
+        WHERE {where}{extra}
+        GROUP BY {key}
+    """
+
+
+def _run_level_sql(tx: Tx, by: str, where: str) -> str:
+    key = DIMENSIONS[by][1]
+    return f"""
+        WITH rc AS (
+            SELECT c.run_id,
+                   SUM(c.cost) AS cost,
+                   SUM(CASE WHEN c.model IS NOT NULL THEN 1 ELSE 0 END) AS calls,
+                   SUM(c.input_tokens) AS input_tokens,
+                   SUM(c.cache_read_tokens) AS cache_read_tokens,
+                   SUM(c.output_tokens) AS output_tokens,
+                   SUM(CASE WHEN c.parent_call_id IS NULL THEN c.latency_ms ELSE 0 END) AS run_ms,
+                   SUM(CASE WHEN c.model IS NOT NULL AND NOT c.priced THEN 1 ELSE 0 END) AS unpriced
+            FROM calls c JOIN runs r ON r.run_id = c.run_id
+            WHERE {where}
+            GROUP BY c.run_id
+        )
+        SELECT {key} AS key,
+               SUM(COALESCE(rc.cost, {_ZERO_MONEY_SQL})),
+               COUNT(*),
+               SUM(COALESCE(rc.calls, 0)),
+               SUM(COALESCE(rc.input_tokens, 0)), SUM(COALESCE(rc.cache_read_tokens, 0)),
+               SUM(COALESCE(rc.output_tokens, 0)),
+               {percentile(tx.backend, 0.5, 'rc.run_ms')}, {percentile(tx.backend, 0.95, 'rc.run_ms')},
+               SUM(CASE WHEN r.status = 'error' THEN 1 ELSE 0 END),
+               COUNT(*),
+               SUM(COALESCE(rc.unpriced, 0))
+        FROM runs r LEFT JOIN rc ON rc.run_id = r.run_id
+        WHERE {where}
+        GROUP BY {key}
+    """
+
+
+def group_costs(tx: Tx, by: str, filters: Filters, period: Period | None) -> list[GroupStats]:
+    """Per-group stats (shares left at 0: the caller knows the total)."""
+    if by not in DIMENSIONS:
+        raise UsageError(f"--by {by!r}: use one of {', '.join(DIMENSIONS)}")
+    where, params = build_where(filters, period, "r")
+    level = DIMENSIONS[by][0]
+    if level == "call":
+        rows = tx.query(_call_level_sql(tx, by, where), params)
+    else:
+        rows = tx.query(_run_level_sql(tx, by, where), params + params)
+    groups = []
+    for key, cost, runs, calls, inp, cache, out, p50, p95, failed, visits, unpriced in rows:
+        groups.append(GroupStats(
+            key=_key_text(key), cost=cost if cost is not None else ZERO, runs=int(runs or 0),
+            calls=int(calls or 0), input_tokens=int(inp or 0), cache_read_tokens=int(cache or 0),
+            output_tokens=int(out or 0), latency_p50_ms=_ms(p50), latency_p95_ms=_ms(p95),
+            failure_rate=ratio(int(failed or 0), int(visits or 0)), unpriced_calls=int(unpriced or 0),
+        ))
+    if by == "day":
+        groups.sort(key=lambda g: g.key or "")
+    else:
+        groups.sort(key=lambda g: (-g.cost, g.key is None, g.key or ""))
+    return groups
+
+
+def most_expensive_component(tx: Tx, filters: Filters, period: Period | None) -> str | None:
+    """The component with the highest recorded cost (None when nothing cost anything)."""
+    where, params = build_where(filters, period, "r")
+    row = tx.query(
+        f"""SELECT c.component_name, SUM(c.cost) AS cost FROM calls c JOIN runs r ON r.run_id = c.run_id
+            WHERE {where} AND c.model IS NOT NULL GROUP BY c.component_name
+            ORDER BY cost DESC, c.component_name LIMIT 1""",
+        params,
+    )
+    return row[0][0] if row and row[0][1] and row[0][1] > 0 else None
+
+
+def count_runs(tx: Tx, filters: Filters, period: Period | None, simulated: bool | None = None) -> int:
+    where, params = build_where(filters, period, "r", simulated=simulated)
+    return int(tx.scalar(f"SELECT COUNT(*) FROM runs r WHERE {where}", params) or 0)
+
+
+def daily_costs(tx: Tx, filters: Filters, period: Period | None) -> list[tuple[date, Decimal]]:
+    """Cost per UTC day (for the sparkline), oldest first; days without runs are absent."""
+    where, params = build_where(filters, period, "r")
+    rows = tx.query(
+        f"""SELECT CAST(r.started_at AS DATE) AS day, SUM(r.total_cost) FROM runs r WHERE {where}
+            GROUP BY CAST(r.started_at AS DATE) ORDER BY day""",
+        params,
+    )
+    out = []
+    for day, cost in rows:
+        if isinstance(day, datetime):
+            day = day.date()
+        out.append((day, cost if cost is not None else ZERO))
+    return out
+
+
+def analyze_costs(ledger: Ledger, period: Period | None, filters: Filters | None = None, by: str = "component",
+                  with_daily: bool = False) -> CostAnalysis:
+    """Cost analysis of the runs in `period` matching `filters`, grouped `by` one dimension."""
+    from genops_cli.analysis.periods import parse_period
+
+    filters = filters or Filters()
+    period = period or parse_period(default=None)
+    with ledger.read() as tx:
+        groups = group_costs(tx, by, filters, period)
+        total = sum((g.cost for g in groups), ZERO)
+        for g in groups:
+            g.share = ratio(g.cost, total)
+        if DIMENSIONS[by][0] == "run":
+            runs = sum(g.runs for g in groups)
+        else:
+            runs = count_runs(tx, filters, period)
+        if by == "component":
+            top = next((g.key for g in groups if g.cost > 0 and g.calls > 0), None)
+        else:
+            top = most_expensive_component(tx, filters, period)
+        excluded = 0 if filters.include_simulated else count_runs(tx, filters, period, simulated=True)
+        daily = daily_costs(tx, filters, period) if with_daily else []
+    return CostAnalysis(
+        period=period, filters=filters, by=by, total_cost=total, runs=runs,
+        calls=sum(g.calls for g in groups), groups=groups, most_expensive_component=top,
+        unpriced_calls=sum(g.unpriced_calls for g in groups), simulated_excluded=excluded, daily=daily,
+    )
+
+
+_SPARK = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: list[Decimal]) -> str:
+    """A one-line bar chart of non-negative values (empty string for no values)."""
+    if not values:
+        return ""
+    top = max(values)
+    if top <= 0:
+        return _SPARK[0] * len(values)
+    return "".join(_SPARK[min(len(_SPARK) - 1, int(v / top * (len(_SPARK) - 1) + Decimal("0.5")))] for v in values)

@@ -1,0 +1,613 @@
+"""Tenant billing from the ledger: what to charge one customer for a period, line by line, exactly.
+
+    period = parse_billing_period("2026-05")       # or parse_billing_period(None, "2026-05-01", "2026-05-15")
+    with ledger.read() as tx:
+        bill = tenant_bill(tx, "acme-corp", period, settings)
+    bill.total_cost, bill.lines, bill.charges                   # Decimal money, invoice lines, per-day pieces
+    bill.to_json()                                              # the `genops report --format json` object
+
+What is billed: the calls of the tenant's (`runs.customer_id`) non-simulated runs that started in the period
+(half-open, naive UTC; a run is charged on the day it started, so a run is never split across two bills and
+`genops analyze --customer` over the same window gives the same total).
+
+Line items: one per pipeline x provider x model x price kind (input, cached input, cache write, output,
+per call, per second) x unit price, so a price change within the period gives two lines. Quantities are real
+(non-cached input = input_tokens - cache_read - cache_write); unit prices come from each call's stored
+`unit_prices` (the billed prices, after any tenant contract or markup).
+
+Rounding: every call's stored cost is already quantized to 10 places. Each call's cost is split into its
+per-kind components (quantity x unit price, exact) and the components are quantized with the largest-remainder
+method so that they sum EXACTLY to the stored cost of that call; a line's cost is the sum of its calls'
+components. Hence the lines (and the FOCUS rows, and cost_by_day) add up exactly to `total_cost` with no
+rounding line. Only when a stored cost cannot be explained by its stored unit prices (edited by hand, or a
+pricing bug) is the difference shown as an explicit `adjustment` line. List cost is split the same way, using
+the list unit prices of the price book when they reproduce the stored billed prices, else in proportion.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from decimal import ROUND_FLOOR, Decimal
+from typing import TYPE_CHECKING, Any
+
+from genops_cli.analysis.analyze import money_str
+from genops_cli.analysis.filters import Filters, build_where
+from genops_cli.analysis.periods import Period, parse_when
+from genops_cli.errors import UsageError
+from genops_cli.ledger.store import Tx
+from genops_cli.models import MONEY_QUANTUM, UnitPrices
+
+if TYPE_CHECKING:
+    from genops_cli.config import Settings
+    from genops_cli.pricing.book import PriceBook
+
+ZERO = Decimal(0)
+_MTOK = Decimal(1_000_000)
+_MONTH = re.compile(r"^(\d{4})-(\d{2})$")
+
+#: price kind -> (label, pricing unit, FOCUS consumed unit)
+KINDS: dict[str, tuple[str, str, str]] = {
+    "input": ("input tokens", "1M tokens", "Tokens"),
+    "cached_input": ("cached input tokens", "1M tokens", "Tokens"),
+    "cache_write": ("cache write tokens", "1M tokens", "Tokens"),
+    "output": ("output tokens", "1M tokens", "Tokens"),
+    "per_call": ("calls", "calls", "Calls"),
+    "per_second": ("compute seconds", "seconds", "Seconds"),
+    "adjustment": ("adjustment: stored cost differs from its unit prices", "USD", "USD"),
+}
+
+
+# ------------------------------------------------------------------------------------------------ periods
+
+
+@dataclass(frozen=True)
+class BillingPeriod:
+    """[start, end) in naive UTC. `month` is set for a calendar month (`--period YYYY-MM`)."""
+
+    start: datetime
+    end: datetime
+    label: str
+    month: tuple[int, int] | None = None
+
+    def as_period(self) -> Period:
+        return Period(self.start, self.end, self.label)
+
+    def previous(self) -> BillingPeriod:
+        """The previous calendar month, or the window of the same length just before this one."""
+        if self.month is not None:
+            year, month = self.month
+            year, month = (year - 1, 12) if month == 1 else (year, month - 1)
+            return month_period(year, month)
+        length = self.end - self.start
+        return BillingPeriod(self.start - length, self.start, f"{(self.start - length).date()} to "
+                             f"{(self.start - timedelta(days=1)).date()}")
+
+    def days(self) -> list[date]:
+        out, day = [], self.start.date()
+        while datetime(day.year, day.month, day.day) < self.end:
+            out.append(day)
+            day += timedelta(days=1)
+        return out
+
+    def to_json(self) -> dict[str, str]:
+        return {"start": _iso(self.start), "end": _iso(self.end), "label": self.label}
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat() + "Z"
+
+
+def month_period(year: int, month: int) -> BillingPeriod:
+    start = datetime(year, month, 1)
+    end = datetime(year + 1, 1, 1) if month == 12 else datetime(year, month + 1, 1)
+    return BillingPeriod(start, end, f"{year:04d}-{month:02d}", (year, month))
+
+
+def parse_billing_period(period: str | None = None, from_: str | None = None, to: str | None = None,
+                         now: datetime | None = None) -> BillingPeriod:
+    """`--period YYYY-MM`, or `--from DATE --to DATE` (to inclusive), default the current month to date's month."""
+    if period and (from_ or to):
+        raise UsageError("--period cannot be combined with --from/--to; use one or the other")
+    if from_ or to:
+        if not (from_ and to):
+            raise UsageError("--from and --to go together (e.g. --from 2026-05-01 --to 2026-05-15)")
+        start, end = parse_when(from_, "--from"), parse_when(to, "--to", end_of_day=True)
+        if start >= end:
+            raise UsageError(f"--from {from_} is not before --to {to}; swap them")
+        return BillingPeriod(start, end, f"{from_} to {to}")
+    if period:
+        match = _MONTH.match(period.strip())
+        if not match or not 1 <= int(match.group(2)) <= 12:
+            raise UsageError(f"--period {period!r}: use a calendar month YYYY-MM, e.g. 2026-05")
+        return month_period(int(match.group(1)), int(match.group(2)))
+    now = now or datetime.now(timezone.utc).replace(tzinfo=None)
+    return month_period(now.year, now.month)
+
+
+# ------------------------------------------------------------------------------------------------ cost split
+
+
+def cost_components(input_tokens: int, cache_read: int, cache_write: int, output_tokens: int,
+                    latency_ms: float | None, prices: UnitPrices) -> list[tuple[str, Decimal, Decimal, Decimal]]:
+    """(kind, quantity in pricing units, unit price, exact cost) per price kind that the call used.
+
+    The same rules as `pricing.compute_cost` (cache reads/writes at the input price when the model has no cache
+    price; uncached input never negative), split by kind; the exact costs sum to compute_cost's result.
+    """
+    input_price = prices.input_mtok if prices.input_mtok is not None else ZERO
+    read_price = prices.cache_read_mtok if prices.cache_read_mtok is not None else input_price
+    write_price = prices.cache_write_mtok if prices.cache_write_mtok is not None else input_price
+    output_price = prices.output_mtok if prices.output_mtok is not None else ZERO
+    uncached = max(input_tokens - cache_read - cache_write, 0)
+    out: list[tuple[str, Decimal, Decimal, Decimal]] = []
+    for kind, tokens, price in (("input", uncached, input_price), ("cached_input", cache_read, read_price),
+                                ("cache_write", cache_write, write_price), ("output", output_tokens, output_price)):
+        if tokens:
+            out.append((kind, Decimal(tokens) / _MTOK, price, Decimal(tokens) * price / _MTOK))
+    if prices.per_call is not None:
+        out.append(("per_call", Decimal(1), prices.per_call, prices.per_call))
+    if prices.per_second is not None and latency_ms:
+        seconds = Decimal(str(latency_ms)) / Decimal(1000)
+        out.append(("per_second", seconds, prices.per_second, prices.per_second * seconds))
+    return out
+
+
+def allocate(total: Decimal, parts: list[Decimal]) -> list[Decimal] | None:
+    """Quantize `parts` so they sum exactly to `total` (largest remainder), or None when `total` is not within
+    rounding of sum(parts)."""
+    if not parts:
+        return None
+    floors = [p.quantize(MONEY_QUANTUM, rounding=ROUND_FLOOR) for p in parts]
+    missing = (total - sum(floors, ZERO)) / MONEY_QUANTUM
+    if missing != missing.to_integral_value() or not 0 <= missing <= len(parts):
+        return None
+    order = sorted(range(len(parts)), key=lambda i: (-(parts[i] - floors[i]), i))
+    for i in order[: int(missing)]:
+        floors[i] += MONEY_QUANTUM
+    return floors
+
+
+# ------------------------------------------------------------------------------------------------ the bill
+
+
+@dataclass
+class Charge:
+    """One aggregated piece: day x pipeline x provider x model x price kind x unit price."""
+
+    day: date
+    pipeline: str
+    provider: str
+    model: str
+    kind: str
+    unit_price: Decimal
+    list_unit_price: Decimal | None
+    quantity: Decimal = ZERO
+    cost: Decimal = ZERO
+    list_cost: Decimal = ZERO
+    calls: int = 0
+
+    @property
+    def unit(self) -> str:
+        return KINDS[self.kind][1]
+
+    @property
+    def tokens(self) -> int | None:
+        return int(self.quantity * _MTOK) if self.unit == "1M tokens" else None
+
+
+@dataclass
+class LineItem:
+    description: str
+    pipeline: str
+    provider: str
+    model: str
+    kind: str
+    quantity: Decimal
+    unit: str
+    unit_price: Decimal
+    list_unit_price: Decimal | None
+    cost: Decimal
+    list_cost: Decimal
+    calls: int
+    tokens: int | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "description": self.description,
+            "pipeline": self.pipeline,
+            "provider": self.provider,
+            "model": self.model,
+            "price_kind": self.kind,
+            "quantity": _plain(self.quantity),
+            "unit": self.unit,
+            "tokens": self.tokens,
+            "unit_price": _plain(self.unit_price),
+            "list_unit_price": _plain(self.list_unit_price) if self.list_unit_price is not None else None,
+            "cost": money_str(self.cost),
+            "list_cost": money_str(self.list_cost),
+            "calls": self.calls,
+        }
+
+
+def _plain(value: Decimal) -> str:
+    """A Decimal without exponent or trailing zeros (0.001, 12, 0.15)."""
+    return format(value.normalize(), "f")
+
+
+@dataclass
+class TenantBill:
+    tenant: str
+    period: BillingPeriod
+    currency: str
+    total_cost: Decimal
+    list_cost: Decimal
+    runs: int
+    runs_by_status: dict[str, int]
+    charges: list[Charge]
+    previous_period: BillingPeriod
+    previous_period_cost: Decimal
+    budget: dict[str, Any] | None
+    contract: dict[str, Any] | None
+    unpriced: list[dict[str, Any]] = field(default_factory=list)
+    generated_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc).replace(tzinfo=None))
+
+    @property
+    def lines(self) -> list[LineItem]:
+        """Invoice lines: the charges summed over days, in a stable order."""
+        grouped: dict[tuple[Any, ...], LineItem] = {}
+        for c in self.charges:
+            key = (c.pipeline, c.provider, c.model, list(KINDS).index(c.kind), c.unit_price, c.list_unit_price)
+            line = grouped.get(key)
+            if line is None:
+                grouped[key] = line = LineItem(
+                    description=f"{c.model} {KINDS[c.kind][0]} ({c.pipeline})", pipeline=c.pipeline,
+                    provider=c.provider, model=c.model, kind=c.kind, quantity=ZERO, unit=c.unit,
+                    unit_price=c.unit_price, list_unit_price=c.list_unit_price, cost=ZERO, list_cost=ZERO, calls=0,
+                    tokens=0 if c.tokens is not None else None)
+            line.quantity += c.quantity
+            line.cost += c.cost
+            line.list_cost += c.list_cost
+            line.calls += c.calls
+            if line.tokens is not None and c.tokens is not None:
+                line.tokens += c.tokens
+        return [grouped[k] for k in sorted(grouped, key=lambda k: (k[0], k[1], k[2], k[3], k[4]))]
+
+    def cost_by_provider(self) -> dict[str, Decimal]:
+        out: dict[str, Decimal] = {}
+        for c in self.charges:
+            out[c.provider] = out.get(c.provider, ZERO) + c.cost
+        return dict(sorted(out.items(), key=lambda kv: (-kv[1], kv[0])))
+
+    def cost_by_model(self) -> dict[str, Decimal]:
+        out: dict[str, Decimal] = {}
+        for c in self.charges:
+            key = f"{c.provider}:{c.model}"
+            out[key] = out.get(key, ZERO) + c.cost
+        return dict(sorted(out.items(), key=lambda kv: (-kv[1], kv[0])))
+
+    def cost_by_day(self) -> list[tuple[date, Decimal]]:
+        """Every day of the period (zero days included, so the chart has a gap where nothing ran)."""
+        totals: dict[date, Decimal] = {}
+        for c in self.charges:
+            totals[c.day] = totals.get(c.day, ZERO) + c.cost
+        days = self.period.days() if (self.period.end - self.period.start).days <= 400 else sorted(totals)
+        return [(d, totals.get(d, ZERO)) for d in days]
+
+    def peak_day(self) -> tuple[date, Decimal] | None:
+        days = [d for d in self.cost_by_day() if d[1] > 0]
+        return max(days, key=lambda d: (d[1], -d[0].toordinal())) if days else None
+
+    def trend(self) -> dict[str, Any]:
+        change = self.total_cost - self.previous_period_cost
+        direction = "up" if change > 0 else "down" if change < 0 else "flat"
+        pct = None
+        if self.previous_period_cost:
+            pct = format((change / self.previous_period_cost * 100).quantize(Decimal("0.1")), "f")
+        return {"direction": direction, "change": money_str(change), "change_pct": pct}
+
+    def to_json(self) -> dict[str, Any]:
+        peak = self.peak_day()
+        return {
+            "tenant": self.tenant,
+            "period": self.period.to_json(),
+            "currency": self.currency,
+            "total_cost": money_str(self.total_cost),
+            "list_cost": money_str(self.list_cost),
+            "billed_minus_list": money_str(self.total_cost - self.list_cost),
+            "runs": self.runs,
+            "runs_by_status": self.runs_by_status,
+            "line_items": [line.to_json() for line in self.lines],
+            "cost_by_provider": {k: money_str(v) for k, v in self.cost_by_provider().items()},
+            "cost_by_model": {k: money_str(v) for k, v in self.cost_by_model().items()},
+            "cost_by_day": [{"date": d.isoformat(), "cost": money_str(v)} for d, v in self.cost_by_day()],
+            "peak_day": {"date": peak[0].isoformat(), "cost": money_str(peak[1])} if peak else None,
+            "previous_period": self.previous_period.to_json(),
+            "previous_period_cost": money_str(self.previous_period_cost),
+            "trend": self.trend(),
+            "budget": self.budget,
+            "contract": self.contract,
+            "unpriced_calls": self.unpriced,
+            "generated_at": _iso(self.generated_at),
+        }
+
+
+_CALLS_SQL = """
+SELECT r.run_id, r.pipeline_name, r.started_at, c.started_at, c.provider, c.model, c.input_tokens,
+       c.cache_read_tokens, c.cache_write_tokens, c.output_tokens, c.latency_ms, c.unit_prices, c.cost,
+       c.list_cost, c.priced
+FROM calls c JOIN runs r ON r.run_id = c.run_id
+WHERE {where} AND (c.model IS NOT NULL OR c.cost <> 0 OR c.list_cost <> 0)
+"""
+
+
+def _tenant_where(tenant: str, period: BillingPeriod) -> tuple[str, list[Any]]:
+    return build_where(Filters(customer=tenant), period.as_period(), alias="r", simulated=False)
+
+
+class _ListPrices:
+    """List unit prices per call from the price book, used only when they reproduce the stored billed prices."""
+
+    def __init__(self, book: PriceBook | None, tenant: str) -> None:
+        self.book = book
+        self.tenant = tenant
+
+    def for_call(self, model: str | None, provider: str | None, at: datetime, input_tokens: int,
+                 billed: UnitPrices) -> UnitPrices | None:
+        if self.book is None or not model:
+            return None
+        resolved = self.book.resolve(model, provider, at, self.tenant)
+        if resolved is None:
+            return None
+        list_p, _contracted, billed_now = resolved.effective_prices(input_tokens)
+        return list_p if billed_now == billed else None
+
+
+def _split_call(row: tuple[Any, ...], list_prices: _ListPrices) -> list[tuple[str, Decimal, Decimal, Decimal | None,
+                                                                            Decimal, Decimal]]:
+    """One call -> [(kind, quantity, unit price, list unit price, cost piece, list cost piece)] summing exactly to
+    its stored cost and list cost."""
+    (_run, _pipe, _rstart, cstart, provider, model, inp, cr, cw, out, latency, prices_json, cost, list_cost,
+     _priced) = row
+    cost = Decimal(cost)
+    list_cost = Decimal(list_cost)
+    prices = UnitPrices.from_json(json.loads(prices_json)) if prices_json else UnitPrices()
+    comps = cost_components(int(inp), int(cr), int(cw), int(out), latency, prices)
+    exact = [c[3] for c in comps]
+    pieces = allocate(cost, exact)
+    adjustment = ZERO
+    if pieces is None:  # the stored cost does not follow from its unit prices: show the difference, never hide it
+        pieces = [e.quantize(MONEY_QUANTUM) for e in exact]
+        adjustment = cost - sum(pieces, ZERO)
+    # List cost per kind.
+    list_units: list[Decimal | None]
+    list_pieces: list[Decimal] | None = None
+    if list_cost == cost and adjustment == 0:
+        list_units, list_pieces = [c[2] for c in comps], list(pieces)
+    else:
+        lp = list_prices.for_call(model, provider, cstart, int(inp), prices)
+        list_units = [None] * len(comps)
+        if lp is not None:
+            lcomps = cost_components(int(inp), int(cr), int(cw), int(out), latency, lp)
+            by_kind = {c[0]: c for c in lcomps}
+            if set(by_kind) == {c[0] for c in comps}:
+                list_pieces = allocate(list_cost, [by_kind[c[0]][3] for c in comps])
+                list_units = [by_kind[c[0]][2] for c in comps]
+        if list_pieces is None:
+            weight = sum(exact, ZERO)
+            shares = [list_cost * e / weight for e in exact] if weight else \
+                [list_cost if i == 0 else ZERO for i in range(len(comps))]
+            list_pieces = allocate(list_cost, shares) or [s.quantize(MONEY_QUANTUM) for s in shares]
+            if cost:
+                list_units = [(c[2] * list_cost / cost).quantize(MONEY_QUANTUM).normalize() for c in comps]
+    out_rows = [(c[0], c[1], c[2], list_units[i], pieces[i], list_pieces[i]) for i, c in enumerate(comps)]
+    list_rest = list_cost - sum(list_pieces, ZERO)
+    if adjustment or list_rest or not comps and (cost or list_cost):
+        out_rows.append(("adjustment", Decimal(1), adjustment, list_rest, adjustment, list_rest))
+    return out_rows
+
+
+def tenant_bill(tx: Tx, tenant: str, period: BillingPeriod, settings: Settings | None = None,
+                book: PriceBook | None = None) -> TenantBill:
+    """The bill of `tenant` for `period`, from the ledger only (the price book only splits list cost)."""
+    where, params = _tenant_where(tenant, period)
+    if book is None:
+        from genops_cli.pricing import get_price_book
+
+        book = get_price_book()
+    list_prices = _ListPrices(book, tenant)
+    charges: dict[tuple[Any, ...], Charge] = {}
+    unpriced: dict[tuple[str, str], int] = {}
+    for row in tx.query(_CALLS_SQL.format(where=where), params):
+        pipeline, run_started, priced = row[1], row[2], row[14]
+        provider, model = row[4] or "unknown", row[5] or "unknown"
+        if not priced:
+            unpriced[(provider, model)] = unpriced.get((provider, model), 0) + 1
+        for kind, qty, unit_price, list_unit, piece, list_piece in _split_call(row, list_prices):
+            key = (run_started.date(), pipeline, provider, model, kind, unit_price, list_unit)
+            charge = charges.get(key)
+            if charge is None:
+                charges[key] = charge = Charge(run_started.date(), pipeline, provider, model, kind, unit_price,
+                                               list_unit)
+            charge.quantity += qty
+            charge.cost += piece
+            charge.list_cost += list_piece
+            charge.calls += 1
+    run_rows = tx.query(f"SELECT r.status, COUNT(*), MIN(r.currency), MAX(r.currency) FROM runs r WHERE {where} "
+                        "GROUP BY r.status", params)
+    currencies = {c for row in run_rows for c in row[2:] if c}
+    if len(currencies) > 1:
+        raise UsageError(f"tenant {tenant}: runs in {', '.join(sorted(currencies))}; bill one currency at a time")
+    ordered = sorted(charges.values(), key=lambda c: (c.day, c.pipeline, c.provider, c.model,
+                                                      list(KINDS).index(c.kind), c.unit_price))
+    total = sum((c.cost for c in ordered), ZERO)
+    previous = period.previous()
+    prev_where, prev_params = _tenant_where(tenant, previous)
+    previous_cost = Decimal(tx.scalar(f"SELECT SUM(r.total_cost) FROM runs r WHERE {prev_where}", prev_params) or 0)
+    return TenantBill(
+        tenant=tenant,
+        period=period,
+        currency=next(iter(currencies), "USD"),
+        total_cost=total,
+        list_cost=sum((c.list_cost for c in ordered), ZERO),
+        runs=sum(int(r[1]) for r in run_rows),
+        runs_by_status={str(r[0]): int(r[1]) for r in sorted(run_rows)},
+        charges=ordered,
+        previous_period=previous,
+        previous_period_cost=previous_cost,
+        budget=_budget(tx, tenant, period, total, settings),
+        contract=_contract(book, tenant, period),
+        unpriced=[{"provider": p, "model": m, "calls": n} for (p, m), n in sorted(unpriced.items())],
+    )
+
+
+def _budget(tx: Tx, tenant: str, period: BillingPeriod, total: Decimal,
+            settings: Settings | None) -> dict[str, Any] | None:
+    """The tenant's monthly budget (`customer:ID` scope, ledger first, then .genops.yml) against this bill."""
+    scope = f"customer:{tenant}"
+    limit: Decimal | None = None
+    policy = None
+    source = None
+    rows = tx.query("SELECT monthly_limit, policy FROM budgets WHERE scope = ?", [scope])
+    if rows and rows[0][0] is not None:
+        limit, policy, source = Decimal(rows[0][0]), rows[0][1], "ledger"
+    elif settings is not None:
+        for sb in settings.budgets.scopes:
+            if sb.scope == scope and sb.monthly is not None:
+                limit, policy, source = sb.monthly, sb.policy, "config"
+    if limit is None:
+        return None
+    out: dict[str, Any] = {"scope": scope, "period": "monthly", "limit": money_str(limit), "policy": policy,
+                           "source": source}
+    if period.month is not None:
+        out["spent"] = money_str(total)
+        out["remaining"] = money_str(limit - total)
+        out["used_pct"] = format((total / limit * 100).quantize(Decimal("0.1")), "f") if limit else None
+    return out
+
+
+def _contract(book: PriceBook, tenant: str, period: BillingPeriod) -> dict[str, Any] | None:
+    """The tenant's contract from the pricing overlays (contracted rates / resale markup), if any."""
+    contracts = {c.id: c for c in book.tenants()}
+    contract = contracts.get(tenant) or contracts.get("*")
+    if contract is None:
+        return None
+    return {
+        "id": contract.id,
+        "label": contract.label,
+        "description": contract.description,
+        "markup_pct": format(contract.markup_pct, "f"),
+        "discount_pct": format(contract.discount_pct, "f"),
+        "active_in_period": contract.active(period.start.replace(tzinfo=timezone.utc))
+        or contract.active((period.end - timedelta(microseconds=1)).replace(tzinfo=timezone.utc)),
+    }
+
+
+def billed_tenants(tx: Tx, period: BillingPeriod) -> list[str]:
+    """Every tenant with a non-simulated run in the period (for `--all-tenants`)."""
+    where, params = build_where(Filters(), period.as_period(), alias="r", simulated=False)
+    rows = tx.query(f"SELECT DISTINCT r.customer_id FROM runs r WHERE {where} AND r.customer_id IS NOT NULL "
+                    "ORDER BY r.customer_id", params)
+    return [str(r[0]) for r in rows]
+
+
+def safe_filename(tenant: str) -> str:
+    """A file name for a tenant id (ids are free text)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", tenant).strip("._") or "tenant"
+
+
+# ------------------------------------------------------------------------------------------------ rendering
+
+
+def usd(value: Decimal | str | None) -> str:
+    """Exact money for people: `$12.50`, `$0.000450` (trailing zeros dropped past the cents, never rounded)."""
+    if value is None:
+        return "-"
+    amount = Decimal(value)
+    sign = "-" if amount < 0 else ""
+    text = format(abs(amount).normalize(), "f")
+    whole, _, frac = text.partition(".")
+    return f"{sign}${whole}.{frac.ljust(2, '0')}"
+
+
+def template_env() -> Any:
+    """The jinja2 environment over the templates shipped in genops_cli/templates (autoescape for HTML)."""
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("genops_cli", "templates"),
+        autoescape=jinja2.select_autoescape(["html.j2"]),
+        trim_blocks=False,
+        lstrip_blocks=False,
+        keep_trailing_newline=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    env.filters["usd"] = usd
+    env.filters["plain"] = lambda v: _plain(Decimal(v))
+    env.filters["md"] = lambda v: str(v).replace("|", "\\|")
+    return env
+
+
+def daily_chart_svg(days: list[tuple[date, Decimal]], width: int = 980, height: int = 240) -> str:
+    """An inline SVG bar chart of daily cost (no scripts, no network), with a labelled y axis and dates."""
+    from html import escape
+
+    left, right, top, bottom = 86, 10, 14, 34
+    plot_w, plot_h = width - left - right, height - top - bottom
+    peak = max((v for _, v in days), default=ZERO)
+    scale_max = peak if peak > 0 else Decimal(1)
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" id="daily-chart" role="img" width="100%" '
+             f'viewBox="0 0 {width} {height}" aria-label="Daily cost">']
+    for i in range(5):  # grid lines and y labels at 0, 25, 50, 75, 100 % of the peak
+        value = scale_max * i / 4
+        y = top + plot_h - plot_h * i / 4
+        parts.append(f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e4e7eb"/>')
+        parts.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{escape(usd(_round_label(value)))}'
+                     '</text>')
+    if days:
+        slot = plot_w / len(days)
+        bar = max(slot * 0.7, 1.0)
+        every = max(1, round(len(days) / 10))
+        for i, (day, value) in enumerate(days):
+            h = float(value / scale_max) * plot_h if peak > 0 else 0.0
+            x = left + i * slot + (slot - bar) / 2
+            parts.append(f'<rect x="{x:.1f}" y="{top + plot_h - h:.1f}" width="{bar:.1f}" height="{h:.1f}" '
+                         f'fill="#2563eb"><title>{day.isoformat()}: {escape(usd(value))}</title></rect>')
+            if i % every == 0 or i == len(days) - 1:
+                parts.append(f'<text x="{left + i * slot + slot / 2:.1f}" y="{height - 12}" text-anchor="middle">'
+                             f'{day.strftime("%b %d")}</text>')
+    parts.append(f'<line x1="{left}" x2="{width - right}" y1="{top + plot_h}" y2="{top + plot_h}" stroke="#616e7c"/>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _round_label(value: Decimal) -> Decimal:
+    """Axis labels need 3 significant digits, not 10 decimals (labels only; amounts elsewhere stay exact)."""
+    if value == 0:
+        return ZERO
+    exponent = value.adjusted() - 2
+    return value.quantize(Decimal(1).scaleb(exponent)) if exponent < 0 else value.quantize(Decimal(1))
+
+
+def render_bill(bill: TenantBill, fmt: str, issuer: str = "genops") -> str:
+    """The bill as `md` or `html` (jinja2 templates shipped in the package)."""
+    env = template_env()
+    name = {"md": "tenant_report.md.j2", "html": "tenant_report.html.j2"}[fmt]
+    last_day = (bill.period.end - timedelta(microseconds=1)).date().isoformat()
+    return env.get_template(name).render(bill=bill, data=bill.to_json(), issuer=issuer, last_day=last_day,
+                                         chart=daily_chart_svg(bill.cost_by_day()))
+
+
+LINE_CSV_COLUMNS = ["tenant", "period_start", "period_end", "description", "pipeline", "provider", "model",
+                    "price_kind", "quantity", "unit", "tokens", "unit_price", "list_unit_price", "cost", "list_cost",
+                    "calls", "currency"]
+
+
+def bill_csv_rows(bill: TenantBill) -> list[dict[str, Any]]:
+    """The line items as CSV rows (money as exact decimal strings)."""
+    period = bill.period.to_json()
+    return [{"tenant": bill.tenant, "period_start": period["start"], "period_end": period["end"],
+             **{k: v for k, v in line.to_json().items() if k in LINE_CSV_COLUMNS},
+             "price_kind": line.kind, "currency": bill.currency} for line in bill.lines]

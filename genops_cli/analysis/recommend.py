@@ -1,0 +1,495 @@
+"""What should change: recommendations computed from the ledger's own volumes and the price book.
+
+    from genops_cli.analysis.recommend import recommend
+    result = recommend(ledger, parse_period(since="30d"), Filters(team="ml"))
+    for rec in result.recommendations:
+        rec.kind, rec.component, rec.potential_savings, rec.reasoning
+    result.to_json()     # the `genops recommend --format json` object
+
+Kinds (each needs recorded data behind it, and says which period and volume it rests on):
+- `model_switch`: a cheaper model of the same provider family (same or next lower capability tier); savings =
+  the stored cost minus what the same observed tokens cost at the candidate's price-book prices.
+- `prompt_caching`: calls with large prompts and zero cache reads, on a model with a cheaper cache-read price.
+- `max_tokens`: output stays far below the configured max_tokens (lower worst-case reservations, same spend).
+- `retriever_top_k`: retrieved documents dominate the generator's input tokens (measured by regression).
+- `failing_component`: a component fails often; retry transient errors or add a fallback.
+- `agent_loop`: an agent takes many steps per run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from genops_cli.analysis.analyze import ZERO, money_str, ratio
+from genops_cli.analysis.dialect import percentile
+from genops_cli.analysis.filters import Filters, build_where
+from genops_cli.analysis.insights import context_tokens_per_document
+from genops_cli.analysis.periods import Period
+from genops_cli.ledger.store import Ledger, Tx
+from genops_cli.models import TokenUsage, UnitPrices, quantize_money
+
+_MTOK = Decimal(1_000_000)
+
+#: Model family -> cheaper candidates, as (model, "same" | "lower" capability tier).
+#: Source: the providers' own positioning of their model lines (OpenAI's full / mini / nano tiers and the gpt-4.1
+#: generation that replaced gpt-4o at a lower price; Anthropic's Opus > Sonnet > Haiku; Google's Pro > Flash >
+#: Flash-Lite; Mistral's Large > Medium > Small), as published on their model pages in 2025. A candidate is
+#: suggested only if the price book prices it and it is cheaper on the observed usage. Keys match a recorded
+#: model id by longest prefix (dated ids such as gpt-4o-2024-08-06 or claude-3-5-sonnet-20241022 included).
+MODEL_FAMILIES: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {
+    ("openai", "gpt-4o"): (("gpt-4.1", "same"), ("gpt-4o-mini", "lower"), ("gpt-4.1-mini", "lower")),
+    ("openai", "gpt-4o-mini"): (("gpt-4.1-nano", "lower"),),
+    ("openai", "gpt-4.1"): (("gpt-4.1-mini", "lower"), ("gpt-4o-mini", "lower")),
+    ("openai", "gpt-4.1-mini"): (("gpt-4o-mini", "same"), ("gpt-4.1-nano", "lower")),
+    ("openai", "gpt-4-turbo"): (("gpt-4o", "same"), ("gpt-4.1", "same"), ("gpt-4o-mini", "lower")),
+    ("openai", "gpt-4"): (("gpt-4o", "same"), ("gpt-4.1", "same"), ("gpt-4o-mini", "lower")),
+    ("openai", "gpt-3.5-turbo"): (("gpt-4o-mini", "same"),),
+    ("openai", "gpt-5"): (("gpt-5-mini", "lower"),),
+    ("openai", "gpt-5-mini"): (("gpt-5-nano", "lower"),),
+    ("openai", "o1"): (("o3", "same"), ("o4-mini", "lower")),
+    ("openai", "o3"): (("o4-mini", "lower"),),
+    ("anthropic", "claude-3-opus"): (("claude-3-5-sonnet", "lower"),),
+    ("anthropic", "claude-opus-4"): (("claude-sonnet-4-5", "lower"),),
+    ("anthropic", "claude-sonnet-4"): (("claude-haiku-4-5", "lower"),),
+    ("anthropic", "claude-3-7-sonnet"): (("claude-3-5-haiku-latest", "lower"), ("claude-3-haiku", "lower")),
+    ("anthropic", "claude-3-5-sonnet"): (("claude-3-5-haiku-latest", "lower"), ("claude-3-haiku", "lower")),
+    ("anthropic", "claude-3-5-haiku"): (("claude-3-haiku", "same"),),
+    ("anthropic", "claude-haiku-4-5"): (("claude-3-5-haiku-latest", "same"), ("claude-3-haiku", "lower")),
+    ("google", "gemini-2.5-pro"): (("gemini-2.5-flash", "lower"),),
+    ("google", "gemini-2.5-flash"): (("gemini-2.5-flash-lite", "lower"),),
+    ("google", "gemini-1.5-pro"): (("gemini-1.5-flash", "lower"),),
+    ("mistral", "mistral-large"): (("mistral-medium-latest", "lower"),),
+    ("mistral", "mistral-medium"): (("mistral-small-latest", "lower"),),
+}
+
+#: Prompts shorter than this are not cached by OpenAI or Anthropic (their documented minimum cacheable prompt).
+MIN_CACHEABLE_TOKENS = 1024
+#: max_tokens is "far above" the output when the 95th percentile of output is below this share of it.
+MAX_TOKENS_USED_SHARE = 0.5
+#: top_k is worth lowering when retrieved documents make up at least this share of generation input tokens.
+CONTEXT_DOMINATES_SHARE = 0.5
+#: A component fails "often" above this share of its visits.
+FAILURE_RATE_THRESHOLD = 0.05
+#: Agents taking this many LLM steps per run on average are flagged as looping.
+AGENT_STEPS_THRESHOLD = 4.0
+
+
+@dataclass
+class Recommendation:
+    kind: str
+    component: str
+    pipeline: str
+    current_model: str | None
+    current_cost: Decimal
+    recommended_model: str | None
+    recommended_cost: Decimal
+    potential_savings: Decimal
+    confidence: str
+    reasoning: str
+    provider: str | None = None
+    basis: dict[str, Any] = field(default_factory=dict)
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "component": self.component,
+            "pipeline": self.pipeline,
+            "provider": self.provider,
+            "current_model": self.current_model,
+            "current_cost": money_str(self.current_cost),
+            "recommended_model": self.recommended_model,
+            "recommended_cost": money_str(self.recommended_cost),
+            "potential_savings": money_str(self.potential_savings),
+            "confidence": self.confidence,
+            "reasoning": self.reasoning,
+            "parameters": self.parameters,
+            "basis": self.basis,
+        }
+
+
+@dataclass
+class RecommendationReport:
+    period: Period
+    filters: Filters
+    runs: int
+    calls: int
+    recommendations: list[Recommendation]
+
+    @property
+    def potential_savings(self) -> Decimal:
+        return quantize_money(sum((r.potential_savings for r in self.recommendations), ZERO))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "period": self.period.to_json(),
+            "filters": self.filters.to_json(),
+            "runs": self.runs,
+            "calls": self.calls,
+            "potential_savings": money_str(self.potential_savings),
+            "recommendations": [r.to_json() for r in self.recommendations],
+        }
+
+
+def model_family(provider: str | None, model: str) -> tuple[str, str] | None:
+    """The MODEL_FAMILIES key a recorded model id belongs to (longest matching prefix), or None."""
+    name = model.lower()
+    best: tuple[str, str] | None = None
+    for key in MODEL_FAMILIES:
+        prov, prefix = key
+        if provider and prov != provider.lower():
+            continue
+        if name == prefix or (name.startswith(prefix) and name[len(prefix)] in "-@:"):
+            # "gpt-4o-mini-2024-07-18" must match gpt-4o-mini, not gpt-4o: the longest prefix wins.
+            rest = name[len(prefix):]
+            if rest[:1] == "-" and rest[1:2].isalpha() and not rest[1:].startswith("latest"):
+                continue  # gpt-4o-audio..., gpt-4.1-nano under gpt-4.1: another model line
+            if best is None or len(prefix) > len(best[1]):
+                best = key
+    return best
+
+
+def _confidence(tier: str, calls: int) -> str:
+    if tier == "same":
+        return "high" if calls >= 100 else "medium"
+    return "medium" if calls >= 100 else "low"
+
+
+@dataclass
+class _Usage:
+    """Observed usage of one (pipeline, component, provider, model)."""
+
+    pipeline: str
+    component: str
+    provider: str | None
+    model: str
+    calls: int = 0
+    runs: int = 0
+    cost: Decimal = ZERO
+    input_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    output_tokens: int = 0
+    min_input: int = 0
+    max_output: int = 0
+    p95_output: float = 0.0
+    max_tokens: int | None = None
+    by_tenant: dict[str | None, TokenUsage] = field(default_factory=dict)
+    prices: dict[str, int] = field(default_factory=dict)  # stored unit-price document -> calls
+
+    def key(self) -> tuple[str, str, str | None, str]:
+        return (self.pipeline, self.component, self.provider, self.model)
+
+    def main_prices(self) -> UnitPrices | None:
+        if not self.prices:
+            return None
+        doc = max(self.prices.items(), key=lambda kv: kv[1])[0]
+        return UnitPrices.from_json(json.loads(doc))
+
+
+def _observed_usage(tx: Tx, filters: Filters, period: Period | None) -> list[_Usage]:
+    where, params = build_where(filters, period, "r")
+    scope = f"{where} AND c.model IS NOT NULL AND c.priced AND c.span_kind <> 'embedding'"
+    stats = tx.query(
+        f"""SELECT r.pipeline_name, c.component_name, c.provider, c.model, COUNT(*), COUNT(DISTINCT c.run_id),
+                   MIN(c.input_tokens), MAX(c.output_tokens), {percentile(tx.backend, 0.95, 'c.output_tokens')},
+                   MIN(c.max_tokens)
+            FROM calls c JOIN runs r ON r.run_id = c.run_id WHERE {scope}
+            GROUP BY r.pipeline_name, c.component_name, c.provider, c.model""",
+        params,
+    )
+    out: dict[tuple[str, str, str | None, str], _Usage] = {}
+    for pipeline, comp, provider, model, calls, runs, min_in, max_out, p95_out, max_tokens in stats:
+        u = _Usage(pipeline, comp, provider, model, calls=int(calls), runs=int(runs), min_input=int(min_in or 0),
+                   max_output=int(max_out or 0), p95_output=float(p95_out or 0),
+                   max_tokens=int(max_tokens) if max_tokens is not None else None)
+        out[u.key()] = u
+    money = tx.query(
+        f"""SELECT r.pipeline_name, c.component_name, c.provider, c.model, r.customer_id, c.unit_prices, COUNT(*),
+                   SUM(c.cost), SUM(c.input_tokens), SUM(c.cache_read_tokens), SUM(c.cache_write_tokens),
+                   SUM(c.output_tokens)
+            FROM calls c JOIN runs r ON r.run_id = c.run_id WHERE {scope}
+            GROUP BY r.pipeline_name, c.component_name, c.provider, c.model, r.customer_id, c.unit_prices""",
+        params,
+    )
+    for pipeline, comp, provider, model, tenant, prices, calls, cost, inp, cr, cw, outp in money:
+        u = out[(pipeline, comp, provider, model)]
+        usage = TokenUsage(int(inp or 0), int(cr or 0), int(cw or 0), int(outp or 0), source="reported")
+        u.cost += cost if cost is not None else ZERO
+        u.input_tokens += usage.input_tokens
+        u.cache_read_tokens += usage.cache_read_tokens
+        u.cache_write_tokens += usage.cache_write_tokens
+        u.output_tokens += usage.output_tokens
+        u.by_tenant[tenant] = u.by_tenant[tenant] + usage if tenant in u.by_tenant else usage
+        if prices:
+            u.prices[prices] = u.prices.get(prices, 0) + int(calls)
+    return sorted(out.values(), key=lambda u: (-u.cost, u.key()[:2]))
+
+
+def _volume(u: _Usage, period: Period) -> str:
+    return f"{u.calls} call(s) in {u.runs} run(s), {period.label}"
+
+
+def _model_switch(u: _Usage, period: Period, book: Any) -> list[Recommendation]:
+    from genops_cli.pricing import compute_cost
+
+    family = model_family(u.provider, u.model)
+    if family is None or u.cost <= 0:
+        return []
+    best: dict[str, tuple[Decimal, str, str]] = {}
+    for candidate, tier in MODEL_FAMILIES[family]:
+        total = ZERO
+        for tenant, usage in u.by_tenant.items():
+            resolved = book.resolve(candidate, family[0], tenant=tenant)
+            if resolved is None:
+                break
+            total += compute_cost(usage, resolved.unit_prices)
+        else:
+            total = quantize_money(total)
+            if total < u.cost and (tier not in best or total < best[tier][0]):
+                best[tier] = (total, candidate, resolved.provider)
+    out = []
+    for tier, (cost, candidate, _prov) in sorted(best.items()):
+        savings = u.cost - cost
+        tier_text = "the same capability tier" if tier == "same" else "the next lower capability tier"
+        out.append(Recommendation(
+            kind="model_switch", component=u.component, pipeline=u.pipeline, provider=u.provider,
+            current_model=u.model, current_cost=u.cost, recommended_model=candidate, recommended_cost=cost,
+            potential_savings=savings, confidence=_confidence(tier, u.calls),
+            reasoning=(
+                f"{_volume(u, period)} used {u.input_tokens} input ({u.cache_read_tokens} cached) and "
+                f"{u.output_tokens} output tokens on {u.model} for ${money_str(u.cost)}; the same tokens at "
+                f"{candidate} prices ({tier_text}, same provider) cost ${money_str(cost)} "
+                f"({ratio(savings, u.cost) * 100:.1f}% less). Check quality first: genops compare PIPELINE "
+                f"--inputs FILE --model {u.model} --model {candidate}"
+            ),
+            basis={"calls": u.calls, "runs": u.runs, "period": period.label},
+            parameters={"tier": tier},
+        ))
+    return out
+
+
+def _prompt_caching(u: _Usage, period: Period) -> Recommendation | None:
+    prices = u.main_prices()
+    if (prices is None or u.cache_read_tokens > 0 or u.calls < 2 or u.min_input < MIN_CACHEABLE_TOKENS
+            or prices.input_mtok is None or prices.cache_read_mtok is None
+            or prices.cache_read_mtok >= prices.input_mtok):
+        return None
+    # The smallest prompt seen is the part every call is assumed to share (the fixed instructions/template);
+    # the first call writes it to the cache (at the cache-write premium where there is one), the rest read it.
+    prefix = u.min_input
+    reads = Decimal(u.calls - 1) * prefix * (prices.input_mtok - prices.cache_read_mtok) / _MTOK
+    write_premium = ZERO
+    if prices.cache_write_mtok is not None and prices.cache_write_mtok > prices.input_mtok:
+        write_premium = Decimal(prefix) * (prices.cache_write_mtok - prices.input_mtok) / _MTOK
+    savings = quantize_money(reads - write_premium)
+    if savings <= 0:
+        return None
+    return Recommendation(
+        kind="prompt_caching", component=u.component, pipeline=u.pipeline, provider=u.provider,
+        current_model=u.model, current_cost=u.cost, recommended_model=u.model,
+        recommended_cost=u.cost - savings, potential_savings=savings, confidence="low",
+        reasoning=(
+            f"{_volume(u, period)}: every prompt was at least {prefix} tokens and none was read from the prompt "
+            f"cache (cache reads 0). If the first {prefix} tokens are shared (instructions, template), putting that "
+            f"static part first and enabling caching saves about ${money_str(savings)} at the stored prices "
+            f"(input ${prices.input_mtok}/M vs cache read ${prices.cache_read_mtok}/M)"
+        ),
+        basis={"calls": u.calls, "runs": u.runs, "period": period.label},
+        parameters={"shared_prefix_tokens_assumed": prefix},
+    )
+
+
+def _max_tokens(u: _Usage, period: Period) -> Recommendation | None:
+    if u.max_tokens is None or u.calls < 3 or u.p95_output >= MAX_TOKENS_USED_SHARE * u.max_tokens:
+        return None
+    # Headroom of 25 % over the largest output seen, rounded up to a multiple of 64.
+    suggested = int(math.ceil(max(u.max_output, 1) * 1.25 / 64) * 64)
+    if suggested >= u.max_tokens:
+        return None
+    prices = u.main_prices()
+    detail = ""
+    if prices is not None and prices.output_mtok is not None:
+        drop = Decimal(u.max_tokens - suggested) * prices.output_mtok / _MTOK
+        detail = (f"; the worst-case cost reserved per call before it runs drops by "
+                  f"${money_str(drop)} (budgets reserve max_tokens x output price)")
+    return Recommendation(
+        kind="max_tokens", component=u.component, pipeline=u.pipeline, provider=u.provider,
+        current_model=u.model, current_cost=u.cost, recommended_model=u.model, recommended_cost=u.cost,
+        potential_savings=ZERO, confidence="high" if u.calls >= 100 else "medium",
+        reasoning=(
+            f"{_volume(u, period)}: output was at most {u.max_output} tokens (p95 {u.p95_output:.0f}) against "
+            f"max_tokens {u.max_tokens}. Lowering max_tokens to {suggested} keeps 25% headroom and caps runaway "
+            f"generations; spend on the observed outputs is unchanged{detail}"
+        ),
+        basis={"calls": u.calls, "runs": u.runs, "period": period.label},
+        parameters={"max_tokens": {"current": u.max_tokens, "recommended": suggested,
+                                   "max_output_observed": u.max_output}},
+    )
+
+
+def _retriever_top_k(tx: Tx, filters: Filters, period: Period, usages: list[_Usage]) -> list[Recommendation]:
+    out = []
+    for pipeline in sorted({u.pipeline for u in usages}):
+        scoped = Filters(team=filters.team, project=filters.project, customer=filters.customer, pipeline=pipeline,
+                         environment=filters.environment, include_simulated=filters.include_simulated)
+        where, params = build_where(scoped, period, "r")
+        context = context_tokens_per_document(tx, where, params)
+        if not context or (context["context_share"] or 0) < CONTEXT_DOMINATES_SHARE or context["avg_documents"] < 2:
+            continue
+        retriever = tx.query(
+            f"""SELECT c.component_name, COUNT(*) FROM calls c JOIN runs r ON r.run_id = c.run_id
+                WHERE {where} AND c.documents_retrieved IS NOT NULL GROUP BY c.component_name
+                ORDER BY COUNT(*) DESC, c.component_name LIMIT 1""",
+            params,
+        )
+        generators = [u for u in usages if u.pipeline == pipeline]
+        main = max(generators, key=lambda u: u.calls)
+        prices = main.main_prices()
+        if not retriever or prices is None or prices.input_mtok is None:
+            continue
+        avg_docs = Decimal(str(context["avg_documents"]))
+        new_k = max(1, int(avg_docs / 2))
+        per_doc = Decimal(str(context["tokens_per_document"]))
+        runs = context["runs"]
+        savings = quantize_money(Decimal(runs) * per_doc * (avg_docs - new_k) * prices.input_mtok / _MTOK)
+        if savings <= 0:
+            continue
+        cost = quantize_money(sum((u.cost for u in generators), ZERO))
+        out.append(Recommendation(
+            kind="retriever_top_k", component=retriever[0][0], pipeline=pipeline, provider=main.provider,
+            current_model=main.model, current_cost=cost, recommended_model=main.model,
+            recommended_cost=cost - savings, potential_savings=savings, confidence="low",
+            reasoning=(
+                f"over {runs} run(s), {period.label}, each retrieved document added about {per_doc} generator "
+                f"input tokens (least squares over runs with different document counts): documents are "
+                f"{context['context_share'] * 100:.0f}% of the input. Retrieving {new_k} instead of "
+                f"{avg_docs.normalize()} documents on average saves about ${money_str(savings)}; check answer "
+                "quality (a reranker can keep the best documents)"
+            ),
+            basis={"runs": runs, "period": period.label},
+            parameters={"top_k": {"current_avg_documents": float(avg_docs), "recommended": new_k},
+                        "tokens_per_document": float(per_doc)},
+        ))
+    return out
+
+
+_TRANSIENT = ("429", "rate limit", "ratelimit", "timeout", "timed out", "overloaded", "503", "502", "500",
+              "connection", "temporarily")
+
+
+def _failing_components(tx: Tx, filters: Filters, period: Period) -> list[Recommendation]:
+    where, params = build_where(filters, period, "r")
+    rows = tx.query(
+        f"""SELECT r.pipeline_name, c.component_name, COUNT(*), SUM(CASE WHEN c.status = 'error' THEN 1 ELSE 0 END),
+                   MAX(CASE WHEN c.status = 'error' THEN c.error END)
+            FROM calls c JOIN runs r ON r.run_id = c.run_id
+            WHERE {where} AND c.parent_call_id IS NULL
+            GROUP BY r.pipeline_name, c.component_name""",
+        params,
+    )
+    out = []
+    for pipeline, component, visits, errors, sample in rows:
+        visits, errors = int(visits), int(errors or 0)
+        if not errors or errors / visits <= FAILURE_RATE_THRESHOLD:
+            continue
+        wasted = tx.scalar(
+            f"""SELECT SUM(c2.cost) FROM calls c2 WHERE c2.run_id IN (
+                    SELECT c.run_id FROM calls c JOIN runs r ON r.run_id = c.run_id
+                    WHERE {where} AND r.pipeline_name = ? AND c.component_name = ? AND c.status = 'error'
+                      AND c.parent_call_id IS NULL AND r.status = 'error')""",
+            [*params, pipeline, component],
+        ) or ZERO
+        text = (sample or "").lower()
+        transient = any(marker in text for marker in _TRANSIENT)
+        fix = ("the errors look transient (rate limits, timeouts, 5xx): retry with backoff (genops run --retries 3)"
+               if transient else "the errors do not look transient: add a fallback (another model or a "
+               "FallbackChatGenerator) or fix the input that triggers them")
+        out.append(Recommendation(
+            kind="failing_component", component=component, pipeline=pipeline, provider=None, current_model=None,
+            current_cost=wasted, recommended_model=None, recommended_cost=ZERO, potential_savings=wasted,
+            confidence="medium" if visits >= 20 else "low",
+            reasoning=(
+                f"{errors} of {visits} visits failed ({ratio(errors, visits) * 100:.1f}%), {period.label}; failed "
+                f"runs had already spent ${money_str(wasted)}. Last error: {(sample or '')[:160]}. {fix}"
+            ),
+            basis={"visits": visits, "errors": errors, "period": period.label},
+            parameters={"transient": transient},
+        ))
+    return out
+
+
+def _agent_loops(tx: Tx, filters: Filters, period: Period) -> list[Recommendation]:
+    where, params = build_where(filters, period, "r")
+    rows = tx.query(
+        f"""SELECT r.pipeline_name, c.component_name, c.run_id, COUNT(*), SUM(c.cost), MAX(c.model)
+            FROM calls c JOIN runs r ON r.run_id = c.run_id
+            WHERE {where} AND c.span_kind = 'agent_llm'
+            GROUP BY r.pipeline_name, c.component_name, c.run_id""",
+        params,
+    )
+    per_agent: dict[tuple[str, str], list[tuple[str, int, Decimal, str | None]]] = defaultdict(list)
+    for pipeline, component, run_id, steps, cost, model in rows:
+        per_agent[(pipeline, component)].append((run_id, int(steps), cost or ZERO, model))
+    out = []
+    for (pipeline, component), runs in sorted(per_agent.items()):
+        steps = sorted(s for _r, s, _c, _m in runs)
+        avg = sum(steps) / len(steps)
+        if avg < AGENT_STEPS_THRESHOLD:
+            continue
+        # Cap at the median run's step count: what the runs above it spent on steps past the cap is the saving.
+        cap = max(1, steps[(len(steps) - 1) // 2])
+        cost = quantize_money(sum((c for _r, _s, c, _m in runs), ZERO))
+        excess = tx.scalar(
+            f"""SELECT SUM(c.cost) FROM calls c JOIN runs r ON r.run_id = c.run_id
+                WHERE {where} AND r.pipeline_name = ? AND c.component_name = ? AND c.span_kind = 'agent_llm'
+                  AND c.agent_step >= ?""",
+            [*params, pipeline, component, cap],
+        ) or ZERO
+        model = runs[0][3]
+        out.append(Recommendation(
+            kind="agent_loop", component=component, pipeline=pipeline, provider=None, current_model=model,
+            current_cost=cost, recommended_model=model, recommended_cost=cost - excess, potential_savings=excess,
+            confidence="low",
+            reasoning=(
+                f"{len(runs)} run(s), {period.label}: {avg:.1f} LLM steps per run on average (max {steps[-1]}). "
+                f"Capping the agent at {cap} steps (max_agent_steps, the median run's count) or tightening its exit "
+                f"conditions would have saved up to ${money_str(excess)} spent on later steps"
+            ),
+            basis={"runs": len(runs), "steps": sum(steps), "period": period.label},
+            parameters={"steps_per_run": round(avg, 3), "max_agent_steps": cap},
+        ))
+    return out
+
+
+def recommend(ledger: Ledger, period: Period, filters: Filters | None = None) -> RecommendationReport:
+    """All recommendations for the runs in `period` matching `filters`, largest savings first."""
+    from genops_cli.pricing import get_price_book
+
+    filters = filters or Filters()
+    book = get_price_book()
+    where, params = build_where(filters, period, "r")
+    recs: list[Recommendation] = []
+    with ledger.read() as tx:
+        runs = int(tx.scalar(f"SELECT COUNT(*) FROM runs r WHERE {where}", params) or 0)
+        calls = int(tx.scalar(
+            f"SELECT COUNT(*) FROM calls c JOIN runs r ON r.run_id = c.run_id WHERE {where} AND c.model IS NOT NULL",
+            params) or 0)
+        usages = _observed_usage(tx, filters, period)
+        for u in usages:
+            recs += _model_switch(u, period, book)
+            for maker in (_prompt_caching, _max_tokens):
+                rec = maker(u, period)
+                if rec is not None:
+                    recs.append(rec)
+        recs += _retriever_top_k(tx, filters, period, usages)
+        recs += _failing_components(tx, filters, period)
+        recs += _agent_loops(tx, filters, period)
+    recs.sort(key=lambda r: (-r.potential_savings, r.pipeline, r.component, r.kind))
+    return RecommendationReport(period, filters, runs, calls, recs)
+

@@ -1,0 +1,839 @@
+"""The Python API of the Haystack guide, on the same engine as `genops run` (tracer, pricing, preflight, ledger).
+
+Zero code changes: every `Pipeline.run` in the process is tracked, priced and recorded::
+
+    from genops_cli import auto_instrument
+    auto_instrument(team="ml", project="rag-chatbot", daily_budget_limit=50, governance_policy="enforcing")
+    pipeline.run({...})                      # recorded to the ledger by a background writer
+
+Explicit tracking, with budgets enforced before the run and exact Decimal costs after it::
+
+    adapter = GenOpsHaystackAdapter(team="research", project="qa", daily_budget_limit=200,
+                                    governance_policy="enforcing")
+    with adapter.track_pipeline("document-qa", customer_id="acme-corp") as ctx:
+        result = pipeline.run({...})
+    ctx.get_metrics().total_cost             # Decimal, from the priced calls
+    adapter.get_cost_summary()               # from the ledger
+
+Records go to the ledger through `genops_cli.writer` (spool first, batched ingestion, flushed at exit).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+import time
+import weakref
+from collections.abc import Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from genops_cli.config import ScopeBudget, Settings, load_settings, normalize_policy, parse_money
+from genops_cli.errors import BudgetExceededError, PolicyViolationError
+from genops_cli.models import Attribution, CallRecord, RunRecord, quantize_money, utcnow
+
+_log = logging.getLogger("genops")
+
+_ATTRIBUTION_KEYS = ("team", "project", "environment", "customer_id", "feature", "cost_center",
+                     "data_classification")
+
+
+# -- results ------------------------------------------------------------------------------------------------
+
+@dataclass
+class HaystackComponentResult:
+    """One recorded call of a component (a component visit, an agent LLM step, a tool call)."""
+
+    component_name: str
+    component_type: str
+    execution_time_seconds: float
+    cost: Decimal
+    provider_name: str
+    model_name: str | None = None
+    tokens_used: int | None = None
+    success: bool = True
+    error_message: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    priced: bool = True
+
+    @classmethod
+    def from_call(cls, call: CallRecord) -> HaystackComponentResult:
+        return cls(
+            component_name=call.component_name,
+            component_type=call.component_type,
+            execution_time_seconds=call.latency_ms / 1000.0,
+            cost=call.cost,
+            provider_name=call.provider or "none",
+            model_name=call.model,
+            tokens_used=call.usage.total_tokens if call.model else None,
+            success=call.status == "ok",
+            error_message=call.error,
+            input_tokens=call.usage.input_tokens,
+            output_tokens=call.usage.output_tokens,
+            priced=call.priced,
+        )
+
+
+@dataclass
+class HaystackPipelineResult:
+    """The metrics of one tracked pipeline run (money is Decimal, exact to the ledger's 10 places)."""
+
+    pipeline_name: str
+    total_cost: Decimal
+    total_components: int
+    total_execution_time_seconds: float
+    cost_by_provider: dict[str, Decimal]
+    cost_by_component: dict[str, Decimal]
+    start_time: datetime
+    end_time: datetime
+    success: bool = True
+    error_message: str | None = None
+    pipeline_id: str = ""
+    component_results: list[HaystackComponentResult] = field(default_factory=list)
+    custom_metrics: dict[str, Any] = field(default_factory=dict)
+    estimated_cost: Decimal | None = None
+    policy_result: str = "ALLOWED"
+    policy_reason_code: str | None = None
+    unpriced_models: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_run(cls, run: RunRecord, calls: list[CallRecord] | None = None,
+                 custom_metrics: dict[str, Any] | None = None,
+                 estimated_cost: Decimal | None = None) -> HaystackPipelineResult:
+        calls = run.calls if calls is None else calls
+        by_provider: dict[str, Decimal] = {}
+        by_component: dict[str, Decimal] = {}
+        for call in calls:
+            if call.model:
+                key = call.provider or "unknown"
+                by_provider[key] = by_provider.get(key, Decimal(0)) + call.cost
+            by_component[call.component_name] = by_component.get(call.component_name, Decimal(0)) + call.cost
+        end = run.ended_at or utcnow()
+        total = quantize_money(sum((c.cost for c in calls), Decimal(0)))
+        return cls(
+            pipeline_name=run.pipeline_name,
+            total_cost=total,
+            total_components=len({c.component_name for c in calls}),
+            total_execution_time_seconds=max(0.0, (end - run.started_at).total_seconds()),
+            cost_by_provider={k: quantize_money(v) for k, v in by_provider.items()},
+            cost_by_component={k: quantize_money(v) for k, v in by_component.items()},
+            start_time=run.started_at,
+            end_time=end,
+            success=run.status == "ok",
+            error_message=run.error,
+            pipeline_id=run.run_id,
+            component_results=[HaystackComponentResult.from_call(c) for c in calls],
+            custom_metrics=dict(custom_metrics or {}),
+            estimated_cost=estimated_cost,
+            policy_result=run.policy.result,
+            policy_reason_code=run.policy.reason_code,
+            unpriced_models=sorted({f"{c.provider or '?'}:{c.model}" for c in calls if c.model and not c.priced}),
+        )
+
+
+# -- contexts -----------------------------------------------------------------------------------------------
+
+_active_pipeline: ContextVar[HaystackPipelineContext | None] = ContextVar("genops_api_pipeline", default=None)
+_active_session: ContextVar[HaystackSessionContext | None] = ContextVar("genops_api_session", default=None)
+
+
+class HaystackPipelineContext:
+    """Yielded by `track_pipeline`: the run being tracked (`pipeline_id` is its ledger run id)."""
+
+    def __init__(self, adapter: GenOpsHaystackAdapter, run: RunRecord, capture: Any) -> None:
+        self.adapter = adapter
+        self.run = run
+        self.capture = capture
+        self.custom_metrics: dict[str, Any] = {}
+        self.estimated_cost: Decimal | None = None
+        self._extra_calls: list[CallRecord] = []
+
+    @property
+    def pipeline_id(self) -> str:
+        return self.run.run_id
+
+    @property
+    def pipeline_name(self) -> str:
+        return self.run.pipeline_name
+
+    def get_metrics(self) -> HaystackPipelineResult:
+        """Metrics so far (inside the block) or final (after it)."""
+        calls = self.run.calls if self.run.ended_at is not None else self.capture.sorted_calls()
+        return HaystackPipelineResult.from_run(self.run, calls, self.custom_metrics, self.estimated_cost)
+
+    def add_custom_metric(self, name: str, value: Any) -> None:
+        """Attach a metric to the run; it is recorded with the run as tag `metric.<name>`."""
+        self.custom_metrics[name] = value
+        self.run.attribution.tags[f"metric.{name}"] = str(value)
+
+    def add_component_result(self, result: HaystackComponentResult) -> None:
+        """Record a component execution the tracer cannot see (code outside Haystack's pipeline loop)."""
+        self.capture.add(CallRecord(
+            call_id=self.capture.new_call_id(),
+            run_id=self.run.run_id,
+            seq=self.capture.next_seq(),
+            span_kind="component",
+            component_name=result.component_name,
+            component_type=result.component_type,
+            started_at=utcnow() - timedelta(seconds=result.execution_time_seconds),
+            latency_ms=result.execution_time_seconds * 1000.0,
+            status="ok" if result.success else "error",
+            error=result.error_message,
+            provider=result.provider_name if result.model_name else None,
+            model=result.model_name,
+        ))
+
+    def set_estimated_cost(self, amount: Decimal | float | str) -> None:
+        """Declare the expected cost of the run: checked against the budgets now (an enforcing policy raises
+        BudgetExceededError before the pipeline runs) and kept next to the actual cost (tag `estimated_cost`)."""
+        estimate = parse_money(amount, "set_estimated_cost")
+        self.estimated_cost = estimate
+        self.run.attribution.tags["estimated_cost"] = str(estimate)
+        self.adapter._check_estimate(self.run, estimate)
+
+
+class HaystackSessionContext:
+    """Yielded by `track_session`: groups pipeline runs (their ledger `session_id`) and sums them."""
+
+    def __init__(self, name: str, session_id: str) -> None:
+        self.session_name = name
+        self.session_id = session_id
+        self.results: list[HaystackPipelineResult] = []
+
+    def add_pipeline_result(self, result: HaystackPipelineResult) -> None:
+        if all(r.pipeline_id != result.pipeline_id or not r.pipeline_id for r in self.results):
+            self.results.append(result)
+
+    @property
+    def total_cost(self) -> Decimal:
+        return quantize_money(sum((r.total_cost for r in self.results), Decimal(0)))
+
+    @property
+    def total_pipelines(self) -> int:
+        return len(self.results)
+
+    @property
+    def pipeline_ids(self) -> list[str]:
+        return [r.pipeline_id for r in self.results]
+
+
+# -- the adapter --------------------------------------------------------------------------------------------
+
+class GenOpsHaystackAdapter:
+    """Governance for Haystack pipelines run from Python: attribution, budgets, policy, exact costs, ledger.
+
+    Arguments win over GENOPS_* variables, which win over `.genops.yml`. `daily_budget_limit` and
+    `monthly_budget_limit` apply to the scope `team:<team>` (or `global` without a team), under
+    `governance_policy` (advisory | enforcing | monitoring).
+    """
+
+    def __init__(
+        self,
+        team: str | None = None,
+        project: str | None = None,
+        environment: str | None = None,
+        daily_budget_limit: Decimal | float | str | None = None,
+        monthly_budget_limit: Decimal | float | str | None = None,
+        governance_policy: str | None = None,
+        customer_id: str | None = None,
+        ledger: str | None = None,
+        config: str | Path | None = None,
+        enable_cost_alerts: bool = True,
+        enable_component_tracking: bool = True,
+        enable_pipeline_caching: bool = False,
+        capture_content: bool | None = None,
+        **attributes: Any,
+    ) -> None:
+        from genops_cli.ledger.store import open_ledger, resolve_ledger_location
+        from genops_cli.runner import Engine
+
+        self.settings = build_settings(team, project, environment, daily_budget_limit, monthly_budget_limit,
+                                       governance_policy, customer_id, ledger, config, **attributes)
+        if capture_content is not None:
+            self.settings.capture_content = capture_content
+        self.enable_cost_alerts = enable_cost_alerts
+        self.enable_component_tracking = enable_component_tracking
+        self.enable_pipeline_caching = enable_pipeline_caching
+        self.ledger = open_ledger(resolve_ledger_location(ledger, self.settings.ledger))
+        self.engine = Engine(self.settings, self.ledger)
+        self._writer: Any = None
+        self._profiles: weakref.WeakKeyDictionary[Any, tuple[int, Any]] = weakref.WeakKeyDictionary()
+        self._orphans: dict[str, tuple[RunRecord, Any]] = {}
+        self._preflight_orphans: bool | None = None
+        self._preflight_checked_at = 0.0
+
+    # -- attributes -------------------------------------------------------------------------------------------
+    @property
+    def team(self) -> str | None:
+        return self.settings.attribution.team
+
+    @property
+    def project(self) -> str | None:
+        return self.settings.attribution.project
+
+    @property
+    def budget_scope(self) -> str:
+        return f"team:{self.team}" if self.team else "global"
+
+    @property
+    def monitor(self) -> GenOpsHaystackAdapter:
+        """The guide's `adapter.monitor` (what `get_rag_insights(adapter.monitor, ...)` reads: this ledger)."""
+        return self
+
+    @property
+    def writer(self) -> Any:
+        if self._writer is None:
+            from genops_cli.writer import get_writer
+
+            self._writer = get_writer(self.ledger, self.settings)
+        return self._writer
+
+    def flush(self, timeout: float | None = 60.0) -> bool:
+        """Wait until every run tracked so far is in the ledger."""
+        return self.writer.flush(timeout)
+
+    # -- tracking -------------------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def track_pipeline(self, pipeline_name: str, pipeline: Any = None,
+                       **governance_attrs: Any) -> Iterator[HaystackPipelineContext]:
+        """Track the `pipeline.run()` calls made inside the block as one run named `pipeline_name`.
+
+        Budgets and compliance are checked first (an enforcing policy raises BudgetExceededError or
+        PolicyViolationError and nothing runs). Pass `pipeline=` to let the check reserve the pipeline's
+        worst-case cost; without it the check compares spent against the limits. Keyword attributes
+        (customer_id, feature, cost_center, environment, ...) attribute the run; other keywords become tags.
+        """
+        from genops_cli.tracking.tracer import capture_run
+
+        options = self._options(governance_attrs)
+        loaded = self._loaded(pipeline_name, pipeline)
+        run = self.engine.new_record(loaded, options)
+        if self._needs_preflight():
+            self._preflight(loaded, {}, run, options)
+        capture = self._capture(run, loaded.profile, options)
+        ctx = HaystackPipelineContext(self, run, capture)
+        token = _active_pipeline.set(ctx)
+        error: BaseException | None = None
+        try:
+            with capture_run(capture):
+                yield ctx
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            _active_pipeline.reset(token)
+            self._finish(run, capture, error if isinstance(error, Exception) else None)
+            session = _active_session.get()
+            if session is not None and session.session_id == run.session_id:
+                session.add_pipeline_result(ctx.get_metrics())
+
+    @contextlib.contextmanager
+    def track_session(self, session_name: str, **governance_attrs: Any) -> Iterator[HaystackSessionContext]:
+        """Group the pipelines tracked inside the block: they share a ledger session_id."""
+        from genops_cli.runner import new_run_id
+
+        session = HaystackSessionContext(session_name, new_run_id())
+        session.attributes = governance_attrs  # type: ignore[attr-defined]
+        token = _active_session.set(session)
+        try:
+            yield session
+        finally:
+            _active_session.reset(token)
+
+    # -- ledger views ---------------------------------------------------------------------------------------
+    def get_cost_summary(self) -> dict[str, Any]:
+        """Spend of this adapter's team/project from the ledger: today, this month (calendar periods in the
+        budget timezone), utilization of the daily limit in percent, cost by provider this month, runs."""
+        self.flush()
+        day_start, month_start = _period_starts(self.settings.budgets.timezone)
+        where, params = self._scope_where()
+        with self.ledger.read() as tx:
+            daily = tx.scalar(f"SELECT COALESCE(SUM(total_cost), 0) FROM runs r WHERE {where} AND started_at >= ?",
+                              [*params, day_start])
+            monthly = tx.scalar(f"SELECT COALESCE(SUM(total_cost), 0) FROM runs r WHERE {where} "
+                                "AND started_at >= ?", [*params, month_start])
+            providers = tx.query(
+                f"SELECT COALESCE(c.provider, 'unknown'), SUM(c.cost) FROM calls c JOIN runs r ON r.run_id = c.run_id "
+                f"WHERE {where} AND r.started_at >= ? AND c.model IS NOT NULL GROUP BY 1 ORDER BY 2 DESC",
+                [*params, month_start])
+            total_runs = tx.scalar(f"SELECT COUNT(*) FROM runs r WHERE {where}", params)
+        daily_limit, monthly_limit = self._limits()
+        daily_d = quantize_money(Decimal(daily))
+        monthly_d = quantize_money(Decimal(monthly))
+        return {
+            "team": self.team,
+            "project": self.project,
+            "currency": "USD",
+            "daily_costs": daily_d,
+            "monthly_costs": monthly_d,
+            "daily_budget_limit": daily_limit,
+            "monthly_budget_limit": monthly_limit,
+            "daily_budget_utilization": _percent(daily_d, daily_limit),
+            "monthly_budget_utilization": _percent(monthly_d, monthly_limit),
+            "cost_by_provider": {p: quantize_money(Decimal(c)) for p, c in providers},
+            "total_pipelines_executed": int(total_runs or 0),
+        }
+
+    def get_recent_pipeline_results(self, limit: int = 10) -> list[HaystackPipelineResult]:
+        """The latest runs of this adapter's team/project, newest first, read back from the ledger."""
+        from genops_cli.ledger.serialize import run_from_json
+
+        self.flush()
+        where, params = self._scope_where()
+        with self.ledger.read() as tx:
+            runs = tx.query_dicts(f"SELECT * FROM runs r WHERE {where} ORDER BY started_at DESC, run_id DESC "
+                                  "LIMIT ?", [*params, int(limit)])
+            ids = [r["run_id"] for r in runs]
+            calls = tx.query_dicts(
+                f"SELECT * FROM calls WHERE run_id IN ({', '.join('?' for _ in ids)}) ORDER BY seq", ids) if ids else []
+        by_run: dict[str, list[dict[str, Any]]] = {}
+        for c in calls:
+            by_run.setdefault(c["run_id"], []).append(c)
+        out = []
+        for row in runs:
+            run = run_from_json(_run_json_from_row(row, by_run.get(row["run_id"], [])))
+            metrics = {k[len("metric."):]: v for k, v in run.attribution.tags.items() if k.startswith("metric.")}
+            estimate = run.attribution.tags.get("estimated_cost")
+            out.append(HaystackPipelineResult.from_run(run, custom_metrics=metrics,
+                                                       estimated_cost=Decimal(estimate) if estimate else None))
+        return out
+
+    # -- internals ------------------------------------------------------------------------------------------
+    def _scope_where(self) -> tuple[str, list[Any]]:
+        clauses, params = ["r.simulated = FALSE"], []
+        for column, value in (("team", self.team), ("project", self.project)):
+            if value:
+                clauses.append(f"r.{column} = ?")
+                params.append(value)
+        return " AND ".join(clauses), params
+
+    def _limits(self) -> tuple[Decimal | None, Decimal | None]:
+        scope = next((s for s in self.settings.budgets.scopes if s.scope == self.budget_scope), None)
+        return (scope.daily, scope.monthly) if scope is not None else (None, None)
+
+    def _options(self, attrs: dict[str, Any]) -> Any:
+        from genops_cli.runner import RunOptions
+
+        attribution = Attribution()
+        tags: dict[str, str] = {}
+        for key, value in attrs.items():
+            if value is None:
+                continue
+            if key in _ATTRIBUTION_KEYS:
+                setattr(attribution, key, str(value))
+            else:
+                tags[key] = str(value)
+        session = _active_session.get()
+        if session is not None:
+            for key, value in getattr(session, "attributes", {}).items():
+                if key not in attrs and value is not None:
+                    if key in _ATTRIBUTION_KEYS:
+                        setattr(attribution, key, str(value))
+                    else:
+                        tags.setdefault(key, str(value))
+            tags.setdefault("session_name", session.session_name)
+        return RunOptions(attribution=attribution, session_id=session.session_id if session else None,
+                          extra_tags=tags)
+
+    def _loaded(self, name: str, pipeline: Any) -> Any:
+        """A LoadedPipeline for the engine: the live pipeline's profile, or an empty profile when unknown."""
+        from genops_cli.loading import LoadedPipeline
+        from genops_cli.tracking.capture import PipelineProfile
+
+        profile = self._profile(pipeline, name) if pipeline is not None else PipelineProfile(
+            name=name, path=f"<python:{name}>", pipeline_hash=_name_hash(name))
+        return LoadedPipeline(pipeline=pipeline, profile=profile, path=Path(profile.path), data={})
+
+    def _profile(self, pipeline: Any, name: str | None) -> Any:
+        """profile_from_pipeline, cached per pipeline object while its components stay the same."""
+        from genops_cli.loading import profile_from_pipeline
+
+        size = len(getattr(pipeline, "graph", ()) or ())
+        try:
+            cached = self._profiles.get(pipeline)
+        except TypeError:
+            cached = None
+        if cached is not None and cached[0] == size and (name is None or cached[1].name == name):
+            return cached[1]
+        profile = profile_from_pipeline(pipeline, name)
+        with contextlib.suppress(TypeError):
+            self._profiles[pipeline] = (size, profile)
+        return profile
+
+    def _capture(self, run: RunRecord, profile: Any, options: Any = None) -> Any:
+        from genops_cli.runner import make_pricer
+        from genops_cli.tracking.capture import RunCapture
+
+        # options.max_cost may have been lowered by a compliance rule (max_cost_per_operation) in preflight.
+        return RunCapture(run.run_id, profile, pricer=make_pricer(run.attribution.customer_id),
+                          max_cost=getattr(options, "max_cost", None),
+                          capture_content=self.settings.capture_content)
+
+    def _preflight(self, loaded: Any, data: dict[str, Any], run: RunRecord, options: Any) -> None:
+        """The engine's budget and compliance check; a BLOCKED run is recorded and raises."""
+        if self._writer is not None and self._needs_preflight():
+            # Spend is read from the ledger: runs still queued in the writer must be in it first.
+            self._writer.flush()
+        decision = self.engine.preflight(loaded, data, run, options)
+        run.policy = decision
+        if decision.result == "WARNING" and decision.message:
+            _log.warning("genops: %s", decision.message)
+        if decision.result != "BLOCKED":
+            return
+        run.status = "blocked"
+        run.error = decision.message
+        run.ended_at = utcnow()
+        self.writer.submit(run)
+        raise _blocked_error(run.pipeline_name, decision)
+
+    def _check_estimate(self, run: RunRecord, estimate: Decimal) -> None:
+        """Spent + reserved + estimate against every budget that applies to the run (no second reservation:
+        the run's own reservation was made on entry)."""
+        from genops_cli.policy.budgets import check_budget
+
+        decision = check_budget(self.engine, run, estimate, reserve=False)
+        if decision.result == "BLOCKED":
+            raise _blocked_error(run.pipeline_name, decision)
+        if decision.result == "WARNING" and decision.message:
+            _log.warning("genops: %s", decision.message)
+
+    def _finish(self, run: RunRecord, capture: Any, error: BaseException | None) -> None:
+        from genops_cli.runner import Engine
+
+        Engine.finish(run, capture, error, simulated=False)
+        run.total_cost = quantize_money(run.total_cost)
+        self.writer.submit(run)
+
+    # -- auto_instrument hooks (called by the tracer for root pipeline runs without a capture) --------------
+    def _on_orphan_run(self, probe: Any) -> Any:
+        pipeline = _calling_pipeline()
+        metadata = probe.tags.get("haystack.pipeline.metadata") if hasattr(probe, "tags") else None
+        name = (metadata or {}).get("name") if isinstance(metadata, dict) else None
+        options = self._options({})
+        loaded = self._loaded(str(name or "pipeline"), pipeline)
+        run = self.engine.new_record(loaded, options)
+        if self._needs_preflight():
+            self._preflight(loaded, {}, run, options)
+        capture = self._capture(run, loaded.profile, options)
+        self._orphans[run.run_id] = (run, capture)
+        return capture
+
+    def _on_orphan_run_end(self, capture: Any, error: BaseException | None) -> None:
+        entry = self._orphans.pop(capture.run_id, None)
+        if entry is None:
+            return
+        run, _ = entry
+        self._finish(run, capture, error if isinstance(error, Exception) else None)
+
+    def _needs_preflight(self) -> bool:
+        """Preflight costs ledger transactions per run: do it only when some budget or rule can apply
+        (configured scopes or compliance rules, or budgets in the ledger, re-read every 30 seconds)."""
+        now = time.monotonic()
+        if self._preflight_orphans is None or now - self._preflight_checked_at > 30:
+            self._preflight_checked_at = now
+            compliance = self.settings.compliance
+            has_rules = bool(self.settings.budgets.scopes) or bool(getattr(compliance, "configured", compliance))
+            if not has_rules and self.ledger.exists():
+                try:
+                    with self.ledger.read() as tx:
+                        has_rules = bool(tx.scalar("SELECT COUNT(*) FROM budgets"))
+                except Exception:  # an unreadable ledger: the writer reports it; check every run to be safe
+                    has_rules = True
+            self._preflight_orphans = has_rules
+        return self._preflight_orphans
+
+
+# -- component-level instrumentation ------------------------------------------------------------------------
+
+class ComponentExecutionContext:
+    """Yielded by `GenOpsComponentMixin.track_execution`: custom metrics and (optionally) the component's output,
+    from which usage is read exactly as the tracer reads it."""
+
+    def __init__(self, component_name: str, component_type: str) -> None:
+        self.component_name = component_name
+        self.component_type = component_type
+        self.custom_metrics: dict[str, Any] = {}
+        self.output: Any = None
+        self.started_at = utcnow()
+        self._t0 = time.perf_counter()
+
+    def add_custom_metric(self, name: str, value: Any) -> None:
+        self.custom_metrics[name] = value
+
+    def record_output(self, output: Any) -> None:
+        """Give the component's output (e.g. `{"replies": [...]}`) so a standalone call is priced from its usage."""
+        self.output = output
+
+
+class GenOpsComponentMixin:
+    """Mix into a custom component to track its executions::
+
+        class InstrumentedGenerator(OpenAIChatGenerator, GenOpsComponentMixin):
+            def run(self, messages, **kwargs):
+                with self.track_execution("InstrumentedGenerator") as ctx:
+                    result = super().run(messages, **kwargs)
+                    ctx.add_custom_metric("messages", len(messages))
+                    ctx.record_output(result)
+                    return result
+
+    Inside a tracked pipeline run (track_pipeline or auto_instrument) the tracer already records the component's
+    call: the custom metrics join that run as tags `metric.<component>.<name>`. Called on its own, the execution
+    becomes a run of its own (one call, priced from the recorded output's usage), attributed with the adapter
+    given as `genops_adapter` (attribute) or the auto_instrument adapter.
+    """
+
+    genops_adapter: GenOpsHaystackAdapter | None = None
+
+    @contextlib.contextmanager
+    def track_execution(self, component_name: str | None = None) -> Iterator[ComponentExecutionContext]:
+        cls = type(self)
+        ctx = ComponentExecutionContext(component_name or cls.__name__, cls.__name__)
+        error: BaseException | None = None
+        try:
+            yield ctx
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            _finish_component(self, ctx, error)
+
+
+def _finish_component(component: Any, ctx: ComponentExecutionContext, error: BaseException | None) -> None:
+    from haystack import tracing
+
+    tags = {f"metric.{ctx.component_name}.{k}": str(v) for k, v in ctx.custom_metrics.items()}
+    active = _active_pipeline.get()
+    if active is not None:
+        for key, value in ctx.custom_metrics.items():
+            active.add_custom_metric(f"{ctx.component_name}.{key}", value)
+        return
+    span = tracing.tracer.current_span()
+    capture = getattr(span, "capture", None)
+    adapter = getattr(component, "genops_adapter", None) or _auto_adapter
+    if capture is not None:
+        entry = adapter._orphans.get(capture.run_id) if adapter is not None else None
+        if entry is not None:
+            entry[0].attribution.tags.update(tags)
+        return
+    if adapter is None:
+        adapter = GenOpsHaystackAdapter()
+        component.genops_adapter = adapter
+    _record_standalone(adapter, component, ctx, error, tags)
+
+
+def _record_standalone(adapter: GenOpsHaystackAdapter, component: Any, ctx: ComponentExecutionContext,
+                       error: BaseException | None, tags: dict[str, str]) -> None:
+    from genops_cli.models import TokenUsage
+    from genops_cli.tracking.usage import extract_usage, provider_for
+
+    cls = type(component)
+    fqt = f"{cls.__module__}.{cls.__name__}"
+    options = adapter._options({})
+    options.extra_tags.update(tags)
+    loaded = adapter._loaded(ctx.component_name, None)
+    run = adapter.engine.new_record(loaded, options)
+    run.started_at = ctx.started_at
+    capture = adapter._capture(run, loaded.profile, options)
+    configured_model = getattr(component, "model", None)
+    provider = provider_for(cls.__name__, fqt, configured_model if isinstance(configured_model, str) else None)
+    extracted = extract_usage(ctx.output, provider=provider) if ctx.output is not None else None
+    model = (extracted.model if extracted else None) or (configured_model if isinstance(configured_model, str)
+                                                         else None)
+    usage = extracted.usage if extracted is not None else TokenUsage(source="missing" if model else "none")
+    capture.add(CallRecord(
+        call_id=capture.new_call_id(), run_id=run.run_id, seq=capture.next_seq(), span_kind="component",
+        component_name=ctx.component_name, component_type=ctx.component_type, started_at=ctx.started_at,
+        latency_ms=(time.perf_counter() - ctx._t0) * 1000.0,
+        status="ok" if error is None else "error",
+        error=None if error is None else f"{type(error).__name__}: {error}"[:1000],
+        provider=provider_for(cls.__name__, fqt, model) if model else None, model=model, usage=usage,
+    ))
+    adapter._finish(run, capture, error if isinstance(error, Exception) else None)
+
+
+# -- module functions ---------------------------------------------------------------------------------------
+
+_auto_adapter: GenOpsHaystackAdapter | None = None
+
+
+def auto_instrument(team: str | None = None, project: str | None = None, environment: str | None = None,
+                    daily_budget_limit: Decimal | float | str | None = None,
+                    monthly_budget_limit: Decimal | float | str | None = None,
+                    governance_policy: str | None = None, customer_id: str | None = None,
+                    ledger: str | None = None, config: str | Path | None = None, **attributes: Any) -> bool:
+    """Track every `Pipeline.run` in this process (no code changes): each root pipeline run without an explicit
+    `track_pipeline` becomes a recorded run, priced per call, written by the background writer. Enforcing
+    budgets raise BudgetExceededError from `pipeline.run()` before any provider call. Returns True."""
+    global _auto_adapter
+    from genops_cli.tracking.tracer import install_tracer
+
+    adapter = GenOpsHaystackAdapter(team=team, project=project, environment=environment,
+                                    daily_budget_limit=daily_budget_limit,
+                                    monthly_budget_limit=monthly_budget_limit, governance_policy=governance_policy,
+                                    customer_id=customer_id, ledger=ledger, config=config, **attributes)
+    tracer = install_tracer()
+    tracer.on_orphan_run = adapter._on_orphan_run
+    tracer.on_orphan_run_end = adapter._on_orphan_run_end
+    _auto_adapter = adapter
+    return True
+
+
+def uninstrument() -> None:
+    """Stop auto-instrumentation (runs already tracked are still flushed)."""
+    global _auto_adapter
+    from genops_cli.tracking.tracer import install_tracer
+
+    tracer = install_tracer()
+    tracer.on_orphan_run = None
+    tracer.on_orphan_run_end = None
+    if _auto_adapter is not None:
+        _auto_adapter.flush()
+    _auto_adapter = None
+
+
+def get_auto_adapter() -> GenOpsHaystackAdapter | None:
+    """The adapter installed by `auto_instrument`, if any."""
+    return _auto_adapter
+
+
+def flush(timeout: float | None = 60.0) -> bool:
+    """Wait until every run tracked in this process is in its ledger (True) or safe in the spool (False)."""
+    from genops_cli import writer
+
+    return writer.flush(timeout)
+
+
+def create_rag_adapter(team: str | None = None, project: str | None = None,
+                       enable_retrieval_tracking: bool = True, enable_generation_tracking: bool = True,
+                       **kwargs: Any) -> GenOpsHaystackAdapter:
+    """An adapter whose runs are tagged `workflow=rag`; `get_rag_insights` reads retrieval vs generation."""
+    adapter = GenOpsHaystackAdapter(team=team, project=project, workflow="rag", **kwargs)
+    adapter.enable_retrieval_tracking = enable_retrieval_tracking  # type: ignore[attr-defined]
+    adapter.enable_generation_tracking = enable_generation_tracking  # type: ignore[attr-defined]
+    return adapter
+
+
+def create_agent_adapter(team: str | None = None, project: str | None = None,
+                         enable_decision_tracking: bool = True, enable_tool_tracking: bool = True,
+                         **kwargs: Any) -> GenOpsHaystackAdapter:
+    """An adapter whose runs are tagged `workflow=agent`; `get_agent_insights` reads steps and tool calls."""
+    adapter = GenOpsHaystackAdapter(team=team, project=project, workflow="agent", **kwargs)
+    adapter.enable_decision_tracking = enable_decision_tracking  # type: ignore[attr-defined]
+    adapter.enable_tool_tracking = enable_tool_tracking  # type: ignore[attr-defined]
+    return adapter
+
+
+def build_settings(team: str | None = None, project: str | None = None, environment: str | None = None,
+                   daily_budget_limit: Any = None, monthly_budget_limit: Any = None,
+                   governance_policy: str | None = None, customer_id: str | None = None,
+                   ledger: str | None = None, config: str | Path | None = None, **attributes: Any) -> Settings:
+    """Settings for the API: arguments (like flags) > GENOPS_* > .genops.yml > defaults. Unknown keyword
+    arguments other than attribution fields become run tags."""
+    attribution = Attribution(team=team, project=project, environment=environment, customer_id=customer_id)
+    for key in ("feature", "cost_center", "data_classification"):
+        if attributes.get(key) is not None:
+            setattr(attribution, key, str(attributes.pop(key)))
+    attribution.tags = {k: str(v) for k, v in attributes.items() if v is not None}
+    settings = load_settings(config, ledger, attribution)
+    if governance_policy:
+        settings.budgets.default_policy = normalize_policy(governance_policy, "governance_policy")
+    if daily_budget_limit is not None or monthly_budget_limit is not None:
+        scope_name = f"team:{settings.attribution.team}" if team else "global"
+        scope = next((s for s in settings.budgets.scopes if s.scope == scope_name), None)
+        if scope is None:
+            scope = ScopeBudget(scope=scope_name, policy=settings.budgets.default_policy,
+                                alert_at=settings.budgets.alert_at)
+            settings.budgets.scopes.append(scope)
+        if daily_budget_limit is not None:
+            scope.daily = parse_money(daily_budget_limit, "daily_budget_limit")
+        if monthly_budget_limit is not None:
+            scope.monthly = parse_money(monthly_budget_limit, "monthly_budget_limit")
+    if governance_policy:
+        for scope in settings.budgets.scopes:
+            scope.policy = settings.budgets.default_policy
+    return settings
+
+
+def _blocked_error(pipeline_name: str, decision: Any) -> Exception:
+    reason = decision.reason_code or "BLOCKED"
+    detail = decision.message or reason
+    if reason.startswith("BUDGET") or reason == "RATE_LIMITED":
+        return BudgetExceededError(f"pipeline '{pipeline_name}' blocked: budget limit reached ({detail})", reason)
+    return PolicyViolationError(f"pipeline '{pipeline_name}' blocked by policy {reason}: {detail}", reason)
+
+
+def _calling_pipeline() -> Any:
+    """The Pipeline whose run() opened the root span (the tracer API does not pass it). Walks a few frames."""
+    from haystack.core.pipeline.base import PipelineBase
+
+    frame = sys._getframe(2)
+    for _ in range(12):
+        if frame is None:
+            return None
+        candidate = frame.f_locals.get("self")
+        if isinstance(candidate, PipelineBase):
+            return candidate
+        frame = frame.f_back
+    return None
+
+
+def _name_hash(name: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(f"python:{name}".encode()).hexdigest()[:16]
+
+
+def _percent(spent: Decimal, limit: Decimal | None) -> Decimal | None:
+    if not limit:
+        return None
+    return (spent * 100 / limit).quantize(Decimal("0.0001"))
+
+
+def _period_starts(tz_name: str, now: datetime | None = None) -> tuple[datetime, datetime]:
+    """Start of today and of this month in `tz_name`, as naive UTC (how the ledger stores timestamps)."""
+    from zoneinfo import ZoneInfo
+
+    local = (now or datetime.now(timezone.utc)).astimezone(ZoneInfo(tz_name))
+    day = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    month = day.replace(day=1)
+    return (day.astimezone(timezone.utc).replace(tzinfo=None), month.astimezone(timezone.utc).replace(tzinfo=None))
+
+
+def _run_json_from_row(row: dict[str, Any], calls: list[dict[str, Any]]) -> dict[str, Any]:
+    """Ledger rows -> the JSON shape of `ledger.serialize.run_from_json`."""
+    import json
+
+    def ts(value: Any) -> str | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc).isoformat() if value.tzinfo is None else value.isoformat()
+
+    return {
+        "run_id": row["run_id"], "pipeline_name": row["pipeline_name"], "pipeline_hash": row["pipeline_hash"],
+        "started_at": ts(row["started_at"]), "ended_at": ts(row["ended_at"]), "status": row["status"],
+        "error": row["error"], "batch_id": row["batch_id"], "session_id": row["session_id"],
+        "attribution": {"team": row["team"], "project": row["project"], "environment": row["environment"],
+                        "customer_id": row["customer_id"], "feature": row["feature"],
+                        "cost_center": row["cost_center"], "tags": json.loads(row["tags"] or "{}"),
+                        "data_classification": row["data_classification"]},
+        "policy": {"result": row["policy_result"] or "ALLOWED", "reason_code": row["policy_reason_code"],
+                   "reserved_cost": str(row["reserved_cost"])},
+        "total_cost": str(row["total_cost"]), "currency": row["currency"], "simulated": row["simulated"],
+        "calls": [{
+            "call_id": c["call_id"], "run_id": c["run_id"], "seq": c["seq"], "span_kind": c["span_kind"],
+            "component_name": c["component_name"], "component_type": c["component_type"],
+            "started_at": ts(c["started_at"]), "latency_ms": c["latency_ms"], "status": c["status"],
+            "error": c["error"], "provider": c["provider"], "model": c["model"],
+            "usage": {"input_tokens": c["input_tokens"], "output_tokens": c["output_tokens"],
+                      "cache_read_tokens": c["cache_read_tokens"], "cache_write_tokens": c["cache_write_tokens"],
+                      "reasoning_tokens": c["reasoning_tokens"], "source": c["usage_source"]},
+            "cost": str(c["cost"]), "priced": c["priced"], "tool_name": c["tool_name"],
+        } for c in calls],
+    }
+

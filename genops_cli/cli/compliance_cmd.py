@@ -1,0 +1,131 @@
+"""`genops compliance report|verify`: what an auditor gets, and the tamper check of the audit chain."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from genops_cli.cli.common import handle_errors, info, load_cli_settings, open_cli_ledger, print_json, stdout_console
+from genops_cli.errors import UsageError
+
+app = typer.Typer(no_args_is_help=True)
+FORMATS = ("table", "json", "md", "html")
+
+
+@app.command("report")
+@handle_errors
+def report_cmd(
+    days: int = typer.Option(30, "--days", help="Window: the last N days."),
+    fmt: str = typer.Option("table", "--format", help="table|json|md|html"),
+    out: str = typer.Option(None, "--out", help="Write to this file instead of stdout."),
+) -> None:
+    """Operations, violations (reason codes), cost, providers, classifications, GenOps spec conformance, audit."""
+    from genops_cli.analysis.compliance_report import compliance_report, render_compliance
+
+    fmt = fmt.lower()
+    if fmt not in FORMATS:
+        raise UsageError(f"--format {fmt!r}: use one of {', '.join(FORMATS)}")
+    settings = load_cli_settings()
+    with open_cli_ledger(settings).read() as tx:
+        report = compliance_report(tx, days, settings)
+    if fmt in ("md", "html"):
+        text = render_compliance(report, fmt)
+    elif fmt == "json" and out:
+        import json
+
+        text = json.dumps(report.to_json(), indent=2, ensure_ascii=False) + "\n"
+    else:
+        text = None
+    if out:
+        if text is None:
+            raise UsageError("--out needs --format json, md or html")
+        Path(out).write_text(text, encoding="utf-8")
+        info(f"wrote compliance report to {out}")
+    elif fmt == "json":
+        print_json(report.to_json())
+    elif text is not None:
+        typer.echo(text, nl=False)
+    else:
+        _print_table(report.to_json())
+
+
+def _print_table(r: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    from genops_cli.analysis.billing import usd
+
+    console = stdout_console()
+    console.print(f"Compliance report, {r['period']['label']} (simulated runs excluded)")
+    console.print(f"operations {r['total_operations']}, compliant {r['compliant_operations']} "
+                  f"({r['compliance_rate'] * 100:.1f}%), blocked {r['blocked_operations']}, violations "
+                  f"{r['violations']['total']}, cost {usd(r['cost_summary']['total_cost'])}")
+    spec = r["spec_conformance"]
+    console.print(f"GenOps spec v0.1 conformance: {spec['conforming_runs']}/{spec['runs_checked']} runs "
+                  f"({spec['share'] * 100:.1f}%)")
+    if "audit" in r:
+        a = r["audit"]
+        console.print(f"audit chain: {'intact' if a['intact'] else 'BROKEN: ' + a['first_problem']} "
+                      f"({a['entries']} entries)")
+    table = Table(title="Violations by reason code", title_justify="left")
+    for col in ("Reason code", "Events", "Enforced", "Runs", "Rules"):
+        table.add_column(col)
+    for v in r["violations"]["by_reason_code"]:
+        table.add_row(v["reason_code"], str(v["count"]), str(v["enforced"]), str(v["runs"]), ", ".join(v["rules"]))
+    console.print(table)
+    table = Table(title="Data classification", title_justify="left")
+    for col in ("Classification", "Runs", "Compliant", "Blocked", "Cost"):
+        table.add_column(col)
+    for c in r["data_classification_breakdown"]:
+        table.add_row(c["classification"], str(c["runs"]), str(c["compliant"]), str(c["blocked"]), usd(c["cost"]))
+    console.print(table)
+    table = Table(title="Provider usage", title_justify="left")
+    for col in ("Provider", "Region", "Runs", "Calls", "Cost"):
+        table.add_column(col)
+    for p in r["provider_usage"]:
+        table.add_row(p["provider"], p["region"] or "-", str(p["runs"]), str(p["calls"]), usd(p["cost"]))
+    console.print(table)
+    table = Table(title="GenOps spec attributes", title_justify="left")
+    for col in ("Attribute", "Runs with it", "Share"):
+        table.add_column(col)
+    for a in spec["attributes"]:
+        table.add_row(a["attribute"], str(a["present"]), f"{a['share'] * 100:.1f}%")
+    console.print(table)
+
+
+@app.command("verify")
+@handle_errors
+def verify_cmd(
+    json_output: bool = typer.Option(False, "--json", help="JSON on stdout."),
+    expect_head: str = typer.Option(None, "--expect-head", help="Fail unless the chain head hash is this value "
+                                                                "(recorded earlier, outside the ledger)."),
+) -> None:
+    """Recompute the audit hash chain from the stored rows; exit 1 naming the first altered, inserted or deleted
+    run or row."""
+    from genops_cli.ledger import audit
+
+    settings = load_cli_settings()
+    with open_cli_ledger(settings).read() as tx:
+        checked, problems = audit.verify(tx)
+        seq, head = audit.chain_head(tx)
+    anchored = expect_head is None or expect_head.strip().lower() == head
+    ok = not problems and anchored
+    if json_output:
+        print_json({"ok": ok, "entries": checked, "head_seq": seq, "head_hash": head,
+                    "expected_head": expect_head, "problems": [p.to_json() for p in problems]})
+    else:
+        if problems:
+            first = problems[0]
+            typer.echo(f"audit chain BROKEN: {first.message}", err=True)
+            for p in problems[1:20]:
+                typer.echo(f"  also: {p.message}", err=True)
+            if len(problems) > 20:
+                typer.echo(f"  ... {len(problems) - 20} more", err=True)
+        if not anchored:
+            typer.echo(f"audit chain head {head} (entry {seq}) is not the expected {expect_head}: the log was "
+                       "rewritten or truncated since that head was recorded", err=True)
+        if ok:
+            stdout_console().print(f"audit chain intact: {checked} entries verified; head {head} (entry {seq})")
+    if not ok:
+        raise typer.Exit(1)

@@ -1,0 +1,508 @@
+"""Budgets per scope and period, checked and reserved atomically before a run spends.
+
+Where budgets come from, and how they combine:
+- `genops budget set SCOPE ...` writes the `budgets` table (source 'cli'), with an audit entry.
+- `.genops.yml` (`haystack.daily_budget_limit`, `budgets.scopes`, ...) and the environment
+  (`GENOPS_DAILY_BUDGET_LIMIT`, `GENOPS_MONTHLY_BUDGET_LIMIT`, `GENOPS_GOVERNANCE_POLICY`) give budgets with
+  source 'config'. They are evaluated alongside the ledger's, not copied into it: the file stays the single
+  source for them (edit the file to change them; `budget remove` refuses them).
+- For the same scope, the ledger (CLI) budget wins over the config one, whole (limits, policy, thresholds).
+
+Spend counts every non-simulated run started in the period (`runs.total_cost`), plus the active reservations
+of runs still in flight. A run is admitted when, for every applicable budget and period,
+`spent + reserved + this run's worst-case estimate <= limit`; otherwise the policy decides: enforcing ->
+BLOCKED (no provider call, exit 3), advisory -> WARNING (runs), monitoring -> ALLOWED (recorded only).
+`RunOptions.policy_mode` (`genops run --policy`) overrides the budget's policy for one run.
+
+Library use (the Python API builds on these):
+
+    decision = check_budget(engine, run, Decimal("0.02"))   # check + reserve, one ledger transaction
+    raise_if_blocked(decision)                               # BudgetExceededError ("... budget limit ...")
+    engine.preflight(loaded, data, run, options)             # compliance + estimate + check_budget
+
+The check and the reservation insert happen in ONE write transaction, after `tx.lock_scopes(scopes)`: DuckDB
+writers hold the exclusive file lock, PostgreSQL takes per-scope advisory locks, so concurrent runs from any
+shell or cron job see each other's reservations and cannot race past a limit.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from genops_cli.config import DEFAULT_ALERT_THRESHOLDS, Settings, normalize_policy
+from genops_cli.errors import BudgetExceededError, ConfigError, LedgerError
+from genops_cli.ledger import audit
+from genops_cli.ledger.serialize import to_naive_utc
+from genops_cli.ledger.store import Ledger, Tx
+from genops_cli.models import PolicyDecision, PolicyEvent, RunRecord, quantize_money, utcnow
+from genops_cli.policy import reservations
+from genops_cli.policy.periods import PERIODS, Window, elapsed_fraction, window
+from genops_cli.policy.scopes import SCOPE_COLUMNS, parse_scope, scopes_for_run
+
+if TYPE_CHECKING:
+    from genops_cli.loading import LoadedPipeline
+    from genops_cli.runner import Engine, RunOptions
+
+REASON = "BUDGET_EXCEEDED"
+RESERVATION_FAILED = "BUDGET_RESERVATION_FAILED"
+
+
+def usd(value: Decimal) -> str:
+    """Compact money for messages: $0.00034245 (full precision stays in the ledger and JSON)."""
+    text = format(quantize_money(value).normalize(), "f")
+    return f"${text}"
+
+
+@dataclass
+class Budget:
+    """Limits for one scope. A limit of None means no budget for that period; 0 means nothing may be spent."""
+
+    scope: str
+    daily: Decimal | None = None
+    weekly: Decimal | None = None
+    monthly: Decimal | None = None
+    policy: str = "advisory"
+    alert_at: tuple[int, ...] = DEFAULT_ALERT_THRESHOLDS
+    timezone: str = "UTC"
+    source: str = "cli"  # cli (ledger) | config (.genops.yml / environment)
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    def limits(self) -> list[tuple[str, Decimal]]:
+        return [(p, v) for p in PERIODS if (v := getattr(self, p)) is not None]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "scope": self.scope,
+            "daily": _money_json(self.daily),
+            "weekly": _money_json(self.weekly),
+            "monthly": _money_json(self.monthly),
+            "policy": self.policy,
+            "alert_at": list(self.alert_at),
+            "timezone": self.timezone,
+            "source": self.source,
+            "updated_at": self.updated_at.isoformat() if self.updated_at else None,
+        }
+
+
+def _money_json(value: Decimal | None) -> str | None:
+    return format(quantize_money(value), "f") if value is not None else None
+
+
+# -- reading and writing budgets --------------------------------------------------------------------------------
+
+
+def ledger_budgets(tx: Tx) -> list[Budget]:
+    rows = tx.query_dicts("SELECT * FROM budgets ORDER BY scope")
+    return [
+        Budget(
+            scope=r["scope"],
+            daily=_dec(r["daily_limit"]),
+            weekly=_dec(r["weekly_limit"]),
+            monthly=_dec(r["monthly_limit"]),
+            policy=r["policy"],
+            alert_at=tuple(int(t) for t in str(r["alert_thresholds"]).split(",") if t.strip()),
+            timezone=r["timezone"],
+            source=r["source"],
+            created_at=r["created_at"],
+            updated_at=r["updated_at"],
+        )
+        for r in rows
+    ]
+
+
+def _dec(value: Any) -> Decimal | None:
+    return None if value is None else Decimal(value)
+
+
+def config_budgets(settings: Settings) -> list[Budget]:
+    """Budgets from .genops.yml and GENOPS_* (already parsed into settings.budgets.scopes)."""
+    return [
+        Budget(scope=sb.scope, daily=sb.daily, weekly=sb.weekly, monthly=sb.monthly, policy=sb.policy,
+               alert_at=tuple(sb.alert_at), timezone=settings.budgets.timezone, source="config")
+        for sb in settings.budgets.scopes
+    ]
+
+
+def effective_budgets(tx: Tx, settings: Settings | None) -> list[Budget]:
+    """Ledger budgets plus config budgets for scopes the ledger does not set (the CLI wins per scope)."""
+    budgets = {b.scope: b for b in (config_budgets(settings) if settings is not None else [])}
+    budgets.update({b.scope: b for b in ledger_budgets(tx)})
+    return [budgets[s] for s in sorted(budgets)]
+
+
+def applicable(budgets: Sequence[Budget], scopes: Sequence[str]) -> list[Budget]:
+    wanted = set(scopes)
+    return [b for b in budgets if b.scope in wanted and b.limits()]
+
+
+#: Passed for a limit to clear it (`genops budget set team:ml --weekly none`).
+CLEAR = "clear"
+
+
+def set_budget(ledger: Ledger, settings: Settings, scope: str, *, daily: Decimal | str | None = None,
+               weekly: Decimal | str | None = None, monthly: Decimal | str | None = None, policy: str | None = None,
+               alert_at: Sequence[int] | None = None, timezone: str | None = None,
+               now: datetime | None = None) -> Budget:
+    """Create or update the ledger budget of `scope`; only the given fields change. Appends an audit entry.
+
+    A new budget starts from the config budget of the same scope if there is one (so `budget set global
+    --policy enforcing` keeps the file's limits), else from the configured defaults.
+    """
+    parse_scope(scope)
+    if policy is not None:
+        policy = normalize_policy(policy, "policy")
+    if timezone is not None:
+        try:
+            ZoneInfo(timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(f"timezone {timezone!r}: unknown; use an IANA name like Europe/Berlin") from None
+    now = now or utcnow()
+    with ledger.write() as tx:
+        existing = next((b for b in ledger_budgets(tx) if b.scope == scope), None)
+        if existing is None:
+            base = next((b for b in config_budgets(settings) if b.scope == scope), None)
+            existing = base or Budget(scope=scope, policy=settings.budgets.default_policy,
+                                      alert_at=tuple(settings.budgets.alert_at),
+                                      timezone=settings.budgets.timezone)
+            existing.created_at = now
+        for period, value in (("daily", daily), ("weekly", weekly), ("monthly", monthly)):
+            if value is not None:
+                setattr(existing, period, None if value == CLEAR else value)
+        if policy is not None:
+            existing.policy = policy
+        if alert_at is not None:
+            existing.alert_at = tuple(alert_at)
+        if timezone is not None:
+            existing.timezone = timezone
+        if not existing.limits():
+            raise ConfigError(f"budget set {scope}: give at least one limit (--daily, --weekly or --monthly USD)")
+        existing.source = "cli"
+        existing.updated_at = now
+        tx.execute(
+            "INSERT INTO budgets (scope, daily_limit, weekly_limit, monthly_limit, policy, alert_thresholds, "
+            "timezone, source, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'cli', ?, ?) "
+            "ON CONFLICT (scope) DO UPDATE SET daily_limit = EXCLUDED.daily_limit, "
+            "weekly_limit = EXCLUDED.weekly_limit, monthly_limit = EXCLUDED.monthly_limit, "
+            "policy = EXCLUDED.policy, alert_thresholds = EXCLUDED.alert_thresholds, "
+            "timezone = EXCLUDED.timezone, source = EXCLUDED.source, updated_at = EXCLUDED.updated_at",
+            [scope, _q(existing.daily), _q(existing.weekly), _q(existing.monthly), existing.policy,
+             ",".join(str(t) for t in existing.alert_at), existing.timezone,
+             to_naive_utc(existing.created_at or now), to_naive_utc(now)],
+        )
+        audit.append(tx, "budget", scope)
+    return existing
+
+
+def _q(value: Decimal | None) -> Decimal | None:
+    return quantize_money(value) if value is not None else None
+
+
+def remove_budget(ledger: Ledger, settings: Settings, scope: str) -> bool:
+    """Delete the ledger budget of `scope` (audit entry). Config budgets live in the file and are not removed
+    here; after removing a CLI budget, a config budget for the same scope (if any) applies again."""
+    parse_scope(scope)
+    with ledger.write() as tx:
+        if not tx.scalar("SELECT COUNT(*) FROM budgets WHERE scope = ?", [scope]):
+            if any(b.scope == scope for b in config_budgets(settings)):
+                where = settings.config_path or "the environment (GENOPS_*_BUDGET_LIMIT)"
+                raise ConfigError(f"budget remove {scope}: this budget is set in {where}; remove it there")
+            return False
+        tx.execute("DELETE FROM budgets WHERE scope = ?", [scope])
+        audit.append(tx, "budget", scope)
+    return True
+
+
+# -- spend -----------------------------------------------------------------------------------------------------
+
+
+def _spent_sql(scope: str, start: datetime, end: datetime) -> tuple[str, list[Any]]:
+    kind, name = parse_scope(scope)
+    sql = ("SELECT COALESCE(SUM(total_cost), 0) FROM runs WHERE NOT simulated AND started_at >= ? "
+           "AND started_at < ?")
+    params: list[Any] = [to_naive_utc(start), to_naive_utc(end)]
+    if kind != "global":
+        sql += f" AND {SCOPE_COLUMNS[kind]} = ?"
+        params.append(name)
+    return sql, params
+
+
+def spent(tx: Tx, scope: str, start: datetime, end: datetime) -> Decimal:
+    """Recorded cost of non-simulated runs in `scope` started in [start, end)."""
+    sql, params = _spent_sql(scope, start, end)
+    return Decimal(tx.scalar(sql, params) or 0)
+
+
+def spent_and_reserved(tx: Tx, scope: str, start: datetime, end: datetime, now: datetime,
+                       exclude_run_id: str | None = None) -> tuple[Decimal, Decimal]:
+    """Spend and active holds in ONE statement: recording a run inserts its cost and releases its reservation
+    in one transaction, and a single snapshot sees either the hold or the cost, never neither."""
+    spent_q, spent_p = _spent_sql(scope, start, end)
+    held_q, held_p = reservations.active_sql(scope, start, end, now, exclude_run_id)
+    row = tx.query(f"SELECT ({spent_q}), ({held_q})", [*spent_p, *held_p])[0]
+    return Decimal(row[0] or 0), Decimal(row[1] or 0)
+
+
+@dataclass
+class BudgetCheck:
+    """One budget x period evaluated for one run."""
+
+    budget: Budget
+    period: str
+    window: Window
+    limit: Decimal
+    spent: Decimal
+    reserved: Decimal
+    estimate: Decimal
+    policy: str
+
+    @property
+    def projected(self) -> Decimal:
+        return self.spent + self.reserved + self.estimate
+
+    @property
+    def exceeded(self) -> bool:
+        return self.projected > self.limit
+
+    @property
+    def result(self) -> str:
+        if not self.exceeded or self.policy == "monitoring":
+            return "ALLOWED"
+        return "BLOCKED" if self.policy == "enforcing" else "WARNING"
+
+    @property
+    def rule(self) -> str:
+        return f"budget:{self.budget.scope}:{self.period}"
+
+    def message(self) -> str:
+        verb = "would be exceeded" if self.exceeded else "holds"
+        return (f"{self.budget.scope} {self.period} budget limit {usd(self.limit)} ({self.window.key}) {verb}: "
+                f"spent {usd(self.spent)} + reserved {usd(self.reserved)} + this run's worst case "
+                f"{usd(self.estimate)} (policy {self.policy})")
+
+
+def evaluate(tx: Tx, budgets: Sequence[Budget], estimate: Decimal, now: datetime,
+             policy_mode: str | None = None, run_id: str | None = None) -> list[BudgetCheck]:
+    """Check every period of every budget against spend + other runs' active reservations + `estimate`."""
+    checks = []
+    for budget in budgets:
+        for period, limit in budget.limits():
+            w = window(period, now, budget.timezone)
+            amount, held = spent_and_reserved(tx, budget.scope, w.start, w.end, now, run_id)
+            checks.append(BudgetCheck(budget=budget, period=period, window=w, limit=limit, spent=amount,
+                                      reserved=held, estimate=estimate, policy=policy_mode or budget.policy))
+    return checks
+
+
+_RANK = {"ALLOWED": 0, "WARNING": 1, "BLOCKED": 2}
+
+
+def decide(checks: Sequence[BudgetCheck], run: RunRecord) -> PolicyDecision:
+    """The run's budget decision (the strictest check), with one PolicyEvent per check appended to the run."""
+    decision = PolicyDecision(result="ALLOWED")
+    deciding: BudgetCheck | None = None
+    for check in checks:
+        run.policy_events.append(PolicyEvent(
+            event_id=str(uuid.uuid4()), rule=check.rule, result=check.result,  # type: ignore[arg-type]
+            reason_code=REASON if check.exceeded else None, message=check.message(),
+            enforced=check.result == "BLOCKED",
+        ))
+        if check.exceeded and (deciding is None or _RANK[check.result] > _RANK[deciding.result]):
+            deciding = check
+    if deciding is not None:
+        decision.budget_scope = deciding.budget.scope
+        decision.message = deciding.message()
+        if deciding.result != "ALLOWED":
+            decision.result = deciding.result  # type: ignore[assignment]
+            decision.reason_code = REASON
+    return decision
+
+
+def check_budget(engine: Engine, run: RunRecord, estimate: Decimal, *, policy_mode: str | None = None,
+                 reserve: bool = True, now: datetime | None = None) -> PolicyDecision:
+    """Check `run` (its attribution and pipeline give the scopes) against every applicable budget and, unless
+    blocked, reserve `estimate` for it, in one ledger write transaction. For the Python API (issue 8):
+
+        run = engine.new_record(loaded, options)
+        decision = check_budget(engine, run, estimate)      # PolicyDecision; run.policy_events filled
+        raise_if_blocked(decision)                         # BudgetExceededError in enforcing mode
+        run.policy = decision                              # insert_run releases the reservation later
+
+    Simulated runs never reserve and are never blocked. Ledger trouble -> BLOCKED (reason
+    BUDGET_RESERVATION_FAILED) when an applicable config budget is enforcing, else WARNING.
+    """
+    from genops_cli.policy import alerts
+
+    if run.simulated:
+        return PolicyDecision(result="ALLOWED")
+    scopes = scopes_for_run(run.attribution, run.pipeline_name)
+    now = now or utcnow()
+    try:
+        with engine.ledger.write() as tx:
+            tx.lock_scopes(scopes)
+            budgets = applicable(effective_budgets(tx, engine.settings), scopes)
+            if not budgets:
+                return PolicyDecision(result="ALLOWED")
+            decision = decide(evaluate(tx, budgets, estimate, now, policy_mode, run.run_id), run)
+            if decision.result != "BLOCKED" and reserve:
+                decision.reservation_id = reservations.insert(
+                    tx, run.run_id, scopes, estimate, created_at=run.started_at, now=now,
+                    ttl_minutes=engine.settings.reservation_ttl_minutes)
+                decision.reserved_cost = quantize_money(estimate)
+        alerts.track(run.run_id, decision.reservation_id, engine.settings, engine.ledger)
+        return decision
+    except LedgerError as exc:
+        return _unreachable(engine.settings, scopes, policy_mode, str(exc), run)
+
+
+def _unreachable(settings: Settings, scopes: Sequence[str], policy_mode: str | None, error: str,
+                 run: RunRecord) -> PolicyDecision:
+    """The ledger cannot be written: the reservation cannot be made, so an enforcing budget must not run."""
+    known = applicable(config_budgets(settings), scopes)
+    enforcing = policy_mode == "enforcing" or (policy_mode is None and any(b.policy == "enforcing" for b in known))
+    result = "BLOCKED" if enforcing else "WARNING"
+    message = f"budget limit could not be checked (reservation failed: {error})"
+    run.policy_events.append(PolicyEvent(event_id=str(uuid.uuid4()), rule="budget:reservation", result=result,
+                                         reason_code=RESERVATION_FAILED, message=message,
+                                         enforced=enforcing))
+    return PolicyDecision(result=result, reason_code=RESERVATION_FAILED, message=message)  # type: ignore[arg-type]
+
+
+def raise_if_blocked(decision: PolicyDecision) -> None:
+    """BudgetExceededError (message contains "budget limit") when a budget blocked the run."""
+    if decision.result == "BLOCKED" and decision.reason_code in (REASON, RESERVATION_FAILED):
+        raise BudgetExceededError(decision.message or "budget limit exceeded", decision.reason_code or REASON)
+
+
+def _has_budgets(engine: Engine, scopes: Sequence[str]) -> bool:
+    if applicable(config_budgets(engine.settings), scopes):
+        return True
+    try:
+        with engine.ledger.read() as tx:
+            return bool(applicable(ledger_budgets(tx), scopes))
+    except LedgerError:
+        return True  # let check_budget decide how to fail
+
+
+def check_and_reserve(engine: Engine, loaded: LoadedPipeline, data: dict[str, Any], run: RunRecord,
+                      options: RunOptions) -> PolicyDecision:
+    """Preflight hook (policy/preflight.py): estimate the run's worst case, then `check_budget`.
+
+    The estimate (a simulated pass of the pipeline) runs before the write transaction, so the ledger lock is
+    held only for the check and the insert. Without applicable budgets nothing is estimated or reserved.
+    """
+    if run.simulated:
+        return PolicyDecision(result="ALLOWED")
+    scopes = scopes_for_run(run.attribution, run.pipeline_name)
+    if not _has_budgets(engine, scopes):
+        return PolicyDecision(result="ALLOWED")
+    from genops_cli.estimate import estimate_run
+
+    estimate = estimate_run(loaded, data, engine.settings, documents=options.documents,
+                            tenant=run.attribution.customer_id)
+    # Always reserve: batches record through their writer thread (options.record is False there), and a
+    # reservation that is never released expires after reservation.ttl_minutes.
+    return check_budget(engine, run, estimate.high, policy_mode=options.policy_mode)
+
+
+# -- status ----------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class BudgetStatus:
+    """One budget x period now: spend, holds, projection to the period's end, alerts fired."""
+
+    budget: Budget
+    period: str
+    window: Window
+    limit: Decimal
+    spent: Decimal
+    reserved: Decimal
+    active_reservations: int
+    elapsed: float
+    alerts_fired: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def remaining(self) -> Decimal:
+        return self.limit - self.spent - self.reserved
+
+    @property
+    def utilization(self) -> Decimal | None:
+        """Percent of the limit spent (None for a zero limit)."""
+        if self.limit == 0:
+            return None
+        return (self.spent * 100 / self.limit).quantize(Decimal("0.01"))
+
+    @property
+    def projected(self) -> Decimal | None:
+        """Burn-rate projection: spend so far scaled to the whole period (None right at the period's start)."""
+        if self.elapsed <= 0:
+            return None
+        return quantize_money(self.spent / Decimal(str(self.elapsed)))
+
+    @property
+    def projected_utilization(self) -> Decimal | None:
+        projected = self.projected
+        if projected is None or self.limit == 0:
+            return None
+        return (projected * 100 / self.limit).quantize(Decimal("0.01"))
+
+    def to_json(self) -> dict[str, Any]:
+        def m(v: Decimal | None) -> str | None:
+            return format(quantize_money(v), "f") if v is not None else None
+
+        return {
+            "scope": self.budget.scope,
+            "period": self.period,
+            "period_key": self.window.key,
+            "period_start": self.window.start.isoformat(),
+            "period_end": self.window.end.isoformat(),
+            "timezone": self.window.timezone,
+            "policy": self.budget.policy,
+            "source": self.budget.source,
+            "limit": m(self.limit),
+            "spent": m(self.spent),
+            "reserved": m(self.reserved),
+            "active_reservations": self.active_reservations,
+            "remaining": m(self.remaining),
+            "utilization": str(self.utilization) if self.utilization is not None else None,
+            "projected": m(self.projected),
+            "projected_utilization": (str(self.projected_utilization)
+                                      if self.projected_utilization is not None else None),
+            "exceeded": self.spent > self.limit,
+            "alerts_fired": self.alerts_fired,
+        }
+
+
+def status(ledger: Ledger, settings: Settings, scope: str | None = None,
+           now: datetime | None = None) -> list[BudgetStatus]:
+    """Every budget (or one scope) for its current periods."""
+    if scope is not None:
+        parse_scope(scope)
+    now = now or utcnow()
+    out: list[BudgetStatus] = []
+    with ledger.read() as tx:
+        for budget in effective_budgets(tx, settings):
+            if scope is not None and budget.scope != scope:
+                continue
+            for period, limit in budget.limits():
+                w = window(period, now, budget.timezone)
+                fired = tx.query_dicts(
+                    "SELECT threshold, spent, fired_at, run_id, webhook_status FROM alerts WHERE scope = ? "
+                    "AND period = ? AND period_key = ? ORDER BY threshold", [budget.scope, period, w.key])
+                amount, held = spent_and_reserved(tx, budget.scope, w.start, w.end, now)
+                out.append(BudgetStatus(
+                    budget=budget, period=period, window=w, limit=limit, spent=amount, reserved=held,
+                    active_reservations=reservations.active_count(tx, budget.scope, w.start, w.end, now),
+                    elapsed=elapsed_fraction(w, now),
+                    alerts_fired=[{"threshold": int(a["threshold"]), "spent": format(Decimal(a["spent"]), "f"),
+                                   "fired_at": a["fired_at"].isoformat() if a["fired_at"] else None,
+                                   "run_id": a["run_id"], "webhook_status": a["webhook_status"]} for a in fired],
+                ))
+    return out

@@ -1,0 +1,145 @@
+"""`genops recommend`: each recommendation computed from recorded runs (loopback providers) and the price book.
+
+Prices (USD per 1M tokens): gpt-4o 2.50 / 10.00; gpt-4.1 2.00 / 8.00; gpt-4o-mini 0.15 / 0.60 (cached 0.075).
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+from conftest import cli, json_lines, sample
+
+
+def _run(*args: str) -> list[dict]:
+    result = cli("run", *args, "--json")
+    assert result.exit_code in (0, 1), result.stderr
+    return json_lines(result.stdout)
+
+
+def _recommend(*args: str) -> dict:
+    result = cli("recommend", *args, "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def _find(out: dict, kind: str, component: str) -> dict:
+    return next(r for r in out["recommendations"] if r["kind"] == kind and r["component"] == component)
+
+
+def test_cheaper_model_same_family_savings_from_observed_tokens(openai_server):
+    openai_server.usage = {"prompt_tokens": 1000, "completion_tokens": 500}
+    _run(sample("chain"), "--inputs", sample("chain", "batch.jsonl"))
+    out = _recommend()
+    assert (out["runs"], out["calls"]) == (6, 12)
+    reviewer = [r for r in out["recommendations"] if r["kind"] == "model_switch" and r["component"] == "reviewer"]
+    by_model = {r["recommended_model"]: r for r in reviewer}
+    # 6 calls x (1000 in, 500 out) on gpt-4o = 0.045; the same tokens on gpt-4.1 = 0.036, on gpt-4o-mini = 0.0027
+    same = by_model["gpt-4.1"]
+    assert (same["current_model"], same["pipeline"], same["parameters"]["tier"]) == ("gpt-4o", "chain", "same")
+    assert Decimal(same["current_cost"]) == Decimal("0.045")
+    assert Decimal(same["recommended_cost"]) == Decimal("0.036")
+    assert Decimal(same["potential_savings"]) == Decimal("0.009")
+    lower = by_model["gpt-4o-mini"]
+    assert Decimal(lower["recommended_cost"]) == Decimal("0.0027")
+    assert Decimal(lower["potential_savings"]) == Decimal("0.0423")
+    assert lower["confidence"] == "low"  # 6 calls, one tier down
+    assert "6 call(s) in 6 run(s), last 30d" in lower["reasoning"]
+    assert out["recommendations"][0] == lower  # largest savings first
+    table = cli("recommend")
+    assert table.exit_code == 0 and "model_switch" in table.stdout and "gpt-4o-mini" in table.stdout
+
+
+def test_no_recommendation_without_data():
+    out = _recommend()
+    assert out["recommendations"] == [] and out["runs"] == 0
+    assert "no recommendations" in cli("recommend").stdout
+
+
+def test_simulated_runs_are_not_evidence(openai_server):
+    _run(sample("chain"), "--inputs", sample("chain", "batch.jsonl"), "--simulate")
+    assert _recommend()["recommendations"] == []
+    assert _recommend("--include-simulated")["recommendations"]
+
+
+def test_prompt_caching_when_large_prompts_never_hit_the_cache(openai_server):
+    openai_server.usage = {"prompt_tokens": 2000, "completion_tokens": 300}
+    _run(sample("rag"), "--inputs", sample("rag", "batch.jsonl"), "--documents", sample("rag", "corpus.jsonl"))
+    rec = _find(_recommend(), "prompt_caching", "llm")
+    # 7 later calls x 2000 shared tokens x (0.15 - 0.075) per 1M
+    assert Decimal(rec["potential_savings"]) == Decimal("0.00105")
+    assert rec["parameters"] == {"shared_prefix_tokens_assumed": 2000}
+    assert Decimal(rec["recommended_cost"]) == Decimal(rec["current_cost"]) - Decimal("0.00105")
+
+
+def test_no_prompt_caching_when_cache_already_read(openai_server):
+    openai_server.usage = {"prompt_tokens": 2000, "completion_tokens": 300, "cached_tokens": 1024}
+    _run(sample("rag"), "--inputs", sample("rag", "batch.jsonl"), "--documents", sample("rag", "corpus.jsonl"))
+    assert not [r for r in _recommend()["recommendations"] if r["kind"] == "prompt_caching"]
+
+
+def test_lower_max_tokens_when_output_stays_far_below(openai_server):
+    openai_server.usage = {"prompt_tokens": 1000, "completion_tokens": 100}
+    _run(sample("rag"), "--inputs", sample("rag", "batch.jsonl"), "--documents", sample("rag", "corpus.jsonl"))
+    rec = _find(_recommend(), "max_tokens", "llm")
+    # max_tokens 512 in the sample; 100 x 1.25 rounded up to a multiple of 64 = 128
+    assert rec["parameters"]["max_tokens"] == {"current": 512, "recommended": 128, "max_output_observed": 100}
+    assert Decimal(rec["potential_savings"]) == 0
+    assert "$0.0002304000" in rec["reasoning"]  # (512 - 128) x 0.60 per 1M less reserved per call
+
+
+def test_reduce_top_k_when_documents_dominate_input(openai_server):
+    openai_server.usage = {}  # the fake counts ceil(chars / 4) of the prompt: more documents, more tokens
+    lines = [json.dumps({"retriever": {"query": "budget alerts tags gateway", "top_k": k},
+                         "prompt_builder": {"question": "What happens?"}}) for k in (1, 2, 3, 4, 5, 5)]
+    inputs = "batch.jsonl"
+    with open(inputs, "w") as fh:
+        fh.write("\n".join(lines) + "\n")
+    _run(sample("rag"), "--inputs", inputs, "--documents", sample("rag", "corpus.jsonl"))
+    rec = _find(_recommend(), "retriever_top_k", "retriever")
+    params = rec["parameters"]
+    avg = Decimal(str(params["top_k"]["current_avg_documents"]))
+    assert avg == Decimal("3.333")
+    assert params["top_k"]["recommended"] == 1
+    per_doc = Decimal(str(params["tokens_per_document"]))
+    assert per_doc > 0
+    expected = (6 * per_doc * (avg - 1) * Decimal("0.15") / Decimal(1_000_000)).quantize(Decimal("1E-10"))
+    assert Decimal(rec["potential_savings"]) == expected
+
+
+def test_failing_component_retry_or_fallback(openai_server):
+    openai_server.usage = {"prompt_tokens": 1000, "completion_tokens": 500}
+    openai_server.failures = [{"status": 400, "message": "invalid prompt"}]
+    _run(sample("chain"), "--inputs", sample("chain", "inputs.json"))
+    _run(sample("chain"), "--inputs", sample("chain", "inputs.json"))
+    rec = _find(_recommend(), "failing_component", "drafter")
+    assert rec["basis"]["visits"] == 2 and rec["basis"]["errors"] == 1
+    assert rec["parameters"]["transient"] is False and "fallback" in rec["reasoning"]
+    assert Decimal(rec["potential_savings"]) == 0  # the failed call reported no usage: nothing was spent
+
+
+def test_agent_loop_savings_from_steps_past_the_median(openai_server):
+    from fakeproviders import tool_call
+
+    openai_server.usage = {"prompt_tokens": 1000, "completion_tokens": 500}
+    for steps in (3, 4, 5, 5):
+        openai_server.script = [tool_call("search_model_catalog", {"query": f"q{i}"}) for i in range(steps - 1)]
+        openai_server.script.append("done")
+        _run(sample("agent"), "--inputs", sample("agent", "inputs.json"),
+             "--documents", sample("agent", "corpus.jsonl"))
+    rec = _find(_recommend(), "agent_loop", "agent")
+    assert rec["parameters"] == {"steps_per_run": 4.25, "max_agent_steps": 4}
+    # Two runs took a 5th step (agent_step 4) at 0.00045 each.
+    assert Decimal(rec["potential_savings"]) == Decimal("0.0009")
+    assert Decimal(rec["current_cost"]) == 17 * Decimal("0.00045")
+
+
+def test_model_family_matching():
+    from genops_cli.analysis.recommend import model_family
+
+    assert model_family("openai", "gpt-4o-2024-08-06") == ("openai", "gpt-4o")
+    assert model_family("openai", "gpt-4o-mini-2024-07-18") == ("openai", "gpt-4o-mini")
+    assert model_family("openai", "gpt-4.1-nano") is None
+    assert model_family("anthropic", "claude-sonnet-4-5-20250929") == ("anthropic", "claude-sonnet-4")
+    assert model_family("anthropic", "claude-3-haiku-20240307") is None
+    assert model_family("openai", "o3-mini") is None

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -315,13 +316,25 @@ def observed_outputs(ledger: Ledger, pipeline_name: str) -> dict[tuple[str, str]
     return {(r[0], r[1]): (float(r[2] or 0), int(r[3] or 0), int(r[4])) for r in rows}
 
 
+_DATED_SUFFIX = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{8}|\d{4})$")
+
+
+def _same_model(recorded: str, requested: str) -> bool:
+    """The response model is the requested one or a dated release of it (gpt-4o-mini-2024-07-18,
+    claude-3-haiku-20240307), never a sibling that merely shares a prefix (gpt-4o vs gpt-4o-mini)."""
+    if recorded == requested:
+        return True
+    match = _DATED_SUFFIX.search(recorded)
+    return match is not None and recorded[: match.start()] == requested
+
+
 def _observed_for(history: dict[tuple[str, str], tuple[float, int, int]], component: str,
                   model: str | None) -> tuple[int, int] | None:
     """(average output, calls) for a component and request model; recorded models are response models
     (gpt-4o-mini -> gpt-4o-mini-2024-07-18), so dated variants match too."""
     total = weight = 0.0
     for (comp, recorded), (avg, _low, count) in history.items():
-        if comp != component or not model or not (recorded == model or recorded.startswith(model + "-")):
+        if comp != component or not model or not _same_model(recorded, model):
             continue
         total += avg * count
         weight += count

@@ -370,3 +370,15 @@ def test_check_budget_and_raise_if_blocked_for_the_python_api():
     decision, _ = _check(now, estimate="0.06", policy_mode="advisory")
     raise_if_blocked(decision)  # WARNING does not raise
     assert decision.result == "WARNING"
+
+
+def test_set_budget_accepts_amount_strings_and_rejects_bad_ones(ledger_path):
+    from genops_cli.config import Settings
+    from genops_cli.errors import ConfigError
+    from genops_cli.ledger.store import DuckDBLedger
+    from genops_cli.policy.budgets import set_budget
+
+    budget = set_budget(DuckDBLedger(ledger_path), Settings(), "team:ml", daily="1.25")
+    assert budget.daily == Decimal("1.25")
+    with pytest.raises(ConfigError, match="--daily"):
+        set_budget(DuckDBLedger(ledger_path), Settings(), "team:ml", daily="lots")

@@ -199,3 +199,12 @@ def test_estimate_is_an_upper_bound_of_the_actual_run(openai_server):
     }
     out = json_lines(cli("run", sample("chain"), "--inputs", sample("chain", "inputs.json"), "--json").stdout)[0]
     assert Decimal(out["total_cost"]) == est.high
+
+
+def test_observed_history_matches_dated_releases_not_sibling_models():
+    from genops_cli.estimate import _same_model
+
+    assert _same_model("gpt-4o-mini-2024-07-18", "gpt-4o-mini")
+    assert _same_model("claude-3-haiku-20240307", "claude-3-haiku")
+    assert not _same_model("gpt-4o-mini", "gpt-4o")
+    assert not _same_model("gpt-4o-mini-2024-07-18", "gpt-4o")

@@ -39,25 +39,32 @@ def main_options(
 
 
 def _register() -> None:
-    import importlib
-
-    from genops_cli.cli import ledger_cmd, run_cmd
+    """Wire the command modules, in the order of the data flow: run, then the questions asked of the ledger."""
+    from genops_cli.cli import (
+        analyze_cmd,
+        budget_cmd,
+        compare_cmd,
+        compliance_cmd,
+        estimate_cmd,
+        ledger_cmd,
+        pricing_cmd,
+        recommend_cmd,
+        report_cmd,
+        run_cmd,
+        validate_cmd,
+    )
 
     app.command("run")(run_cmd.run)
-    app.add_typer(ledger_cmd.app, name="ledger", help="Ledger info, export, drain the spool.")
-    app.command("report")(importlib.import_module("genops_cli.cli.report_cmd").report)
-    app.add_typer(importlib.import_module("genops_cli.cli.compliance_cmd").app, name="compliance", help="Audit.")
-    app.add_typer(importlib.import_module("genops_cli.cli.budget_cmd").app, name="budget", help="Budgets per scope.")
-    app.command("analyze")(importlib.import_module("genops_cli.cli.analyze_cmd").analyze)
-    app.command("recommend")(importlib.import_module("genops_cli.cli.recommend_cmd").recommend)
-    app.command("estimate")(importlib.import_module("genops_cli.cli.estimate_cmd").estimate)
-    app.command("compare")(importlib.import_module("genops_cli.cli.compare_cmd").compare)
-    app.command("validate")(importlib.import_module("genops_cli.cli.validate_cmd").validate)
-    try:
-        pricing_cmd = importlib.import_module("genops_cli.cli.pricing_cmd")
-        app.add_typer(pricing_cmd.app, name="pricing", help="Look up prices: show, list, check a pipeline.")
-    except ImportError:
-        pass
+    app.command("estimate")(estimate_cmd.estimate)
+    app.command("compare")(compare_cmd.compare)
+    app.command("validate")(validate_cmd.validate)
+    app.command("analyze")(analyze_cmd.analyze)
+    app.command("recommend")(recommend_cmd.recommend)
+    app.command("report")(report_cmd.report)
+    app.add_typer(compliance_cmd.app, name="compliance", help="Compliance report and audit-chain verification.")
+    app.add_typer(budget_cmd.app, name="budget", help="Budgets per scope: set, list, status, remove.")
+    app.add_typer(pricing_cmd.app, name="pricing", help="Look up prices: show, list, check a pipeline.")
+    app.add_typer(ledger_cmd.app, name="ledger", help="Ledger info, export, migrate, drain the spool.")
 
 
 _register()

@@ -35,7 +35,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from genops_cli.config import DEFAULT_ALERT_THRESHOLDS, Settings, normalize_policy
+from genops_cli.config import DEFAULT_ALERT_THRESHOLDS, Settings, normalize_policy, parse_money
 from genops_cli.errors import BudgetExceededError, ConfigError, LedgerError
 from genops_cli.ledger import audit
 from genops_cli.ledger.serialize import to_naive_utc
@@ -174,7 +174,7 @@ def set_budget(ledger: Ledger, settings: Settings, scope: str, *, daily: Decimal
             existing.created_at = now
         for period, value in (("daily", daily), ("weekly", weekly), ("monthly", monthly)):
             if value is not None:
-                setattr(existing, period, None if value == CLEAR else value)
+                setattr(existing, period, None if value == CLEAR else parse_money(value, f"--{period}"))
         if policy is not None:
             existing.policy = policy
         if alert_at is not None:

@@ -30,19 +30,9 @@ def worst(a: PolicyDecision, b: PolicyDecision) -> PolicyDecision:
 
 def preflight(engine: Engine, loaded: LoadedPipeline, data: dict[str, Any], run: RunRecord,
               options: RunOptions) -> PolicyDecision:
-    decision = PolicyDecision(result="ALLOWED")
-    try:
-        from genops_cli.policy import compliance
-    except ImportError:
-        compliance = None  # type: ignore[assignment]
-    if compliance is not None:
-        decision = worst(decision, compliance.evaluate(engine, loaded, run, options))
-        if decision.result == "BLOCKED":
-            return decision
-    try:
-        from genops_cli.policy import budgets
-    except ImportError:
-        budgets = None  # type: ignore[assignment]
-    if budgets is not None:
-        decision = worst(decision, budgets.check_and_reserve(engine, loaded, data, run, options))
-    return decision
+    from genops_cli.policy import budgets, compliance
+
+    decision = worst(PolicyDecision(result="ALLOWED"), compliance.evaluate(engine, loaded, run, options))
+    if decision.result == "BLOCKED":
+        return decision  # blocked by a rule: nothing is estimated or reserved
+    return worst(decision, budgets.check_and_reserve(engine, loaded, data, run, options))

@@ -263,7 +263,9 @@ class GenOpsHaystackAdapter:
         self.ledger = open_ledger(resolve_ledger_location(ledger, self.settings.ledger))
         self.engine = Engine(self.settings, self.ledger)
         self._writer: Any = None
-        self._profiles: weakref.WeakKeyDictionary[Any, tuple[int, Any]] = weakref.WeakKeyDictionary()
+        # id(pipeline) -> (weak reference, component count, profile). Keyed by id: a Haystack Pipeline defines
+        # __eq__ and so is unhashable (a WeakKeyDictionary would never hit and every run would re-profile).
+        self._profiles: dict[int, tuple[weakref.ref[Any], int, Any]] = {}
         self._orphans: dict[str, tuple[RunRecord, Any]] = {}
         self._preflight_orphans: bool | None = None
         self._preflight_checked_at = 0.0
@@ -455,15 +457,17 @@ class GenOpsHaystackAdapter:
         from genops_cli.loading import profile_from_pipeline
 
         size = len(getattr(pipeline, "graph", ()) or ())
-        try:
-            cached = self._profiles.get(pipeline)
-        except TypeError:
-            cached = None
-        if cached is not None and cached[0] == size and (name is None or cached[1].name == name):
-            return cached[1]
+        cached = self._profiles.get(id(pipeline))
+        if (cached is not None and cached[0]() is pipeline and cached[1] == size
+                and (name is None or cached[2].name == name)):
+            return cached[2]
         profile = profile_from_pipeline(pipeline, name)
-        with contextlib.suppress(TypeError):
-            self._profiles[pipeline] = (size, profile)
+        key = id(pipeline)
+        try:
+            ref = weakref.ref(pipeline, lambda _ref: self._profiles.pop(key, None))
+        except TypeError:  # not weak-referenceable: profile every time rather than keep it alive
+            return profile
+        self._profiles[key] = (ref, size, profile)
         return profile
 
     def _capture(self, run: RunRecord, profile: Any, options: Any = None) -> Any:

@@ -12,8 +12,9 @@ How a batch runs:
   attempts under ids derived from it (`attempt_run_id`). Attempt numbers continue across invocations, so running
   the same file again records new runs instead of colliding with old ones; `--resume` skips lines that already
   have an ok run (a cache hit counts).
-- a finished attempt is written to the spool (fsync) by its worker, then one writer thread ingests finished runs
-  in groups: one writer lock hold and one connection per group, one transaction per run.
+- a finished attempt is written to the spool (fsync) by its worker, then one writer thread ingests the finished
+  runs available in groups of up to 200: one writer lock hold, one connection and ONE transaction per group
+  (`records.insert_runs`: a few multi-row statements; each run still all-or-nothing and idempotent by run id).
 - transient provider errors (429, 5xx, timeouts, connection resets) are retried with exponential backoff and
   jitter, honouring Retry-After; with `retries > 0` the SDKs' own retries are switched off (`max_retries: 0`) so
   that every provider attempt is a genops attempt, visible and recorded.
@@ -167,10 +168,11 @@ def line_history(ledger: Ledger, jobs: list[LineJob], pipeline_hash: str, simula
 
 
 class RunWriter:
-    """One thread that ingests spooled runs into the ledger in groups (one lock hold per group, one transaction
-    per run). Workers spool first, then submit; a crash leaves the spool for the next invocation."""
+    """One thread that ingests spooled runs into the ledger in groups (one lock hold and one transaction per
+    group: `records.insert_runs`). Workers spool first, then submit; a crash leaves the spool for the next
+    invocation."""
 
-    def __init__(self, ledger: Ledger, spool: Spool, max_group: int = 256) -> None:
+    def __init__(self, ledger: Ledger, spool: Spool, max_group: int = 200) -> None:
         self.ledger = ledger
         self.spool = spool
         self.max_group = max_group
@@ -202,7 +204,7 @@ class RunWriter:
             before = self.result.error
             self.result.error = None
             try:
-                ingest(self.ledger, list(group), self.spool, self.result)
+                ingest(self.ledger, list(group), self.spool, self.result, grouped=True)
             except Exception as exc:  # never lose the thread: the runs stay in the spool
                 self.result.error = f"ledger write failed ({type(exc).__name__}: {exc})"
             if self.result.error is not None:
@@ -217,7 +219,7 @@ class RunWriter:
             # One more try for what failed earlier (a transient lock or disk problem); what still fails stays
             # in the spool for the next genops command.
             pending = [(p, r) for p, r in self._failed if p.exists()]
-            retry = ingest(self.ledger, pending, self.spool)
+            retry = ingest(self.ledger, pending, self.spool, grouped=True)
             self.result.inserted += retry.inserted
             self.result.duplicates += retry.duplicates
             self.result.error = retry.error

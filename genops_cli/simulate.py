@@ -138,9 +138,8 @@ def hash_embedding(text: str, dimensions: int = SIMULATED_DIMENSIONS) -> list[fl
     return [v / norm for v in vector]
 
 
-@component
-class SimulatedTextEmbedder:
-    """Stand-in for a text embedder: hashed embedding, offline token count."""
+class _SimulatedEmbedder:
+    """What both simulated embedders share: the model they stand in for and the vector size."""
 
     def __init__(self, model: str, provider: str | None = None, original_type: str | None = None,
                  dimensions: int | None = None) -> None:
@@ -148,27 +147,25 @@ class SimulatedTextEmbedder:
         self.provider = provider
         self.original_type = original_type
         self.dimensions = dimensions
+
+    def _meta(self, tokens: int) -> dict[str, Any]:
+        return {"model": self.model, "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+                "genops_simulated": True}
+
+
+@component
+class SimulatedTextEmbedder(_SimulatedEmbedder):
+    """Stand-in for a text embedder: hashed embedding, offline token count."""
 
     @component.output_types(embedding=list[float], meta=dict[str, Any])
     def run(self, text: str) -> dict[str, Any]:
         tokens = count_text_tokens(text, self.model)
-        return {
-            "embedding": hash_embedding(text, self.dimensions or SIMULATED_DIMENSIONS),
-            "meta": {"model": self.model, "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-                     "genops_simulated": True},
-        }
+        return {"embedding": hash_embedding(text, self.dimensions or SIMULATED_DIMENSIONS), "meta": self._meta(tokens)}
 
 
 @component
-class SimulatedDocumentEmbedder:
+class SimulatedDocumentEmbedder(_SimulatedEmbedder):
     """Stand-in for a document embedder."""
-
-    def __init__(self, model: str, provider: str | None = None, original_type: str | None = None,
-                 dimensions: int | None = None) -> None:
-        self.model = model
-        self.provider = provider
-        self.original_type = original_type
-        self.dimensions = dimensions
 
     @component.output_types(documents=list[Document], meta=dict[str, Any])
     def run(self, documents: list[Document]) -> dict[str, Any]:
@@ -179,11 +176,7 @@ class SimulatedDocumentEmbedder:
             tokens += count_text_tokens(text, self.model)
             out.append(Document(id=doc.id, content=doc.content, meta=doc.meta,
                                 embedding=hash_embedding(text, self.dimensions or SIMULATED_DIMENSIONS)))
-        return {
-            "documents": out,
-            "meta": {"model": self.model, "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-                     "genops_simulated": True},
-        }
+        return {"documents": out, "meta": self._meta(tokens)}
 
 
 def _simulator_for(type_path: str, params: dict[str, Any], provider: str | None, max_tokens: int | None,

@@ -1,7 +1,8 @@
 """Background writer: long-lived processes (the Python API, auto_instrument) hand finished runs to a daemon
-thread, which spools each run to disk (fsync + rename, `ledger.spool.Spool`) and ingests the spool in batches with
-`ledger.records.drain` (one transaction per run, idempotent by run id). The run's own thread only enqueues, so
-instrumentation adds little to each `pipeline.run()`.
+thread, which takes every finished run available (up to `batch_size`), spools them to disk as ONE file with one
+fsync (`Spool.write_many`), ingests them in grouped transactions (`records.insert_runs`: one transaction per up
+to 200 runs, each run still all-or-nothing and idempotent by run id) and then removes the spool file. The run's
+own thread only enqueues, so instrumentation adds little to each `pipeline.run()`.
 
     writer = get_writer(ledger, settings)
     writer.submit(run)          # returns at once
@@ -19,9 +20,10 @@ import logging
 import queue
 import threading
 import time
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from genops_cli.ledger.records import RecordResult, drain
+from genops_cli.ledger.records import RecordResult, drain, ingest
 from genops_cli.ledger.spool import Spool
 
 if TYPE_CHECKING:
@@ -30,6 +32,8 @@ if TYPE_CHECKING:
     from genops_cli.models import RunRecord
 
 _log = logging.getLogger("genops.writer")
+
+_FLUSH = object()  # queued by flush(): the writer stops lingering and writes what it has
 
 
 class BackgroundWriter:
@@ -44,11 +48,14 @@ class BackgroundWriter:
         self.linger_seconds = linger_seconds
         self.last_result: RecordResult | None = None
         self.last_error: str | None = None
-        self._queue: queue.SimpleQueue[RunRecord | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()  # RunRecord | None (stop) | _FLUSH
         self._cond = threading.Condition()
         self._submitted = 0
         self._done = 0
         self._needs_drain = False
+        # Drain the whole spool (not only this writer's file) on the first batch (leftovers of an earlier
+        # process) and after a failed ingestion (the failed runs wait in the spool).
+        self._drain_all = True
         self._thread: threading.Thread | None = None
         self._closed = False
         self._start_lock = threading.Lock()
@@ -67,6 +74,8 @@ class BackgroundWriter:
         """Wait until every submitted run is spooled and the spool was drained; True when the ledger has them all
         (False when the ledger could not be written: the runs are safe in the spool)."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        if self._thread is not None and self._thread.is_alive():
+            self._queue.put(_FLUSH)  # someone is waiting: stop lingering for more runs
         with self._cond:
             while self._done < self._submitted or self._needs_drain:
                 remaining = None if deadline is None else deadline - time.monotonic()
@@ -111,6 +120,8 @@ class BackgroundWriter:
             first = self._queue.get()
             if first is None:
                 return
+            if first is _FLUSH:
+                continue
             batch = [first]
             # Linger briefly so back-to-back runs share one drain.
             deadline = time.monotonic() + self.linger_seconds
@@ -122,36 +133,52 @@ class BackgroundWriter:
                 if item is None:
                     self._queue.put(None)
                     break
+                if item is _FLUSH:
+                    # Take what is already queued, then write at once.
+                    deadline = 0.0
+                    continue
                 batch.append(item)
-            self._spool(batch)
-            ok = self._drain()
+            items = self._spool(batch)
+            ok = self._drain() if self._drain_all else self._ingest(items)
             if not ok:
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
             else:
                 backoff = 0.1
 
-    def _spool(self, batch: list[RunRecord]) -> None:
-        for run in batch:
-            try:
-                self.spool.write(run)
-            except OSError as exc:  # disk full / unwritable: say so, keep going for the others
-                self.last_error = f"spool {self.spool.directory}: {exc}"
-                _log.error("genops could not spool run %s: %s", run.run_id, exc)
+    def _spool(self, batch: list[RunRecord]) -> list[tuple[Path, RunRecord | None]]:
+        """Spool the batch as one file (one fsync); returns the (path, run) items to ingest."""
+        items: list[tuple[Path, RunRecord | None]] = []
+        try:
+            path = self.spool.write_many(batch)
+            items = [(path, run) for run in batch]
+        except OSError as exc:  # disk full / unwritable: say so (the runs cannot be kept)
+            self.last_error = f"spool {self.spool.directory}: {exc}"
+            _log.error("genops could not spool %d run(s): %s", len(batch), exc)
         with self._cond:
             self._done += len(batch)
             self._needs_drain = True
             self._cond.notify_all()
+        return items
 
     def _drain(self) -> bool:
+        """Ingest everything in the spool (grouped transactions)."""
+        return self._ingest(None)
+
+    def _ingest(self, items: list[tuple[Path, RunRecord | None]] | None) -> bool:
+        """Ingest `items` (just spooled by this writer), or the whole spool when None."""
         try:
-            result = drain(self.ledger, self.spool)
+            if items is None:
+                result = drain(self.ledger, self.spool, grouped=True)
+            else:
+                result = ingest(self.ledger, items, self.spool, grouped=True)
         except Exception as exc:  # never let the writer thread die
             result = RecordResult(error=f"{type(exc).__name__}: {exc}")
         self.last_result = result
         with self._cond:
             self.last_error = result.error
             self._needs_drain = result.error is not None
+            self._drain_all = result.error is not None
             self._cond.notify_all()
         if result.error:
             _log.warning("genops ledger not written (%s); runs are kept in %s", result.error, self.spool.directory)
@@ -165,7 +192,7 @@ class BackgroundWriter:
                 item = self._queue.get_nowait()
             except queue.Empty:
                 break
-            if item is not None:
+            if item is not None and item is not _FLUSH:
                 batch.append(item)
         if batch:
             self._spool(batch)

@@ -113,8 +113,10 @@ def open_cli_ledger(settings: Any) -> Any:
 
 
 def money(value: Decimal | None, places: int = 6) -> str:
-    """Human rendering of a cost: $0.000450 (full precision lives in JSON)."""
+    """Human rendering of a cost: at least `places` decimals, more when a small cost needs them
+    ($0.000450, $0.00000026); full precision always lives in JSON and the ledger."""
     if value is None:
         return "-"
-    q = Decimal(1).scaleb(-places)
-    return f"${value.quantize(q)}"
+    exact = value.quantize(Decimal("0.0000000001")).normalize()
+    shown = exact if -exact.as_tuple().exponent > places else exact.quantize(Decimal(1).scaleb(-places))
+    return f"${shown:f}"

@@ -28,13 +28,16 @@ Design choices:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
+from genops_cli.ledger.schema import column_types
 from genops_cli.ledger.store import Tx
 
 GENESIS = "0" * 64
@@ -81,6 +84,62 @@ def subject_payload(tx: Tx, kind: str, subject_id: str) -> list[dict[str, Any]]:
     return rows
 
 
+def _to_int(value: Any) -> int:
+    return int(value)
+
+
+def _to_money(value: Any) -> Decimal:
+    return Decimal(value).quantize(_QUANTUM) + 0  # + 0 turns -0 into 0, as both engines store it
+
+
+def _to_naive_utc(value: datetime) -> datetime:
+    return value.astimezone(timezone.utc).replace(tzinfo=None) if value.tzinfo is not None else value
+
+
+def _to_text(value: Any) -> str:
+    return value if isinstance(value, str) else str(value)
+
+
+def _converter(sql_type: str) -> Any:
+    if sql_type in ("INTEGER", "BIGINT"):
+        return _to_int
+    if sql_type == "DOUBLE PRECISION":
+        return float
+    if sql_type == "BOOLEAN":
+        return bool
+    if sql_type.startswith("DECIMAL"):
+        return _to_money
+    if sql_type == "TIMESTAMP":
+        return _to_naive_utc
+    return _to_text
+
+
+@functools.cache
+def _converters(table: str) -> dict[str, Any]:
+    return {column: _converter(sql_type) for column, sql_type in column_types(table).items()}
+
+
+def stored_form(table: str, row: dict[str, Any]) -> dict[str, Any]:
+    """A row about to be inserted, as the ledger will hand it back (coerced to each column's SQL type from
+    `schema.column_types`): integer columns as int, DOUBLE as float, BOOLEAN as bool, money as Decimal at 10
+    places (no negative zero), timestamps naive UTC at microseconds, text as str. Columns the row does not
+    name must be NULL once stored (every writer names all non-NULL columns), so they are left out like NULLs."""
+    converters = _converters(table)
+    return {column: None if value is None else converters.get(column, _to_text)(value)
+            for column, value in row.items()}
+
+
+def inserted_payload(kind: str, rows: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The payload `subject_payload` would read back for a subject whose rows (table -> column dicts) were
+    just inserted in this transaction: the same normalization (`_norm_row`) and order, without reading them.
+    Used by bulk ingestion (`records.insert_runs`); tests check it against `verify` on both engines."""
+    out: list[dict[str, Any]] = []
+    for table, _key in SUBJECTS[kind]:
+        found = [_norm_row(table, stored_form(table, r)) for r in rows.get(table, [])]
+        out.extend(sorted(found, key=_canonical) if len(found) > 1 else found)
+    return out
+
+
 def payload_digest(rows: list[dict[str, Any]]) -> str:
     return hashlib.sha256(json.dumps(rows, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -108,6 +167,31 @@ def append(tx: Tx, kind: str, subject_id: str, at: datetime | None = None) -> st
         [seq, at, kind, subject_id, p_hash, prev, e_hash],
     )
     return e_hash
+
+
+_AUDIT_COLUMNS = ["seq", "recorded_at", "kind", "subject_id", "payload_hash", "prev_hash", "entry_hash"]
+
+
+def append_many(tx: Tx, entries: Sequence[tuple[str, str, list[dict[str, Any]]]],
+                at: datetime | None = None) -> str | None:
+    """Append one entry per (kind, subject_id, payload) in order, with ONE read of the chain head and one
+    multi-row insert. `payload` is what `subject_payload` returns for the subject (or `inserted_payload` for
+    rows inserted in this transaction). Same locking rule as `append`. Returns the last entry hash."""
+    if not entries:
+        return None
+    at = (at or datetime.now(timezone.utc)).astimezone(timezone.utc).replace(tzinfo=None)
+    seq, prev = chain_head(tx)
+    rows = []
+    for kind, subject_id, payload in entries:
+        if kind not in SUBJECTS:
+            raise ValueError(f"unknown audit kind {kind!r}; expected one of {', '.join(SUBJECTS)}")
+        seq += 1
+        p_hash = payload_digest(payload)
+        e_hash = entry_digest(seq, at, kind, subject_id, p_hash, prev)
+        rows.append((seq, at, kind, subject_id, p_hash, prev, e_hash))
+        prev = e_hash
+    tx.insert_rows("audit_log", _AUDIT_COLUMNS, rows)
+    return prev
 
 
 def chain_head(tx: Tx) -> tuple[int, str]:

@@ -1,16 +1,27 @@
-"""Writing runs: spool first, then one ledger transaction per run (run row + call rows + reservation release +
-audit entry), idempotent by run_id.
+"""Writing runs: spool first, then a ledger transaction (run row + call rows + reservation release + policy
+events + audit entries + after-insert hooks), idempotent by run_id.
 
     result = record_run(ledger, run)     # never raises for ledger trouble: result.spooled says it's kept
+    drain(ledger, spool, grouped=True)   # many runs per transaction (the batch and API writers)
+
+Two shapes, same rows and the same rules: `insert_run` writes one run per transaction (`genops run` of a single
+input, `genops ledger drain`); `insert_runs` writes a group of runs in ONE transaction with a handful of
+multi-row statements (runs, calls, policy events, reservation releases, audit entries computed from the inserted
+values by `audit.inserted_payload`). Within a group each run is still all-or-nothing (the group commits or rolls
+back whole, and stays in the spool then) and idempotent (runs already recorded are skipped, without audit
+entries). After-insert hooks run per run inside the group's transaction, after all of the group's rows are in:
+a budget alert crossed inside a group is attributed to the first run evaluated after the crossing, with the
+group's total spend.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from genops_cli.errors import LedgerError
 from genops_cli.ledger import audit
@@ -44,16 +55,17 @@ def rekeyed_run_id(run_id: str, started_at: datetime) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"genops:rekey:{run_id}:{stamp}"))
 
 
-def _claim_run_id(tx: Tx, run: RunRecord) -> bool:
+def _claim(run: RunRecord, stored_start: Callable[[str], datetime | None]) -> bool:
     """True when the run may be inserted under run.run_id. A replay of the same execution (same id and start
     time: a spool file ingested again) is a duplicate. A batch run whose deterministic id was taken by another
     execution (two processes on the same line) is re-keyed deterministically from its own start time, so both
-    charges are kept and a replay of the re-keyed run is still recognised."""
+    charges are kept and a replay of the re-keyed run is still recognised. `stored_start(run_id)` is the
+    started_at stored under an id, None when the id is free."""
     for _ in range(2):
-        rows = tx.query("SELECT started_at FROM runs WHERE run_id = ?", [run.run_id])
-        if not rows:
+        started = stored_start(run.run_id)
+        if started is None:
             return True
-        if run.batch_line is None or rows[0][0] == to_naive_utc(run.started_at):
+        if run.batch_line is None or started == to_naive_utc(run.started_at):
             return False
         new_id = rekeyed_run_id(run.run_id, run.started_at)
         run.run_id = new_id
@@ -62,34 +74,124 @@ def _claim_run_id(tx: Tx, run: RunRecord) -> bool:
     return False
 
 
+def _claim_run_id(tx: Tx, run: RunRecord) -> bool:
+    return _claim(run, lambda run_id: tx.scalar("SELECT started_at FROM runs WHERE run_id = ?", [run_id]))
+
+
+_EVENT_COLUMNS = ["event_id", "run_id", "recorded_at", "rule", "result", "reason_code", "message", "enforced"]
+_EVENT_INSERT = (
+    f"INSERT INTO policy_events ({', '.join(_EVENT_COLUMNS)}) VALUES ({', '.join('?' for _ in _EVENT_COLUMNS)}) "
+    "ON CONFLICT (event_id) DO NOTHING"
+)
+
+
+def _event_rows(run: RunRecord) -> list[tuple[Any, ...]]:
+    return [(e.event_id, run.run_id, to_naive_utc(run.started_at), e.rule, e.result, e.reason_code, e.message,
+             e.enforced) for e in run.policy_events]
+
+
+def _release(run: RunRecord) -> tuple[str, datetime, Any] | None:
+    """(reservation id, released_at, actual cost) for a run that holds a budget reservation."""
+    if not run.policy.reservation_id:
+        return None
+    released = (run.ended_at or datetime.now(timezone.utc)).astimezone(timezone.utc).replace(tzinfo=None)
+    return run.policy.reservation_id, released, quantize_money(run.total_cost)
+
+
 def insert_run(tx: Tx, run: RunRecord) -> bool:
     """Insert a run and its calls; False when the run is already recorded (nothing changes then)."""
+    tx.memo.clear()
     if not _claim_run_id(tx, run):
         return False
     tx.execute(_RUN_INSERT, run_row(run))
     tx.executemany(_CALL_INSERT, [call_row(c) for c in run.calls])
-    if run.policy.reservation_id:
-        tx.execute(
-            "UPDATE reservations SET released_at = ?, actual_cost = ? WHERE reservation_id = ? "
-            "AND released_at IS NULL",
-            [
-                (run.ended_at or datetime.now(timezone.utc)).astimezone(timezone.utc).replace(tzinfo=None),
-                quantize_money(run.total_cost),
-                run.policy.reservation_id,
-            ],
-        )
-    for event in run.policy_events:
-        tx.execute(
-            "INSERT INTO policy_events (event_id, run_id, recorded_at, rule, result, reason_code, message, enforced) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
-            [event.event_id, run.run_id, to_naive_utc(run.started_at), event.rule, event.result, event.reason_code,
-             event.message, event.enforced],
-        )
-        audit.append(tx, "policy", event.event_id)
+    release = _release(run)
+    if release is not None:
+        tx.execute("UPDATE reservations SET released_at = ?, actual_cost = ? WHERE reservation_id = ? "
+                   "AND released_at IS NULL", [release[1], release[2], release[0]])
+    for row in _event_rows(run):
+        tx.execute(_EVENT_INSERT, row)
+        audit.append(tx, "policy", row[0])
     audit.append(tx, "run", run.run_id)
     for hook in _after_insert_hooks:
         hook(tx, run)
     return True
+
+
+def _stored_starts(tx: Tx, ids: Iterable[str]) -> dict[str, datetime]:
+    """run_id -> stored started_at for those of `ids` already in the ledger, in one statement (the ids travel
+    as one array parameter: see `Tx.insert_rows` for why not one parameter each)."""
+    wanted = sorted(set(ids))
+    if not wanted:
+        return {}
+    rows = tx.query("SELECT run_id, started_at FROM runs WHERE run_id IN (SELECT UNNEST(CAST(? AS VARCHAR[])))",
+                    [wanted])
+    return {r[0]: r[1] for r in rows}
+
+
+def _release_many(tx: Tx, releases: list[tuple[str, datetime, Any]]) -> None:
+    """Release many reservations in one statement (UPDATE ... FROM arrays, on both engines)."""
+    if not releases:
+        return
+    ids, released, costs = (list(column) for column in zip(*releases, strict=True))
+    tx.execute(
+        "UPDATE reservations SET released_at = v.released, actual_cost = v.cost "
+        "FROM (SELECT UNNEST(CAST(? AS VARCHAR[])) AS rid, UNNEST(CAST(? AS TIMESTAMP[])) AS released, "
+        "UNNEST(CAST(? AS DECIMAL(18,10)[])) AS cost) AS v "
+        "WHERE reservations.reservation_id = v.rid AND reservations.released_at IS NULL",
+        [ids, released, costs],
+    )
+
+
+def insert_runs(tx: Tx, runs: Sequence[RunRecord]) -> list[bool]:
+    """Insert many runs in the caller's ONE transaction with a few multi-row statements; returns, per run,
+    False when it was already recorded (skipped, no audit entry) and True when inserted.
+
+    Same rules as `insert_run`, run by run and in order: the run-id claim (duplicates and re-keying, also
+    between runs of the same group), reservation release, policy events, one audit entry per policy event and
+    per run (payloads computed from the inserted values with `audit.inserted_payload`, which normalizes as
+    `audit.verify` does), then the after-insert hooks of each run, in the same transaction.
+
+        with ledger.write() as tx:
+            flags = insert_runs(tx, runs)
+    """
+    tx.memo.clear()
+    candidates = [r.run_id for r in runs]
+    candidates += [rekeyed_run_id(r.run_id, r.started_at) for r in runs if r.batch_line is not None]
+    stored = _stored_starts(tx, candidates)
+    flags: list[bool] = []
+    accepted: list[RunRecord] = []
+    for run in runs:
+        claimed = _claim(run, stored.get)
+        if claimed:
+            stored[run.run_id] = to_naive_utc(run.started_at)  # type: ignore[assignment]
+            accepted.append(run)
+        flags.append(claimed)
+    if not accepted:
+        return flags
+    run_rows = [run_row(r) for r in accepted]
+    call_rows = [[call_row(c) for c in r.calls] for r in accepted]
+    event_rows = [_event_rows(r) for r in accepted]
+    tx.insert_rows("runs", RUN_COLUMNS, run_rows, on_conflict="(run_id) DO NOTHING")
+    tx.insert_rows("calls", CALL_COLUMNS, [row for rows in call_rows for row in rows],
+                   on_conflict="(call_id) DO NOTHING")
+    tx.insert_rows("policy_events", _EVENT_COLUMNS, [row for rows in event_rows for row in rows],
+                   on_conflict="(event_id) DO NOTHING")
+    _release_many(tx, [r for r in map(_release, accepted) if r is not None])
+    entries: list[tuple[str, str, list[dict[str, Any]]]] = []
+    for run, run_values, calls, events in zip(accepted, run_rows, call_rows, event_rows, strict=True):
+        for event in events:
+            entries.append(("policy", event[0], audit.inserted_payload(
+                "policy", {"policy_events": [dict(zip(_EVENT_COLUMNS, event, strict=True))]})))
+        entries.append(("run", run.run_id, audit.inserted_payload("run", {
+            "runs": [dict(zip(RUN_COLUMNS, run_values, strict=True))],
+            "calls": [dict(zip(CALL_COLUMNS, c, strict=True)) for c in calls],
+        })))
+    audit.append_many(tx, entries)
+    for run in accepted:
+        for hook in _after_insert_hooks:
+            hook(tx, run)
+    return flags
 
 
 @dataclass
@@ -105,36 +207,71 @@ class RecordResult:
         return self.error is None
 
 
+#: Runs per transaction for grouped ingestion.
+GROUP_SIZE = 200
+
+
+def _groups(items: list[tuple[Path, RunRecord | None]], size: int) -> list[list[tuple[Path, RunRecord | None]]]:
+    """Consecutive groups of about `size` runs that never split one spool file (a file is removed only after
+    all of its runs are committed)."""
+    groups: list[list[tuple[Path, RunRecord | None]]] = []
+    current: list[tuple[Path, RunRecord | None]] = []
+    for index, item in enumerate(items):
+        current.append(item)
+        next_path = items[index + 1][0] if index + 1 < len(items) else None
+        if len(current) >= size and next_path != item[0]:
+            groups.append(current)
+            current = []
+    if current:
+        groups.append(current)
+    return groups
+
+
 def ingest(ledger: Ledger, items: list[tuple[Path, RunRecord | None]], spool: Spool,
-           result: RecordResult | None = None) -> RecordResult:
-    """Write spooled runs under one writer lock hold, one transaction per run, removing each spool file after
-    its commit (a crash in between re-ingests it as a duplicate: exactly once).
+           result: RecordResult | None = None, grouped: bool = False) -> RecordResult:
+    """Write spooled runs under one writer lock hold, removing each spool file once all of its runs are
+    committed (a crash in between re-ingests them as duplicates: exactly once). One transaction per run, or
+    with `grouped` one transaction per GROUP_SIZE runs (`insert_runs`).
 
         ingest(ledger, [(spool.write(run), run) for run in finished], spool)
     """
     result = result or RecordResult()
     if not items:
         return result
+    remaining: dict[Path, int] = {}
+    for path, _run in items:
+        remaining[path] = remaining.get(path, 0) + 1
+
+    def done(path: Path) -> None:
+        remaining[path] -= 1
+        if remaining[path] == 0:
+            spool.remove(path)
+
     try:
         with ledger.session() as session:
-            for path, run in items:
-                if run is None:
-                    result.unreadable.append(path.name)
-                    continue
-                with session.transaction() as tx:
-                    inserted = insert_run(tx, run)
-                (result.inserted if inserted else result.duplicates).append(run.run_id)
-                spool.remove(path)
+            for group in (_groups(items, GROUP_SIZE) if grouped else [[item] for item in items]):
+                runs = [run for _path, run in group if run is not None]
+                if runs:
+                    with session.transaction() as tx:
+                        flags = insert_runs(tx, runs) if grouped else [insert_run(tx, runs[0])]
+                    for run, inserted in zip(runs, flags, strict=True):
+                        (result.inserted if inserted else result.duplicates).append(run.run_id)
+                for path, run in group:
+                    if run is None:
+                        result.unreadable.append(path.name)
+                    else:
+                        done(path)
     except LedgerError as exc:
         result.error = str(exc)
-        result.spooled = [p.name.split(".")[0] for p in spool.pending()]
+        result.spooled = spool.pending_run_ids()
     return result
 
 
-def drain(ledger: Ledger, spool: Spool | None = None, result: RecordResult | None = None) -> RecordResult:
-    """Ingest every pending spool file, one transaction per run, exactly once."""
+def drain(ledger: Ledger, spool: Spool | None = None, result: RecordResult | None = None,
+          grouped: bool = False) -> RecordResult:
+    """Ingest every pending spool file exactly once (one transaction per run, or per group with `grouped`)."""
     spool = spool or Spool(ledger.spool_dir())
-    return ingest(ledger, list(spool.items()), spool, result)
+    return ingest(ledger, list(spool.items()), spool, result, grouped)
 
 
 def record_run(ledger: Ledger, run: RunRecord) -> RecordResult:

@@ -9,6 +9,8 @@ Add a migration by appending to `MIGRATIONS`; never edit one that has shipped.
 
 from __future__ import annotations
 
+import functools
+import re
 from collections.abc import Callable
 
 MONEY = "DECIMAL(18,10)"
@@ -171,3 +173,28 @@ SCHEMA_VERSION_DDL = (
 
 #: Tables in dependency order (exports, migration between backends, verification).
 TABLES = ["runs", "calls", "budgets", "reservations", "alerts", "audit_log", "policy_events"]
+
+_COLUMN = re.compile(
+    r"^\s*(?:ALTER TABLE \w+ ADD COLUMN IF NOT EXISTS\s+)?(\w+)\s+(VARCHAR|INTEGER|BIGINT|DECIMAL\(\d+,\d+\)|"
+    r"DOUBLE PRECISION|BOOLEAN|TIMESTAMP)(?=[\s,]|$)", re.IGNORECASE)
+_TABLE = re.compile(r"(?:CREATE TABLE IF NOT EXISTS|ALTER TABLE)\s+(\w+)", re.IGNORECASE)
+
+
+@functools.cache
+def column_types(table: str) -> dict[str, str]:
+    """Column -> SQL type of `table` after every migration, read from the migrations themselves (so code that
+    must predict how a row is stored, like the audit payload of a bulk insert, follows new migrations).
+
+        column_types("calls")["latency_ms"]   # 'DOUBLE PRECISION'
+    """
+    out: dict[str, str] = {}
+    for _version, statements in MIGRATIONS:
+        for statement in statements:
+            found = _TABLE.search(statement)
+            if found is None or found.group(1) != table:
+                continue
+            for line in statement.splitlines():
+                column = _COLUMN.match(line)
+                if column is not None:
+                    out[column.group(1)] = column.group(2).upper()
+    return out

@@ -1,6 +1,13 @@
 """Spool: every run's records reach disk before the ledger, so a crash or a locked/unreachable ledger loses
 nothing. Files are written to a temp name, fsynced and renamed (atomic on POSIX); ingestion is idempotent by
 run_id, and every writing invocation drains what is left.
+
+Two file shapes: `<run_id>.<attempt>.json` holds one run (`write`); `group-<uuid>.<count>.json` holds several
+runs written with ONE fsync (`write_many`, the API's background writer). A group file is removed only after all
+of its runs are in the ledger; a crash in between re-ingests the ones already recorded as duplicates.
+
+    path = spool.write_many(runs)          # on disk (fsynced) before any ledger write
+    for path, run in spool.items(): ...    # one item per run; run is None for an unreadable file
 """
 
 from __future__ import annotations
@@ -8,11 +15,14 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+import uuid
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from genops_cli.ledger.serialize import dumps_run, run_from_json
+from genops_cli.ledger.serialize import SPOOL_FORMAT, dumps_run, run_from_json, run_to_json
 from genops_cli.models import RunRecord
+
+_GROUP_PREFIX = "group-"
 
 
 class Spool:
@@ -20,12 +30,22 @@ class Spool:
         self.directory = directory
 
     def write(self, run: RunRecord) -> Path:
+        return self._write(f"{run.run_id}.{run.attempt}.json", dumps_run(run))
+
+    def write_many(self, runs: Sequence[RunRecord]) -> Path:
+        """Spool several runs as one file with one fsync (a single run gets the one-run file shape)."""
+        if len(runs) == 1:
+            return self.write(runs[0])
+        body = json.dumps({"spool_format": SPOOL_FORMAT, "runs": [run_to_json(r) for r in runs]}, sort_keys=True)
+        return self._write(f"{_GROUP_PREFIX}{uuid.uuid4().hex}.{len(runs)}.json", body)
+
+    def _write(self, name: str, body: str) -> Path:
         self.directory.mkdir(parents=True, exist_ok=True)
-        final = self.directory / f"{run.run_id}.{run.attempt}.json"
+        final = self.directory / name
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=self.directory)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(dumps_run(run))
+                fh.write(body)
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, final)
@@ -41,20 +61,34 @@ class Spool:
         return final
 
     def pending(self) -> list[Path]:
+        """Pending spool files (one run or a group of runs each)."""
         if not self.directory.is_dir():
             return []
         return sorted(p for p in self.directory.glob("*.json") if not p.name.startswith(".tmp-"))
 
     def __len__(self) -> int:
-        return len(self.pending())
+        """Pending runs (a group file counts its runs, from its name)."""
+        return sum(_runs_in(p) for p in self.pending())
+
+    def pending_run_ids(self) -> list[str]:
+        """Run ids still in the spool (group files are read; an unreadable one is named by its file name)."""
+        ids: list[str] = []
+        for path, run in self.items():
+            ids.append(run.run_id if run is not None else path.name.split(".")[0])
+        return ids
 
     def items(self) -> Iterator[tuple[Path, RunRecord | None]]:
-        """(path, run) for each pending file; run is None for an unreadable file (kept, reported)."""
+        """(path, run) for each pending run; run is None for an unreadable file (kept, reported)."""
         for path in self.pending():
             try:
-                yield path, run_from_json(json.loads(path.read_text(encoding="utf-8")))
+                data = json.loads(path.read_text(encoding="utf-8"))
+                runs = [run_from_json(r) for r in data["runs"]] if path.name.startswith(_GROUP_PREFIX) else [
+                    run_from_json(data)]
             except (OSError, ValueError, KeyError, TypeError):
                 yield path, None
+                continue
+            for run in runs:
+                yield path, run
 
     @staticmethod
     def remove(path: Path) -> None:
@@ -62,3 +96,12 @@ class Spool:
             path.unlink()
         except FileNotFoundError:
             pass
+
+
+def _runs_in(path: Path) -> int:
+    if path.name.startswith(_GROUP_PREFIX):
+        try:
+            return int(path.name.split(".")[1])
+        except (IndexError, ValueError):
+            return 1
+    return 1

@@ -115,12 +115,14 @@ def _pop_context(run: RunRecord) -> tuple[Settings, Ledger] | None:
 def evaluate(tx: Tx, run: RunRecord, settings: Settings | None, now: datetime | None = None) -> list[Alert]:
     """Insert an alert row for every threshold the run's budgets have crossed in the run's period and that has
     not fired yet; returns the alerts this call inserted."""
-    from genops_cli.policy.budgets import applicable, effective_budgets, spent
+    from genops_cli.policy.budgets import applicable, effective_budgets, memo_ledger_budgets, spent
 
     if run.simulated:
         return []
     now = now or utcnow()
-    budgets = applicable(effective_budgets(tx, settings), scopes_for_run(run.attribution, run.pipeline_name))
+    # The budgets table is read once per insertion group (a grouped ingest evaluates 200 runs in one transaction).
+    budgets = applicable(effective_budgets(tx, settings, memo_ledger_budgets(tx)),
+                         scopes_for_run(run.attribution, run.pipeline_name))
     fired: list[Alert] = []
     for budget in budgets:
         for period, limit in budget.limits():

@@ -23,10 +23,17 @@ Library use (the Python API builds on these):
 The check and the reservation insert happen in ONE write transaction, after `tx.lock_scopes(scopes)`: DuckDB
 writers hold the exclusive file lock, PostgreSQL takes per-scope advisory locks, so concurrent runs from any
 shell or cron job see each other's reservations and cannot race past a limit.
+
+Whether a run needs that check at all is decided without a ledger read per run: config budgets are in memory and
+the ledger's budget list is cached per ledger for BUDGET_CACHE_SECONDS (`cached_ledger_budgets`). A budget set by
+another process applies to runs starting at most that many seconds later; this process's own `set_budget` /
+`remove_budget` apply at once; the admission check itself always re-reads budgets inside its write transaction.
 """
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -130,10 +137,21 @@ def config_budgets(settings: Settings) -> list[Budget]:
     ]
 
 
-def effective_budgets(tx: Tx, settings: Settings | None) -> list[Budget]:
-    """Ledger budgets plus config budgets for scopes the ledger does not set (the CLI wins per scope)."""
+def memo_ledger_budgets(tx: Tx) -> list[Budget]:
+    """`ledger_budgets(tx)` read once per insertion group: kept in `tx.memo`, which `records.insert_run` and
+    `records.insert_runs` clear at their start, so per-run hooks (alerts) of a group of 200 runs read the
+    budgets table once, inside the same write transaction (always current)."""
+    found = tx.memo.get("ledger_budgets")
+    if found is None:
+        found = tx.memo["ledger_budgets"] = ledger_budgets(tx)
+    return found
+
+
+def effective_budgets(tx: Tx, settings: Settings | None, stored: Sequence[Budget] | None = None) -> list[Budget]:
+    """Ledger budgets plus config budgets for scopes the ledger does not set (the CLI wins per scope).
+    `stored`: the ledger's budgets when the caller already read them in this transaction."""
     budgets = {b.scope: b for b in (config_budgets(settings) if settings is not None else [])}
-    budgets.update({b.scope: b for b in ledger_budgets(tx)})
+    budgets.update({b.scope: b for b in (ledger_budgets(tx) if stored is None else stored)})
     return [budgets[s] for s in sorted(budgets)]
 
 
@@ -197,6 +215,7 @@ def set_budget(ledger: Ledger, settings: Settings, scope: str, *, daily: Decimal
              to_naive_utc(existing.created_at or now), to_naive_utc(now)],
         )
         audit.append(tx, "budget", scope)
+    forget_ledger_budgets(ledger)
     return existing
 
 
@@ -216,6 +235,7 @@ def remove_budget(ledger: Ledger, settings: Settings, scope: str) -> bool:
             return False
         tx.execute("DELETE FROM budgets WHERE scope = ?", [scope])
         audit.append(tx, "budget", scope)
+    forget_ledger_budgets(ledger)
     return True
 
 
@@ -380,12 +400,54 @@ def raise_if_blocked(decision: PolicyDecision) -> None:
         raise BudgetExceededError(decision.message or "budget limit exceeded", decision.reason_code or REASON)
 
 
+#: How long a process trusts its copy of a ledger's budget list when deciding whether a run needs a check.
+BUDGET_CACHE_SECONDS = 5.0
+
+# ledger location -> (monotonic time read, the ledger's budgets). Guarded: batch workers share it.
+_ledger_budget_cache: dict[str, tuple[float, list[Budget]]] = {}
+_ledger_budget_guard = threading.Lock()
+
+
+def cached_ledger_budgets(ledger: Ledger, max_age: float = BUDGET_CACHE_SECONDS) -> list[Budget]:
+    """The ledger's budgets, read at most once per `max_age` seconds per ledger location in this process.
+
+    Used only to decide whether a run needs a budget check at all (and whether a recorded run can cross an alert
+    threshold), so a run without budgets costs no ledger read. Semantics: a budget set or removed by ANOTHER
+    process applies to runs starting at most `max_age` seconds later; `set_budget`/`remove_budget` in this
+    process invalidate the copy at once. The admission check itself (`check_budget`) always re-reads the
+    budgets inside its write transaction, so a run that is checked is checked against the current budgets.
+
+        if applicable(cached_ledger_budgets(engine.ledger), scopes): ...
+    """
+    now = time.monotonic()
+    with _ledger_budget_guard:
+        hit = _ledger_budget_cache.get(ledger.location)
+    if hit is not None and now - hit[0] < max_age:
+        return hit[1]
+    with ledger.read() as tx:
+        budgets = ledger_budgets(tx)
+    with _ledger_budget_guard:
+        _ledger_budget_cache[ledger.location] = (now, budgets)
+    return budgets
+
+
+def forget_ledger_budgets(ledger: Ledger | None = None) -> None:
+    """Drop the cached budget list of `ledger` (all ledgers when None): this process changed its budgets."""
+    with _ledger_budget_guard:
+        if ledger is None:
+            _ledger_budget_cache.clear()
+        else:
+            _ledger_budget_cache.pop(ledger.location, None)
+
+
 def _has_budgets(engine: Engine, scopes: Sequence[str]) -> bool:
+    """Whether any budget applies to these scopes: config budgets (in memory) or the ledger's, from the
+    process's short-lived cache (`cached_ledger_budgets`: another process's `budget set` is seen by runs
+    starting at most BUDGET_CACHE_SECONDS later; this process's own set/remove at once)."""
     if applicable(config_budgets(engine.settings), scopes):
         return True
     try:
-        with engine.ledger.read() as tx:
-            return bool(applicable(ledger_budgets(tx), scopes))
+        return bool(applicable(cached_ledger_budgets(engine.ledger), scopes))
     except LedgerError:
         return True  # let check_budget decide how to fail
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar
 from typing import Any
 
@@ -34,6 +34,9 @@ AGENT_RUN = "haystack.agent.run"
 AGENT_STEP = "haystack.agent.step"
 AGENT_LLM = "haystack.agent.step.llm"
 AGENT_TOOL = "haystack.agent.step.tool"
+
+#: The only keys extract_usage reads from an output mapping.
+_USAGE_KEYS = frozenset({"replies", "meta", "documents"})
 
 _INPUT_TAGS = {"haystack.component.input", "haystack.agent.step.llm.input"}
 _OUTPUT_TAGS = {
@@ -74,6 +77,9 @@ class GenopsSpan(Span):
         self._llm_output: Any = None
         self.call_id: str | None = None
         self.seq = capture.next_seq() if capture else 0
+        # is_llm_span()/span_kind() depend only on the operation and the component type: computed once per span
+        # (they are asked several times per span), recomputed if a type tag arrives later.
+        self._kind_cache: tuple[bool, str | None] | None = None
         for key, value in (tags or {}).items():
             self._remember(key, value)
 
@@ -113,8 +119,10 @@ class GenopsSpan(Span):
             self.component_name = str(value)
         elif key == "haystack.component.type":
             self.component_type = str(value)
+            self._kind_cache = None
         elif key == "haystack.component.fully_qualified_type":
             self.fully_qualified_type = str(value)
+            self._kind_cache = None
         elif key == "haystack.component.visits":
             self.visits = int(value) if isinstance(value, int | str) and str(value).isdigit() else None
         elif key == "haystack.agent.step":
@@ -130,6 +138,11 @@ class GenopsSpan(Span):
                 self.tool_error = str(value["error"])[:500]
             return
         if key == "haystack.pipeline.output_data":
+            return
+        if isinstance(value, Mapping) and not _USAGE_KEYS.intersection(value):
+            # extract_usage reads only these keys of a mapping: without them it returns None (a PromptBuilder's
+            # output, a router's), so skip the provider lookup and the extraction.
+            self.output_usage = None
             return
         provider = self._provider(model=None)
         self.output_usage = extract_usage(value, provider=provider)
@@ -159,7 +172,19 @@ class GenopsSpan(Span):
             return provider_for(self.component_type, self.fully_qualified_type, model)
         return provider_for("", None, model) if model else None
 
+    def _kinds(self) -> tuple[bool, str | None]:
+        """(is_llm_span, span_kind), computed once per span."""
+        if self._kind_cache is None:
+            self._kind_cache = (self._compute_is_llm(), self._compute_span_kind())
+        return self._kind_cache
+
     def is_llm_span(self) -> bool:
+        return self._kinds()[0]
+
+    def span_kind(self) -> str | None:
+        return self._kinds()[1]
+
+    def _compute_is_llm(self) -> bool:
         if self.operation_name in (AGENT_LLM, CHAT_GENERATOR_RUN):
             return True
         if self.operation_name == COMPONENT_RUN and self.component_type:
@@ -168,7 +193,7 @@ class GenopsSpan(Span):
             )
         return False
 
-    def span_kind(self) -> str | None:
+    def _compute_span_kind(self) -> str | None:
         if self.operation_name == AGENT_LLM:
             return "agent_llm"
         if self.operation_name == AGENT_TOOL:

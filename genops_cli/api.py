@@ -33,9 +33,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from genops_cli.config import ScopeBudget, Settings, load_settings, normalize_policy, parse_money
+from genops_cli.config import Settings, load_settings, normalize_policy, parse_money
 from genops_cli.errors import BudgetExceededError, PolicyViolationError
-from genops_cli.models import Attribution, CallRecord, RunRecord, quantize_money, utcnow
+from genops_cli.models import Attribution, Budget, CallRecord, RunRecord, quantize_money, utcnow
 
 _log = logging.getLogger("genops")
 
@@ -751,7 +751,7 @@ def build_settings(team: str | None = None, project: str | None = None, environm
         scope_name = f"team:{settings.attribution.team}" if team else "global"
         scope = next((s for s in settings.budgets.scopes if s.scope == scope_name), None)
         if scope is None:
-            scope = ScopeBudget(scope=scope_name, policy=settings.budgets.default_policy,
+            scope = Budget(scope=scope_name, source="config", policy=settings.budgets.default_policy,
                                 alert_at=settings.budgets.alert_at)
             settings.budgets.scopes.append(scope)
         if daily_budget_limit is not None:

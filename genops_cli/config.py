@@ -38,13 +38,12 @@ from pathlib import Path
 from typing import Any
 
 from genops_cli.errors import ConfigError
-from genops_cli.models import Attribution
+from genops_cli.models import DEFAULT_ALERT_THRESHOLDS, Attribution, Budget
 
 CONFIG_FILENAMES = (".genops.yml", ".genops.yaml")
 POLICY_ALIASES = {"enforced": "enforcing", "strict": "enforcing", "advisory": "advisory", "enforcing": "enforcing",
                   "monitoring": "monitoring", "monitor": "monitoring", "warn": "advisory"}
 CLASSIFICATIONS = ("public", "internal", "confidential", "restricted")
-DEFAULT_ALERT_THRESHOLDS = (50, 80, 95, 100)
 
 
 def normalize_policy(value: str, where: str) -> str:
@@ -65,20 +64,10 @@ def parse_money(value: Any, where: str) -> Decimal:
 
 
 @dataclass
-class ScopeBudget:
-    scope: str
-    daily: Decimal | None = None
-    weekly: Decimal | None = None
-    monthly: Decimal | None = None
-    policy: str = "advisory"
-    alert_at: tuple[int, ...] = DEFAULT_ALERT_THRESHOLDS
-
-
-@dataclass
 class BudgetSettings:
     timezone: str = "UTC"
     alert_at: tuple[int, ...] = DEFAULT_ALERT_THRESHOLDS
-    scopes: list[ScopeBudget] = field(default_factory=list)
+    scopes: list[Budget] = field(default_factory=list)
     default_policy: str = "advisory"
 
 
@@ -262,7 +251,7 @@ def _apply_file(settings: Settings, loader: _Loader) -> None:
     if policy_value:
         key = "budgets.governance_policy" if budgets.get("governance_policy") else "haystack.governance_policy"
         b.default_policy = normalize_policy(policy_value, loader.where(key))
-    global_budget = ScopeBudget(scope="global", policy=b.default_policy, alert_at=b.alert_at)
+    global_budget = Budget(source="config", scope="global", policy=b.default_policy, alert_at=b.alert_at)
     for period, key in (("daily", "daily_budget_limit"), ("monthly", "monthly_budget_limit"),
                         ("weekly", "weekly_budget_limit")):
         for section_name, section in (("budgets", budgets), ("haystack", hay)):
@@ -281,7 +270,7 @@ def _apply_file(settings: Settings, loader: _Loader) -> None:
         parse_scope(str(scope), where)
         if not isinstance(spec, dict):
             raise ConfigError(f"{where}: must be a mapping with daily/weekly/monthly/policy")
-        sb = ScopeBudget(scope=str(scope), policy=b.default_policy, alert_at=b.alert_at)
+        sb = Budget(source="config", scope=str(scope), policy=b.default_policy, alert_at=b.alert_at)
         for period in ("daily", "weekly", "monthly"):
             if spec.get(period) is not None:
                 setattr(sb, period, parse_money(spec[period], f"{where}.{period}"))
@@ -504,7 +493,7 @@ def _apply_env(settings: Settings) -> None:
             amount = parse_money(env[var], var)
             glob = next((sb for sb in settings.budgets.scopes if sb.scope == "global"), None)
             if glob is None:
-                glob = ScopeBudget(scope="global", policy=settings.budgets.default_policy,
+                glob = Budget(source="config", scope="global", policy=settings.budgets.default_policy,
                                    alert_at=settings.budgets.alert_at)
                 settings.budgets.scopes.append(glob)
             setattr(glob, period, amount)

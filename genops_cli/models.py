@@ -18,6 +18,9 @@ CallStatus = Literal["ok", "error", "blocked"]
 RunStatus = Literal["ok", "error", "blocked"]
 PolicyResult = Literal["ALLOWED", "WARNING", "BLOCKED", "RATE_LIMITED"]
 
+#: Budget alert thresholds in percent of a limit, each fired once per period.
+DEFAULT_ALERT_THRESHOLDS = (50, 80, 95, 100)
+
 # Money is stored as DECIMAL(18,10): every cost is quantized to this before it is stored or summed.
 MONEY_QUANTUM = Decimal("0.0000000001")
 
@@ -25,6 +28,10 @@ MONEY_QUANTUM = Decimal("0.0000000001")
 def quantize_money(value: Decimal) -> Decimal:
     """Round a cost to the ledger's precision (10 decimal places, half-even)."""
     return value.quantize(MONEY_QUANTUM)
+
+
+def _money_text(value: Decimal | None) -> str | None:
+    return format(quantize_money(value), "f") if value is not None else None
 
 
 def utcnow() -> datetime:
@@ -138,6 +145,38 @@ class PolicyDecision:
             "reason_code": self.reason_code,
             "message": self.message,
             "reserved_cost": str(self.reserved_cost),
+        }
+
+
+@dataclass
+class Budget:
+    """Limits for one scope. A limit of None means no budget for that period; 0 means nothing may be spent."""
+
+    scope: str
+    daily: Decimal | None = None
+    weekly: Decimal | None = None
+    monthly: Decimal | None = None
+    policy: str = "advisory"
+    alert_at: tuple[int, ...] = DEFAULT_ALERT_THRESHOLDS
+    timezone: str = "UTC"
+    source: str = "cli"  # cli (set in the ledger) | config (.genops.yml / environment)
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    def limits(self) -> list[tuple[str, Decimal]]:
+        return [(p, v) for p in ("daily", "weekly", "monthly") if (v := getattr(self, p)) is not None]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "scope": self.scope,
+            "daily": _money_text(self.daily),
+            "weekly": _money_text(self.weekly),
+            "monthly": _money_text(self.monthly),
+            "policy": self.policy,
+            "alert_at": list(self.alert_at),
+            "timezone": self.timezone,
+            "source": self.source,
+            "updated_at": self.updated_at.isoformat() if self.updated_at else None,
         }
 
 

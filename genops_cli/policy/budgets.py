@@ -36,20 +36,20 @@ import threading
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from genops_cli.config import DEFAULT_ALERT_THRESHOLDS, Settings, normalize_policy, parse_money
+from genops_cli.config import Settings, normalize_policy, parse_money
 from genops_cli.errors import BudgetExceededError, ConfigError, LedgerError
 from genops_cli.ledger import audit
 from genops_cli.ledger.serialize import to_naive_utc
 from genops_cli.ledger.store import Ledger, Tx
-from genops_cli.models import PolicyDecision, PolicyEvent, RunRecord, quantize_money, utcnow
+from genops_cli.models import Budget, PolicyDecision, PolicyEvent, RunRecord, quantize_money, utcnow
 from genops_cli.policy import reservations
-from genops_cli.policy.periods import PERIODS, Window, elapsed_fraction, window
+from genops_cli.policy.periods import Window, elapsed_fraction, window
 from genops_cli.policy.scopes import SCOPE_COLUMNS, parse_scope, scopes_for_run
 
 if TYPE_CHECKING:
@@ -64,42 +64,6 @@ def usd(value: Decimal) -> str:
     """Compact money for messages: $0.00034245 (full precision stays in the ledger and JSON)."""
     text = format(quantize_money(value).normalize(), "f")
     return f"${text}"
-
-
-@dataclass
-class Budget:
-    """Limits for one scope. A limit of None means no budget for that period; 0 means nothing may be spent."""
-
-    scope: str
-    daily: Decimal | None = None
-    weekly: Decimal | None = None
-    monthly: Decimal | None = None
-    policy: str = "advisory"
-    alert_at: tuple[int, ...] = DEFAULT_ALERT_THRESHOLDS
-    timezone: str = "UTC"
-    source: str = "cli"  # cli (ledger) | config (.genops.yml / environment)
-    created_at: datetime | None = None
-    updated_at: datetime | None = None
-
-    def limits(self) -> list[tuple[str, Decimal]]:
-        return [(p, v) for p in PERIODS if (v := getattr(self, p)) is not None]
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "scope": self.scope,
-            "daily": _money_json(self.daily),
-            "weekly": _money_json(self.weekly),
-            "monthly": _money_json(self.monthly),
-            "policy": self.policy,
-            "alert_at": list(self.alert_at),
-            "timezone": self.timezone,
-            "source": self.source,
-            "updated_at": self.updated_at.isoformat() if self.updated_at else None,
-        }
-
-
-def _money_json(value: Decimal | None) -> str | None:
-    return format(quantize_money(value), "f") if value is not None else None
 
 
 # -- reading and writing budgets --------------------------------------------------------------------------------
@@ -131,9 +95,8 @@ def _dec(value: Any) -> Decimal | None:
 def config_budgets(settings: Settings) -> list[Budget]:
     """Budgets from .genops.yml and GENOPS_* (already parsed into settings.budgets.scopes)."""
     return [
-        Budget(scope=sb.scope, daily=sb.daily, weekly=sb.weekly, monthly=sb.monthly, policy=sb.policy,
-               alert_at=tuple(sb.alert_at), timezone=settings.budgets.timezone, source="config")
-        for sb in settings.budgets.scopes
+        replace(budget, alert_at=tuple(budget.alert_at), timezone=settings.budgets.timezone, source="config")
+        for budget in settings.budgets.scopes
     ]
 
 

@@ -261,11 +261,13 @@ def _root_cause(exc: BaseException) -> BaseException:
 
 
 def describe_error(exc: BaseException) -> str:
-    """One line: the failing component (Haystack wraps it) and the provider's own message."""
+    """One line: the failing component (Haystack wraps it) and the provider's own message, secrets masked."""
     import re
+
+    from genops_cli.redact import redact
 
     root = _root_cause(exc)
     component = getattr(exc, "component_name", None)
     text = re.sub(r"\s+", " ", str(root)).strip()[:500]
     prefix = f"component '{component}': " if component else ""
-    return f"{prefix}{type(root).__name__}: {text}"
+    return redact(f"{prefix}{type(root).__name__}: {text}") or ""

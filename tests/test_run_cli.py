@@ -97,3 +97,16 @@ def test_subprocess_run_and_exit_code(openai_server):
     assert proc.returncode == 0, proc.stderr
     [out] = json_lines(proc.stdout)
     assert out["status"] == "ok"
+
+
+def test_provider_error_echoing_the_api_key_never_reaches_ledger_or_output(openai_server, monkeypatch):
+    secret = "sk-proj-SECRETSECRET1234567890"
+    monkeypatch.setenv("OPENAI_API_KEY", secret)
+    openai_server.failures = [{"status": 401, "message": f"Incorrect API key provided: {secret}"}]
+    result = cli("run", sample("rag"), "--inputs", sample("rag", "inputs.json"), "--json")
+    assert result.exit_code == 1
+    assert "SECRETSECRET" not in result.stdout + result.stderr
+    [out] = json_lines(result.stdout)
+    assert "Incorrect API key provided" in out["error"]
+    for table in ("runs", "calls"):
+        assert "SECRETSECRET" not in repr(ledger_rows(f"SELECT * FROM {table}"))

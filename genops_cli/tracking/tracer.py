@@ -24,6 +24,7 @@ from haystack.tracing import Span, Tracer
 
 from genops_cli.errors import RunCostCapReached
 from genops_cli.models import CallRecord, TokenUsage, utcnow
+from genops_cli.redact import redact
 from genops_cli.tracking.capture import RunCapture, current_capture
 from genops_cli.tracking.usage import extract_usage, is_embedder, is_llm_component, provider_for
 
@@ -237,9 +238,9 @@ class GenopsSpan(Span):
         error_text = None
         if error is not None:
             status = "blocked" if isinstance(error, RunCostCapReached) else "error"
-            error_text = f"{type(error).__name__}: {error}"[:1000]
+            error_text = redact(f"{type(error).__name__}: {error}"[:1000])
         elif self.tool_error:
-            status, error_text = "error", self.tool_error
+            status, error_text = "error", redact(self.tool_error)
         return CallRecord(
             call_id=self.call_id or self.capture.new_call_id(),
             run_id=self.capture.run_id,

@@ -585,6 +585,11 @@ def _report_run(result: LineResult, options: BatchOptions, events: EventLog, emi
 
     run = result.run
     assert run is not None
+    if run.policy.result == "WARNING":
+        # Advisory policies let the run go ahead; say so on stderr even when stdout carries JSON.
+        events.warning("policy.warning", f"policy WARNING {run.policy.reason_code or ''}: "
+                       f"{run.policy.message or 'a policy was exceeded'} (run {run.run_id})",
+                       run_id=run.run_id, reason_code=run.policy.reason_code)
     if options.json_output:
         out = run_to_output(run)
         out["attempt"] = run.attempt

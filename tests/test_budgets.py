@@ -189,6 +189,7 @@ def test_advisory_budget_warns_and_runs(priced_server):
                                                                                       "BUDGET_EXCEEDED")
     assert Decimal(out["total_cost"]) == RUN_COST
     assert priced_server.count("/chat/completions") == 1
+    assert "policy WARNING BUDGET_EXCEEDED" in result.stderr
     assert ledger_rows("SELECT policy_result, total_cost FROM runs") == [("WARNING", RUN_COST)]
     # without --team the run is outside team:ml's budget
     result = cli(*RAG, "--json")

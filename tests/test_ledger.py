@@ -131,3 +131,12 @@ def test_ledger_info_reports_counts(ledger_path: Path):
     [info] = json_lines(result.stdout)
     assert (info["backend"], info["runs"], info["calls"], info["spool_pending"]) == ("duckdb", 1, 1, 0)
     assert info["schema_version"] == CURRENT_VERSION
+
+
+def test_budget_commands_ingest_leftover_spool_first(ledger_path: Path):
+    ledger = DuckDBLedger(ledger_path)
+    Spool(ledger.spool_dir()).write(_run("left-behind"))
+    result = cli("budget", "set", "team:ml", "--daily", "5")
+    assert result.exit_code == 0, result.stderr
+    assert ledger_rows("SELECT run_id FROM runs") == [("left-behind",)]
+    assert not Spool(ledger.spool_dir()).pending()

@@ -13,6 +13,7 @@ from genops_cli.cli.common import (
     load_cli_settings,
     money,
     open_cli_ledger,
+    open_cli_writer_ledger,
     print_json,
     stdout_console,
 )
@@ -64,7 +65,7 @@ def set_cmd(
     parse_scope(scope, "budget set SCOPE")
     settings = load_cli_settings()
     budget = set_budget(
-        open_cli_ledger(settings), settings, scope,
+        open_cli_writer_ledger(settings), settings, scope,
         daily=_limit(daily, "--daily"), weekly=_limit(weekly, "--weekly"), monthly=_limit(monthly, "--monthly"),
         policy=normalize_policy(policy, "--policy") if policy else None,
         alert_at=parse_thresholds(alert_at, "--alert-at") if alert_at else None,
@@ -149,6 +150,6 @@ def remove_cmd(scope: str = typer.Argument(..., help="The scope whose (CLI-set) 
 
     parse_scope(scope, "budget remove SCOPE")
     settings = load_cli_settings()
-    if not remove_budget(open_cli_ledger(settings), settings, scope):
+    if not remove_budget(open_cli_writer_ledger(settings), settings, scope):
         raise UsageError(f"budget remove {scope}: no budget is set for this scope (see genops budget list)")
     info(f"budget {scope} removed")

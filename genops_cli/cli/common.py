@@ -112,6 +112,18 @@ def open_cli_ledger(settings: Any) -> Any:
     return open_ledger(resolve_ledger_location(GLOBAL.ledger, settings.ledger))
 
 
+def open_cli_writer_ledger(settings: Any) -> Any:
+    """The ledger for a command that writes: runs left in the spool by a crashed or ledger-less invocation are
+    ingested first, exactly once (a ledger that still cannot be written is reported by the write itself)."""
+    from genops_cli.ledger.records import drain
+
+    ledger = open_cli_ledger(settings)
+    result = drain(ledger)
+    if result.inserted:
+        info(f"ingested {len(result.inserted)} spooled run(s) left by an earlier invocation")
+    return ledger
+
+
 def money(value: Decimal | None, places: int = 6) -> str:
     """Human rendering of a cost: at least `places` decimals, more when a small cost needs them
     ($0.000450, $0.00000026); full precision always lives in JSON and the ledger."""

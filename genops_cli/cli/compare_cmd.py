@@ -11,7 +11,7 @@ from genops_cli.cli.common import (
     info,
     load_cli_settings,
     money,
-    open_cli_ledger,
+    open_cli_writer_ledger,
     print_json,
     stdout_console,
     warn,
@@ -46,7 +46,7 @@ def compare(
     settings = load_cli_settings(team=team, project=project, customer_id=customer, environment=environment)
     runs = read_inputs(inputs)
     docs = read_documents(documents) if documents else None
-    ledger = open_cli_ledger(settings)
+    ledger = open_cli_writer_ledger(settings)
 
     def progress(name: str, run: Any) -> None:
         if not json_output:

@@ -110,3 +110,13 @@ def test_provider_error_echoing_the_api_key_never_reaches_ledger_or_output(opena
     assert "Incorrect API key provided" in out["error"]
     for table in ("runs", "calls"):
         assert "SECRETSECRET" not in repr(ledger_rows(f"SELECT * FROM {table}"))
+
+
+def test_inputs_from_stdin_and_flat_sockets(openai_server):
+    flat = json.dumps({"query": "What is chargeback?", "question": "What is chargeback?"})
+    result = cli("run", sample("rag"), "--inputs", "-", "--json", input=flat)
+    assert result.exit_code == 0, result.stderr
+    [out] = json_lines(result.stdout)
+    assert out["status"] == "ok"
+    prompt = openai_server.bodies("/chat/completions")[0]["messages"]
+    assert "What is chargeback?" in json.dumps(prompt)

@@ -16,7 +16,8 @@ import os
 import re
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager as ContextManager
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -291,35 +292,10 @@ class DuckDBLedger(Ledger):
             ) from None
 
     @contextmanager
-    def write(self) -> Iterator[Tx]:
+    def _writer(self) -> Iterator[Callable[[], ContextManager[Tx]]]:
+        """The exclusive writer: lock held, one migrated connection; yields a factory of committed transactions."""
         import duckdb
 
-        with self._mutex, self._lock.hold(exclusive=True):
-            conn = self._connect(read_only=False)
-            try:
-                tx = Tx(conn, self.backend)
-                if not self._migrated:
-                    conn.begin()
-                    _migrate(tx)
-                    conn.commit()
-                    self._migrated = True
-                conn.begin()
-                try:
-                    yield tx
-                    conn.commit()
-                except BaseException:
-                    conn.rollback()
-                    raise
-            except duckdb.Error as exc:
-                raise LedgerError(f"ledger {self.path}: write failed ({_one_line(exc)})") from exc
-            finally:
-                conn.close()
-
-    @contextmanager
-    def session(self) -> Iterator[WriteSession]:
-        import duckdb
-
-        # One lock hold and one connection for many runs: opening DuckDB costs more than a run's transaction.
         with self._mutex, self._lock.hold(exclusive=True):
             conn = self._connect(read_only=False)
             try:
@@ -340,11 +316,22 @@ class DuckDBLedger(Ledger):
                         conn.rollback()
                         raise
 
-                yield WriteSession(transaction)
+                yield transaction
             except duckdb.Error as exc:
                 raise LedgerError(f"ledger {self.path}: write failed ({_one_line(exc)})") from exc
             finally:
                 conn.close()
+
+    @contextmanager
+    def write(self) -> Iterator[Tx]:
+        with self._writer() as transaction, transaction() as tx:
+            yield tx
+
+    @contextmanager
+    def session(self) -> Iterator[WriteSession]:
+        # One lock hold and one connection for many runs: opening DuckDB costs more than a run's transaction.
+        with self._writer() as transaction:
+            yield WriteSession(transaction)
 
     @contextmanager
     def read(self) -> Iterator[Tx]:

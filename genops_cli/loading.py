@@ -15,6 +15,7 @@ import importlib
 import json
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -199,24 +200,48 @@ def component_type_issues(path: Path, data: dict[str, Any], allow_modules: list[
     One entry per component (its first problem): `genops validate` lists them all, `load_pipeline` stops at the
     first. Import-time logging and warnings of third-party modules are the caller's to capture.
     """
-    from haystack.core.serialization_security import _check_module_allowed, _deserialization_context
-
+    is_allowed = module_allowlist(allow_modules)
     issues: list[tuple[str, str]] = []
     for name, comp in data["components"].items():
         if not isinstance(comp, dict) or not isinstance(comp.get("type"), str):
             issues.append((name, f"{path}: component '{name}': missing 'type' (the component's class path)"))
             continue
         for type_path in _nested_types(comp):
-            message = _type_problem(path, name, comp["type"], type_path, allow_modules, _check_module_allowed,
-                                    _deserialization_context)
+            message = _type_problem(path, name, comp["type"], type_path, is_allowed)
             if message:
                 issues.append((name, message))
                 break
     return issues
 
 
-def _type_problem(path: Path, name: str, own_type: str, type_path: str, allow_modules: list[str],
-                  check_allowed: Any, context: Any) -> str | None:
+#: Haystack 3's default deserialization allowlist; genops applies the same on Haystack 2.x, which has none.
+DEFAULT_ALLOWED_MODULES = ("haystack", "haystack_integrations", "haystack_experimental", "builtins", "typing",
+                           "collections")
+
+
+def module_allowlist(allow_modules: list[str]) -> Callable[[str], bool]:
+    """module -> allowed? Haystack 3's own allowlist check (with `allow_modules` and
+    HAYSTACK_DESERIALIZATION_ALLOWLIST); on Haystack 2.x the same defaults, enforced by genops."""
+    try:
+        from haystack.core.serialization_security import _check_module_allowed, _deserialization_context
+    except ImportError:
+        extra = [p.strip().rstrip(".*") for p in os.environ.get("HAYSTACK_DESERIALIZATION_ALLOWLIST", "").split(",")]
+        prefixes = [p for p in (*DEFAULT_ALLOWED_MODULES, *allow_modules, *extra) if p]
+        return lambda module: any(module == p or module.startswith(p + ".") for p in prefixes)
+
+    def allowed(module: str) -> bool:
+        try:
+            with _deserialization_context(allowed_modules=allow_modules, unsafe=False):
+                _check_module_allowed(module)
+        except Exception:
+            return False
+        return True
+
+    return allowed
+
+
+def _type_problem(path: Path, name: str, own_type: str, type_path: str,
+                  is_allowed: Callable[[str], bool]) -> str | None:
     module, _, cls_name = type_path.rpartition(".")
     nested = "" if type_path == own_type else f"nested type {type_path} "
     lead = f"{path}: component '{name}': {nested}{'- ' if nested else ''}"
@@ -224,10 +249,7 @@ def _type_problem(path: Path, name: str, own_type: str, type_path: str, allow_mo
         return f"{path}: component '{name}': type {type_path!r} is not a full class path"
     if module.startswith(SIMULATOR_MODULE):
         return None
-    try:
-        with context(allowed_modules=allow_modules, unsafe=False):
-            check_allowed(module)
-    except Exception:
+    if not is_allowed(module):
         return (f"{path}: component '{name}': {nested or f'type {type_path} '}is outside the module allowlist; "
                 f"add --allow-module {module.split('.')[0]} if you trust it")
     try:

@@ -293,7 +293,7 @@ class GenOpsHaystackAdapter:
         if self._writer is None:
             from genops_cli.writer import get_writer
 
-            self._writer = get_writer(self.ledger, self.settings)
+            self._writer = get_writer(self.ledger)
         return self._writer
 
     def flush(self, timeout: float | None = 60.0) -> bool:
@@ -510,8 +510,7 @@ class GenOpsHaystackAdapter:
     def _finish(self, run: RunRecord, capture: Any, error: BaseException | None) -> None:
         from genops_cli.runner import Engine
 
-        Engine.finish(run, capture, error, simulated=False)
-        run.total_cost = quantize_money(run.total_cost)
+        Engine.finish(run, capture, error, simulated=False)  # recompute_total: already quantized
         self.writer.submit(run)
 
     # -- auto_instrument hooks (called by the tracer for root pipeline runs without a capture) --------------
@@ -634,6 +633,7 @@ def _finish_component(component: Any, ctx: ComponentExecutionContext, error: Bas
 def _record_standalone(adapter: GenOpsHaystackAdapter, component: Any, ctx: ComponentExecutionContext,
                        error: BaseException | None, tags: dict[str, str]) -> None:
     from genops_cli.models import TokenUsage
+    from genops_cli.runner import describe_error
     from genops_cli.tracking.usage import extract_usage, provider_for
 
     cls = type(component)
@@ -655,7 +655,7 @@ def _record_standalone(adapter: GenOpsHaystackAdapter, component: Any, ctx: Comp
         component_name=ctx.component_name, component_type=ctx.component_type, started_at=ctx.started_at,
         latency_ms=(time.perf_counter() - ctx._t0) * 1000.0,
         status="ok" if error is None else "error",
-        error=None if error is None else f"{type(error).__name__}: {error}"[:1000],
+        error=None if error is None else describe_error(error),
         provider=provider_for(cls.__name__, fqt, model) if model else None, model=model, usage=usage,
     ))
     adapter._finish(run, capture, error if isinstance(error, Exception) else None)
@@ -800,13 +800,11 @@ def _percent(spent: Decimal, limit: Decimal | None) -> Decimal | None:
 
 
 def _period_starts(tz_name: str, now: datetime | None = None) -> tuple[datetime, datetime]:
-    """Start of today and of this month in `tz_name`, as naive UTC (how the ledger stores timestamps)."""
-    from zoneinfo import ZoneInfo
+    """Start of today and of this month in `tz_name`, as naive UTC: the budget windows' own starts."""
+    from genops_cli.policy.periods import window
 
-    local = (now or datetime.now(timezone.utc)).astimezone(ZoneInfo(tz_name))
-    day = local.replace(hour=0, minute=0, second=0, microsecond=0)
-    month = day.replace(day=1)
-    return (day.astimezone(timezone.utc).replace(tzinfo=None), month.astimezone(timezone.utc).replace(tzinfo=None))
+    now = now or utcnow()
+    return window("daily", now, tz_name).start_naive, window("monthly", now, tz_name).start_naive
 
 
 def _run_json_from_row(row: dict[str, Any], calls: list[dict[str, Any]]) -> dict[str, Any]:

@@ -563,9 +563,9 @@ def run_batch(
         events.warning("batch.fail_fast", f"--fail-fast: stopped after a failed run; {summary.not_started} "
                        "line(s) not started")
     if is_batch:
-        if options.json_output:
-            emit(summary.to_output())
         out = summary.to_output()
+        if options.json_output:
+            emit(out)
         events.info(
             "batch.summary",
             f"{summary.runs} runs: {summary.ok} ok, {summary.failed} failed, {summary.blocked} blocked"

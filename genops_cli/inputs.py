@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+import types
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,7 +131,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     from haystack import Document
     from haystack.dataclasses import ChatMessage
 
-    if typing.get_origin(tp) in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
         for arg in typing.get_args(tp):
             if arg is not type(None) and (_is_chat_message_list(arg) or _is_document_list(arg)):
                 tp = arg

@@ -23,8 +23,9 @@ _LOGGERS = ("genops", "genops_cli", "haystack")
 _HANDLER_NAME = "genops-stderr"
 
 
-def _ts() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+def _ts(moment: datetime | None = None) -> str:
+    """ISO 8601 UTC with milliseconds and a Z (now, unless given)."""
+    return (moment or datetime.now(timezone.utc)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _jsonable(value: Any) -> Any:
@@ -40,8 +41,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         doc: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds")
-            .replace("+00:00", "Z"),
+            "ts": _ts(datetime.fromtimestamp(record.created, timezone.utc)),
             "level": record.levelname.lower(),
             "event": getattr(record, "event", None) or record.name,
             "message": record.getMessage(),

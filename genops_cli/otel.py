@@ -190,7 +190,7 @@ def call_attributes(run: RunRecord, call: CallRecord) -> dict[str, Any]:
         # The ledger keeps the model the provider answered with; it is also the best request-model value known.
         "gen_ai.request.model": call.model,
         "gen_ai.response.model": call.model,
-        "gen_ai.request.max_tokens": getattr(call, "max_tokens", None),
+        "gen_ai.request.max_tokens": call.max_tokens,
         "gen_ai.tool.name": call.tool_name,
         "gen_ai.agent.name": call.component_name if call.span_kind in ("agent_llm", "tool") or op == "invoke_agent"
         else None,
@@ -225,9 +225,13 @@ def call_attributes(run: RunRecord, call: CallRecord) -> dict[str, Any]:
             "genops.tokens.output": call.usage.output_tokens,
             "genops.tokens.total": call.usage.total_tokens,
         })
-    if call.status != "ok" and call.error:
-        attrs["error.type"] = call.error.split(":", 1)[0][:100]
+    attrs["error.type"] = _error_type(call)
     return _clean(attrs)
+
+
+def _error_type(call: CallRecord) -> str | None:
+    """`error.type` of a failed call: the exception class name that starts its one-line error."""
+    return call.error.split(":", 1)[0][:100] if call.status != "ok" and call.error else None
 
 
 def span_name(call: CallRecord) -> str:
@@ -323,7 +327,7 @@ class OtelRunExporter:
                 "gen_ai.provider.name": provider_name(call.provider),
                 "gen_ai.request.model": call.model,
                 "gen_ai.response.model": call.model,
-                "error.type": call.error.split(":", 1)[0][:100] if call.status != "ok" and call.error else None,
+                "error.type": _error_type(call),
             })
             self.duration.record(call.latency_ms / 1000.0, base)
             if call.model is None:

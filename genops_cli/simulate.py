@@ -184,7 +184,7 @@ def _simulator_for(type_path: str, params: dict[str, Any], provider: str | None,
     type_name = type_path.rsplit(".", 1)[-1]
     model = params.get("model") or params.get("model_name") or params.get("azure_deployment") or "unknown-model"
     common = {"model": str(model), "provider": provider, "original_type": type_path}
-    if type_name.endswith("ChatGenerator") or type_name.endswith("Generator"):
+    if type_name.endswith("Generator"):  # chat and legacy text generators
         return {"type": f"{__name__}.SimulatedChatGenerator",
                 "init_parameters": {**common, "max_tokens": max_tokens, "output_tokens": output_tokens}}
     if type_name.endswith("DocumentEmbedder"):

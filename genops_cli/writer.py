@@ -4,7 +4,7 @@ fsync (`Spool.write_many`), ingests them in grouped transactions (`records.inser
 to 200 runs, each run still all-or-nothing and idempotent by run id) and then removes the spool file. The run's
 own thread only enqueues, so instrumentation adds little to each `pipeline.run()`.
 
-    writer = get_writer(ledger, settings)
+    writer = get_writer(ledger)
     writer.submit(run)          # returns at once
     writer.flush()              # wait until everything submitted is in the ledger (also runs at exit)
 
@@ -27,7 +27,6 @@ from genops_cli.ledger.records import RecordResult, drain, ingest
 from genops_cli.ledger.spool import Spool
 
 if TYPE_CHECKING:
-    from genops_cli.config import Settings
     from genops_cli.ledger.store import Ledger
     from genops_cli.models import RunRecord
 
@@ -39,10 +38,8 @@ _FLUSH = object()  # queued by flush(): the writer stops lingering and writes wh
 class BackgroundWriter:
     """One daemon thread per ledger: spool, then batched ingestion (exporters run as runs are inserted)."""
 
-    def __init__(self, ledger: Ledger, settings: Settings | None = None, batch_size: int = 500,
-                 linger_seconds: float = 0.05) -> None:
+    def __init__(self, ledger: Ledger, batch_size: int = 500, linger_seconds: float = 0.05) -> None:
         self.ledger = ledger
-        self.settings = settings
         self.spool = Spool(ledger.spool_dir())
         self.batch_size = batch_size
         self.linger_seconds = linger_seconds
@@ -202,15 +199,13 @@ _writers: dict[str, BackgroundWriter] = {}
 _writers_lock = threading.Lock()
 
 
-def get_writer(ledger: Ledger, settings: Settings | None = None) -> BackgroundWriter:
+def get_writer(ledger: Ledger) -> BackgroundWriter:
     """The process's writer for this ledger location (created on first use, flushed at exit)."""
     with _writers_lock:
         writer = _writers.get(ledger.location)
         if writer is None or writer._closed:
-            writer = BackgroundWriter(ledger, settings)
+            writer = BackgroundWriter(ledger)
             _writers[ledger.location] = writer
-        elif settings is not None and writer.settings is None:
-            writer.settings = settings
         return writer
 
 

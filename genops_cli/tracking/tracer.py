@@ -176,7 +176,7 @@ class GenopsSpan(Span):
     def _kinds(self) -> tuple[bool, str | None]:
         """(is_llm_span, span_kind), computed once per span."""
         if self._kind_cache is None:
-            self._kind_cache = (self._compute_is_llm(), self._compute_span_kind())
+            self._kind_cache = self._compute_kinds()
         return self._kind_cache
 
     def is_llm_span(self) -> bool:
@@ -185,27 +185,20 @@ class GenopsSpan(Span):
     def span_kind(self) -> str | None:
         return self._kinds()[1]
 
-    def _compute_is_llm(self) -> bool:
-        if self.operation_name in (AGENT_LLM, CHAT_GENERATOR_RUN):
-            return True
-        if self.operation_name == COMPONENT_RUN and self.component_type:
-            return is_llm_component(self.component_type, self.fully_qualified_type) or is_embedder(
-                self.component_type, self.fully_qualified_type
-            )
-        return False
-
-    def _compute_span_kind(self) -> str | None:
+    def _compute_kinds(self) -> tuple[bool, str | None]:
         if self.operation_name == AGENT_LLM:
-            return "agent_llm"
-        if self.operation_name == AGENT_TOOL:
-            return "tool"
+            return True, "agent_llm"
         if self.operation_name == CHAT_GENERATOR_RUN:
-            return "chat_generator"
+            return True, "chat_generator"
+        if self.operation_name == AGENT_TOOL:
+            return False, "tool"
         if self.operation_name == COMPONENT_RUN:
-            if self.component_type and is_embedder(self.component_type, self.fully_qualified_type):
-                return "embedding"
-            return "component"
-        return None
+            if not self.component_type:
+                return False, "component"
+            if is_embedder(self.component_type, self.fully_qualified_type):
+                return True, "embedding"
+            return is_llm_component(self.component_type, self.fully_qualified_type), "component"
+        return False, None
 
     def to_call(self, started_at: Any, latency_ms: float, error: BaseException | None) -> CallRecord | None:
         kind = self.span_kind()

@@ -38,10 +38,11 @@ from decimal import Decimal
 from typing import Any
 
 from genops_cli.ledger.schema import column_types
+from genops_cli.ledger.serialize import to_naive_utc
 from genops_cli.ledger.store import Tx
+from genops_cli.models import quantize_money
 
 GENESIS = "0" * 64
-_QUANTUM = Decimal("0.0000000001")
 
 #: kind -> [(table, key column)]; the first table holds the subject itself, the others its child rows.
 SUBJECTS: dict[str, list[tuple[str, str]]] = {
@@ -57,11 +58,9 @@ _REMOVABLE = {"budget"}
 
 def _norm(value: Any) -> Any:
     if isinstance(value, Decimal):
-        return format(value.quantize(_QUANTUM), "f")
+        return format(quantize_money(value), "f")
     if isinstance(value, datetime):
-        if value.tzinfo is not None:
-            value = value.astimezone(timezone.utc).replace(tzinfo=None)
-        return value.isoformat(timespec="microseconds")
+        return to_naive_utc(value).isoformat(timespec="microseconds")  # type: ignore[union-attr]
     if isinstance(value, float):
         return repr(round(value, 6))
     return value
@@ -89,11 +88,7 @@ def _to_int(value: Any) -> int:
 
 
 def _to_money(value: Any) -> Decimal:
-    return Decimal(value).quantize(_QUANTUM) + 0  # + 0 turns -0 into 0, as both engines store it
-
-
-def _to_naive_utc(value: datetime) -> datetime:
-    return value.astimezone(timezone.utc).replace(tzinfo=None) if value.tzinfo is not None else value
+    return quantize_money(Decimal(value)) + 0  # + 0 turns -0 into 0, as both engines store it
 
 
 def _to_text(value: Any) -> str:
@@ -110,7 +105,7 @@ def _converter(sql_type: str) -> Any:
     if sql_type.startswith("DECIMAL"):
         return _to_money
     if sql_type == "TIMESTAMP":
-        return _to_naive_utc
+        return to_naive_utc
     return _to_text
 
 
@@ -157,8 +152,8 @@ def append(tx: Tx, kind: str, subject_id: str, at: datetime | None = None) -> st
     # flock + process mutex; PostgreSQL: the audit-chain advisory lock taken at the start of the transaction).
     # Both engines store microseconds: truncate now so the digest matches what is read back.
     at = (at or datetime.now(timezone.utc)).astimezone(timezone.utc).replace(tzinfo=None)
-    last = tx.query("SELECT seq, entry_hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-    seq, prev = (int(last[0][0]) + 1, last[0][1]) if last else (1, GENESIS)
+    last_seq, prev = chain_head(tx)
+    seq = last_seq + 1
     p_hash = payload_digest(subject_payload(tx, kind, subject_id))
     e_hash = entry_digest(seq, at, kind, subject_id, p_hash, prev)
     tx.execute(

@@ -94,7 +94,7 @@ def _release(run: RunRecord) -> tuple[str, datetime, Any] | None:
     """(reservation id, released_at, actual cost) for a run that holds a budget reservation."""
     if not run.policy.reservation_id:
         return None
-    released = (run.ended_at or datetime.now(timezone.utc)).astimezone(timezone.utc).replace(tzinfo=None)
+    released = to_naive_utc(run.ended_at or datetime.now(timezone.utc))
     return run.policy.reservation_id, released, quantize_money(run.total_cost)
 
 
@@ -278,11 +278,4 @@ def record_run(ledger: Ledger, run: RunRecord) -> RecordResult:
     """Spool the run, then drain the spool into the ledger (this run and any leftovers)."""
     spool = Spool(ledger.spool_dir())
     spool.write(run)
-    return drain(ledger, spool)
-
-
-def record_runs(ledger: Ledger, runs: list[RunRecord]) -> RecordResult:
-    spool = Spool(ledger.spool_dir())
-    for run in runs:
-        spool.write(run)
     return drain(ledger, spool)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable
 
 MONEY = "DECIMAL(18,10)"
 
@@ -156,8 +155,6 @@ _V1 = [
 _V2 = [
     "ALTER TABLE calls ADD COLUMN IF NOT EXISTS max_tokens INTEGER",
 ]
-
-SchemaStep = str | Callable[..., None]
 
 #: (version, statements). The ledger's `schema_version` table records the highest applied version.
 MIGRATIONS: list[tuple[int, list[str]]] = [

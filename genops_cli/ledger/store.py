@@ -207,7 +207,7 @@ def _migrate(tx: Tx) -> int:
         for statement in statements:
             sql = statement
             if tx.backend == "postgresql":
-                sql = sql.replace("DOUBLE PRECISION", "DOUBLE PRECISION").replace("DECIMAL(", "NUMERIC(")
+                sql = sql.replace("DECIMAL(", "NUMERIC(")
             tx.execute(sql)
         tx.execute(
             "INSERT INTO schema_version (version, applied_at) VALUES (?, ?)",

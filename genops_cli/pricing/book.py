@@ -172,7 +172,7 @@ class ResolvedPrice:
 @dataclass(frozen=True)
 class PricedUsage:
     """The price of one call. `cost` is what is billed (after contract/markup), quantized to the ledger's
-    precision; `priced=False` means no price is known and `cost` is zero only as a placeholder."""
+    precision; `priced=False` means no price is known: `cost` is then 0 and must not be read as a price."""
 
     priced: bool
     cost: Decimal
@@ -353,7 +353,7 @@ class PriceBook:
 
     def price(self, usage: TokenUsage, model: str | None, provider: str | None = None, at: datetime | None = None,
               tenant: str | None = None, latency_ms: float | None = None) -> PricedUsage:
-        """Price one call. Unknown models give `priced=False` (cost 0 as a placeholder), never a guess."""
+        """Price one call. Unknown models give `priced=False` (cost 0, not to be read as a price), never a guess."""
         if not model:
             return PricedUsage.unpriced(model, provider, reason="the call has no model id")
         resolved = self.resolve(model, provider, at, tenant)

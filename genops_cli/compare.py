@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from genops_cli.analysis.analyze import money_str
 from genops_cli.config import Settings
 from genops_cli.errors import UsageError
 from genops_cli.inputs import RunInput, prepare_run_data
@@ -48,7 +49,7 @@ class ModelRow:
             "ok": self.ok,
             "failed": self.failed,
             "blocked": self.blocked,
-            "cost": f"{quantize_money(self.cost):f}",
+            "cost": money_str(self.cost),
             "input_tokens": self.input_tokens,
             "cache_read_tokens": self.cache_read_tokens,
             "output_tokens": self.output_tokens,

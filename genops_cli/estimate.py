@@ -35,6 +35,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from genops_cli.analysis.analyze import money_str
 from genops_cli.models import CallRecord, TokenUsage, quantize_money, utcnow
 
 if TYPE_CHECKING:
@@ -44,11 +45,6 @@ if TYPE_CHECKING:
     from genops_cli.tracking.capture import ComponentProfile
 
 DEFAULT_MAX_AGENT_STEPS = 100  # haystack Agent's default
-
-
-def money_str(value: Decimal) -> str:
-    """Fixed-point string (never '2.6E-7') at the ledger's precision."""
-    return format(quantize_money(value), "f")
 
 
 @dataclass
@@ -420,10 +416,12 @@ def _pass_calls(records: list[CallRecord], sim: LoadedPipeline) -> list[_Call]:
 
 def estimate_run(loaded: LoadedPipeline, data: dict[str, Any], settings: Settings, ledger: Ledger | None = None,
                  *, documents: list[Any] | None = None, tenant: str | None = None,
-                 now: datetime | None = None) -> RunEstimate:
+                 now: datetime | None = None,
+                 history: dict[tuple[str, str], tuple[float, int, int]] | None = None) -> RunEstimate:
     """Estimate one run of `loaded` with `data` (the dict `Pipeline.run` takes). Never calls a provider.
 
-    `ledger` (optional) supplies recorded output sizes for the expected value; `documents` are the
+    `ledger` (optional) supplies recorded output sizes for the expected value (`history`, the result of
+    `observed_outputs`, saves reading them again for every line of a batch); `documents` are the
     `--documents` the first run will write (and embed); `tenant` applies contracted prices.
     """
     now = now or utcnow()
@@ -439,12 +437,13 @@ def estimate_run(loaded: LoadedPipeline, data: dict[str, Any], settings: Setting
         calls = _static_calls(loaded, data)
         estimate.notes.append(f"simulation pass failed ({describe_error(exc)}); input tokens are a static count of "
                               "the inputs' text and the prompt templates")
-    history: dict[tuple[str, str], tuple[float, int, int]] = {}
-    if ledger is not None:
-        try:
-            history = observed_outputs(ledger, loaded.profile.name)
-        except Exception as exc:  # history only sharpens the expected value
-            estimate.notes.append(f"ledger history unavailable ({type(exc).__name__}); expected = worst case")
+    if history is None:
+        history = {}
+        if ledger is not None:
+            try:
+                history = observed_outputs(ledger, loaded.profile.name)
+            except Exception as exc:  # history only sharpens the expected value
+                estimate.notes.append(f"ledger history unavailable ({type(exc).__name__}); expected = worst case")
 
     calls = _extrapolate_agents(loaded, calls, settings, estimate)
     reach = _downstream(loaded)

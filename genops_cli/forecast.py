@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from genops_cli.analysis.analyze import money_str as _m
 from genops_cli.config import Settings
 from genops_cli.inputs import RunInput, prepare_run_data
 from genops_cli.ledger.store import Ledger
@@ -21,10 +22,6 @@ from genops_cli.loading import LoadedPipeline
 from genops_cli.models import quantize_money
 
 _PCT = Decimal("0.01")
-
-
-def _m(value: Decimal) -> str:
-    return format(quantize_money(value), "f")
 
 
 @dataclass
@@ -110,8 +107,12 @@ class BatchForecast:
 def forecast_batch(settings: Settings, ledger: Ledger, loaded: LoadedPipeline, runs: list[RunInput],
                    documents: list[Any] | None = None, model: str | None = None) -> BatchForecast:
     """Estimate every input (as `genops run` would run them) and the budgets the total would consume."""
-    from genops_cli.estimate import estimate_run
+    from genops_cli.estimate import estimate_run, observed_outputs
 
+    try:  # read once for the whole batch; on failure each estimate retries and notes why
+        history = observed_outputs(ledger, loaded.profile.name)
+    except Exception:
+        history = None
     tenant = settings.attribution.customer_id
     out = BatchForecast(pipeline=loaded.profile.name, model=model, runs=len(runs))
     by_component: dict[str, dict[str, Any]] = {}
@@ -119,7 +120,7 @@ def forecast_batch(settings: Settings, ledger: Ledger, loaded: LoadedPipeline, r
     for index, run_input in enumerate(runs):
         data = prepare_run_data(loaded.pipeline, run_input)
         est = estimate_run(loaded, data, settings, ledger=ledger, documents=documents if index == 0 else None,
-                           tenant=tenant)
+                           tenant=tenant, history=history)
         out.low += est.low
         out.expected += est.expected
         out.high += est.high

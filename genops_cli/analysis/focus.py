@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import csv
 from datetime import datetime, timedelta
-from decimal import Decimal
 from typing import IO, Any
 
 from genops_cli.analysis.analyze import money_str
-from genops_cli.analysis.billing import KINDS, Charge, TenantBill
+from genops_cli.analysis.billing import KINDS, Charge, TenantBill, _plain
 from genops_cli.errors import UsageError
 
 FOCUS_VERSIONS = ("1.2", "1.3", "1.4")
@@ -53,10 +52,6 @@ def focus_columns(version: str = DEFAULT_FOCUS_VERSION) -> list[str]:
 
 def _ts(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _plain(value: Decimal) -> str:
-    return format(value.normalize(), "f")
 
 
 def _day_rows(bill: TenantBill) -> list[Charge]:

@@ -11,6 +11,7 @@ like; `None` marks a figure with no data behind it. `ledger` may be a Ledger or 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -36,11 +37,9 @@ def _r(value: Any, places: int = 3) -> float | None:
     return round(float(value), places) if value is not None else None
 
 
-def _scope(pipeline: str, period: Period | None, filters: Filters | None) -> tuple[str, list[Any]]:
-    base = filters or Filters()
-    scoped = Filters(team=base.team, project=base.project, customer=base.customer, pipeline=pipeline,
-                     environment=base.environment, include_simulated=base.include_simulated)
-    return build_where(scoped, period, "r")
+def pipeline_where(pipeline: str, period: Period | None, filters: Filters | None) -> tuple[str, list[Any]]:
+    """WHERE text and parameters for the runs of `pipeline` in `period` matching the other `filters`."""
+    return build_where(replace(filters or Filters(), pipeline=pipeline), period, "r")
 
 
 def _latency(tx: Tx, where: str, params: list[Any], condition: str) -> dict[str, Any]:
@@ -112,7 +111,7 @@ def context_tokens_per_document(tx: Tx, where: str, params: list[Any]) -> dict[s
 def get_rag_insights(ledger: Any, pipeline: str, period: Period | None = None,
                      filters: Filters | None = None) -> dict[str, Any]:
     """Retrieval, generation and end-to-end figures for a RAG pipeline's recorded runs."""
-    where, params = _scope(pipeline, period, filters)
+    where, params = pipeline_where(pipeline, period, filters)
     with as_ledger(ledger).read() as tx:
         totals = run_totals(tx, where, params)
         calls, docs, runs_with = tx.query(
@@ -164,7 +163,7 @@ def get_rag_insights(ledger: Any, pipeline: str, period: Period | None = None,
 def get_agent_insights(ledger: Any, pipeline: str, period: Period | None = None,
                        filters: Filters | None = None) -> dict[str, Any]:
     """Agent steps (LLM decisions) per run, tools used with counts and success rates, cost per step."""
-    where, params = _scope(pipeline, period, filters)
+    where, params = pipeline_where(pipeline, period, filters)
     with as_ledger(ledger).read() as tx:
         totals = run_totals(tx, where, params)
         agents = tx.query(

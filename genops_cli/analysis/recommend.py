@@ -28,7 +28,7 @@ from typing import Any
 from genops_cli.analysis.analyze import ZERO, money_str, ratio
 from genops_cli.analysis.dialect import percentile
 from genops_cli.analysis.filters import Filters, build_where
-from genops_cli.analysis.insights import context_tokens_per_document
+from genops_cli.analysis.insights import context_tokens_per_document, pipeline_where
 from genops_cli.analysis.periods import Period
 from genops_cli.ledger.store import Ledger, Tx
 from genops_cli.models import TokenUsage, UnitPrices, quantize_money
@@ -235,13 +235,20 @@ def _volume(u: _Usage, period: Period) -> str:
     return f"{u.calls} call(s) in {u.runs} run(s), {period.label}"
 
 
+def _usage_recommendation(u: _Usage, period: Period, **fields: Any) -> Recommendation:
+    """A recommendation about one observed (pipeline, component, provider, model), with its volume as basis."""
+    return Recommendation(component=u.component, pipeline=u.pipeline, provider=u.provider, current_model=u.model,
+                          current_cost=u.cost, basis={"calls": u.calls, "runs": u.runs, "period": period.label},
+                          **fields)
+
+
 def _model_switch(u: _Usage, period: Period, book: Any) -> list[Recommendation]:
     from genops_cli.pricing import compute_cost
 
     family = model_family(u.provider, u.model)
     if family is None or u.cost <= 0:
         return []
-    best: dict[str, tuple[Decimal, str, str]] = {}
+    best: dict[str, tuple[Decimal, str]] = {}
     for candidate, tier in MODEL_FAMILIES[family]:
         total = ZERO
         for tenant, usage in u.by_tenant.items():
@@ -252,14 +259,13 @@ def _model_switch(u: _Usage, period: Period, book: Any) -> list[Recommendation]:
         else:
             total = quantize_money(total)
             if total < u.cost and (tier not in best or total < best[tier][0]):
-                best[tier] = (total, candidate, resolved.provider)
+                best[tier] = (total, candidate)
     out = []
-    for tier, (cost, candidate, _prov) in sorted(best.items()):
+    for tier, (cost, candidate) in sorted(best.items()):
         savings = u.cost - cost
         tier_text = "the same capability tier" if tier == "same" else "the next lower capability tier"
-        out.append(Recommendation(
-            kind="model_switch", component=u.component, pipeline=u.pipeline, provider=u.provider,
-            current_model=u.model, current_cost=u.cost, recommended_model=candidate, recommended_cost=cost,
+        out.append(_usage_recommendation(
+            u, period, kind="model_switch", recommended_model=candidate, recommended_cost=cost,
             potential_savings=savings, confidence=_confidence(tier, u.calls),
             reasoning=(
                 f"{_volume(u, period)} used {u.input_tokens} input ({u.cache_read_tokens} cached) and "
@@ -268,7 +274,6 @@ def _model_switch(u: _Usage, period: Period, book: Any) -> list[Recommendation]:
                 f"({ratio(savings, u.cost) * 100:.1f}% less). Check quality first: genops compare PIPELINE "
                 f"--inputs FILE --model {u.model} --model {candidate}"
             ),
-            basis={"calls": u.calls, "runs": u.runs, "period": period.label},
             parameters={"tier": tier},
         ))
     return out
@@ -290,9 +295,8 @@ def _prompt_caching(u: _Usage, period: Period) -> Recommendation | None:
     savings = quantize_money(reads - write_premium)
     if savings <= 0:
         return None
-    return Recommendation(
-        kind="prompt_caching", component=u.component, pipeline=u.pipeline, provider=u.provider,
-        current_model=u.model, current_cost=u.cost, recommended_model=u.model,
+    return _usage_recommendation(
+        u, period, kind="prompt_caching", recommended_model=u.model,
         recommended_cost=u.cost - savings, potential_savings=savings, confidence="low",
         reasoning=(
             f"{_volume(u, period)}: every prompt was at least {prefix} tokens and none was read from the prompt "
@@ -300,7 +304,6 @@ def _prompt_caching(u: _Usage, period: Period) -> Recommendation | None:
             f"static part first and enabling caching saves about ${money_str(savings)} at the stored prices "
             f"(input ${prices.input_mtok}/M vs cache read ${prices.cache_read_mtok}/M)"
         ),
-        basis={"calls": u.calls, "runs": u.runs, "period": period.label},
         parameters={"shared_prefix_tokens_assumed": prefix},
     )
 
@@ -318,16 +321,14 @@ def _max_tokens(u: _Usage, period: Period) -> Recommendation | None:
         drop = Decimal(u.max_tokens - suggested) * prices.output_mtok / _MTOK
         detail = (f"; the worst-case cost reserved per call before it runs drops by "
                   f"${money_str(drop)} (budgets reserve max_tokens x output price)")
-    return Recommendation(
-        kind="max_tokens", component=u.component, pipeline=u.pipeline, provider=u.provider,
-        current_model=u.model, current_cost=u.cost, recommended_model=u.model, recommended_cost=u.cost,
+    return _usage_recommendation(
+        u, period, kind="max_tokens", recommended_model=u.model, recommended_cost=u.cost,
         potential_savings=ZERO, confidence="high" if u.calls >= 100 else "medium",
         reasoning=(
             f"{_volume(u, period)}: output was at most {u.max_output} tokens (p95 {u.p95_output:.0f}) against "
             f"max_tokens {u.max_tokens}. Lowering max_tokens to {suggested} keeps 25% headroom and caps runaway "
             f"generations; spend on the observed outputs is unchanged{detail}"
         ),
-        basis={"calls": u.calls, "runs": u.runs, "period": period.label},
         parameters={"max_tokens": {"current": u.max_tokens, "recommended": suggested,
                                    "max_output_observed": u.max_output}},
     )
@@ -336,9 +337,7 @@ def _max_tokens(u: _Usage, period: Period) -> Recommendation | None:
 def _retriever_top_k(tx: Tx, filters: Filters, period: Period, usages: list[_Usage]) -> list[Recommendation]:
     out = []
     for pipeline in sorted({u.pipeline for u in usages}):
-        scoped = Filters(team=filters.team, project=filters.project, customer=filters.customer, pipeline=pipeline,
-                         environment=filters.environment, include_simulated=filters.include_simulated)
-        where, params = build_where(scoped, period, "r")
+        where, params = pipeline_where(pipeline, period, filters)
         context = context_tokens_per_document(tx, where, params)
         if not context or (context["context_share"] or 0) < CONTEXT_DOMINATES_SHARE or context["avg_documents"] < 2:
             continue

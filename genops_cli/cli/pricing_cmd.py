@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from genops_cli.errors import GenopsError
+from genops_cli.cli.common import fail, handle_errors, print_json
 
 if TYPE_CHECKING:
     from genops_cli.pricing import PriceBook, ResolvedPrice
@@ -35,19 +35,23 @@ _PRICE_COLUMNS = (
 )
 
 
-def _fail(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(2)
-
-
 def _book() -> PriceBook:
     # Imported here: genai-prices costs ~0.15 s to import and `genops --help` must stay fast.
     from genops_cli.pricing import get_price_book
 
+    return get_price_book()
+
+
+def _parse_at(at: str | None) -> datetime | None:
+    """`--at` as a UTC datetime (None: now); a bad value is a one-line usage error, exit 2."""
+    if not at:
+        return None
+    from genops_cli.pricing import parse_when
+
     try:
-        return get_price_book()
-    except GenopsError as exc:
-        raise _fail(str(exc)) from None
+        return parse_when(at)
+    except ValueError:
+        raise fail(f"--at: expected YYYY-MM-DD or an ISO timestamp, got {at!r}") from None
 
 
 def _console() -> Console:
@@ -109,6 +113,7 @@ def _show_table(rp: ResolvedPrice, console: Console) -> None:
 
 
 @app.command("show")
+@handle_errors
 def show(
     model: Annotated[str, typer.Argument(help="Model id as called, e.g. gpt-4o-2024-08-06 or gpt-4o-mini@batch.")],
     provider: Annotated[str | None, typer.Option("--provider", "-p", help="Provider id (openai, anthropic, "
@@ -120,17 +125,12 @@ def show(
     as_json: Annotated[bool, typer.Option("--json", help="JSON with decimal strings.")] = False,
 ) -> None:
     """Show the prices that apply to MODEL (and where they come from)."""
-    try:
-        from genops_cli.pricing import parse_when
-
-        when = parse_when(at) if at else None
-    except ValueError:
-        raise _fail(f"--at: expected YYYY-MM-DD or an ISO timestamp, got {at!r}") from None
+    when = _parse_at(at)
     book = _book()
     resolved = book.resolve(model, provider, when, tenant)
     if resolved is None:
         shown = (when or datetime.now(timezone.utc)).date().isoformat()
-        raise _fail(_unknown_message(book, model, provider, shown))
+        raise fail(_unknown_message(book, model, provider, shown))
     if as_json:
         typer.echo(json.dumps(resolved.to_json(), indent=2))
         return
@@ -138,6 +138,7 @@ def show(
 
 
 @app.command("list")
+@handle_errors
 def list_models(
     provider: Annotated[str | None, typer.Option("--provider", "-p", help="Only this provider.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON with decimal strings.")] = False,
@@ -145,7 +146,7 @@ def list_models(
     """List current list prices of known models (overlays first, then genai-prices)."""
     book = _book()
     if provider is not None and provider.strip().lower() not in book.providers():
-        raise _fail(f"--provider: unknown provider {provider!r}; known: {', '.join(book.providers())}")
+        raise fail(f"--provider: unknown provider {provider!r}; known: {', '.join(book.providers())}")
     models = book.list_models(provider)
     if as_json:
         typer.echo(json.dumps([rp.to_json() for rp in models], indent=2))
@@ -164,6 +165,7 @@ def list_models(
 
 
 @app.command("check")
+@handle_errors
 def check(
     pipeline: Annotated[str, typer.Argument(help="Haystack pipeline YAML.")],
     at: Annotated[str | None, typer.Option("--at", help="Price date (YYYY-MM-DD); default now.")] = None,
@@ -173,16 +175,9 @@ def check(
     """Is every model the pipeline calls priced? Exit 0 when all are, 1 when one is not, 2 on a bad file."""
     from genops_cli.loading import profile_pipeline_data, read_pipeline_file
 
-    try:
-        path, _text, data = read_pipeline_file(pipeline)
-        profile = profile_pipeline_data(path, data)
-        when = None
-        if at:
-            from genops_cli.pricing import parse_when
-
-            when = parse_when(at)
-    except GenopsError as exc:
-        raise _fail(str(exc)) from None
+    path, _text, data = read_pipeline_file(pipeline)
+    profile = profile_pipeline_data(path, data)
+    when = _parse_at(at)
     book = _book()
     rows: list[dict[str, Any]] = []
     for comp in profile.llm_components():
@@ -197,8 +192,7 @@ def check(
         rows.append(entry)
     unpriced = [r for r in rows if not r["priced"]]
     if json_output:
-        sys.stdout.write(json.dumps({"pipeline": profile.name, "components": rows,
-                                     "all_priced": not unpriced}) + "\n")
+        print_json({"pipeline": profile.name, "components": rows, "all_priced": not unpriced})
     else:
         console = _console()
         table = Table(title=f"{profile.name}: {len(rows)} priced component(s)", title_justify="left")

@@ -29,9 +29,9 @@ CALLS_PER_RUN = 2
 
 
 def run_once(server: None, workdir: Path, concurrency: int, lines: int) -> tuple[float, int]:  # noqa: ANN001
-    from genops_cli.batch import BatchOptions, run_batch
     from genops_cli.config import load_settings
-    from genops_cli.inputs import read_inputs
+    from genops_cli.execution.batch import BatchOptions, run_batch
+    from genops_cli.execution.inputs import read_inputs
     from genops_cli.ledger.store import open_ledger
     from genops_cli.logging_setup import EventLog
 
@@ -89,7 +89,7 @@ def main() -> int:
         workdir = Path(tmp)
         os.chdir(workdir)
 
-        from genops_cli.loading import load_pipeline
+        from genops_cli.execution.loading import load_pipeline
 
         t0 = time.perf_counter()
         load_pipeline(REPO / "sample_pipelines/chain/pipeline.yml")

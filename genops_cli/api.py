@@ -250,8 +250,8 @@ class GenOpsHaystackAdapter:
         capture_content: bool | None = None,
         **attributes: Any,
     ) -> None:
+        from genops_cli.execution.runner import Engine
         from genops_cli.ledger.store import open_ledger, resolve_ledger_location
-        from genops_cli.runner import Engine
 
         self.settings = build_settings(team, project, environment, daily_budget_limit, monthly_budget_limit,
                                        governance_policy, customer_id, ledger, config, **attributes)
@@ -338,7 +338,7 @@ class GenOpsHaystackAdapter:
     @contextlib.contextmanager
     def track_session(self, session_name: str, **governance_attrs: Any) -> Iterator[HaystackSessionContext]:
         """Group the pipelines tracked inside the block: they share a ledger session_id."""
-        from genops_cli.runner import new_run_id
+        from genops_cli.execution.runner import new_run_id
 
         session = HaystackSessionContext(session_name, new_run_id())
         session.attributes = governance_attrs  # type: ignore[attr-defined]
@@ -420,7 +420,7 @@ class GenOpsHaystackAdapter:
         return (scope.daily, scope.monthly) if scope is not None else (None, None)
 
     def _options(self, attrs: dict[str, Any]) -> Any:
-        from genops_cli.runner import RunOptions
+        from genops_cli.execution.runner import RunOptions
 
         attribution = Attribution()
         tags: dict[str, str] = {}
@@ -445,7 +445,7 @@ class GenOpsHaystackAdapter:
 
     def _loaded(self, name: str, pipeline: Any) -> Any:
         """A LoadedPipeline for the engine: the live pipeline's profile, or an empty profile when unknown."""
-        from genops_cli.loading import LoadedPipeline
+        from genops_cli.execution.loading import LoadedPipeline
         from genops_cli.tracking.capture import PipelineProfile
 
         profile = self._profile(pipeline, name) if pipeline is not None else PipelineProfile(
@@ -454,7 +454,7 @@ class GenOpsHaystackAdapter:
 
     def _profile(self, pipeline: Any, name: str | None) -> Any:
         """profile_from_pipeline, cached per pipeline object while its components stay the same."""
-        from genops_cli.loading import profile_from_pipeline
+        from genops_cli.execution.loading import profile_from_pipeline
 
         size = len(getattr(pipeline, "graph", ()) or ())
         cached = self._profiles.get(id(pipeline))
@@ -471,7 +471,7 @@ class GenOpsHaystackAdapter:
         return profile
 
     def _capture(self, run: RunRecord, profile: Any, options: Any = None) -> Any:
-        from genops_cli.runner import make_pricer
+        from genops_cli.execution.runner import make_pricer
         from genops_cli.tracking.capture import RunCapture
 
         # options.max_cost may have been lowered by a compliance rule (max_cost_per_operation) in preflight.
@@ -508,7 +508,7 @@ class GenOpsHaystackAdapter:
             _log.warning("genops: %s", decision.message)
 
     def _finish(self, run: RunRecord, capture: Any, error: BaseException | None) -> None:
-        from genops_cli.runner import Engine
+        from genops_cli.execution.runner import Engine
 
         Engine.finish(run, capture, error, simulated=False)  # recompute_total: already quantized
         self.writer.submit(run)
@@ -632,8 +632,8 @@ def _finish_component(component: Any, ctx: ComponentExecutionContext, error: Bas
 
 def _record_standalone(adapter: GenOpsHaystackAdapter, component: Any, ctx: ComponentExecutionContext,
                        error: BaseException | None, tags: dict[str, str]) -> None:
+    from genops_cli.execution.runner import describe_error
     from genops_cli.models import TokenUsage
-    from genops_cli.runner import describe_error
     from genops_cli.tracking.usage import extract_usage, provider_for
 
     cls = type(component)

@@ -93,7 +93,7 @@ def ensure_configured(settings: Settings | None) -> OtelRunExporter | None:
                 _log.warning("OTLP endpoint %s configured but opentelemetry is not installed; "
                              "pip install 'genops-cli[otel]'", endpoint)
             return None
-        from genops_cli import runner
+        from genops_cli.execution import runner
 
         _configured[endpoint] = exporter
         runner.run_exporters.append(exporter)
@@ -249,7 +249,7 @@ class OtelRunExporter:
     """Turns recorded RunRecords into spans and metrics on the given providers. Callable as a run exporter."""
 
     def __init__(self, tracer_provider: Any, meter_provider: Any | None = None) -> None:
-        from genops_cli.runner import genops_version
+        from genops_cli.execution.runner import genops_version
 
         self.tracer_provider = tracer_provider
         self.meter_provider = meter_provider
@@ -357,7 +357,7 @@ class OtelRunExporter:
 
 def reset() -> None:
     """Forget configured exporters (tests)."""
-    from genops_cli import runner
+    from genops_cli.execution import runner
 
     with _lock:
         for exporter in _configured.values():

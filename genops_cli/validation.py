@@ -6,7 +6,7 @@ with one issue per problem and a fix suggestion for each; plus the safe repairs 
     print_validation_result(result)                             # rich checklist
     apply_fixes(result, confirm=lambda step: True)              # write .genops.yml, create/migrate ledger, ...
 
-Pipelines are checked with the loader `genops run` uses (`genops_cli.loading`): each component that cannot be
+Pipelines are checked with the loader `genops run` uses (`genops_cli.execution.loading`): each component that cannot be
 imported, was removed in Haystack 3, needs a missing integration package or an unreachable document store server
 becomes one issue naming the component; Haystack's own logging and warnings are captured, never printed.
 API key values are never printed, only whether they are set and plausibly formatted.
@@ -413,7 +413,7 @@ def _stored_schema_version(ledger: Any) -> int | None:
 
 def _check_pipeline(c: _Collector, path: Path, settings: Any, allow_modules: list[str]) -> dict[str, Any] | None:
     from genops_cli.errors import GenopsError
-    from genops_cli.loading import (
+    from genops_cli.execution.loading import (
         MOVED_COMPONENTS,
         _env_secrets,
         component_type_issues,
@@ -484,7 +484,7 @@ def _check_pipeline(c: _Collector, path: Path, settings: Any, allow_modules: lis
     if type_problems:
         c.check("pipeline loads", False, "skipped: fix the component types first")
         return info
-    from genops_cli.loading import load_pipeline
+    from genops_cli.execution.loading import load_pipeline
 
     try:
         loaded = load_pipeline(p, allow_modules=allow_modules, check_secrets=False)
@@ -500,7 +500,7 @@ def _check_pipeline(c: _Collector, path: Path, settings: Any, allow_modules: lis
 
 
 def _types_in(comp: dict[str, Any]) -> list[str]:
-    from genops_cli.loading import _nested_types
+    from genops_cli.execution.loading import _nested_types
 
     try:
         return _nested_types(comp)

@@ -10,10 +10,10 @@ import os
 import uuid
 from datetime import datetime, timezone
 
+from genops_cli.execution.runner import make_pricer
 from genops_cli.ledger.records import record_run
 from genops_cli.ledger.store import open_ledger
 from genops_cli.models import Attribution, CallRecord, RunRecord, TokenUsage
-from genops_cli.runner import make_pricer
 
 
 def at(day: str, hour: int = 12) -> datetime:

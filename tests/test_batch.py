@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import cli, genops_subprocess, json_lines, ledger_rows, sample
 
-from genops_cli.runner import batch_run_id
+from genops_cli.execution.runner import batch_run_id
 
 
 def _last_user_text(body: dict) -> str:
@@ -58,8 +58,8 @@ def test_concurrent_runs_keep_their_own_calls_and_outputs(openai_server, tmp_pat
 
 
 def test_run_ids_are_deterministic_per_line_and_rerun_records_new_attempts(openai_server, tmp_path):
-    from genops_cli.batch import attempt_run_id
-    from genops_cli.loading import load_pipeline
+    from genops_cli.execution.batch import attempt_run_id
+    from genops_cli.execution.loading import load_pipeline
 
     batch = _write_batch(tmp_path / "b.jsonl", ["alpha", "beta"])
     first = cli("run", sample("chain"), "--inputs", str(batch), "--json")
@@ -148,9 +148,9 @@ def test_quiet_prints_nothing_for_a_good_batch(openai_server, tmp_path):
 def test_plain_progress_lines_when_not_a_tty(openai_server, tmp_path, ledger_path):
     import io
 
-    from genops_cli.batch import BatchOptions, run_batch
     from genops_cli.config import load_settings
-    from genops_cli.inputs import read_inputs
+    from genops_cli.execution.batch import BatchOptions, run_batch
+    from genops_cli.execution.inputs import read_inputs
     from genops_cli.ledger.store import open_ledger
     from genops_cli.logging_setup import EventLog
 

@@ -44,9 +44,9 @@ def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp
 @pytest.mark.slow
 def test_concurrent_runs_cannot_race_past_an_enforcing_budget(openai_server, backend):
     from genops_cli.config import load_settings
-    from genops_cli.estimate import estimate_run
-    from genops_cli.inputs import prepare_run_data, read_inputs
-    from genops_cli.loading import load_pipeline
+    from genops_cli.execution.estimate import estimate_run
+    from genops_cli.execution.inputs import prepare_run_data, read_inputs
+    from genops_cli.execution.loading import load_pipeline
 
     loaded = load_pipeline(sample("rag"))
     data = prepare_run_data(loaded.pipeline, read_inputs(sample("rag", "inputs.json"), None)[0])

@@ -96,9 +96,9 @@ def _recorded_run(cost: str, started_at: datetime, team: str | None = "ml", simu
 def _check(now: datetime, estimate: str = "0.10", team: str = "ml", policy_mode: str | None = None):
     import uuid
 
+    from genops_cli.execution.runner import Engine
     from genops_cli.models import Attribution, RunRecord
     from genops_cli.policy.budgets import check_budget
-    from genops_cli.runner import Engine
 
     engine = Engine(_settings(), _ledger())
     run = RunRecord(run_id=str(uuid.uuid4()), pipeline_name="rag", pipeline_hash="h", started_at=now,
@@ -219,9 +219,9 @@ def test_policy_flag_overrides_the_budget_and_accepts_aliases(priced_server):
 
 
 def test_reservation_is_the_worst_case_estimate_and_is_released_with_the_actual_cost(priced_server):
-    from genops_cli.estimate import estimate_run
-    from genops_cli.inputs import prepare_run_data, read_inputs
-    from genops_cli.loading import load_pipeline
+    from genops_cli.execution.estimate import estimate_run
+    from genops_cli.execution.inputs import prepare_run_data, read_inputs
+    from genops_cli.execution.loading import load_pipeline
 
     cli("budget", "set", "global", "--monthly", "100", "--policy", "enforcing")
     result = cli(*RAG, "--json")

@@ -56,7 +56,7 @@ def test_without_cache_flag_nothing_is_reused(openai_server):
 
 
 def test_expired_entries_miss(tmp_path):
-    from genops_cli.cache import ResultCache, cache_key
+    from genops_cli.execution.cache import ResultCache, cache_key
     from genops_cli.models import RunRecord, utcnow
 
     cache = ResultCache(tmp_path / "c", ttl=timedelta(hours=1))

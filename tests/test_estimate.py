@@ -15,8 +15,8 @@ FOUR_O_IN, FOUR_O_OUT = Decimal("2.50"), Decimal("10.00")  # gpt-4o
 
 
 def _load(name: str, path: str | None = None, inputs: str | None = None):
-    from genops_cli.inputs import prepare_run_data, read_inputs
-    from genops_cli.loading import load_pipeline
+    from genops_cli.execution.inputs import prepare_run_data, read_inputs
+    from genops_cli.execution.loading import load_pipeline
 
     loaded = load_pipeline(path or sample(name), check_secrets=False)
     data = prepare_run_data(loaded.pipeline, read_inputs(inputs or sample(name, "inputs.json"), None)[0])
@@ -30,7 +30,7 @@ def _settings():
 
 
 def _estimate(name: str, **kwargs):
-    from genops_cli.estimate import estimate_run
+    from genops_cli.execution.estimate import estimate_run
 
     loaded, data = _load(name)
     return estimate_run(loaded, data, _settings(), **kwargs)
@@ -81,7 +81,7 @@ def _rewrite(tmp_path: Path, name: str, edit) -> str:
 
 
 def test_unset_max_tokens_uses_the_model_output_limit_or_the_configured_cap(tmp_path):
-    from genops_cli.estimate import estimate_run
+    from genops_cli.execution.estimate import estimate_run
 
     def no_max_tokens(data):
         data["components"]["llm"]["init_parameters"]["generation_kwargs"] = {}
@@ -106,7 +106,7 @@ def test_unset_max_tokens_uses_the_model_output_limit_or_the_configured_cap(tmp_
 
 
 def test_expected_value_uses_recorded_outputs(openai_server):
-    from genops_cli.estimate import estimate_run
+    from genops_cli.execution.estimate import estimate_run
     from genops_cli.ledger.store import open_ledger
 
     openai_server.model_map = {"gpt-4o-mini": "gpt-4o-mini-2024-07-18"}
@@ -127,7 +127,7 @@ def test_expected_value_uses_recorded_outputs(openai_server):
 def test_configured_expectation_when_there_is_no_history():
     settings = _settings()
     settings.simulation_output_tokens = 64
-    from genops_cli.estimate import estimate_run
+    from genops_cli.execution.estimate import estimate_run
 
     loaded, data = _load("rag")
     [line] = estimate_run(loaded, data, settings).lines
@@ -135,7 +135,7 @@ def test_configured_expectation_when_there_is_no_history():
 
 
 def test_static_fallback_when_the_simulation_pass_cannot_run():
-    from genops_cli.estimate import estimate_run
+    from genops_cli.execution.estimate import estimate_run
 
     loaded, _ = _load("rag")
     # the prompt builder's required variable is missing: the pipeline cannot run, the estimate still can
@@ -147,8 +147,8 @@ def test_static_fallback_when_the_simulation_pass_cannot_run():
 
 
 def test_documents_are_embedded_in_the_estimate_and_never_reach_the_real_store():
-    from genops_cli.documents import in_memory_stores, read_documents
-    from genops_cli.estimate import estimate_run, simulated_copy
+    from genops_cli.execution.documents import in_memory_stores, read_documents
+    from genops_cli.execution.estimate import estimate_run, simulated_copy
 
     loaded, data = _load("embedding_rag")
     docs = read_documents(sample("embedding_rag", "corpus.jsonl"))
@@ -170,8 +170,8 @@ def test_documents_are_embedded_in_the_estimate_and_never_reach_the_real_store()
 def test_estimate_reads_what_the_real_store_holds():
     from haystack.document_stores.types import DuplicatePolicy
 
-    from genops_cli.documents import in_memory_stores, read_documents
-    from genops_cli.estimate import estimate_run, simulated_copy
+    from genops_cli.execution.documents import in_memory_stores, read_documents
+    from genops_cli.execution.estimate import estimate_run, simulated_copy
 
     loaded, data = _load("rag")
     [(_, store, _)] = in_memory_stores(loaded)
@@ -187,7 +187,7 @@ def test_estimate_reads_what_the_real_store_holds():
 
 
 def test_estimate_is_an_upper_bound_of_the_actual_run(openai_server):
-    from genops_cli.estimate import estimate_run
+    from genops_cli.execution.estimate import estimate_run
 
     loaded, data = _load("chain")
     est = estimate_run(loaded, data, _settings())
@@ -202,7 +202,7 @@ def test_estimate_is_an_upper_bound_of_the_actual_run(openai_server):
 
 
 def test_observed_history_matches_dated_releases_not_sibling_models():
-    from genops_cli.estimate import _same_model
+    from genops_cli.execution.estimate import _same_model
 
     assert _same_model("gpt-4o-mini-2024-07-18", "gpt-4o-mini")
     assert _same_model("claude-3-haiku-20240307", "claude-3-haiku")

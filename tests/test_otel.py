@@ -24,7 +24,7 @@ def memory_exporter():
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-    from genops_cli import runner
+    from genops_cli.execution import runner
     from genops_cli.otel import OtelRunExporter
 
     spans = InMemorySpanExporter()

@@ -9,7 +9,7 @@ from decimal import Decimal
 
 from conftest import cli, json_lines, ledger_rows, sample
 
-from genops_cli.retry import RetryPolicy, backoff_delay, classify, retry_after_seconds
+from genops_cli.execution.retry import RetryPolicy, backoff_delay, classify, retry_after_seconds
 
 MINI = Decimal("0.000021")  # gpt-4o-mini, 100 in / 10 out
 FOUR_O = Decimal("0.00035")  # gpt-4o, 100 in / 10 out
@@ -54,7 +54,7 @@ def test_failed_attempt_keeps_the_spend_before_the_failure(openai_server, tmp_pa
 
 
 def test_batch_attempt_ids_derive_from_the_line_id(openai_server, tmp_path):
-    from genops_cli.batch import attempt_run_id
+    from genops_cli.execution.batch import attempt_run_id
 
     openai_server.failures = [{"status": 503}]
     result = cli("run", sample("chain"), "--inputs", _batch(tmp_path), "--retries", "1", "--json")

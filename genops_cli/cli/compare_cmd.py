@@ -36,10 +36,10 @@ def compare(
     json_output: bool = typer.Option(False, "--json", help="JSON only on stdout."),
 ) -> None:
     """Run the same inputs once per model, record each run (tagged compare_id/compare_model), compare."""
-    from genops_cli.compare import compare_models
-    from genops_cli.documents import read_documents
     from genops_cli.errors import UsageError
-    from genops_cli.inputs import read_inputs
+    from genops_cli.execution.compare import compare_models
+    from genops_cli.execution.documents import read_documents
+    from genops_cli.execution.inputs import read_inputs
 
     if not inputs:
         raise UsageError("--inputs FILE is required (JSON object or JSONL batch)")

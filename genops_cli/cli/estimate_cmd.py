@@ -28,11 +28,11 @@ def estimate(
 
     Nothing is sent to a provider: input tokens are counted offline, expected output comes from the ledger's
     recorded outputs of this pipeline and model (else the configured simulation output, else max_tokens)."""
-    from genops_cli.documents import read_documents
     from genops_cli.errors import UsageError
-    from genops_cli.forecast import forecast_batch
-    from genops_cli.inputs import read_inputs
-    from genops_cli.loading import load_pipeline
+    from genops_cli.execution.documents import read_documents
+    from genops_cli.execution.forecast import forecast_batch
+    from genops_cli.execution.inputs import read_inputs
+    from genops_cli.execution.loading import load_pipeline
 
     settings = load_cli_settings(team=team, project=project, customer_id=customer, environment=environment)
     runs = read_inputs(inputs, input_values)

@@ -173,7 +173,7 @@ def check(
     json_output: Annotated[bool, typer.Option("--json", help="JSON on stdout.")] = False,
 ) -> None:
     """Is every model the pipeline calls priced? Exit 0 when all are, 1 when one is not, 2 on a bad file."""
-    from genops_cli.loading import profile_pipeline_data, read_pipeline_file
+    from genops_cli.execution.loading import profile_pipeline_data, read_pipeline_file
 
     path, _text, data = read_pipeline_file(pipeline)
     profile = profile_pipeline_data(path, data)

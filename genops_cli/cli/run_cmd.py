@@ -65,10 +65,10 @@ def run(
     log_format: str = typer.Option("text", "--log-format", help="text|json for stderr lines (cron)."),
 ) -> None:
     """Run PIPELINE under a tracked context, price every call and append the records to the ledger."""
-    from genops_cli.batch import BatchOptions, run_batch
     from genops_cli.config import CLASSIFICATIONS, normalize_policy
     from genops_cli.errors import UsageError
-    from genops_cli.inputs import read_inputs
+    from genops_cli.execution.batch import BatchOptions, run_batch
+    from genops_cli.execution.inputs import read_inputs
     from genops_cli.logging_setup import EventLog, configure_logging
 
     if classification is not None and classification not in CLASSIFICATIONS:

@@ -53,8 +53,8 @@ from genops_cli.policy.periods import Window, elapsed_fraction, window
 from genops_cli.policy.scopes import SCOPE_COLUMNS, parse_scope, scopes_for_run
 
 if TYPE_CHECKING:
-    from genops_cli.loading import LoadedPipeline
-    from genops_cli.runner import Engine, RunOptions
+    from genops_cli.execution.loading import LoadedPipeline
+    from genops_cli.execution.runner import Engine, RunOptions
 
 REASON = "BUDGET_EXCEEDED"
 RESERVATION_FAILED = "BUDGET_RESERVATION_FAILED"
@@ -427,7 +427,7 @@ def check_and_reserve(engine: Engine, loaded: LoadedPipeline, data: dict[str, An
     scopes = scopes_for_run(run.attribution, run.pipeline_name)
     if not _has_budgets(engine, scopes):
         return PolicyDecision(result="ALLOWED")
-    from genops_cli.estimate import estimate_run
+    from genops_cli.execution.estimate import estimate_run
 
     estimate = estimate_run(loaded, data, engine.settings, documents=options.documents,
                             tenant=run.attribution.customer_id)

@@ -42,8 +42,8 @@ from genops_cli.ledger.store import Tx
 from genops_cli.models import PolicyDecision, PolicyEvent, RunRecord
 
 if TYPE_CHECKING:
-    from genops_cli.loading import LoadedPipeline
-    from genops_cli.runner import Engine, RunOptions
+    from genops_cli.execution.loading import LoadedPipeline
+    from genops_cli.execution.runner import Engine, RunOptions
 
 #: rule -> reason code (GenOps spec codes where one fits, `x_` custom codes otherwise)
 REASON_CODES = {

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 from genops_cli.models import PolicyDecision, RunRecord
 
 if TYPE_CHECKING:
-    from genops_cli.loading import LoadedPipeline
-    from genops_cli.runner import Engine, RunOptions
+    from genops_cli.execution.loading import LoadedPipeline
+    from genops_cli.execution.runner import Engine, RunOptions
 
 _RANK = {"ALLOWED": 0, "WARNING": 1, "RATE_LIMITED": 2, "BLOCKED": 3}
 

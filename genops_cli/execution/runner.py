@@ -18,9 +18,9 @@ from typing import Any
 
 from genops_cli.config import Settings
 from genops_cli.errors import RunCostCapReached
+from genops_cli.execution.loading import LoadedPipeline
 from genops_cli.ledger.records import RecordResult, record_run
 from genops_cli.ledger.store import Ledger
-from genops_cli.loading import LoadedPipeline
 from genops_cli.models import Attribution, CallRecord, PolicyDecision, RunRecord, quantize_money, utcnow
 from genops_cli.tracking.capture import PipelineProfile, RunCapture, SharedBudget
 
@@ -183,7 +183,7 @@ class Engine:
         with capture_run(capture):
             try:
                 if options.documents:
-                    from genops_cli.documents import fill_stores
+                    from genops_cli.execution.documents import fill_stores
 
                     fill_stores(loaded, options.documents)
                 run.outputs = loaded.pipeline.run(data)

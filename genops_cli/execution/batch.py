@@ -41,7 +41,7 @@ from typing import Any
 
 from genops_cli.config import Settings
 from genops_cli.errors import EXIT_BLOCKED, EXIT_LEDGER, EXIT_OK, EXIT_RUN_FAILED, LedgerError
-from genops_cli.inputs import RunInput
+from genops_cli.execution.inputs import RunInput
 from genops_cli.ledger.records import RecordResult, ingest, rekeyed_run_id
 from genops_cli.ledger.spool import Spool
 from genops_cli.ledger.store import Ledger
@@ -299,8 +299,8 @@ class _BatchRunner:
 
     def __init__(self, engine: Any, loaded: Any, options: BatchOptions, writer: RunWriter, events: EventLog,
                  is_batch: bool, batch_id: str | None, documents: list[Any] | None) -> None:
-        from genops_cli.cache import ResultCache
-        from genops_cli.retry import RetryPolicy
+        from genops_cli.execution.cache import ResultCache
+        from genops_cli.execution.retry import RetryPolicy
         from genops_cli.tracking.capture import SharedBudget
 
         self.engine = engine
@@ -317,7 +317,7 @@ class _BatchRunner:
         self.cache = ResultCache.for_ledger(engine.ledger, options.cache_ttl) if options.cache else None
 
     def _stores_empty(self) -> bool:
-        from genops_cli.documents import in_memory_stores
+        from genops_cli.execution.documents import in_memory_stores
 
         return any(store.count_documents() == 0 for _name, store, _emb in in_memory_stores(self.loaded))
 
@@ -327,7 +327,7 @@ class _BatchRunner:
             return result
         cache_key = None
         if self.cache is not None:
-            from genops_cli.cache import cache_key as make_key
+            from genops_cli.execution.cache import cache_key as make_key
 
             cache_key = make_key(self.loaded.profile.pipeline_hash, job.run_input.data, self.loaded.simulated)
             entry = self.cache.get(cache_key)
@@ -343,7 +343,7 @@ class _BatchRunner:
             result.run = run
             info = None
             if exc is not None and run.status == "error":
-                from genops_cli.retry import classify
+                from genops_cli.execution.retry import classify
 
                 info = classify(exc)
                 if not info.transient:
@@ -353,7 +353,7 @@ class _BatchRunner:
             self.writer.submit(run)  # spool (fsync) now; the writer thread puts it in the ledger
             if not retry:
                 break
-            from genops_cli.retry import backoff_delay
+            from genops_cli.execution.retry import backoff_delay
 
             assert info is not None
             delay = backoff_delay(attempt_index + 1, info.retry_after, self.policy)
@@ -379,7 +379,7 @@ class _BatchRunner:
         return result
 
     def _attempt(self, job: LineJob) -> tuple[RunRecord, BaseException | None]:
-        from genops_cli.runner import RunOptions
+        from genops_cli.execution.runner import RunOptions
 
         documents = None
         if self.documents is not None and job.index == 0 and self._stores_empty():
@@ -400,7 +400,7 @@ class _BatchRunner:
         return outcome.run, outcome.exception
 
     def _add_hint(self, run: RunRecord, exc: BaseException, info: Any) -> None:
-        from genops_cli.retry import failing_component, fix_hint
+        from genops_cli.execution.retry import failing_component, fix_hint
 
         component = failing_component(exc)
         profile = self.loaded.profile.components.get(component) if component else None
@@ -412,8 +412,8 @@ class _BatchRunner:
             run.error = f"{run.error}; {hint}"
 
     def _cache_hit(self, job: LineJob, entry: Any) -> RunRecord:
+        from genops_cli.execution.runner import RunOptions
         from genops_cli.models import utcnow
-        from genops_cli.runner import RunOptions
 
         options = RunOptions(run_id=attempt_run_id(job.line_id, job.next_attempt) if job.line_id else None,
                              batch_id=self.batch_id, batch_line=job.run_input.line, attempt=job.next_attempt,
@@ -440,11 +440,11 @@ def run_batch(
 ) -> int:
     """Run every input (a batch when there are several or they come from JSONL) and report; returns the exit
     code. `warn`/`info` are kept for callers of the single-run API; stderr lines go through `events`."""
-    from genops_cli.documents import read_documents
-    from genops_cli.inputs import prepare_run_data
+    from genops_cli.execution.documents import read_documents
+    from genops_cli.execution.inputs import prepare_run_data
+    from genops_cli.execution.loading import load_pipeline
+    from genops_cli.execution.runner import Engine, batch_run_id, new_run_id
     from genops_cli.ledger.records import drain
-    from genops_cli.loading import load_pipeline
-    from genops_cli.runner import Engine, batch_run_id, new_run_id
 
     events = events or EventLog(options.log_format, options.quiet)
     # Leftovers from a crashed or ledger-less earlier invocation go in first (exactly once).

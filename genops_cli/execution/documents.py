@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from genops_cli.errors import InputError
-from genops_cli.loading import LoadedPipeline
+from genops_cli.execution.loading import LoadedPipeline
 
 
 def read_documents(path: str | Path) -> list[Any]:
@@ -85,7 +85,7 @@ def document_embedder_for(loaded: LoadedPipeline) -> Any | None:
             continue
         params = dict(comp.get("init_parameters") or {})
         if loaded.simulated:
-            from genops_cli.simulate import SimulatedDocumentEmbedder
+            from genops_cli.execution.simulate import SimulatedDocumentEmbedder
 
             return SimulatedDocumentEmbedder(model=profile.model or "unknown-model", provider=profile.provider,
                                              original_type=profile.fully_qualified_type,

@@ -7,7 +7,7 @@ Budget reservations hold the worst case (`high`); `genops estimate` shows all th
     for line in est.lines: line.component, line.input_tokens, line.output_tokens, line.output_basis, line.high
 
 How the numbers are made:
-- Input tokens are counted, not guessed: the pipeline runs once in simulation (genops_cli.simulate: LLM and
+- Input tokens are counted, not guessed: the pipeline runs once in simulation (genops_cli.execution.simulate: LLM and
   embedding components replaced by offline stand-ins; retrievers, builders and tools run for real, locally), and
   each simulated call's input tokens are read from the rendered messages. The simulated copy is built once per
   pipeline per process (batches estimate many lines) with private in-memory stores, so it never touches the
@@ -40,8 +40,8 @@ from genops_cli.models import CallRecord, TokenUsage, quantize_money, utcnow
 
 if TYPE_CHECKING:
     from genops_cli.config import Settings
+    from genops_cli.execution.loading import LoadedPipeline
     from genops_cli.ledger.store import Ledger
-    from genops_cli.loading import LoadedPipeline
     from genops_cli.tracking.capture import ComponentProfile
 
 DEFAULT_MAX_AGENT_STEPS = 100  # haystack Agent's default
@@ -174,8 +174,8 @@ def simulated_copy(loaded: LoadedPipeline) -> _SimEntry:
     """The simulated twin of `loaded` (cached per pipeline path and content hash)."""
     from haystack import Pipeline
 
-    from genops_cli.loading import SIMULATOR_MODULE, LoadedPipeline
-    from genops_cli.simulate import simulate_components
+    from genops_cli.execution.loading import SIMULATOR_MODULE, LoadedPipeline
+    from genops_cli.execution.simulate import simulate_components
 
     key = (str(loaded.path), loaded.profile.pipeline_hash)
     with _SIM_CACHE_LOCK:
@@ -184,7 +184,7 @@ def simulated_copy(loaded: LoadedPipeline) -> _SimEntry:
             return entry
     types: set[str] = set()
     _walk_types(loaded.data.get("components") or {}, types)
-    # These modules were allowed when the real pipeline was loaded; the simulators live in genops_cli.simulate.
+    # These modules were allowed when the real pipeline was loaded; the simulators live in execution.simulate.
     allowed = sorted({t.rsplit(".", 1)[0] for t in types} | {SIMULATOR_MODULE})
     data = copy.deepcopy(loaded.data)
     profile = copy.deepcopy(loaded.profile)
@@ -198,7 +198,7 @@ def simulated_copy(loaded: LoadedPipeline) -> _SimEntry:
 
 
 def _store_total(loaded: LoadedPipeline) -> int:
-    from genops_cli.documents import in_memory_stores
+    from genops_cli.execution.documents import in_memory_stores
 
     return sum(store.count_documents() for _, store, _ in in_memory_stores(loaded))
 
@@ -209,7 +209,7 @@ def _sync_stores(loaded: LoadedPipeline, entry: _SimEntry) -> None:
     simulator's embeddings; the copying is done in a throw-away capture: it is not part of the run."""
     from dataclasses import replace
 
-    from genops_cli.documents import fill_stores, in_memory_stores
+    from genops_cli.execution.documents import fill_stores, in_memory_stores
     from genops_cli.tracking.capture import RunCapture
     from genops_cli.tracking.tracer import capture_run
 
@@ -236,7 +236,7 @@ def _simulated_calls(loaded: LoadedPipeline, data: dict[str, Any],
         capture = RunCapture("estimate", entry.loaded.profile)
         with capture_run(capture):
             if documents and not entry.filled:
-                from genops_cli.documents import fill_stores
+                from genops_cli.execution.documents import fill_stores
 
                 # The first real run embeds the documents too (a recorded call): estimate it with that run.
                 fill_stores(entry.loaded, documents)
@@ -431,7 +431,7 @@ def estimate_run(loaded: LoadedPipeline, data: dict[str, Any], settings: Setting
         estimate.notes.append("input tokens counted from a simulated run (rendered messages, local retrievers "
                               "and tools, offline tokenizers)")
     except Exception as exc:  # the estimate must not fail the run: fall back to a static count, and say so
-        from genops_cli.runner import describe_error
+        from genops_cli.execution.runner import describe_error
 
         estimate.method = "static"
         calls = _static_calls(loaded, data)

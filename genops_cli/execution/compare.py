@@ -19,7 +19,7 @@ from typing import Any
 from genops_cli.analysis.analyze import money_str
 from genops_cli.config import Settings
 from genops_cli.errors import UsageError
-from genops_cli.inputs import RunInput, prepare_run_data
+from genops_cli.execution.inputs import RunInput, prepare_run_data
 from genops_cli.ledger.store import Ledger
 from genops_cli.models import quantize_money
 
@@ -104,8 +104,8 @@ def compare_models(settings: Settings, ledger: Ledger, pipeline_path: str, input
                    allow_modules: list[str] | None = None, documents: list[Any] | None = None,
                    on_run: Any = None) -> Comparison:
     """Run every input once per model (model substituted in `component`, or in every LLM component)."""
-    from genops_cli.loading import load_pipeline
-    from genops_cli.runner import Engine, RunOptions
+    from genops_cli.execution.loading import load_pipeline
+    from genops_cli.execution.runner import Engine, RunOptions
 
     if len(models) < 2:
         raise UsageError("--model: give at least two models to compare, e.g. --model gpt-4o --model gpt-4o-mini")

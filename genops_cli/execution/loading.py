@@ -24,7 +24,7 @@ from genops_cli.errors import PipelineLoadError
 from genops_cli.tracking.capture import ComponentProfile, PipelineProfile
 from genops_cli.tracking.usage import is_embedder, is_llm_component, provider_for
 
-SIMULATOR_MODULE = "genops_cli.simulate"
+SIMULATOR_MODULE = "genops_cli.execution.simulate"
 
 #: Where moved/removed Haystack 2.x components went (validate and load errors suggest the replacement).
 MOVED_COMPONENTS = {
@@ -363,7 +363,7 @@ def load_pipeline(
     secrets: set[str] = set()
     _check_init_params(p, data)
     if simulate:
-        from genops_cli.simulate import simulate_components
+        from genops_cli.execution.simulate import simulate_components
 
         simulate_components(data, profile, simulation_output_tokens)
         allow.append(SIMULATOR_MODULE)

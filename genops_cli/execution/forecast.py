@@ -4,7 +4,7 @@
     result.low, result.expected, result.high         # Decimal USD for all runs
     result.budgets[0].remaining, result.budgets[0].worst_share
 
-The per-run estimate is genops_cli.estimate.estimate_run (offline token counts, recorded output sizes); this
+The per-run estimate is genops_cli.execution.estimate.estimate_run (offline token counts, recorded output sizes); this
 module only adds runs up and sets them against `policy.budgets.status` for the scopes the runs count toward.
 """
 
@@ -16,9 +16,9 @@ from typing import Any
 
 from genops_cli.analysis.analyze import money_str as _m
 from genops_cli.config import Settings
-from genops_cli.inputs import RunInput, prepare_run_data
+from genops_cli.execution.inputs import RunInput, prepare_run_data
+from genops_cli.execution.loading import LoadedPipeline
 from genops_cli.ledger.store import Ledger
-from genops_cli.loading import LoadedPipeline
 from genops_cli.models import quantize_money
 
 _PCT = Decimal("0.01")
@@ -107,7 +107,7 @@ class BatchForecast:
 def forecast_batch(settings: Settings, ledger: Ledger, loaded: LoadedPipeline, runs: list[RunInput],
                    documents: list[Any] | None = None, model: str | None = None) -> BatchForecast:
     """Estimate every input (as `genops run` would run them) and the budgets the total would consume."""
-    from genops_cli.estimate import estimate_run, observed_outputs
+    from genops_cli.execution.estimate import estimate_run, observed_outputs
 
     try:  # read once for the whole batch; on failure each estimate retries and notes why
         history = observed_outputs(ledger, loaded.profile.name)

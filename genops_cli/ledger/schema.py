@@ -156,10 +156,19 @@ _V2 = [
     "ALTER TABLE calls ADD COLUMN IF NOT EXISTS max_tokens INTEGER",
 ]
 
+# v3: the user a run is attributed to (`genops run --user`, budgets per `user:NAME` scope), and a webhook (URL and
+# payload format: generic | slack | teams) per budget, so each budget's alerts reach the channel its owners read.
+_V3 = [
+    "ALTER TABLE runs ADD COLUMN IF NOT EXISTS user_id VARCHAR",
+    "ALTER TABLE budgets ADD COLUMN IF NOT EXISTS webhook_url VARCHAR",
+    "ALTER TABLE budgets ADD COLUMN IF NOT EXISTS webhook_format VARCHAR",
+]
+
 #: (version, statements). The ledger's `schema_version` table records the highest applied version.
 MIGRATIONS: list[tuple[int, list[str]]] = [
     (1, _V1),
     (2, _V2),
+    (3, _V3),
 ]
 
 CURRENT_VERSION = MIGRATIONS[-1][0]

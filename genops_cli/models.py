@@ -202,6 +202,7 @@ class Attribution:
     customer_id: str | None = None
     feature: str | None = None
     cost_center: str | None = None
+    user_id: str | None = None  # the end user a run is for (`--user`, `user_id=` in the API)
     tags: dict[str, str] = field(default_factory=dict)
     data_classification: str | None = None
 

@@ -195,6 +195,7 @@ RUN_COLUMNS = [
     "error", "team", "project", "environment", "customer_id", "feature", "cost_center", "tags",
     "data_classification", "policy_result", "policy_reason_code", "reserved_cost", "total_cost", "currency",
     "simulated", "genops_version", "haystack_version", "cache_hit", "saved_cost", "batch_line", "attempt",
+    "user_id",
 ]  # fmt: skip
 
 CALL_COLUMNS = [
@@ -215,7 +216,7 @@ def run_row(run: RunRecord) -> tuple[Any, ...]:
         json.dumps(a.tags, sort_keys=True), a.data_classification, run.policy.result, run.policy.reason_code,
         quantize_money(run.policy.reserved_cost), quantize_money(run.total_cost), run.currency, run.simulated,
         run.genops_version, run.haystack_version, run.cache_hit, quantize_money(run.saved_cost), run.batch_line,
-        run.attempt,
+        run.attempt, a.user_id,
     )  # fmt: skip
 
 

@@ -32,6 +32,9 @@ Each chat request (chat completions, responses, messages) takes the next item of
 :class:`ScriptedReply` (``text``, ``tool_calls``/``tool_call``, ``usage``, ``finish_reason``), or a callable that
 receives the parsed request body and returns one of those. When the script is empty, ``responder`` (if set) is
 called with the request body; otherwise the reply is ``"fake reply to: <first 40 chars of last user message>"``.
+For tool-calling agents, :class:`ToolLoop` is a responder that calls a named tool N times (or forever) and then
+answers, deciding from each request's own history; :func:`route_by_tools` picks a responder by the tools a request
+offers (the outer and the inner agent of a nested pair on one server).
 
 Usage
 -----
@@ -79,8 +82,12 @@ __all__ = [
     "RecordedRequest",
     "ScriptedReply",
     "ToolCallSpec",
+    "ToolLoop",
+    "offered_tools",
     "reply",
+    "route_by_tools",
     "tool_call",
+    "tool_calls_in_history",
 ]
 
 JSON = dict[str, Any]
@@ -175,6 +182,83 @@ def _normalize_item(item: ScriptItem, body: JSON) -> ScriptedReply:
             text=item.get("text"), tool_calls=calls, usage=item.get("usage"), finish_reason=item.get("finish_reason")
         )
     raise TypeError(f"fakeproviders: unsupported script item {item!r}")
+
+
+def offered_tools(body: JSON) -> set[str]:
+    """Names of the tools a chat request offers (OpenAI chat ``tools[].function.name``, Responses and Anthropic
+    ``tools[].name``): lets one server tell the conversations of different agents apart."""
+    names: set[str] = set()
+    for spec in body.get("tools") or []:
+        if isinstance(spec, dict):
+            name = (spec.get("function") or {}).get("name") if isinstance(spec.get("function"), dict) else None
+            name = name or spec.get("name")
+            if isinstance(name, str):
+                names.add(name)
+    return names
+
+
+def tool_calls_in_history(body: JSON, name: str | None = None) -> int:
+    """How many tool calls (named ``name``, or any) the conversation sent in a chat request already holds: OpenAI
+    chat assistant ``tool_calls``, Responses ``function_call`` input items, Anthropic ``tool_use`` blocks."""
+    count = 0
+    for message in body.get("messages") or body.get("input") or []:
+        if not isinstance(message, dict):
+            continue
+        found: list[Any] = []
+        if message.get("type") == "function_call":  # Responses input item
+            found.append(message.get("name"))
+        for call in message.get("tool_calls") or []:  # OpenAI chat
+            if isinstance(call, dict):
+                found.append((call.get("function") or {}).get("name"))
+        content = message.get("content")
+        if isinstance(content, list):  # Anthropic blocks
+            found += [b.get("name") for b in content if isinstance(b, dict) and b.get("type") == "tool_use"]
+        count += sum(1 for n in found if name is None or n == name)
+    return count
+
+
+@dataclass
+class ToolLoop:
+    """A responder for tool-calling agents: call ``tool`` until the conversation holds ``times`` calls of it, then
+    answer ``final``. ``times=None`` loops forever (an agent stopped only by ``max_agent_steps`` or a budget).
+
+    The decision is taken from the request's own history, so it holds per conversation: concurrent or nested
+    agents on the same server each get their own loop. Works on chat completions, Responses and Anthropic
+    messages, streamed or not::
+
+        oai.responder = ToolLoop("search", times=3, arguments={"q": "x"}, final="found it")   # 4 LLM calls
+        ant.responder = ToolLoop("search", times=None)                                          # never stops
+
+    ``arguments`` may be a callable taking the call number (0-based). ``usage`` overrides usage per reply.
+    """
+
+    tool: str
+    times: int | None = 1
+    arguments: dict[str, Any] | Callable[[int], dict[str, Any]] = field(default_factory=dict)
+    final: str = "done"
+    usage: dict[str, int] | None = None
+
+    def __call__(self, body: JSON) -> ScriptedReply:
+        done = tool_calls_in_history(body, self.tool)
+        if self.times is not None and done >= self.times:
+            return ScriptedReply(text=self.final, usage=self.usage)
+        args = self.arguments(done) if callable(self.arguments) else self.arguments
+        return ScriptedReply(tool_calls=[ToolCallSpec(name=self.tool, arguments=args)], usage=self.usage)
+
+
+def route_by_tools(routes: dict[str, Callable[[JSON], ScriptItem]], default: ScriptItem = "done") -> Callable[
+        [JSON], ScriptItem]:
+    """A responder that picks the responder of the first route whose tool the request offers (so the outer and
+    the inner agent of a nested pair, on one server, follow their own scripts); ``default`` otherwise."""
+
+    def respond(body: JSON) -> ScriptItem:
+        offered = offered_tools(body)
+        for tool, responder in routes.items():
+            if tool in offered:
+                return responder(body)
+        return default(body) if callable(default) else default
+
+    return respond
 
 
 _FINISH_REASONS: dict[str, tuple[str, str]] = {

@@ -51,6 +51,7 @@ def _register() -> None:
         recommend_cmd,
         report_cmd,
         run_cmd,
+        serve_cmd,
         validate_cmd,
     )
 
@@ -65,6 +66,7 @@ def _register() -> None:
     app.add_typer(budget_cmd.app, name="budget", help="Budgets per scope: set, list, status, remove.")
     app.add_typer(pricing_cmd.app, name="pricing", help="Look up prices: show, list, check a pipeline.")
     app.add_typer(ledger_cmd.app, name="ledger", help="Ledger info, export, migrate, drain the spool.")
+    app.command("serve")(serve_cmd.serve)
 
 
 _register()

@@ -1,0 +1,1 @@
+"""`genops serve`: the ledger as a read-only HTTP service (health, readiness, Prometheus metrics, JSON)."""

@@ -395,6 +395,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
+        # Nagle off: a response's last segment must not wait for the client's delayed ACK (~20-40 ms a response).
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         with self.server.connections_lock:
             self.server.open_connections.add(self.connection)
 
@@ -442,10 +444,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         for key, value in (headers or {}).items():
             self.send_header(key, value)
-        self.end_headers()
+        # Headers and body in ONE write (end_headers would send the headers alone first).
+        self._headers_buffer.append(b"\r\n" + data)
+        self.flush_headers()
         self.response_started = True
-        self.wfile.write(data)
-        self.wfile.flush()
 
     def send_sse(self, events: Iterable[bytes], headers: dict[str, str] | None = None, delay: float = 0.0) -> None:
         """Send a server-sent-events stream with chunked transfer encoding."""

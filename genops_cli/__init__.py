@@ -38,15 +38,9 @@ _EXPORTS = {
     "ValidationIssue": "genops_cli.validation",
     "BudgetExceededError": "genops_cli.errors",
     "PolicyViolationError": "genops_cli.errors",
-    # Written in genops_cli/analysis (another module owner); resolved when present.
-    "analyze_pipeline_costs": "genops_cli.analysis.api_functions",
-    "get_rag_insights": "genops_cli.analysis.api_functions",
-    "get_agent_insights": "genops_cli.analysis.api_functions",
-}
-
-_FALLBACKS = {
-    "get_rag_insights": "genops_cli.analysis.insights",
-    "get_agent_insights": "genops_cli.analysis.insights",
+    "analyze_pipeline_costs": "genops_cli.api",
+    "get_rag_insights": "genops_cli.api",
+    "get_agent_insights": "genops_cli.api",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -56,20 +50,9 @@ def __getattr__(name: str) -> Any:
     module_name = _EXPORTS.get(name)
     if module_name is None:
         raise AttributeError(f"module 'genops_cli' has no attribute {name!r}")
-    for candidate in (module_name, _FALLBACKS.get(name)):
-        if candidate is None:
-            continue
-        try:
-            module = importlib.import_module(candidate)
-        except ModuleNotFoundError as exc:
-            if exc.name != candidate:
-                raise
-            continue
-        if hasattr(module, name):
-            value = getattr(module, name)
-            globals()[name] = value
-            return value
-    raise AttributeError(f"genops_cli.{name} is not available in this installation ({module_name} not found)")
+    value = getattr(importlib.import_module(module_name), name)
+    globals()[name] = value
+    return value
 
 
 def __dir__() -> list[str]:

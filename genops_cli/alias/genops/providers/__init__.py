@@ -1,0 +1,1 @@
+"""Provider integrations of the guide's import path; `genops.providers.haystack` is the Haystack one."""

@@ -1,0 +1,467 @@
+"""GenOpsHaystackAdapter: attribution, budgets, policy and exact costs for pipelines run from Python."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+import time
+import weakref
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from genops_cli.api.contexts import (
+    HaystackPipelineContext,
+    HaystackSessionContext,
+    _active_pipeline,
+    _active_session,
+)
+from genops_cli.api.results import HaystackPipelineResult
+from genops_cli.config import Settings, load_settings, normalize_policy, parse_money
+from genops_cli.errors import BudgetExceededError, PolicyViolationError
+from genops_cli.models import Attribution, Budget, RunRecord, quantize_money, utcnow
+
+_log = logging.getLogger("genops")
+
+_ATTRIBUTION_KEYS = ("team", "project", "environment", "customer_id", "feature", "cost_center",
+                     "data_classification")
+
+
+
+# -- the adapter --------------------------------------------------------------------------------------------
+
+class GenOpsHaystackAdapter:
+    """Governance for Haystack pipelines run from Python: attribution, budgets, policy, exact costs, ledger.
+
+    Arguments win over GENOPS_* variables, which win over `.genops.yml`. `daily_budget_limit` and
+    `monthly_budget_limit` apply to the scope `team:<team>` (or `global` without a team), under
+    `governance_policy` (advisory | enforcing | monitoring).
+    """
+
+    def __init__(
+        self,
+        team: str | None = None,
+        project: str | None = None,
+        environment: str | None = None,
+        daily_budget_limit: Decimal | float | str | None = None,
+        monthly_budget_limit: Decimal | float | str | None = None,
+        governance_policy: str | None = None,
+        customer_id: str | None = None,
+        ledger: str | None = None,
+        config: str | Path | None = None,
+        enable_cost_alerts: bool = True,
+        enable_component_tracking: bool = True,
+        enable_pipeline_caching: bool = False,
+        capture_content: bool | None = None,
+        **attributes: Any,
+    ) -> None:
+        from genops_cli.execution.runner import Engine
+        from genops_cli.ledger.store import open_ledger, resolve_ledger_location
+
+        self.settings = build_settings(team, project, environment, daily_budget_limit, monthly_budget_limit,
+                                       governance_policy, customer_id, ledger, config, **attributes)
+        if capture_content is not None:
+            self.settings.capture_content = capture_content
+        self.enable_cost_alerts = enable_cost_alerts
+        self.enable_component_tracking = enable_component_tracking
+        self.enable_pipeline_caching = enable_pipeline_caching
+        self.ledger = open_ledger(resolve_ledger_location(ledger, self.settings.ledger))
+        self.engine = Engine(self.settings, self.ledger)
+        self._writer: Any = None
+        # id(pipeline) -> (weak reference, component count, profile). Keyed by id: a Haystack Pipeline defines
+        # __eq__ and so is unhashable (a WeakKeyDictionary would never hit and every run would re-profile).
+        self._profiles: dict[int, tuple[weakref.ref[Any], int, Any]] = {}
+        self._orphans: dict[str, tuple[RunRecord, Any]] = {}
+        self._preflight_orphans: bool | None = None
+        self._preflight_checked_at = 0.0
+
+    # -- attributes -------------------------------------------------------------------------------------------
+    @property
+    def team(self) -> str | None:
+        return self.settings.attribution.team
+
+    @property
+    def project(self) -> str | None:
+        return self.settings.attribution.project
+
+    @property
+    def budget_scope(self) -> str:
+        return f"team:{self.team}" if self.team else "global"
+
+    @property
+    def monitor(self) -> GenOpsHaystackAdapter:
+        """The guide's `adapter.monitor` (what `get_rag_insights(adapter.monitor, ...)` reads: this ledger)."""
+        return self
+
+    @property
+    def writer(self) -> Any:
+        if self._writer is None:
+            from genops_cli.writer import get_writer
+
+            self._writer = get_writer(self.ledger)
+        return self._writer
+
+    def flush(self, timeout: float | None = 60.0) -> bool:
+        """Wait until every run tracked so far is in the ledger."""
+        return self.writer.flush(timeout)
+
+    # -- tracking -------------------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def track_pipeline(self, pipeline_name: str, pipeline: Any = None,
+                       **governance_attrs: Any) -> Iterator[HaystackPipelineContext]:
+        """Track the `pipeline.run()` calls made inside the block as one run named `pipeline_name`.
+
+        Budgets and compliance are checked first (an enforcing policy raises BudgetExceededError or
+        PolicyViolationError and nothing runs). Pass `pipeline=` to let the check reserve the pipeline's
+        worst-case cost; without it the check compares spent against the limits. Keyword attributes
+        (customer_id, feature, cost_center, environment, ...) attribute the run; other keywords become tags.
+        """
+        from genops_cli.tracking.tracer import capture_run
+
+        options = self._options(governance_attrs)
+        loaded = self._loaded(pipeline_name, pipeline)
+        run = self.engine.new_record(loaded, options)
+        if self._needs_preflight():
+            self._preflight(loaded, {}, run, options)
+        capture = self._capture(run, loaded.profile, options)
+        ctx = HaystackPipelineContext(self, run, capture)
+        token = _active_pipeline.set(ctx)
+        error: BaseException | None = None
+        try:
+            with capture_run(capture):
+                yield ctx
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            _active_pipeline.reset(token)
+            self._finish(run, capture, error if isinstance(error, Exception) else None)
+            session = _active_session.get()
+            if session is not None and session.session_id == run.session_id:
+                session.add_pipeline_result(ctx.get_metrics())
+
+    @contextlib.contextmanager
+    def track_session(self, session_name: str, **governance_attrs: Any) -> Iterator[HaystackSessionContext]:
+        """Group the pipelines tracked inside the block: they share a ledger session_id."""
+        from genops_cli.execution.runner import new_run_id
+
+        session = HaystackSessionContext(session_name, new_run_id())
+        session.attributes = governance_attrs  # type: ignore[attr-defined]
+        token = _active_session.set(session)
+        try:
+            yield session
+        finally:
+            _active_session.reset(token)
+
+    # -- ledger views ---------------------------------------------------------------------------------------
+    def get_cost_summary(self) -> dict[str, Any]:
+        """Spend of this adapter's team/project from the ledger: today, this month (calendar periods in the
+        budget timezone), utilization of the daily limit in percent, cost by provider this month, runs."""
+        self.flush()
+        day_start, month_start = _period_starts(self.settings.budgets.timezone)
+        where, params = self._scope_where()
+        with self.ledger.read() as tx:
+            daily = tx.scalar(f"SELECT COALESCE(SUM(total_cost), 0) FROM runs r WHERE {where} AND started_at >= ?",
+                              [*params, day_start])
+            monthly = tx.scalar(f"SELECT COALESCE(SUM(total_cost), 0) FROM runs r WHERE {where} "
+                                "AND started_at >= ?", [*params, month_start])
+            providers = tx.query(
+                f"SELECT COALESCE(c.provider, 'unknown'), SUM(c.cost) FROM calls c JOIN runs r ON r.run_id = c.run_id "
+                f"WHERE {where} AND r.started_at >= ? AND c.model IS NOT NULL GROUP BY 1 ORDER BY 2 DESC",
+                [*params, month_start])
+            total_runs = tx.scalar(f"SELECT COUNT(*) FROM runs r WHERE {where}", params)
+        daily_limit, monthly_limit = self._limits()
+        daily_d = quantize_money(Decimal(daily))
+        monthly_d = quantize_money(Decimal(monthly))
+        return {
+            "team": self.team,
+            "project": self.project,
+            "currency": "USD",
+            "daily_costs": daily_d,
+            "monthly_costs": monthly_d,
+            "daily_budget_limit": daily_limit,
+            "monthly_budget_limit": monthly_limit,
+            "daily_budget_utilization": _percent(daily_d, daily_limit),
+            "monthly_budget_utilization": _percent(monthly_d, monthly_limit),
+            "cost_by_provider": {p: quantize_money(Decimal(c)) for p, c in providers},
+            "total_pipelines_executed": int(total_runs or 0),
+        }
+
+    def get_recent_pipeline_results(self, limit: int = 10) -> list[HaystackPipelineResult]:
+        """The latest runs of this adapter's team/project, newest first, read back from the ledger."""
+        from genops_cli.ledger.serialize import run_from_json
+
+        self.flush()
+        where, params = self._scope_where()
+        with self.ledger.read() as tx:
+            runs = tx.query_dicts(f"SELECT * FROM runs r WHERE {where} ORDER BY started_at DESC, run_id DESC "
+                                  "LIMIT ?", [*params, int(limit)])
+            ids = [r["run_id"] for r in runs]
+            calls = tx.query_dicts(
+                f"SELECT * FROM calls WHERE run_id IN ({', '.join('?' for _ in ids)}) ORDER BY seq", ids) if ids else []
+        by_run: dict[str, list[dict[str, Any]]] = {}
+        for c in calls:
+            by_run.setdefault(c["run_id"], []).append(c)
+        out = []
+        for row in runs:
+            run = run_from_json(_run_json_from_row(row, by_run.get(row["run_id"], [])))
+            metrics = {k[len("metric."):]: v for k, v in run.attribution.tags.items() if k.startswith("metric.")}
+            estimate = run.attribution.tags.get("estimated_cost")
+            out.append(HaystackPipelineResult.from_run(run, custom_metrics=metrics,
+                                                       estimated_cost=Decimal(estimate) if estimate else None))
+        return out
+
+    # -- internals ------------------------------------------------------------------------------------------
+    def _scope_where(self) -> tuple[str, list[Any]]:
+        clauses, params = ["r.simulated = FALSE"], []
+        for column, value in (("team", self.team), ("project", self.project)):
+            if value:
+                clauses.append(f"r.{column} = ?")
+                params.append(value)
+        return " AND ".join(clauses), params
+
+    def _limits(self) -> tuple[Decimal | None, Decimal | None]:
+        scope = next((s for s in self.settings.budgets.scopes if s.scope == self.budget_scope), None)
+        return (scope.daily, scope.monthly) if scope is not None else (None, None)
+
+    def _options(self, attrs: dict[str, Any]) -> Any:
+        from genops_cli.execution.runner import RunOptions
+
+        attribution = Attribution()
+        tags: dict[str, str] = {}
+        for key, value in attrs.items():
+            if value is None:
+                continue
+            if key in _ATTRIBUTION_KEYS:
+                setattr(attribution, key, str(value))
+            else:
+                tags[key] = str(value)
+        session = _active_session.get()
+        if session is not None:
+            for key, value in getattr(session, "attributes", {}).items():
+                if key not in attrs and value is not None:
+                    if key in _ATTRIBUTION_KEYS:
+                        setattr(attribution, key, str(value))
+                    else:
+                        tags.setdefault(key, str(value))
+            tags.setdefault("session_name", session.session_name)
+        return RunOptions(attribution=attribution, session_id=session.session_id if session else None,
+                          extra_tags=tags)
+
+    def _loaded(self, name: str, pipeline: Any) -> Any:
+        """A LoadedPipeline for the engine: the live pipeline's profile, or an empty profile when unknown."""
+        from genops_cli.execution.loading import LoadedPipeline
+        from genops_cli.tracking.capture import PipelineProfile
+
+        profile = self._profile(pipeline, name) if pipeline is not None else PipelineProfile(
+            name=name, path=f"<python:{name}>", pipeline_hash=_name_hash(name))
+        return LoadedPipeline(pipeline=pipeline, profile=profile, path=Path(profile.path), data={})
+
+    def _profile(self, pipeline: Any, name: str | None) -> Any:
+        """profile_from_pipeline, cached per pipeline object while its components stay the same."""
+        from genops_cli.execution.loading import profile_from_pipeline
+
+        size = len(getattr(pipeline, "graph", ()) or ())
+        cached = self._profiles.get(id(pipeline))
+        if (cached is not None and cached[0]() is pipeline and cached[1] == size
+                and (name is None or cached[2].name == name)):
+            return cached[2]
+        profile = profile_from_pipeline(pipeline, name)
+        key = id(pipeline)
+        try:
+            ref = weakref.ref(pipeline, lambda _ref: self._profiles.pop(key, None))
+        except TypeError:  # not weak-referenceable: profile every time rather than keep it alive
+            return profile
+        self._profiles[key] = (ref, size, profile)
+        return profile
+
+    def _capture(self, run: RunRecord, profile: Any, options: Any = None) -> Any:
+        from genops_cli.execution.runner import make_pricer
+        from genops_cli.tracking.capture import RunCapture
+
+        # options.max_cost may have been lowered by a compliance rule (max_cost_per_operation) in preflight.
+        return RunCapture(run.run_id, profile, pricer=make_pricer(run.attribution.customer_id),
+                          max_cost=getattr(options, "max_cost", None),
+                          capture_content=self.settings.capture_content)
+
+    def _preflight(self, loaded: Any, data: dict[str, Any], run: RunRecord, options: Any) -> None:
+        """The engine's budget and compliance check; a BLOCKED run is recorded and raises."""
+        if self._writer is not None and self._needs_preflight():
+            # Spend is read from the ledger: runs still queued in the writer must be in it first.
+            self._writer.flush()
+        decision = self.engine.preflight(loaded, data, run, options)
+        run.policy = decision
+        if decision.result == "WARNING" and decision.message:
+            _log.warning("genops: %s", decision.message)
+        if decision.result != "BLOCKED":
+            return
+        run.status = "blocked"
+        run.error = decision.message
+        run.ended_at = utcnow()
+        self.writer.submit(run)
+        raise _blocked_error(run.pipeline_name, decision)
+
+    def _check_estimate(self, run: RunRecord, estimate: Decimal) -> None:
+        """Spent + reserved + estimate against every budget that applies to the run (no second reservation:
+        the run's own reservation was made on entry)."""
+        from genops_cli.policy.budgets import check_budget
+
+        decision = check_budget(self.engine, run, estimate, reserve=False)
+        if decision.result == "BLOCKED":
+            raise _blocked_error(run.pipeline_name, decision)
+        if decision.result == "WARNING" and decision.message:
+            _log.warning("genops: %s", decision.message)
+
+    def _finish(self, run: RunRecord, capture: Any, error: BaseException | None) -> None:
+        from genops_cli.execution.runner import Engine
+
+        Engine.finish(run, capture, error, simulated=False)  # recompute_total: already quantized
+        self.writer.submit(run)
+
+    # -- auto_instrument hooks (called by the tracer for root pipeline runs without a capture) --------------
+    def _on_orphan_run(self, probe: Any) -> Any:
+        pipeline = _calling_pipeline()
+        metadata = probe.tags.get("haystack.pipeline.metadata") if hasattr(probe, "tags") else None
+        name = (metadata or {}).get("name") if isinstance(metadata, dict) else None
+        options = self._options({})
+        loaded = self._loaded(str(name or "pipeline"), pipeline)
+        run = self.engine.new_record(loaded, options)
+        if self._needs_preflight():
+            self._preflight(loaded, {}, run, options)
+        capture = self._capture(run, loaded.profile, options)
+        self._orphans[run.run_id] = (run, capture)
+        return capture
+
+    def _on_orphan_run_end(self, capture: Any, error: BaseException | None) -> None:
+        entry = self._orphans.pop(capture.run_id, None)
+        if entry is None:
+            return
+        run, _ = entry
+        self._finish(run, capture, error if isinstance(error, Exception) else None)
+
+    def _needs_preflight(self) -> bool:
+        """Preflight costs ledger transactions per run: do it only when some budget or rule can apply
+        (configured scopes or compliance rules, or budgets in the ledger, re-read every 30 seconds)."""
+        now = time.monotonic()
+        if self._preflight_orphans is None or now - self._preflight_checked_at > 30:
+            self._preflight_checked_at = now
+            compliance = self.settings.compliance
+            has_rules = bool(self.settings.budgets.scopes) or bool(getattr(compliance, "configured", compliance))
+            if not has_rules and self.ledger.exists():
+                try:
+                    with self.ledger.read() as tx:
+                        has_rules = bool(tx.scalar("SELECT COUNT(*) FROM budgets"))
+                except Exception:  # an unreadable ledger: the writer reports it; check every run to be safe
+                    has_rules = True
+            self._preflight_orphans = has_rules
+        return self._preflight_orphans
+
+
+def build_settings(team: str | None = None, project: str | None = None, environment: str | None = None,
+                   daily_budget_limit: Any = None, monthly_budget_limit: Any = None,
+                   governance_policy: str | None = None, customer_id: str | None = None,
+                   ledger: str | None = None, config: str | Path | None = None, **attributes: Any) -> Settings:
+    """Settings for the API: arguments (like flags) > GENOPS_* > .genops.yml > defaults. Unknown keyword
+    arguments other than attribution fields become run tags."""
+    attribution = Attribution(team=team, project=project, environment=environment, customer_id=customer_id)
+    for key in ("feature", "cost_center", "data_classification"):
+        if attributes.get(key) is not None:
+            setattr(attribution, key, str(attributes.pop(key)))
+    attribution.tags = {k: str(v) for k, v in attributes.items() if v is not None}
+    settings = load_settings(config, ledger, attribution)
+    if governance_policy:
+        settings.budgets.default_policy = normalize_policy(governance_policy, "governance_policy")
+    if daily_budget_limit is not None or monthly_budget_limit is not None:
+        scope_name = f"team:{settings.attribution.team}" if team else "global"
+        scope = next((s for s in settings.budgets.scopes if s.scope == scope_name), None)
+        if scope is None:
+            scope = Budget(scope=scope_name, source="config", policy=settings.budgets.default_policy,
+                                alert_at=settings.budgets.alert_at)
+            settings.budgets.scopes.append(scope)
+        if daily_budget_limit is not None:
+            scope.daily = parse_money(daily_budget_limit, "daily_budget_limit")
+        if monthly_budget_limit is not None:
+            scope.monthly = parse_money(monthly_budget_limit, "monthly_budget_limit")
+    if governance_policy:
+        for scope in settings.budgets.scopes:
+            scope.policy = settings.budgets.default_policy
+    return settings
+
+
+def _blocked_error(pipeline_name: str, decision: Any) -> Exception:
+    reason = decision.reason_code or "BLOCKED"
+    detail = decision.message or reason
+    if reason.startswith("BUDGET") or reason == "RATE_LIMITED":
+        return BudgetExceededError(f"pipeline '{pipeline_name}' blocked: budget limit reached ({detail})", reason)
+    return PolicyViolationError(f"pipeline '{pipeline_name}' blocked by policy {reason}: {detail}", reason)
+
+
+def _calling_pipeline() -> Any:
+    """The Pipeline whose run() opened the root span (the tracer API does not pass it). Walks a few frames."""
+    from haystack.core.pipeline.base import PipelineBase
+
+    frame = sys._getframe(2)
+    for _ in range(12):
+        if frame is None:
+            return None
+        candidate = frame.f_locals.get("self")
+        if isinstance(candidate, PipelineBase):
+            return candidate
+        frame = frame.f_back
+    return None
+
+
+def _name_hash(name: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(f"python:{name}".encode()).hexdigest()[:16]
+
+
+def _percent(spent: Decimal, limit: Decimal | None) -> Decimal | None:
+    if not limit:
+        return None
+    return (spent * 100 / limit).quantize(Decimal("0.0001"))
+
+
+def _period_starts(tz_name: str, now: datetime | None = None) -> tuple[datetime, datetime]:
+    """Start of today and of this month in `tz_name`, as naive UTC: the budget windows' own starts."""
+    from genops_cli.policy.periods import window
+
+    now = now or utcnow()
+    return window("daily", now, tz_name).start_naive, window("monthly", now, tz_name).start_naive
+
+
+def _run_json_from_row(row: dict[str, Any], calls: list[dict[str, Any]]) -> dict[str, Any]:
+    """Ledger rows -> the JSON shape of `ledger.serialize.run_from_json`."""
+    import json
+
+    def ts(value: Any) -> str | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc).isoformat() if value.tzinfo is None else value.isoformat()
+
+    return {
+        "run_id": row["run_id"], "pipeline_name": row["pipeline_name"], "pipeline_hash": row["pipeline_hash"],
+        "started_at": ts(row["started_at"]), "ended_at": ts(row["ended_at"]), "status": row["status"],
+        "error": row["error"], "batch_id": row["batch_id"], "session_id": row["session_id"],
+        "attribution": {"team": row["team"], "project": row["project"], "environment": row["environment"],
+                        "customer_id": row["customer_id"], "feature": row["feature"],
+                        "cost_center": row["cost_center"], "tags": json.loads(row["tags"] or "{}"),
+                        "data_classification": row["data_classification"]},
+        "policy": {"result": row["policy_result"] or "ALLOWED", "reason_code": row["policy_reason_code"],
+                   "reserved_cost": str(row["reserved_cost"])},
+        "total_cost": str(row["total_cost"]), "currency": row["currency"], "simulated": row["simulated"],
+        "calls": [{
+            "call_id": c["call_id"], "run_id": c["run_id"], "seq": c["seq"], "span_kind": c["span_kind"],
+            "component_name": c["component_name"], "component_type": c["component_type"],
+            "started_at": ts(c["started_at"]), "latency_ms": c["latency_ms"], "status": c["status"],
+            "error": c["error"], "provider": c["provider"], "model": c["model"],
+            "usage": {"input_tokens": c["input_tokens"], "output_tokens": c["output_tokens"],
+                      "cache_read_tokens": c["cache_read_tokens"], "cache_write_tokens": c["cache_write_tokens"],
+                      "reasoning_tokens": c["reasoning_tokens"], "source": c["usage_source"]},
+            "cost": str(c["cost"]), "priced": c["priced"], "tool_name": c["tool_name"],
+        } for c in calls],
+    }

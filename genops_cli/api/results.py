@@ -1,0 +1,103 @@
+"""Run and component results of the Python API (money is Decimal, exact to the ledger's 10 places)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from genops_cli.models import CallRecord, RunRecord, quantize_money, utcnow
+
+# -- results ------------------------------------------------------------------------------------------------
+
+@dataclass
+class HaystackComponentResult:
+    """One recorded call of a component (a component visit, an agent LLM step, a tool call)."""
+
+    component_name: str
+    component_type: str
+    execution_time_seconds: float
+    cost: Decimal
+    provider_name: str
+    model_name: str | None = None
+    tokens_used: int | None = None
+    success: bool = True
+    error_message: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    priced: bool = True
+
+    @classmethod
+    def from_call(cls, call: CallRecord) -> HaystackComponentResult:
+        return cls(
+            component_name=call.component_name,
+            component_type=call.component_type,
+            execution_time_seconds=call.latency_ms / 1000.0,
+            cost=call.cost,
+            provider_name=call.provider or "none",
+            model_name=call.model,
+            tokens_used=call.usage.total_tokens if call.model else None,
+            success=call.status == "ok",
+            error_message=call.error,
+            input_tokens=call.usage.input_tokens,
+            output_tokens=call.usage.output_tokens,
+            priced=call.priced,
+        )
+
+
+@dataclass
+class HaystackPipelineResult:
+    """The metrics of one tracked pipeline run (money is Decimal, exact to the ledger's 10 places)."""
+
+    pipeline_name: str
+    total_cost: Decimal
+    total_components: int
+    total_execution_time_seconds: float
+    cost_by_provider: dict[str, Decimal]
+    cost_by_component: dict[str, Decimal]
+    start_time: datetime
+    end_time: datetime
+    success: bool = True
+    error_message: str | None = None
+    pipeline_id: str = ""
+    component_results: list[HaystackComponentResult] = field(default_factory=list)
+    custom_metrics: dict[str, Any] = field(default_factory=dict)
+    estimated_cost: Decimal | None = None
+    policy_result: str = "ALLOWED"
+    policy_reason_code: str | None = None
+    unpriced_models: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_run(cls, run: RunRecord, calls: list[CallRecord] | None = None,
+                 custom_metrics: dict[str, Any] | None = None,
+                 estimated_cost: Decimal | None = None) -> HaystackPipelineResult:
+        calls = run.calls if calls is None else calls
+        by_provider: dict[str, Decimal] = {}
+        by_component: dict[str, Decimal] = {}
+        for call in calls:
+            if call.model:
+                key = call.provider or "unknown"
+                by_provider[key] = by_provider.get(key, Decimal(0)) + call.cost
+            by_component[call.component_name] = by_component.get(call.component_name, Decimal(0)) + call.cost
+        end = run.ended_at or utcnow()
+        total = quantize_money(sum((c.cost for c in calls), Decimal(0)))
+        return cls(
+            pipeline_name=run.pipeline_name,
+            total_cost=total,
+            total_components=len({c.component_name for c in calls}),
+            total_execution_time_seconds=max(0.0, (end - run.started_at).total_seconds()),
+            cost_by_provider={k: quantize_money(v) for k, v in by_provider.items()},
+            cost_by_component={k: quantize_money(v) for k, v in by_component.items()},
+            start_time=run.started_at,
+            end_time=end,
+            success=run.status == "ok",
+            error_message=run.error,
+            pipeline_id=run.run_id,
+            component_results=[HaystackComponentResult.from_call(c) for c in calls],
+            custom_metrics=dict(custom_metrics or {}),
+            estimated_cost=estimated_cost,
+            policy_result=run.policy.result,
+            policy_reason_code=run.policy.reason_code,
+            unpriced_models=sorted({f"{c.provider or '?'}:{c.model}" for c in calls if c.model and not c.priced}),
+        )

@@ -24,7 +24,7 @@ from genops_cli.analysis.filters import Filters, build_where
 from genops_cli.analysis.periods import Period
 from genops_cli.errors import UsageError
 from genops_cli.ledger.store import Ledger, Tx
-from genops_cli.models import quantize_money
+from genops_cli.money import money_json
 
 #: --by value -> (level, SQL key expression). Call-level keys group call rows; run-level keys group runs.
 DIMENSIONS: dict[str, tuple[str, str]] = {
@@ -47,11 +47,6 @@ def _ms(value: Any) -> float | None:
     return round(float(value), 3) if value is not None else None
 
 
-def money_str(value: Decimal | None) -> str:
-    """A cost as a plain decimal string at the ledger's precision ("0.0000000000", never "0E-10")."""
-    return f"{quantize_money(value if value is not None else ZERO):f}"
-
-
 def jsonable(value: Any) -> Any:
     """A copy of dicts/lists with every Decimal as a money string (for the insights dicts)."""
     if isinstance(value, dict):
@@ -59,7 +54,7 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [jsonable(v) for v in value]
     if isinstance(value, Decimal):
-        return money_str(value)
+        return money_json(value)
     return value
 
 
@@ -88,7 +83,7 @@ class GroupStats:
     def to_json(self) -> dict[str, Any]:
         return {
             "key": self.key,
-            "cost": money_str(self.cost),
+            "cost": money_json(self.cost),
             "runs": self.runs,
             "calls": self.calls,
             "input_tokens": self.input_tokens,
@@ -122,7 +117,7 @@ class CostAnalysis:
             "filters": self.filters.to_json(),
             "by": self.by,
             "currency": self.currency,
-            "total_cost": money_str(self.total_cost),
+            "total_cost": money_json(self.total_cost),
             "runs": self.runs,
             "calls": self.calls,
             "groups": [g.to_json() for g in self.groups],

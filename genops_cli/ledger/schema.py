@@ -164,11 +164,43 @@ _V3 = [
     "ALTER TABLE budgets ADD COLUMN IF NOT EXISTS webhook_format VARCHAR",
 ]
 
+# v4: consolidation (`genops ledger migrate` into a ledger other writers use). Each merge is recorded in
+# `ledger_merges` (covered by the target's audit chain) and the source's own chain is kept, entry for entry, in
+# `audit_imports`, so `compliance verify` on the target still proves the source's history up to its head.
+_V4 = [
+    """
+    CREATE TABLE IF NOT EXISTS ledger_merges (
+        merge_id VARCHAR PRIMARY KEY,
+        source_id VARCHAR NOT NULL,
+        source_location VARCHAR NOT NULL,
+        source_backend VARCHAR NOT NULL,
+        source_head_seq BIGINT NOT NULL,
+        source_head_hash VARCHAR NOT NULL,
+        runs_copied BIGINT NOT NULL,
+        merged_at TIMESTAMP NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS audit_imports (
+        source_id VARCHAR NOT NULL,
+        seq BIGINT NOT NULL,
+        recorded_at TIMESTAMP NOT NULL,
+        kind VARCHAR NOT NULL,
+        subject_id VARCHAR NOT NULL,
+        payload_hash VARCHAR NOT NULL,
+        prev_hash VARCHAR NOT NULL,
+        entry_hash VARCHAR NOT NULL,
+        PRIMARY KEY (source_id, seq)
+    )
+    """,
+]
+
 #: (version, statements). The ledger's `schema_version` table records the highest applied version.
 MIGRATIONS: list[tuple[int, list[str]]] = [
     (1, _V1),
     (2, _V2),
     (3, _V3),
+    (4, _V4),
 ]
 
 CURRENT_VERSION = MIGRATIONS[-1][0]
@@ -178,7 +210,8 @@ SCHEMA_VERSION_DDL = (
 )
 
 #: Tables in dependency order (exports, migration between backends, verification).
-TABLES = ["runs", "calls", "budgets", "reservations", "alerts", "audit_log", "policy_events"]
+TABLES = ["runs", "calls", "budgets", "reservations", "alerts", "audit_log", "policy_events", "ledger_merges",
+          "audit_imports"]
 
 _COLUMN = re.compile(
     r"^\s*(?:ALTER TABLE \w+ ADD COLUMN IF NOT EXISTS\s+)?(\w+)\s+(VARCHAR|INTEGER|BIGINT|DECIMAL\(\d+,\d+\)|"

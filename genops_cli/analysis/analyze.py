@@ -20,7 +20,7 @@ from decimal import Decimal
 from typing import Any
 
 from genops_cli.analysis.dialect import percentile
-from genops_cli.analysis.filters import Filters, build_where
+from genops_cli.analysis.filters import Filters, build_where, tag_expression
 from genops_cli.analysis.periods import Period
 from genops_cli.errors import UsageError
 from genops_cli.ledger.store import Ledger, Tx
@@ -36,8 +36,21 @@ DIMENSIONS: dict[str, tuple[str, str]] = {
     "project": ("run", "r.project"),
     "customer": ("run", "r.customer_id"),
     "environment": ("run", "r.environment"),
+    "feature": ("run", "r.feature"),
+    "cost_center": ("run", "r.cost_center"),
+    "user": ("run", "r.user_id"),
     "day": ("run", "CAST(r.started_at AS DATE)"),
 }
+
+
+def dimension(by: str) -> tuple[str, str]:
+    """(level, SQL key) of a `--by` value: a DIMENSIONS name, or `tag:KEY` (the value of a run's tag KEY)."""
+    if by.startswith("tag:"):
+        return "run", tag_expression(by[4:], "r", f"--by {by}")
+    found = DIMENSIONS.get(by)
+    if found is None:
+        raise UsageError(f"--by {by!r}: use one of {', '.join(DIMENSIONS)} or tag:KEY")
+    return found
 
 ZERO = Decimal(0)
 _ZERO_MONEY_SQL = "CAST(0 AS DECIMAL(18,10))"
@@ -138,7 +151,7 @@ def _key_text(value: Any) -> str | None:
 
 
 def _call_level_sql(tx: Tx, by: str, where: str) -> str:
-    key = DIMENSIONS[by][1]
+    key = dimension(by)[1]
     if by == "component":
         # A component's latency and failures are those of its visits (top-level spans), not of its inner steps.
         scope, extra = "c.parent_call_id IS NULL", ""
@@ -162,7 +175,7 @@ def _call_level_sql(tx: Tx, by: str, where: str) -> str:
 
 
 def _run_level_sql(tx: Tx, by: str, where: str) -> str:
-    key = DIMENSIONS[by][1]
+    key = dimension(by)[1]
     return f"""
         WITH rc AS (
             SELECT c.run_id,
@@ -195,10 +208,8 @@ def _run_level_sql(tx: Tx, by: str, where: str) -> str:
 
 def group_costs(tx: Tx, by: str, filters: Filters, period: Period | None) -> list[GroupStats]:
     """Per-group stats (shares left at 0: the caller knows the total)."""
-    if by not in DIMENSIONS:
-        raise UsageError(f"--by {by!r}: use one of {', '.join(DIMENSIONS)}")
+    level = dimension(by)[0]
     where, params = build_where(filters, period, "r")
-    level = DIMENSIONS[by][0]
     if level == "call":
         rows = tx.query(_call_level_sql(tx, by, where), params)
     else:
@@ -263,7 +274,7 @@ def analyze_costs(ledger: Ledger, period: Period | None, filters: Filters | None
         total = sum((g.cost for g in groups), ZERO)
         for g in groups:
             g.share = ratio(g.cost, total)
-        if DIMENSIONS[by][0] == "run":
+        if dimension(by)[0] == "run":
             runs = sum(g.runs for g in groups)
         else:
             runs = count_runs(tx, filters, period)

@@ -1,11 +1,12 @@
-"""Budget scopes: `global`, `team:NAME`, `project:NAME`, `customer:ID`, `environment:NAME`, `pipeline:NAME`."""
+"""Budget scopes: `global`, `team:NAME`, `project:NAME`, `customer:ID`, `environment:NAME`, `pipeline:NAME`,
+`user:ID`."""
 
 from __future__ import annotations
 
 from genops_cli.errors import ConfigError
 from genops_cli.models import Attribution
 
-SCOPE_KINDS = ("global", "team", "project", "customer", "environment", "pipeline")
+SCOPE_KINDS = ("global", "team", "project", "customer", "environment", "pipeline", "user")
 
 #: scope kind -> runs table column it filters on
 SCOPE_COLUMNS = {
@@ -14,6 +15,7 @@ SCOPE_COLUMNS = {
     "customer": "customer_id",
     "environment": "environment",
     "pipeline": "pipeline_name",
+    "user": "user_id",
 }
 
 
@@ -26,7 +28,7 @@ def parse_scope(scope: str, where: str = "SCOPE") -> tuple[str, str | None]:
     if not sep or kind not in SCOPE_KINDS or kind == "global" or not name:
         raise ConfigError(
             f"{where}: bad budget scope {scope!r}; use global, team:NAME, project:NAME, customer:ID, "
-            "environment:NAME or pipeline:NAME"
+            "environment:NAME, pipeline:NAME or user:ID"
         )
     return kind, name
 
@@ -40,6 +42,7 @@ def scopes_for_run(attribution: Attribution, pipeline_name: str) -> list[str]:
         "customer": attribution.customer_id,
         "environment": attribution.environment,
         "pipeline": pipeline_name,
+        "user": attribution.user_id,
     }
     scopes += [f"{kind}:{value}" for kind, value in values.items() if value]
     return scopes

@@ -195,12 +195,36 @@ _V4 = [
     """,
 ]
 
+# v5: exact money and the indexes reports need.
+# - Cost columns of runs, calls and reservations widen to DECIMAL(38,18): a call's cost is stored exactly as
+#   computed for any token price down to 1e-12 USD (at 10 places every call was rounded before totals summed).
+#   DuckDB cannot change a column's type while an index depends on the table: drop and recreate them.
+# - calls.contracted_cost: list price after the tenant's discount or contracted rate, before resale markup
+#   (FOCUS ContractedCost); NULL on calls recorded before v5 (reports then use the billed cost).
+# - PostgreSQL only (statements starting with PG_ONLY): scope and tenant reads filter runs by one attribute and a
+#   time window; DuckDB scans with zone maps, where these indexes would only slow down writes.
+MONEY_EXACT = "DECIMAL(38,18)"
+PG_ONLY = "/* postgresql */ "
+_V5 = [
+    "DROP INDEX IF EXISTS calls_run_idx",
+    "DROP INDEX IF EXISTS runs_started_idx",
+    *(f"ALTER TABLE runs ALTER COLUMN {c} TYPE {MONEY_EXACT}" for c in ("reserved_cost", "total_cost", "saved_cost")),
+    *(f"ALTER TABLE calls ALTER COLUMN {c} TYPE {MONEY_EXACT}" for c in ("cost", "list_cost")),
+    *(f"ALTER TABLE reservations ALTER COLUMN {c} TYPE {MONEY_EXACT}" for c in ("amount", "actual_cost")),
+    f"ALTER TABLE calls ADD COLUMN IF NOT EXISTS contracted_cost {MONEY_EXACT}",
+    "CREATE INDEX IF NOT EXISTS calls_run_idx ON calls (run_id)",
+    "CREATE INDEX IF NOT EXISTS runs_started_idx ON runs (started_at)",
+    *(f"{PG_ONLY}CREATE INDEX IF NOT EXISTS runs_{c}_started_idx ON runs ({c}, started_at)"
+      for c in ("customer_id", "team", "project", "pipeline_name", "environment", "user_id")),
+]
+
 #: (version, statements). The ledger's `schema_version` table records the highest applied version.
 MIGRATIONS: list[tuple[int, list[str]]] = [
     (1, _V1),
     (2, _V2),
     (3, _V3),
     (4, _V4),
+    (5, _V5),
 ]
 
 CURRENT_VERSION = MIGRATIONS[-1][0]
@@ -214,7 +238,8 @@ TABLES = ["runs", "calls", "budgets", "reservations", "alerts", "audit_log", "po
           "audit_imports"]
 
 _COLUMN = re.compile(
-    r"^\s*(?:ALTER TABLE \w+ ADD COLUMN IF NOT EXISTS\s+)?(\w+)\s+(VARCHAR|INTEGER|BIGINT|DECIMAL\(\d+,\d+\)|"
+    r"^\s*(?:ALTER TABLE \w+ (?:ADD COLUMN IF NOT EXISTS|ALTER COLUMN)\s+)?(\w+)\s+(?:TYPE\s+)?"
+    r"(VARCHAR|INTEGER|BIGINT|DECIMAL\(\d+,\d+\)|"
     r"DOUBLE PRECISION|BOOLEAN|TIMESTAMP)(?=[\s,]|$)", re.IGNORECASE)
 _TABLE = re.compile(r"(?:CREATE TABLE IF NOT EXISTS|ALTER TABLE)\s+(\w+)", re.IGNORECASE)
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from genops_cli.errors import LedgerError
-from genops_cli.ledger.schema import CURRENT_VERSION, MIGRATIONS, SCHEMA_VERSION_DDL, column_types
+from genops_cli.ledger.schema import CURRENT_VERSION, MIGRATIONS, PG_ONLY, SCHEMA_VERSION_DDL, column_types
 
 # Files written by a newer DuckDB cannot be opened by an older one; pinning the storage format keeps ledgers
 # readable by every duckdb release in the range pyproject allows.
@@ -206,6 +206,8 @@ def _migrate(tx: Tx) -> int:
             continue
         for statement in statements:
             sql = statement
+            if statement.startswith(PG_ONLY) and tx.backend != "postgresql":
+                continue
             if tx.backend == "postgresql":
                 sql = sql.replace("DECIMAL(", "NUMERIC(")
             tx.execute(sql)

@@ -218,6 +218,19 @@ _V5 = [
       for c in ("customer_id", "team", "project", "pipeline_name", "environment", "user_id")),
 ]
 
+# v6: where each call happened and how agent runs ended. component_path joins the spans a call sits in
+# ("researcher/tool:search_agent/search_agent/chat_generator"); agent_instance is the call id of the agent run's
+# container row (the Agent's component row, or the row of an Agent nested in an AgentTool); container rows carry
+# the steps taken, the max_agent_steps cap and the exit reason (final_answer, exit_condition, max_agent_steps,
+# output_limit, content_filter, hook_stop, tool_error, budget_stop, error).
+_V6 = [
+    "ALTER TABLE calls ADD COLUMN IF NOT EXISTS component_path VARCHAR",
+    "ALTER TABLE calls ADD COLUMN IF NOT EXISTS agent_instance VARCHAR",
+    "ALTER TABLE calls ADD COLUMN IF NOT EXISTS agent_steps INTEGER",
+    "ALTER TABLE calls ADD COLUMN IF NOT EXISTS agent_max_steps INTEGER",
+    "ALTER TABLE calls ADD COLUMN IF NOT EXISTS exit_reason VARCHAR",
+]
+
 #: (version, statements). The ledger's `schema_version` table records the highest applied version.
 MIGRATIONS: list[tuple[int, list[str]]] = [
     (1, _V1),
@@ -225,6 +238,7 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
     (3, _V3),
     (4, _V4),
     (5, _V5),
+    (6, _V6),
 ]
 
 CURRENT_VERSION = MIGRATIONS[-1][0]

@@ -1,5 +1,6 @@
-"""`genops ledger migrate`: a DuckDB ledger copied into PostgreSQL exactly, verified, safe to re-run; and the same
-questions answered the same way by both backends afterwards."""
+"""`genops ledger migrate`: ledgers merged into another exactly (DuckDB -> PostgreSQL, PostgreSQL -> PostgreSQL and
+DuckDB), verified, safe to re-run, into a target other writers already use; the source's audit chain kept with its
+provenance; the same questions answered the same way by both backends afterwards."""
 
 from __future__ import annotations
 
@@ -94,14 +95,17 @@ def verify_chain(location: str) -> tuple[int, list]:
         return audit.verify(tx)
 
 
-def test_migration_is_exact_and_keeps_the_audit_chain(ledger_path, pg_target, openai_server):
+DATA_TABLES = ["runs", "calls", "budgets", "reservations", "alerts", "policy_events"]
+
+
+def test_migration_is_exact_and_keeps_the_sources_audit_chain(ledger_path, pg_target, openai_server):
     populate(ledger_path)
     result = cli("ledger", "migrate", "--to", pg_target, "--json")
     assert result.exit_code == 0, result.stderr
     summary = json.loads(result.stdout)
-    assert summary["verified"] is True
+    assert summary["verified"] is True and summary["merge_recorded"] is True
     source, target = all_rows(str(ledger_path)), all_rows(pg_target)
-    for table in source:
+    for table in DATA_TABLES:
         assert len(source[table]) > 0, table  # every table is exercised
         assert target[table] == source[table], table  # row for row, Decimal and microsecond exact
     by_table = {t["table"]: t for t in summary["tables"]}
@@ -114,7 +118,16 @@ def test_migration_is_exact_and_keeps_the_audit_chain(ledger_path, pg_target, op
             assert tx.query("SELECT SUM(total_cost) FROM runs") == tx.query("SELECT SUM(cost) FROM calls")
     assert Decimal(by_table["runs"]["sums"]["total_cost"]["target"]) == aggregate_total(pg_target)
     checked, problems = verify_chain(pg_target)
-    assert checked == summary["audit_entries"] == 17 and problems == []
+    assert problems == []
+    # The target's own chain: one entry per run, budget, alert and event copied, plus the merge record.
+    assert checked == summary["audit_entries"] == 14 + 3 + 1
+    # The source's chain is kept entry for entry, ending at the head the merge recorded.
+    assert len(target["audit_imports"]) == len(source["audit_log"]) == summary["audit_imported"]
+    with open_ledger(str(ledger_path)).read() as tx:
+        from genops_cli.ledger import audit
+
+        head = audit.chain_head(tx)
+    assert (summary["source_head"]["seq"], summary["source_head"]["hash"]) == head
 
 
 def aggregate_total(location: str) -> Decimal:
@@ -131,30 +144,65 @@ def test_second_migration_copies_nothing_and_duplicates_nothing(ledger_path, pg_
     again = cli("ledger", "migrate", "--to", pg_target, "--json")
     assert again.exit_code == 0, again.stderr
     summary = json.loads(again.stdout)
-    assert summary["copied"] == 0 and summary["verified"] is True
+    assert summary["copied"] == 0 and summary["verified"] is True and summary["merge_recorded"] is False
     assert all(t["already_present"] == t["source_rows"] for t in summary["tables"])
     assert all_rows(pg_target) == before
     # New runs in the DuckDB ledger later: only they are copied, the chain continues on the target.
     assert cli("run", sample("chain"), "--inputs", sample("chain", "inputs.json"), "--quiet").exit_code == 0
     third = json.loads(cli("ledger", "migrate", "--to", pg_target, "--json").stdout)
     assert {t["table"]: t["copied"] for t in third["tables"] if t["copied"]} == {
-        "runs": 1, "calls": len(all_rows(str(ledger_path))["calls"]) - len(before["calls"]), "audit_log": 1}
-    assert all_rows(pg_target) == all_rows(str(ledger_path))
+        "runs": 1, "calls": len(all_rows(str(ledger_path))["calls"]) - len(before["calls"])}
+    after, source = all_rows(pg_target), all_rows(str(ledger_path))
+    assert all(after[t] == source[t] for t in DATA_TABLES)
     assert verify_chain(pg_target)[1] == []
 
 
-def test_a_target_with_another_chain_is_refused_and_left_unchanged(ledger_path, pg_target, openai_server):
+def test_three_ledgers_consolidate_into_a_used_target(ledger_path, pg_target, openai_server, tmp_path):
+    """Two machines' DuckDB ledgers and a PostgreSQL ledger other writers already use, merged into one: exact
+    totals, every chain verified, re-running a no-op; then the shared ledger copied back to DuckDB."""
     from genops_cli.ledger.records import record_run
     from genops_cli.ledger.store import open_ledger
 
-    populate(ledger_path)
-    assert record_run(open_ledger(pg_target), make_run("elsewhere")).ok  # another machine wrote first
+    populate(ledger_path)  # machine A
+    machine_b = tmp_path / "b.duckdb"
+    for customer in ("gamma", "delta"):
+        assert cli("--ledger", str(machine_b), "run", sample("chain"), "--inputs", sample("chain", "inputs.json"),
+                   "--customer", customer, "--quiet").exit_code == 0
+    assert record_run(open_ledger(pg_target), make_run("elsewhere")).ok  # another writer used the target first
+    expected = sum((aggregate_total(loc) for loc in (str(ledger_path), str(machine_b), pg_target)), Decimal(0))
+    expected_runs = sum(len(all_rows(loc)["runs"]) for loc in (str(ledger_path), str(machine_b), pg_target))
+    for source in (str(ledger_path), str(machine_b)):
+        result = cli("ledger", "migrate", "--from", source, "--to", pg_target, "--json")
+        assert result.exit_code == 0, result.stderr
+        assert json.loads(result.stdout)["verified"] is True
+    assert aggregate_total(pg_target) == expected
+    assert len(all_rows(pg_target)["runs"]) == expected_runs
+    assert verify_chain(pg_target)[1] == []
     before = all_rows(pg_target)
-    result = cli("ledger", "migrate", "--to", pg_target)
-    assert result.exit_code == 4
-    assert result.stderr.startswith("error: the target's audit chain differs from the source's at entry 1")
-    assert "?schema=" in result.stderr
-    assert all_rows(pg_target) == before  # one transaction: nothing half-copied
+    for source in (str(ledger_path), str(machine_b)):
+        again = json.loads(cli("ledger", "migrate", "--from", source, "--to", pg_target, "--json").stdout)
+        assert again["copied"] == 0 and again["verified"] is True
+    assert all_rows(pg_target) == before
+    # PostgreSQL -> DuckDB: the consolidated ledger, with the imported chains, copied for offline analysis.
+    offline = tmp_path / "offline.duckdb"
+    back = cli("ledger", "migrate", "--from", pg_target, "--to", str(offline), "--json")
+    assert back.exit_code == 0, back.stderr
+    assert aggregate_total(str(offline)) == expected
+    assert verify_chain(str(offline))[1] == []
+    assert len(all_rows(str(offline))["audit_imports"]) > len(before["audit_imports"])  # nested chains travel
+
+
+def test_tampering_with_an_imported_chain_or_a_merged_run_is_detected(ledger_path, pg_target, openai_server):
+    from genops_cli.ledger.store import open_ledger
+
+    populate(ledger_path)
+    assert cli("ledger", "migrate", "--to", pg_target).exit_code == 0
+    with open_ledger(pg_target).write() as tx:
+        tx.execute("DELETE FROM audit_imports WHERE seq = (SELECT MAX(seq) FROM audit_imports)")
+    problems = verify_chain(pg_target)[1]
+    assert any(p.table == "audit_imports" for p in problems)
+    result = cli("--ledger", pg_target, "compliance", "verify")
+    assert result.exit_code != 0
 
 
 def test_the_same_questions_get_the_same_answers_on_both_backends(ledger_path, pg_target, openai_server):
@@ -194,8 +242,9 @@ def normalize(doc):
     return doc
 
 
-def test_missing_source_and_non_postgres_target_are_usage_errors(tmp_path):
-    bad_to = cli("ledger", "migrate", "--to", str(tmp_path / "x.duckdb"))
-    assert bad_to.exit_code == 2 and bad_to.stderr.startswith("error: --to")
+def test_missing_source_and_self_target_are_usage_errors(tmp_path, ledger_path):
     missing = cli("ledger", "migrate", "--from", str(tmp_path / "none.duckdb"), "--to", url_with(PG_URL or ""))
     assert missing.exit_code == 2 and "--from" in missing.stderr and len(missing.stderr.splitlines()) == 1
+    assert cli("budget", "set", "team:ml", "--daily", "1").exit_code == 0
+    itself = cli("ledger", "migrate", "--to", str(ledger_path))
+    assert itself.exit_code == 2 and itself.stderr.startswith("error: --to")

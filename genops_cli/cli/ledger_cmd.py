@@ -55,37 +55,50 @@ def drain_cmd(json_output: bool = typer.Option(False, "--json")) -> None:
 @app.command("migrate")
 @handle_errors
 def migrate_cmd(
-    to: str = typer.Option(..., "--to", help="Target PostgreSQL URL, e.g. postgresql://user@host:5432/db?schema=genops"),
-    source: str = typer.Option(None, "--from", help="DuckDB ledger to copy (default: the configured ledger)."),
+    to: str = typer.Option(..., "--to", help="Target ledger: postgresql://user@host:5432/db[?schema=S] or a .duckdb "
+                                             "path. It may already hold other machines' runs: they are merged."),
+    source: str = typer.Option(None, "--from", help="Ledger to copy (path or URL; default: the configured ledger)."),
+    batch: int = typer.Option(2000, "--batch", min=1, help="Runs per target transaction (bounds memory and how "
+                                                         "long other writers wait)."),
     json_output: bool = typer.Option(False, "--json", help="JSON summary on stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress on stderr."),
 ) -> None:
-    """Copy a DuckDB ledger into PostgreSQL exactly (verified counts, money sums, audit chain); safe to re-run."""
-    from genops_cli.errors import UsageError
+    """Merge a ledger into another, exactly: runs by id, the source's audit chain kept with its provenance,
+    counts and money sums verified. Safe to re-run (a no-op) and to resume after an interruption.
+
+    Examples:
+
+      genops ledger migrate --to postgresql://genops@db:5432/genops
+
+      genops ledger migrate --from /var/lib/genops/host-b.duckdb --to postgresql://genops@db/genops --json
+
+      genops ledger migrate --from postgresql://genops@db/genops --to ./offline-copy.duckdb
+    """
     from genops_cli.ledger.migrate import migrate_ledger
     from genops_cli.ledger.store import open_ledger, resolve_ledger_location
 
-    if not to.startswith(("postgresql://", "postgres://")):
-        raise UsageError(f"--to {to!r}: pass a postgresql:// URL (e.g. postgresql://user@host:5432/db)")
     settings = load_cli_settings()
     location = source or resolve_ledger_location(GLOBAL.ledger, settings.ledger)
-    if location.startswith(("postgresql://", "postgres://")):
-        raise UsageError("--from: migrate copies a DuckDB ledger; pass --from PATH of the .duckdb file")
-    result = migrate_ledger(open_ledger(location), open_ledger(to), report=lambda m: info(m, quiet=quiet))
+    result = migrate_ledger(open_ledger(location), open_ledger(to), report=lambda m: info(m, quiet=quiet),
+                            batch_runs=batch)
     out = result.to_dict()
     if json_output:
         print_json(out)
         return
     console = stdout_console()
-    console.print(f"migrated {result.source} -> {result.target}: {result.copied} rows copied")
+    console.print(f"merged {result.source} -> {result.target}: {result.runs_copied} runs copied "
+                  f"({result.copied} rows)", markup=False)
     for table in result.tables:
         sums = ", ".join(f"{c} {format(s, 'f')} = {format(t, 'f')}" for c, (s, t) in table.sums.items()
                          if table.source_rows)
+        kept = f"; target kept for {', '.join(table.kept_target)}" if table.kept_target else ""
         console.print(f"  {table.table:<14} {table.source_rows:>8} rows, {table.copied:>8} copied, "
-                      f"{table.source_rows - table.copied:>8} already there" + (f"; {sums}" if sums else ""))
-    console.print(f"  audit chain: {result.audit_entries} entries verified on the target"
+                      f"{table.source_rows - table.copied:>8} already there" + (f"; {sums}" if sums else "") + kept,
+                      markup=False)
+    console.print(f"  source chain {result.source_id[:12]} head {result.source_head[0]}: "
+                  f"{result.audit_imported} entries imported; target chain: {result.audit_entries} entries verified"
                   + (f" ({result.audit_problems_source} problem(s) carried over from the source)"
-                     if result.audit_problems_source else ""))
+                     if result.audit_problems_source else ""), markup=False)
 
 
 @app.command("export")

@@ -50,15 +50,23 @@ SUBJECTS: dict[str, list[tuple[str, str]]] = {
     "budget": [("budgets", "scope")],
     "policy": [("policy_events", "event_id")],
     "alert": [("alerts", "alert_id")],
+    "merge": [("ledger_merges", "merge_id")],
 }
 
 #: Kinds whose subject may legitimately disappear (a removed budget appends an entry after the delete).
 _REMOVABLE = {"budget"}
 
 
+_LEGACY_MONEY_QUANTUM = Decimal("1E-10")
+
+
 def _norm(value: Any) -> Any:
     if isinstance(value, Decimal):
-        return format(quantize_money(value), "f")
+        # Amounts that fit the 10 places money had before schema v5 keep that text ("0.0004500000"), so chains
+        # written then still verify; finer amounts are hashed exactly.
+        exact = quantize_money(value)
+        legacy = exact.quantize(_LEGACY_MONEY_QUANTUM)
+        return format(legacy if legacy == exact else exact.normalize(), "f")
     if isinstance(value, datetime):
         return to_naive_utc(value).isoformat(timespec="microseconds")  # type: ignore[union-attr]
     if isinstance(value, float):
@@ -276,5 +284,48 @@ def verify(tx: Tx) -> tuple[int, list[VerifyProblem]]:
             what = f"{kind} {subject_id}" if table == SUBJECTS[kind][0][0] else f"{table} rows of {kind} {subject_id}"
             problems.append(VerifyProblem("inserted", table, subject_id, None,
                                           f"{what} has no audit entry (inserted outside genops)"))
+    problems.extend(verify_imported_chains(tx, grouped))
     problems.sort(key=lambda p: (p.seq is None, p.seq or 0))
     return len(entries), problems
+
+
+def verify_imported_chains(tx: Tx, grouped: dict[tuple[str, str], list[dict[str, Any]]]) -> list[VerifyProblem]:
+    """Chains imported by `genops ledger migrate` (audit_imports): each must be intact from entry 1 up to every
+    head a `ledger_merges` row recorded (that row is covered by this ledger's own chain), and each run entry's
+    latest payload must still match the run's rows here, so the target keeps proving the source's history."""
+    problems: list[VerifyProblem] = []
+    heads: dict[str, dict[int, str]] = {}
+    for source_id, seq, head_hash in tx.query("SELECT source_id, source_head_seq, source_head_hash FROM ledger_merges"):
+        heads.setdefault(str(source_id), {})[int(seq)] = str(head_hash)
+    for source_id, recorded in sorted(heads.items()):
+        short = source_id[:12]
+        prev, expected, latest_run = GENESIS, 1, {}
+        top = max(recorded)
+        for batch_names, rows in tx.iter_batches(
+                "SELECT seq, recorded_at, kind, subject_id, payload_hash, prev_hash, entry_hash FROM audit_imports "
+                "WHERE source_id = ? AND seq <= ? ORDER BY seq", [source_id, top]):
+            del batch_names
+            for seq, at, kind, subject_id, p_hash, prev_hash, e_hash in rows:
+                seq = int(seq)
+                if seq != expected or prev_hash != prev or \
+                        entry_digest(seq, at, kind, subject_id, p_hash, prev_hash) != e_hash:
+                    problems.append(VerifyProblem("chain", "audit_imports", subject_id, None,
+                                                  f"imported chain {short} is broken at its entry {expected}"))
+                    break
+                if recorded.get(seq, e_hash) != e_hash:
+                    problems.append(VerifyProblem("chain", "audit_imports", subject_id, None,
+                                                  f"imported chain {short}: entry {seq} is not the head recorded "
+                                                  "when it was merged"))
+                if kind == "run":
+                    latest_run[subject_id] = p_hash
+                prev, expected = e_hash, seq + 1
+        if expected <= top and not any(p.table == "audit_imports" for p in problems):
+            problems.append(VerifyProblem("chain", "audit_imports", source_id, None,
+                                          f"imported chain {short} ends at entry {expected - 1}, before the "
+                                          f"recorded head {top} (entries deleted)"))
+        for run_id, p_hash in latest_run.items():
+            rows = grouped.get(("run", run_id))
+            if rows is not None and payload_digest(rows) != p_hash:
+                problems.append(VerifyProblem("altered", "runs", run_id, None,
+                                              f"run {run_id} differs from the history imported from {short}"))
+    return problems

@@ -79,6 +79,7 @@ def call_to_json(call: CallRecord) -> dict[str, Any]:
         "unit_prices": call.unit_prices.to_json() if call.unit_prices else None,
         "cost": str(call.cost),
         "list_cost": str(call.list_cost),
+        "contracted_cost": str(call.contracted_cost) if call.contracted_cost is not None else None,
         "priced": call.priced,
         "price_snapshot": call.price_snapshot,
         "documents_retrieved": call.documents_retrieved,
@@ -109,6 +110,7 @@ def call_from_json(data: dict[str, Any]) -> CallRecord:
         unit_prices=UnitPrices.from_json(data["unit_prices"]) if data.get("unit_prices") else None,
         cost=Decimal(data.get("cost", "0")),
         list_cost=Decimal(data.get("list_cost", data.get("cost", "0"))),
+        contracted_cost=Decimal(data["contracted_cost"]) if data.get("contracted_cost") is not None else None,
         priced=data.get("priced", True),
         price_snapshot=data.get("price_snapshot"),
         documents_retrieved=data.get("documents_retrieved"),
@@ -203,7 +205,7 @@ CALL_COLUMNS = [
     "agent_step", "tool_name", "provider", "model", "input_tokens", "cache_read_tokens", "cache_write_tokens",
     "output_tokens", "reasoning_tokens", "usage_source", "raw_usage", "unit_prices", "cost", "list_cost", "priced",
     "price_snapshot", "started_at", "latency_ms", "status", "error", "documents_retrieved",
-    "max_tokens",
+    "max_tokens", "contracted_cost",
 ]  # fmt: skip
 
 
@@ -231,4 +233,5 @@ def call_row(call: CallRecord) -> tuple[Any, ...]:
         quantize_money(call.cost), quantize_money(call.list_cost), call.priced, call.price_snapshot,
         to_naive_utc(call.started_at), float(call.latency_ms), call.status, call.error, call.documents_retrieved,
         call.max_tokens,
+        quantize_money(call.contracted_cost) if call.contracted_cost is not None else None,
     )  # fmt: skip

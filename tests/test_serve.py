@@ -149,7 +149,7 @@ def test_json_costs_match_analyze(openai_server, server):
 
 def test_bad_queries_are_400_with_the_parameter_named(server):
     status, _, body = _get(server, "/v1/costs?by=planet")
-    assert status == 400 and "by=" in json.loads(body)["error"]
+    assert status == 400 and "planet" in json.loads(body)["error"]
     status, _, body = _get(server, "/v1/costs?colour=red")
     assert status == 400 and "colour" in json.loads(body)["error"]
     status, _, body = _get(server, "/v1/costs?since=forever")
@@ -208,3 +208,18 @@ def test_serve_process_binds_loopback_and_stops_on_sigterm(openai_server, ledger
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_json_runs_with_the_clis_filters(openai_server, server):
+    _record_runs(openai_server)
+    status, _, body = _get(server, "/v1/runs?customer=acme-corp&limit=10")
+    assert status == 200
+    runs = json.loads(body)["runs"]
+    listed = json.loads(cli("runs", "--customer", "acme-corp", "--limit", "10", "--json").stdout)
+    listed = listed["runs"] if isinstance(listed, dict) else listed
+    assert [r["run_id"] for r in runs] == [r["run_id"] for r in listed]
+    assert len(runs) == 3  # two real runs and the simulated one, newest first
+    real = json.loads(_get(server, "/v1/runs?customer=acme-corp&include_simulated=false")[2])["runs"]
+    assert len(real) == 2
+    assert _get(server, "/v1/runs?limit=0")[0] == 400
+    assert _get(server, "/v1/runs?status=weird")[0] == 400

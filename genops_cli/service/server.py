@@ -32,9 +32,10 @@ from genops_cli.ledger.store import Ledger
 from genops_cli.service.metrics import LedgerCollector, SnapshotCache, read_snapshot
 
 #: Query parameters each JSON endpoint accepts (anything else is a 400 naming the parameter).
-COST_PARAMS = {"by", "since", "from", "to", "team", "project", "customer", "pipeline", "environment",
-               "include_simulated"}
-RUN_PARAMS = COST_PARAMS - {"by"} | {"status", "tag", "limit"}
+COST_PARAMS = {"by", "since", "from", "to", "team", "project", "customer", "pipeline", "environment", "feature",
+               "cost_center", "user", "tag", "include_simulated"}
+RUN_PARAMS = COST_PARAMS - {"by"} | {"status", "limit"}
+MAX_RUNS = 1000
 MAX_CACHED_QUERIES = 256
 
 
@@ -92,26 +93,28 @@ class GenopsService:
             return False, redact(f"ledger not readable: {type(exc).__name__}: {exc}") or "ledger not readable"
         return True, "ok"
 
-    def costs(self, params: dict[str, str]) -> dict[str, Any]:
-        from genops_cli.analysis.analyze import DIMENSIONS, analyze_costs
+    def costs(self, params: dict[str, list[str]]) -> dict[str, Any]:
+        from genops_cli.analysis.analyze import analyze_costs, dimension
 
         _check_params(params, COST_PARAMS)
-        by = params.get("by", "component")
-        if by not in DIMENSIONS:
-            raise UsageError(f"by={by!r}: use one of {', '.join(DIMENSIONS)}")
+        by = _one(params, "by") or "component"
+        dimension(by)  # a bad value raises UsageError naming it
         period, filters = _scope(params)
         key = "costs?" + json.dumps(params, sort_keys=True)
         return self.queries.get(key, lambda: analyze_costs(self.ledger, period, filters, by=by).to_json())
 
-    def runs(self, params: dict[str, str]) -> dict[str, Any]:
-        from genops_cli.analysis.runs import RunQuery, list_runs
+    def runs(self, params: dict[str, list[str]]) -> dict[str, Any]:
+        from genops_cli.analysis.runs import list_runs
 
         _check_params(params, RUN_PARAMS)
-        period, filters = _scope(params)
-        query = RunQuery.from_strings(period=period, filters=filters, status=params.get("status"),
-                                      tag=params.get("tag"), limit=params.get("limit"))
+        period, filters = _scope(params, include_simulated_default=True)
+        raw_limit = _one(params, "limit") or "50"
+        if not raw_limit.isdigit() or not 0 < int(raw_limit) <= MAX_RUNS:
+            raise UsageError(f"limit={raw_limit!r}: use a whole number from 1 to {MAX_RUNS}")
+        status = _one(params, "status")
         key = "runs?" + json.dumps(params, sort_keys=True)
-        return self.queries.get(key, lambda: {"runs": [r.to_json() for r in list_runs(self.ledger, query)]})
+        return self.queries.get(key, lambda: {"runs": [
+            r.to_json() for r in list_runs(self.ledger, period, filters, status=status, limit=int(raw_limit))]})
 
 
 def _check_params(params: dict[str, str], allowed: set[str]) -> None:
@@ -120,14 +123,28 @@ def _check_params(params: dict[str, str], allowed: set[str]) -> None:
         raise UsageError(f"unknown query parameter {unknown[0]!r}: use {', '.join(sorted(allowed))}")
 
 
-def _scope(params: dict[str, str]) -> tuple[Any, Any]:
-    from genops_cli.analysis.filters import Filters
+def _one(params: dict[str, list[str]], name: str) -> str | None:
+    values = params.get(name)
+    if not values:
+        return None
+    if len(values) > 1:
+        raise UsageError(f"{name}= given {len(values)} times: give it once")
+    return values[0]
+
+
+def _scope(params: dict[str, list[str]], include_simulated_default: bool = False) -> tuple[Any, Any]:
+    """(Period, Filters) from query parameters, with the CLI's vocabulary (`tag=K=V` may repeat)."""
+    from genops_cli.analysis.filters import Filters, parse_tag_filters
     from genops_cli.analysis.periods import parse_period
 
-    period = parse_period(params.get("since"), params.get("from"), params.get("to"), default="30d")
-    filters = Filters(team=params.get("team"), project=params.get("project"), customer=params.get("customer"),
-                      pipeline=params.get("pipeline"), environment=params.get("environment"),
-                      include_simulated=params.get("include_simulated", "").lower() in ("1", "true", "yes"))
+    period = parse_period(_one(params, "since"), _one(params, "from"), _one(params, "to"), default="30d")
+    simulated = _one(params, "include_simulated")
+    filters = Filters(team=_one(params, "team"), project=_one(params, "project"), customer=_one(params, "customer"),
+                      pipeline=_one(params, "pipeline"), environment=_one(params, "environment"),
+                      feature=_one(params, "feature"), cost_center=_one(params, "cost_center"),
+                      user=_one(params, "user"), tags=parse_tag_filters(params.get("tag") or []),
+                      include_simulated=(include_simulated_default if simulated is None
+                                         else simulated.lower() in ("1", "true", "yes")))
     return period, filters
 
 
@@ -138,7 +155,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
         url = urlsplit(self.path)
-        params = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
+        params = parse_qs(url.query, keep_blank_values=True)
         try:
             if url.path == "/metrics":
                 body, content_type = self.service.metrics()

@@ -121,6 +121,14 @@ class CallRecord:
     documents_retrieved: int | None = None
     # The component's configured max_tokens (LLM calls), for max_tokens recommendations.
     max_tokens: int | None = None
+    # Where the call happened (outer agent / tool / inner agent / generator) and which agent run it belongs to
+    # (the call id of that run's container record); see genops_cli/tracking/tracer.py.
+    component_path: str | None = None
+    agent_instance: str | None = None
+    # Agent container records only: steps taken, the max_agent_steps cap, why the run stopped (tracking/agents.py).
+    agent_steps: int | None = None
+    agent_max_steps: int | None = None
+    exit_reason: str | None = None
 
     @property
     def is_billable(self) -> bool:

@@ -84,6 +84,11 @@ def call_to_json(call: CallRecord) -> dict[str, Any]:
         "price_snapshot": call.price_snapshot,
         "documents_retrieved": call.documents_retrieved,
         "max_tokens": call.max_tokens,
+        "component_path": call.component_path,
+        "agent_instance": call.agent_instance,
+        "agent_steps": call.agent_steps,
+        "agent_max_steps": call.agent_max_steps,
+        "exit_reason": call.exit_reason,
     }
 
 
@@ -115,6 +120,11 @@ def call_from_json(data: dict[str, Any]) -> CallRecord:
         price_snapshot=data.get("price_snapshot"),
         documents_retrieved=data.get("documents_retrieved"),
         max_tokens=data.get("max_tokens"),
+        component_path=data.get("component_path"),
+        agent_instance=data.get("agent_instance"),
+        agent_steps=data.get("agent_steps"),
+        agent_max_steps=data.get("agent_max_steps"),
+        exit_reason=data.get("exit_reason"),
     )
 
 
@@ -205,7 +215,8 @@ CALL_COLUMNS = [
     "agent_step", "tool_name", "provider", "model", "input_tokens", "cache_read_tokens", "cache_write_tokens",
     "output_tokens", "reasoning_tokens", "usage_source", "raw_usage", "unit_prices", "cost", "list_cost", "priced",
     "price_snapshot", "started_at", "latency_ms", "status", "error", "documents_retrieved",
-    "max_tokens", "contracted_cost",
+    "max_tokens", "contracted_cost", "component_path", "agent_instance", "agent_steps", "agent_max_steps",
+    "exit_reason",
 ]  # fmt: skip
 
 
@@ -234,4 +245,5 @@ def call_row(call: CallRecord) -> tuple[Any, ...]:
         to_naive_utc(call.started_at), float(call.latency_ms), call.status, call.error, call.documents_retrieved,
         call.max_tokens,
         quantize_money(call.contracted_cost) if call.contracted_cost is not None else None,
+        call.component_path, call.agent_instance, call.agent_steps, call.agent_max_steps, call.exit_reason,
     )  # fmt: skip

@@ -8,6 +8,13 @@
 Usage is read from output content tags at leaf calls only: when a span's descendants reported usage (an Agent,
 a SuperComponent, a nested pipeline, an LLMRanker around its generator), its own output repeats theirs and is
 not counted again. Content is read for usage and dropped unless content capture is on.
+
+Every record says where it happened: `component_path` joins the spans it sits in ("researcher/chat_generator",
+"researcher/tool:search_agent/search_agent/chat_generator" for an Agent nested in an AgentTool), `agent_instance`
+is the call id of the agent run it belongs to (its container row: the Agent's component row, or an "agent" row
+for a nested Agent), `agent_step` is Haystack's 0-based step counter within that agent run, and provider/model
+come from the generator that made the call (a nested Agent's own chat_generator, not the outer one's). Agent
+container rows carry `agent_steps`, `agent_max_steps` and `exit_reason` (see tracking/agents.py).
 """
 
 from __future__ import annotations
@@ -25,7 +32,8 @@ from haystack.tracing import Span, Tracer
 from genops_cli.errors import RunCostCapReached
 from genops_cli.models import CallRecord, TokenUsage, utcnow
 from genops_cli.redact import redact
-from genops_cli.tracking.capture import RunCapture, current_capture
+from genops_cli.tracking import agents
+from genops_cli.tracking.capture import ComponentProfile, RunCapture, current_capture
 from genops_cli.tracking.usage import extract_usage, is_embedder, is_llm_component, provider_for
 
 PIPELINE_RUN = ("haystack.pipeline.run", "haystack.async_pipeline.run")
@@ -46,6 +54,8 @@ _OUTPUT_TAGS = {
     "haystack.agent.step.tool.output",
     "haystack.pipeline.output_data",
 }
+#: Spans that add a segment to the component path (pipeline and step spans are transparent).
+_PATH_SPANS = frozenset({COMPONENT_RUN, CHAT_GENERATOR_RUN, AGENT_RUN, AGENT_LLM, AGENT_TOOL})
 
 
 class GenopsSpan(Span):
@@ -76,8 +86,22 @@ class GenopsSpan(Span):
         self.content: dict[str, Any] = {}
         self._llm_input: Any = None
         self._llm_output: Any = None
+        self.admission_ticket: Any = None
         self.call_id: str | None = None
         self.seq = capture.next_seq() if capture else 0
+        self._path: str | None = None
+        # haystack.agent.run spans: what Haystack tags them with, and how they ended.
+        self.agent_tools: Any = None
+        self.agent_max_steps: int | None = None
+        self.exit_conditions: list[str] | None = None
+        self.agent_steps: int | None = None
+        self.exit_reason_raw: Any = None
+        # Set on the container of an agent run (the Agent's component span, or the nested agent.run span).
+        self.exit_reason: str | None = None
+        self.exit_tool: str | None = None
+        self.is_agent_container = False
+        self._generator_profile: ComponentProfile | None = None
+        self._generator_profile_known = False
         # is_llm_span()/span_kind() depend only on the operation and the component type: computed once per span
         # (they are asked several times per span), recomputed if a type tag arrives later.
         self._kind_cache: tuple[bool, str | None] | None = None
@@ -93,13 +117,21 @@ class GenopsSpan(Span):
     def set_content_tag(self, key: str, value: Any) -> None:
         # Always receives the value (genops overrides Haystack's gate) to read usage; the chained span applies
         # its own content gate.
-        if key in _OUTPUT_TAGS:
+        if key == "haystack.agent.output" and isinstance(value, Mapping):
+            # Why the agent stopped, as Haystack's state says it (its token_usage is never counted).
+            self.exit_reason_raw = value.get("exit_reason")
+            steps = value.get("step_count")
+            if isinstance(steps, int):
+                self.agent_steps = steps
+        elif key in _OUTPUT_TAGS:
             self._read_output(key, value)
             if self._llm_output is None and self.is_llm_span():
                 self._llm_output = value
         elif key in _INPUT_TAGS and self.is_llm_span():
             # Held only until the span ends, to estimate usage a provider did not report (streaming).
             self._llm_input = value
+            if self.capture is not None and self.admission_ticket is None:
+                self._admit(value)
         if self.capture is not None and self.capture.capture_content:
             self.content[key] = value
         if self.inner is not None:
@@ -107,6 +139,17 @@ class GenopsSpan(Span):
 
     def raw_span(self) -> Any:
         return self.inner.raw_span() if self.inner is not None else self
+
+    def _admit(self, inputs: Any) -> None:
+        """Per-call admission, once the call's rendered input is known and before the provider is called
+        (Haystack sets the input content tag right before it runs the component / the agent's LLM step)."""
+        assert self.capture is not None
+        profile = self._profile()
+        model = profile.model if profile is not None else None
+        self.admission_ticket = self.capture.before_llm_call(
+            self.component_name or self.operation_name, kind="embedding" if self.span_kind() == "embedding" else "llm",
+            provider=self._provider(model), model=model, inputs=inputs,
+            max_tokens=profile.max_tokens if profile is not None else None) or False
 
     def get_correlation_data_for_logs(self) -> dict[str, Any]:
         data = self.inner.get_correlation_data_for_logs() if self.inner is not None else {}
@@ -130,6 +173,16 @@ class GenopsSpan(Span):
             self.agent_step = int(value) if str(value).isdigit() else self.agent_step
         elif key == "haystack.tool.name":
             self.tool_name = str(value)
+        elif key == "haystack.agent.tools":
+            self.agent_tools = value
+        elif key in ("haystack.agent.max_steps", "haystack.agent.steps_taken"):
+            number = int(value) if str(value).isdigit() else None
+            if key == "haystack.agent.max_steps":
+                self.agent_max_steps = number
+            elif number is not None:
+                self.agent_steps = number
+        elif key == "haystack.agent.exit_conditions":
+            self.exit_conditions = [str(v) for v in value] if isinstance(value, list | tuple) else None
         elif key in ("haystack.pipeline.metadata",) or key.startswith("genops."):
             self.tags[key] = value
 
@@ -156,13 +209,109 @@ class GenopsSpan(Span):
             span = span.parent
         return None
 
-    def _profile(self):
+    # -- where the span sits ---------------------------------------------------------------------------------
+    def _nearest(self, operations: frozenset[str] | tuple[str, ...]) -> GenopsSpan | None:
+        span = self.parent
+        while span is not None:
+            if span.operation_name in operations:
+                return span
+            span = span.parent
+        return None
+
+    def agent_run(self) -> GenopsSpan | None:
+        """The haystack.agent.run span this span belongs to (itself for an agent.run span)."""
+        if self.operation_name == AGENT_RUN:
+            return self
+        return self._nearest((AGENT_RUN,))
+
+    def agent_container(self) -> GenopsSpan | None:
+        """The span whose record stands for this span's agent run: the Agent's component span when the Agent
+        is a pipeline component, else the agent.run span itself (an Agent inside an AgentTool)."""
+        run = self.agent_run()
+        if run is None:
+            return None
+        parent = run.parent
+        return parent if parent is not None and parent.operation_name == COMPONENT_RUN else run
+
+    def agent_name(self) -> str:
+        """The agent run's name: its component name, or the name of the tool that wraps it."""
+        run = self.agent_run()
+        container = run.agent_container() if run is not None else None
+        if container is not None and container is not run and container.component_name:
+            return container.component_name
+        tool = run._nearest((AGENT_TOOL,)) if run is not None else None
+        return (tool.tool_name if tool is not None else None) or "agent"
+
+    def path(self) -> str:
+        """The component path: outer agent / tool / inner agent / generator (see the module docstring)."""
+        if self._path is None:
+            self._path = self._compute_path()
+        return self._path
+
+    def _compute_path(self) -> str:
+        prefix_span = self._nearest(_PATH_SPANS)
+        prefix = prefix_span.path() if prefix_span is not None else ""
+        op = self.operation_name
+        if op == AGENT_RUN:
+            container = self.agent_container()
+            if container is not None and container is not self:
+                return container.path()
+            segment = self.agent_name()
+        elif op == AGENT_LLM:
+            segment = "chat_generator"
+        elif op == AGENT_TOOL:
+            segment = f"tool:{self.tool_name or '?'}"
+        elif op in (COMPONENT_RUN, CHAT_GENERATOR_RUN):
+            segment = self.component_name or "?"
+        else:
+            return prefix
+        return f"{prefix}/{segment}" if prefix else segment
+
+    def agent_instance(self) -> str | None:
+        """The call id of the container record of the agent run this span belongs to."""
+        if self.is_agent_container:
+            return self.call_id
+        container = self.agent_container()
+        return container.call_id if container is not None else None
+
+    def _top_level(self) -> bool:
+        """A component of the run's own pipeline (the profile describes only those, by name)."""
+        return self.component_name is not None and self.path() == self.component_name
+
+    def generator_profile(self) -> ComponentProfile | None:
+        """For an agent.run span: the profile of the chat generator this agent run calls."""
+        if not self._generator_profile_known:
+            self._generator_profile_known = True
+            self._generator_profile = self._find_generator_profile()
+        return self._generator_profile
+
+    def _find_generator_profile(self) -> ComponentProfile | None:
+        container = self.agent_container()
+        if container is not None and container is not self:
+            if self.capture is not None and container._top_level():
+                profile = self.capture.profile_for(container.component_name)
+                if profile is not None:
+                    return profile.inner or profile
+            return None
+        # A nested Agent: the calling agent's tools hold the live Agent behind this run's tool.
+        tool = self._nearest((AGENT_TOOL,))
+        outer = tool.agent_run() if tool is not None else None
+        if tool is None or outer is None:
+            return None
+        return agents.generator_profile_of_tool(outer.agent_tools, tool.tool_name)
+
+    def _profile(self) -> ComponentProfile | None:
         if self.capture is None:
             return None
         if self.operation_name == AGENT_LLM:
-            agent = self._ancestor_component()
+            run = self.agent_run()
+            if run is not None:
+                return run.generator_profile()
+            agent = self._ancestor_component()  # Haystack 2.x shape: the Agent is a component span
             profile = self.capture.profile_for(agent.component_name if agent else None)
             return profile.inner if profile and profile.inner else profile
+        if not self._top_level():
+            return None  # a component of a nested pipeline: a same-named outer component says nothing of it
         return self.capture.profile_for(self.component_name)
 
     def _provider(self, model: str | None) -> str | None:
@@ -192,6 +341,9 @@ class GenopsSpan(Span):
             return True, "chat_generator"
         if self.operation_name == AGENT_TOOL:
             return False, "tool"
+        if self.operation_name == AGENT_RUN:
+            # A pipeline Agent's run is recorded on its component row; a nested Agent gets its own row.
+            return False, ("agent" if self.agent_container() is self else None)
         if self.operation_name == COMPONENT_RUN:
             if not self.component_type:
                 return False, "component"
@@ -208,11 +360,16 @@ class GenopsSpan(Span):
         name = self.component_name
         ctype = self.component_type
         if kind in ("agent_llm", "tool"):
-            agent = self._ancestor_component()
-            name = agent.component_name if agent else "agent"
+            if self.agent_run() is not None:
+                name = self.agent_name()
+            else:
+                agent = self._ancestor_component()
+                name = agent.component_name if agent else "agent"
             ctype = (profile.type_name if profile and kind == "agent_llm" else None) or (
                 "Tool" if kind == "tool" else "ChatGenerator"
             )
+        elif kind == "agent":
+            name, ctype = self.agent_name(), "Agent"
         extracted = self.output_usage
         usage = TokenUsage(source="none")
         model = None
@@ -227,6 +384,8 @@ class GenopsSpan(Span):
             model = model or (profile.model if profile else None)
             if model is not None and usage.source in ("none", "missing"):
                 usage = _estimate_usage(self._llm_input, self._llm_output, model, self._provider(model))
+            if usage.source == "none":
+                usage = TokenUsage(source="missing")  # an LLM call (even a failed one) is never "none"
         status = "ok"
         error_text = None
         if error is not None:
@@ -247,14 +406,31 @@ class GenopsSpan(Span):
             error=error_text,
             visit=self.visits,
             agent_step=self.agent_step if kind in ("agent_llm", "tool") else None,
-            tool_name=self.tool_name,
+            tool_name=self.exit_tool if self.is_agent_container else self.tool_name,
             parent_call_id=self._parent_call_id(),
             provider=self._provider(model) if model else None,
             model=model,
             usage=usage,
             documents_retrieved=documents,
             max_tokens=profile.max_tokens if profile is not None and model is not None else None,
+            component_path=self.path(),
+            agent_instance=self.agent_instance(),
+            agent_steps=self.agent_steps if self.is_agent_container else None,
+            agent_max_steps=self.agent_max_steps if self.is_agent_container else None,
+            exit_reason=self.exit_reason if self.is_agent_container else None,
         )
+
+    def end_agent_run(self, error: BaseException | None) -> None:
+        """At the end of an agent.run span: put its outcome on its container record."""
+        container = self.agent_container()
+        if container is None:
+            return
+        reason = agents.exit_reason(self.exit_reason_raw, self.exit_conditions, error)
+        container.is_agent_container = True
+        container.exit_reason = reason
+        container.exit_tool = self.exit_reason_raw if reason == agents.EXIT_CONDITION else None
+        container.agent_steps = self.agent_steps
+        container.agent_max_steps = self.agent_max_steps
 
     def _parent_call_id(self) -> str | None:
         span = self.parent
@@ -335,6 +511,10 @@ class GenopsTracer(Tracer):
         span = GenopsSpan(operation_name, tags or {}, parent, capture, None)
         if span.span_kind() is not None and capture is not None:
             span.call_id = capture.new_call_id()
+        if operation_name == AGENT_RUN and capture is not None:
+            container = span.agent_container()
+            if container is not None:
+                container.is_agent_container = True  # rows inside point at it from the start
         inner_cm = (
             self.inner.trace(operation_name, tags=tags, parent_span=parent.inner if parent else None)
             if self.inner is not None
@@ -347,8 +527,9 @@ class GenopsTracer(Tracer):
             t0 = time.perf_counter()
             error: BaseException | None = None
             try:
-                if capture is not None and span.is_llm_span():
-                    capture.before_llm_call(span.component_name or operation_name)
+                if capture is not None and capture.on_pipeline_start is not None and parent is None \
+                        and operation_name in PIPELINE_RUN:
+                    capture.on_pipeline_start(tags or {})  # the run session's preflight; may raise (blocked)
                 yield span
             except BaseException as exc:
                 error = exc
@@ -362,6 +543,8 @@ class GenopsTracer(Tracer):
 
     def _finish(self, span: GenopsSpan, started_at: Any, latency_ms: float, error: BaseException | None) -> None:
         call = None
+        if span.operation_name == AGENT_RUN and span.capture is not None:
+            span.end_agent_run(error)
         if span.capture is not None:
             call = span.to_call(started_at, latency_ms, error)
             if call is not None:
@@ -371,6 +554,8 @@ class GenopsTracer(Tracer):
                         ancestor.descendant_reported_usage = True
                         ancestor = ancestor.parent
                 span.capture.add(call)
+            if span.admission_ticket:
+                span.capture.after_llm_call(span.admission_ticket)
         for listener in self.listeners:
             try:
                 listener(span, call)

@@ -54,6 +54,7 @@ import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 from urllib.parse import urlparse
 
@@ -787,3 +788,192 @@ def is_embedder(component_type: str, fully_qualified_type: str | None = None) ->
         (True, False)
     """
     return _class_name(component_type, fully_qualified_type).endswith("Embedder")
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Where usage came from, for every output
+
+
+#: The usage_source of an LLM or embedding call: the provider reported it, genops counted it offline (a stream
+#: without usage, a simulation), or nothing could be counted (e.g. the call failed before replying). Records
+#: without a model call (builders, tools, agent containers) carry "none".
+USAGE_SOURCES = ("reported", "estimated", "missing")
+
+
+@dataclass
+class UsageSourceShare:
+    """How much of a run's (or a report's) model calls and cost rest on estimated usage."""
+
+    calls: int = 0
+    estimated_calls: int = 0
+    missing_calls: int = 0
+    cost: Decimal = Decimal(0)
+    estimated_cost: Decimal = Decimal(0)
+
+    @property
+    def estimated_share(self) -> Decimal | None:
+        """Estimated cost / total cost (0..1, 4 places); None when nothing cost anything."""
+        if not self.cost:
+            return None
+        return (self.estimated_cost / self.cost).quantize(Decimal("0.0001"))
+
+    def to_json(self) -> dict[str, Any]:
+        share = self.estimated_share
+        return {"calls": self.calls, "estimated_calls": self.estimated_calls, "missing_calls": self.missing_calls,
+                "estimated_cost": format(self.estimated_cost, "f"),
+                "estimated_share": format(share, "f") if share is not None else None}
+
+
+def usage_source_share(calls: Any) -> UsageSourceShare:
+    """Count the model calls of `calls` (CallRecords) by usage source."""
+    share = UsageSourceShare()
+    for call in calls:
+        if call.model is None:
+            continue
+        share.calls += 1
+        share.cost += call.cost
+        if call.usage.source == "estimated":
+            share.estimated_calls += 1
+            share.estimated_cost += call.cost
+        elif call.usage.source == "missing":
+            share.missing_calls += 1
+    return share
+
+
+def estimated_usage_warnings(calls: Any) -> list[str]:
+    """One warning per component whose usage genops had to estimate, naming the component and the fix."""
+    seen: dict[str, Any] = {}
+    for call in calls:
+        if call.model is not None and call.usage.source == "estimated":
+            seen.setdefault(call.component_path or call.component_name, call)
+    warnings = []
+    for where, call in seen.items():
+        if (call.provider or "") in ("openai", "azure") or is_openai_compatible_type(call.component_type):
+            fix = ("set generation_kwargs.stream_options.include_usage: true on it (genops asks for it unless it "
+                   "is set to false there; an endpoint that ignores it cannot be measured)")
+        else:
+            fix = "use a generator or provider that reports usage when streaming"
+        warnings.append(f"usage of '{where}' ({call.provider or '?'}:{call.model}) was estimated offline, the "
+                        f"provider did not report it: {fix}")
+    return warnings
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Asking OpenAI-compatible streams for their usage
+
+
+# Chat-completions generators: a stream reports usage only when asked (`stream_options.include_usage`). The
+# Responses API always reports it, and refuses `stream_options`: its generators are not in this list.
+_CHAT_COMPLETIONS_CLASSES = frozenset({"OpenAIChatGenerator", "AzureOpenAIChatGenerator", "OpenAIGenerator",
+                                       "AzureOpenAIGenerator"})
+
+
+@functools.lru_cache(maxsize=256)
+def _chat_completions_subclass(type_path: str) -> bool:
+    """Integrations built on OpenAIChatGenerator (Mistral, OpenRouter, Together AI, ...) stream the same way."""
+    module_name, _, class_name = type_path.rpartition(".")
+    if not module_name:
+        return False
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+        from haystack.components.generators import OpenAIGenerator
+        from haystack.components.generators.chat import OpenAIChatGenerator
+
+        return isinstance(cls, type) and issubclass(cls, OpenAIChatGenerator | OpenAIGenerator)
+    except Exception:  # not importable here: judge by the class name only
+        return False
+
+
+def is_openai_compatible_type(component_type: str | None, fully_qualified_type: str | None = None) -> bool:
+    """True for chat-completions generators, whose streams carry usage only with `stream_options.include_usage`.
+
+    Example:
+        >>> is_openai_compatible_type("OpenAIChatGenerator"), is_openai_compatible_type("OpenAIResponsesChatGenerator")
+        (True, False)
+    """
+    if _class_name(component_type, fully_qualified_type) in _CHAT_COMPLETIONS_CLASSES:
+        return True
+    module = _module_of(component_type, fully_qualified_type)
+    return bool(module) and _chat_completions_subclass(f"{module}.{_class_name(component_type, fully_qualified_type)}")
+
+
+def stream_usage_configured(generation_kwargs: Any) -> bool:
+    """Whether generation_kwargs already say whether to include usage (True or False: genops leaves it alone)."""
+    options = generation_kwargs.get("stream_options") if isinstance(generation_kwargs, Mapping) else None
+    return isinstance(options, Mapping) and "include_usage" in options
+
+
+def with_stream_usage(generation_kwargs: Any) -> dict[str, Any]:
+    """A copy of generation_kwargs that asks the stream for usage."""
+    kwargs = dict(generation_kwargs) if isinstance(generation_kwargs, Mapping) else {}
+    options = kwargs.get("stream_options")
+    kwargs["stream_options"] = {**(options if isinstance(options, Mapping) else {}), "include_usage": True}
+    return kwargs
+
+
+def request_stream_usage(components: Mapping[str, Any]) -> list[str]:
+    """Serialized components (a pipeline's `components`): every chat-completions generator that streams (its own
+    streaming_callback, or its Agent's) asks for usage, unless its generation_kwargs already set
+    `stream_options.include_usage` (true or false: configured either way). Nested generators (an Agent's, an
+    AgentTool's Agent's) included. Changes `components` in place; returns the paths of the changed generators.
+
+        request_stream_usage(data["components"])    # before Pipeline.from_dict(data)
+    """
+    changed: list[str] = []
+    for name, component in components.items():
+        _request_in_serialized(component, str(name), False, changed)
+    return changed
+
+
+def _request_in_serialized(value: Any, path: str, parent_streams: bool, changed: list[str]) -> None:
+    if isinstance(value, list):
+        for item in value:
+            _request_in_serialized(item, path, False, changed)
+        return
+    if not isinstance(value, dict):
+        return
+    params = value.get("init_parameters")
+    type_path = value.get("type")
+    if not (isinstance(params, dict) and isinstance(type_path, str)):
+        for key, item in value.items():
+            _request_in_serialized(item, f"{path}/{key}" if key in ("component", "agent") else path, False, changed)
+        return
+    streams = bool(params.get("streaming_callback")) or parent_streams
+    type_name = type_path.rsplit(".", 1)[-1]
+    if streams and is_openai_compatible_type(type_name, type_path) and not stream_usage_configured(
+            params.get("generation_kwargs")):
+        params["generation_kwargs"] = with_stream_usage(params.get("generation_kwargs"))
+        changed.append(path)
+    for key, item in params.items():
+        # An Agent's streaming_callback streams its chat_generator's calls.
+        _request_in_serialized(item, f"{path}/{key}", streams and key == "chat_generator", changed)
+
+
+def request_stream_usage_live(pipeline: Any) -> list[str]:
+    """The same for a pipeline built in code: sets generation_kwargs on the live generators."""
+    changed: list[str] = []
+    walk = getattr(pipeline, "walk", None)
+    components = walk() if callable(walk) else getattr(pipeline, "components", {}).items()
+    for name, instance in components:
+        _request_live(instance, str(name), False, changed, set())
+    return changed
+
+
+def _request_live(instance: Any, path: str, parent_streams: bool, changed: list[str], seen: set[int]) -> None:
+    if instance is None or id(instance) in seen:
+        return
+    seen.add(id(instance))
+    streams = getattr(instance, "streaming_callback", None) is not None or parent_streams
+    cls = type(instance)
+    kwargs = getattr(instance, "generation_kwargs", None)
+    if (streams and isinstance(kwargs, dict) and is_openai_compatible_type(cls.__name__, f"{cls.__module__}."
+                                                                          f"{cls.__name__}")
+            and not stream_usage_configured(kwargs)):
+        instance.generation_kwargs = with_stream_usage(kwargs)
+        changed.append(path)
+    _request_live(getattr(instance, "chat_generator", None), f"{path}/chat_generator", streams, changed, seen)
+    tools = getattr(instance, "tools", None)
+    if isinstance(tools, list | tuple):
+        for tool in tools:
+            inner = getattr(tool, "_component", None)
+            _request_live(inner, f"{path}/tool:{getattr(tool, 'name', '?')}", False, changed, seen)

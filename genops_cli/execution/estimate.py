@@ -185,7 +185,7 @@ def simulated_copy(loaded: LoadedPipeline) -> _SimEntry:
     types: set[str] = set()
     _walk_types(loaded.data.get("components") or {}, types)
     # These modules were allowed when the real pipeline was loaded; the simulators live in execution.simulate.
-    allowed = sorted({t.rsplit(".", 1)[0] for t in types} | {SIMULATOR_MODULE})
+    allowed = sorted({t.rsplit(".", 1)[0] for t in types} | {SIMULATOR_MODULE} | set(loaded.allow_modules))
     data = copy.deepcopy(loaded.data)
     profile = copy.deepcopy(loaded.profile)
     _private_stores(data)

@@ -84,6 +84,10 @@ class LoadedPipeline:
     data: dict[str, Any]
     simulated: bool = False
     secret_env_vars: set[str] = field(default_factory=set)
+    #: the modules trusted when it was loaded (--allow-module): a simulated copy (estimate) trusts the same
+    allow_modules: list[str] = field(default_factory=list)
+    #: under --simulate: each replaced component or document store (genops_cli.execution.simulate.Simulated)
+    simulated_components: list[Any] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -355,17 +359,22 @@ def load_pipeline(
 
     p, _text, data = read_pipeline_file(path)
     allow = list(allow_modules or [])
-    _check_types(p, data, allow)
+    if not simulate:
+        _check_types(p, data, allow)
     data = copy.deepcopy(data)
     profile = profile_pipeline_data(p, data, model_overrides)
     if init_overrides:
         _apply_init_overrides(data["components"], init_overrides)
     secrets: set[str] = set()
     _check_init_params(p, data)
+    replaced: list[Any] = []
     if simulate:
         from genops_cli.execution.simulate import simulate_components
 
-        simulate_components(data, profile, simulation_output_tokens)
+        # Stand-ins replace model-backed and network-bound classes before the type check: a simulated run
+        # needs neither their integration packages nor their keys.
+        replaced = simulate_components(data, profile, simulation_output_tokens)
+        _check_types(p, data, allow)
         allow.append(SIMULATOR_MODULE)
     elif check_secrets:
         secrets = _check_secrets(p, data)
@@ -382,7 +391,8 @@ def load_pipeline(
     except Exception as exc:
         raise PipelineLoadError(_load_error_message(p, data, state["component"], exc)) from None
     return LoadedPipeline(pipeline=pipeline, profile=profile, path=p, data=data, simulated=simulate,
-                          secret_env_vars=secrets)
+                          secret_env_vars=secrets, allow_modules=list(allow_modules or []),
+                          simulated_components=replaced)
 
 
 def _apply_init_overrides(value: Any, overrides: dict[str, Any]) -> None:

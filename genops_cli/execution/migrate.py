@@ -1,0 +1,364 @@
+"""Pipeline migrations from the versioned table in `migrations.yml`: removed and moved Haystack classes.
+
+    table = migration_table()
+    plan = plan_migrations(data)            # data: the pipeline as read from YAML (not modified)
+    for fix in plan.fixes:                  # Fix(component, title, detail, package, data after the fix)
+        ...                                 # each fix applies on top of the previous ones
+    plan.reports                            # what is not mechanically equivalent: (component, message)
+
+A fix is applied only where the result does the same thing: parameters with no equivalent, sockets whose
+consumers cannot be adapted, templates that use a reply in a way that cannot be rewritten are reported and the
+component is left alone. The table also lists optional dependencies that components import only when they run.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import re
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+PROMPT_BUILDER = "haystack.components.builders.prompt_builder.PromptBuilder"
+CHAT_PROMPT_BUILDER = "haystack.components.builders.chat_prompt_builder.ChatPromptBuilder"
+_TEMPLATE_CONSUMERS = ("PromptBuilder", "ChatPromptBuilder", "OutputAdapter", "ConditionalRouter")
+_REPLIES_ANY_CONSUMERS = ("AnswerBuilder", "BranchJoiner", "ListJoiner")
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One row of the table."""
+
+    old: str
+    kind: str  # move | text_to_chat | report
+    new: str | None = None
+    package: str | None = None
+    aliases: tuple[str, ...] = ()
+    rename: tuple[tuple[str, str], ...] = ()
+    drop_if_default: tuple[tuple[str, Any], ...] = ()
+    params: str | None = None
+    when: tuple[tuple[str, Any], ...] = ()
+    advice: str | None = None
+
+    def matches(self, type_path: str, init_parameters: dict[str, Any]) -> bool:
+        if type_path != self.old and type_path not in self.aliases:
+            return False
+        return all(init_parameters.get(key) == value for key, value in self.when)
+
+
+@dataclass(frozen=True)
+class OptionalDependency:
+    module: str  # what the component imports
+    package: str  # what pip installs
+    when: tuple[tuple[str, tuple[Any, ...]], ...] = ()
+
+    def needed(self, init_parameters: dict[str, Any]) -> bool:
+        if not self.when:
+            return True
+        return any(init_parameters.get(key) in values for key, values in self.when)
+
+
+@dataclass(frozen=True)
+class MigrationTable:
+    version: int
+    rows: tuple[Migration, ...]
+    optional: dict[str, tuple[OptionalDependency, ...]]
+
+    def find(self, type_path: str, init_parameters: dict[str, Any] | None = None) -> Migration | None:
+        params = init_parameters or {}
+        return next((row for row in self.rows if row.matches(type_path, params)), None)
+
+    def packages(self) -> set[str]:
+        """Every pip package the table names (the only ones genops ever advises for a moved class)."""
+        return {row.package for row in self.rows if row.package}
+
+    def known_class_paths(self) -> set[str]:
+        paths = set()
+        for row in self.rows:
+            paths.update((row.old, *row.aliases))
+            if row.new:
+                paths.add(row.new)
+        return paths
+
+
+def _pairs(value: Any) -> tuple[tuple[str, Any], ...]:
+    return tuple((str(k), v) for k, v in (value or {}).items())
+
+
+@functools.cache
+def migration_table() -> MigrationTable:
+    """The table shipped in the package (parsed once)."""
+    import yaml
+
+    text = resources.files("genops_cli.execution").joinpath("migrations.yml").read_text(encoding="utf-8")
+    raw = yaml.safe_load(text)
+    rows = tuple(
+        Migration(old=r["old"], kind=r["kind"], new=r.get("new"), package=r.get("package"),
+                  aliases=tuple(r.get("aliases") or ()), rename=_pairs(r.get("rename")),
+                  drop_if_default=_pairs(r.get("drop_if_default")), params=r.get("params"),
+                  when=_pairs(r.get("when")), advice=r.get("advice"))
+        for r in raw["migrations"]
+    )
+    optional = {
+        type_path: tuple(OptionalDependency(d["import"], d["package"],
+                                            tuple((k, tuple(v)) for k, v in (d.get("when") or {}).items()))
+                         for d in deps)
+        for type_path, deps in (raw.get("optional_dependencies") or {}).items()
+    }
+    return MigrationTable(version=int(raw["version"]), rows=rows, optional=optional)
+
+
+# -- planning -----------------------------------------------------------------------------------------------------
+
+@dataclass
+class Fix:
+    """One mechanical fix: the pipeline data after it (cumulative), and what it changed."""
+
+    component: str
+    title: str
+    details: list[str] = field(default_factory=list)
+    package: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class MigrationPlan:
+    fixes: list[Fix] = field(default_factory=list)
+    reports: list[tuple[str, str]] = field(default_factory=list)  # (component, what to do by hand)
+
+    @property
+    def data(self) -> dict[str, Any] | None:
+        return self.fixes[-1].data if self.fixes else None
+
+
+class _NotMechanical(Exception):
+    """A row applies but the change would not do the same thing: report it, leave the component alone."""
+
+
+def plan_migrations(data: dict[str, Any]) -> MigrationPlan:
+    """The fixes (each on top of the previous) and the reports for a pipeline read from YAML."""
+    table = migration_table()
+    plan = MigrationPlan()
+    current = copy.deepcopy(data)
+    for name in list(current.get("components") or {}):
+        comp = current["components"].get(name)
+        if not isinstance(comp, dict) or not isinstance(comp.get("type"), str):
+            continue
+        row = table.find(comp["type"], comp.get("init_parameters") or {})
+        if row is None:
+            continue
+        if row.kind == "report" or not row.new:
+            plan.reports.append((name, f"{comp['type']} was removed in Haystack 3; {row.advice or 'no replacement'}"))
+            continue
+        attempt = copy.deepcopy(current)
+        try:
+            fix = _apply_row(attempt, name, row)
+        except _NotMechanical as exc:
+            plan.reports.append((name, f"{comp['type']} -> {row.new}: {exc}; left unchanged"))
+            continue
+        fix.data = attempt
+        plan.fixes.append(fix)
+        current = attempt
+    return plan
+
+
+def _apply_row(data: dict[str, Any], name: str, row: Migration) -> Fix:
+    comp = data["components"][name]
+    old_type = comp["type"]
+    params = dict(comp.get("init_parameters") or {})
+    fix = Fix(component=name, title=f"{name}: {old_type.rsplit('.', 1)[-1]} -> {row.new}", package=row.package)
+    for key, value in row.drop_if_default:
+        if key in params:
+            if params[key] != value:
+                raise _NotMechanical(f"init parameter '{key}' is {params[key]!r}; the new class has no equivalent")
+            del params[key]
+            fix.details.append(f"dropped '{key}: {value}' (no effect)")
+    for old_key, new_key in row.rename:
+        if old_key in params:
+            params[new_key] = params.pop(old_key)
+            fix.details.append(f"renamed init parameter '{old_key}' -> '{new_key}'")
+    if row.params == "tgi_api":
+        _tgi_api_params(params, fix)
+    comp["type"] = row.new
+    comp["init_parameters"] = params
+    if row.kind == "text_to_chat":
+        _text_to_chat(data, name, fix)
+    if row.package:
+        fix.details.append(f"needs pip install {row.package}")
+    return fix
+
+
+def _tgi_api_params(params: dict[str, Any], fix: Fix) -> None:
+    """HuggingFaceTGIGenerator(url | model) -> HuggingFaceAPI*(api_type, api_params)."""
+    if "api_type" in params:
+        return
+    url, model = params.pop("url", None), params.pop("model", None)
+    if url:
+        params["api_type"], params["api_params"] = "text_generation_inference", {"url": url}
+    elif model:
+        params["api_type"], params["api_params"] = "serverless_inference_api", {"model": model}
+    else:
+        raise _NotMechanical("neither 'url' nor 'model' is set, so the inference endpoint is unknown")
+    fix.details.append(f"url/model -> api_type: {params['api_type']}, api_params: {params['api_params']}")
+
+
+# -- text generator -> chat generator ---------------------------------------------------------------------------
+
+def _connections(data: dict[str, Any]) -> list[dict[str, Any]]:
+    conns = data.get("connections")
+    return conns if isinstance(conns, list) else []
+
+
+def _split(endpoint: str) -> tuple[str, str]:
+    component, _, socket = str(endpoint).partition(".")
+    return component, socket
+
+
+def _text_to_chat(data: dict[str, Any], name: str, fix: Fix) -> None:
+    comp = data["components"][name]
+    params = comp["init_parameters"]
+    system = params.pop("system_prompt", None)
+    if system is not None and not isinstance(system, str):
+        raise _NotMechanical("system_prompt is not a string")
+    conns = _connections(data)
+    feeders = [c for c in conns if _split(c.get("receiver", "")) == (name, "prompt")]
+    if system and not (len(feeders) == 1 and _type_of(data, _split(feeders[0]["sender"])[0]) == PROMPT_BUILDER):
+        raise _NotMechanical("system_prompt can only move into a system message of the PromptBuilder that feeds "
+                             "it; this prompt comes from elsewhere")
+    for conn in feeders:
+        sender, socket = _split(conn["sender"])
+        if _type_of(data, sender) == PROMPT_BUILDER and socket == "prompt":
+            _to_chat_prompt_builder(data, sender, name, system, fix)
+        conn["receiver"] = f"{name}.messages"
+        fix.details.append(f"connection {conn['sender']} -> {name}.prompt now goes to {name}.messages")
+    if not feeders:
+        fix.details.append(f"run inputs must pass {name}.messages (a string or chat messages) instead of "
+                           f"{name}.prompt")
+    _adapt_reply_consumers(data, name, fix)
+    fix.details.append(f"{name}.replies now carries ChatMessage objects (read .text where a string is needed)")
+
+
+def _type_of(data: dict[str, Any], component: str) -> str:
+    return str((data["components"].get(component) or {}).get("type", ""))
+
+
+def _to_chat_prompt_builder(data: dict[str, Any], builder: str, generator: str, system: str | None,
+                            fix: Fix) -> None:
+    others = [c for c in _connections(data) if _split(c.get("sender", ""))[0] == builder
+              and _split(c.get("receiver", ""))[0] != generator]
+    if others:
+        raise _NotMechanical(f"PromptBuilder '{builder}' also feeds {others[0]['receiver']}, which needs a string")
+    comp = data["components"][builder]
+    params = dict(comp.get("init_parameters") or {})
+    template = params.get("template")
+    if not isinstance(template, str):
+        raise _NotMechanical(f"PromptBuilder '{builder}' has no string template")
+    messages = []
+    if system:
+        messages.append(_message("system", system))
+    messages.append(_message("user", template))
+    params["template"] = messages
+    comp["type"], comp["init_parameters"] = CHAT_PROMPT_BUILDER, params
+    fix.details.append(f"{builder}: PromptBuilder -> ChatPromptBuilder (template -> user message"
+                       + (", system_prompt -> system message)" if system else ")"))
+
+
+def _message(role: str, text: str) -> dict[str, Any]:
+    return {"role": role, "content": [{"text": text}], "meta": {}, "name": None}
+
+
+def _adapt_reply_consumers(data: dict[str, Any], generator: str, fix: Fix) -> None:
+    conns = _connections(data)
+    for conn in list(conns):
+        sender, socket = _split(conn.get("sender", ""))
+        if sender != generator:
+            continue
+        receiver, rsocket = _split(conn.get("receiver", ""))
+        rtype = _type_of(data, receiver).rsplit(".", 1)[-1]
+        if socket == "meta":
+            if rtype != "AnswerBuilder":
+                raise _NotMechanical(f"{conn['receiver']} reads {generator}.meta, which chat generators do not have")
+            conns.remove(conn)
+            fix.details.append(f"removed {generator}.meta -> {conn['receiver']} (AnswerBuilder reads the meta of "
+                               "each ChatMessage)")
+        elif socket == "replies":
+            if rtype in _REPLIES_ANY_CONSUMERS:
+                continue
+            if rtype not in _TEMPLATE_CONSUMERS:
+                raise _NotMechanical(f"{conn['receiver']} ({rtype}) expects replies as strings")
+            _adapt_template_consumer(data, receiver, rsocket, fix)
+
+
+def _adapt_template_consumer(data: dict[str, Any], receiver: str, variable: str, fix: Fix) -> None:
+    params = data["components"][receiver].setdefault("init_parameters", {})
+    changed = False
+    for key in ("template", "custom_filters_template"):
+        if isinstance(params.get(key), str):
+            new = reply_template_to_chat(params[key], variable)
+            changed |= new != params[key]
+            params[key] = new
+        elif isinstance(params.get(key), list):  # ChatPromptBuilder messages
+            for message in params[key]:
+                for part in (message or {}).get("content") or []:
+                    if isinstance(part, dict) and isinstance(part.get("text"), str):
+                        new = reply_template_to_chat(part["text"], variable)
+                        changed |= new != part["text"]
+                        part["text"] = new
+    for route in params.get("routes") or []:  # ConditionalRouter
+        for key in ("condition", "output"):
+            if isinstance(route.get(key), str):
+                new = reply_template_to_chat(route[key], variable)
+                changed |= new != route[key]
+                route[key] = new
+    if changed:
+        fix.details.append(f"{receiver}: template reads {variable}[i].text instead of {variable}[i]")
+
+
+def reply_template_to_chat(template: str, variable: str) -> str:
+    """Rewrite the Jinja uses of a `list[str]` variable for `list[ChatMessage]`: `v[0]` -> `v[0].text`, and a
+    loop variable over `v` -> `.text`. Any other use (the whole list printed, a filter on it) is not mechanical."""
+    v = re.escape(variable)
+    loop_vars = re.findall(rf"{{%-?\s*for\s+(\w+)\s+in\s+{v}\s*-?%}}", template)
+
+    def fix_expression(match: re.Match[str]) -> str:
+        expr = re.sub(rf"(?<![\w.]){v}\[(-?\d+)\](?!\s*\.|\w)", rf"{variable}[\1].text", match.group(0))
+        if expr.startswith("{{"):
+            for loop_var in loop_vars:
+                expr = re.sub(rf"(?<![\w.]){re.escape(loop_var)}\b(?!\s*\.|\w)", f"{loop_var}.text", expr)
+        return expr
+
+    out = re.sub(r"{{.*?}}|{%.*?%}", fix_expression, template, flags=re.S)
+    for expr in re.findall(r"{{.*?}}|{%.*?%}", out, flags=re.S):
+        rest = re.sub(rf"(?<![\w.]){v}\[-?\d+\]\.text|for\s+\w+\s+in\s+{v}\b", "", expr)
+        if re.search(rf"(?<![\w.]){v}\b", rest):
+            raise _NotMechanical(f"the template uses '{variable}' as a whole list of strings")
+    return out
+
+
+# -- optional dependencies ----------------------------------------------------------------------------------------
+
+def missing_optional_dependencies(data: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(component, module, pip package) for each lazily imported dependency the pipeline will need but cannot
+    import here (nltk for sentence splitting, trafilatura for HTMLToDocument, pypdf...)."""
+    import importlib.util
+
+    table = migration_table()
+    out: list[tuple[str, str, str]] = []
+
+    def visit(name: str, value: Any) -> None:
+        if isinstance(value, dict):
+            deps = table.optional.get(str(value.get("type")))
+            params = value.get("init_parameters") if isinstance(value.get("init_parameters"), dict) else {}
+            for dep in deps or ():
+                if dep.needed(params) and importlib.util.find_spec(dep.module) is None:
+                    out.append((name, dep.module, dep.package))
+            for child in value.values():
+                visit(name, child)
+        elif isinstance(value, list):
+            for child in value:
+                visit(name, child)
+
+    for name, comp in (data.get("components") or {}).items():
+        visit(name, comp)
+    return out

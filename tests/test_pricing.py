@@ -435,7 +435,7 @@ models:
     ("tenants:\n  acme:\n    rates:\n      - {provider: openai}\n", ["tenants.acme.rates[0]", "discount_pct"]),
     ("limits:\n  - {model: gpt-4o, max_output_tokens: lots}\n", ["limits[0]", "'max_output_tokens'"]),
     ("prices: []\n", ["unknown top-level key"]),
-    ("models: [\n", ["not valid YAML"]),
+    ("models: [\n", ["broken.yml:2", "malformed YAML"]),
 ])
 def test_bad_overlay_file_names_file_entry_and_field(tmp_path, text, needles):
     d = write_overlay(tmp_path, "broken.yml", text)

@@ -48,9 +48,20 @@ def _now() -> datetime:
 def parse_duration(value: str, flag: str = "--since") -> timedelta:
     """'24h' -> 24 hours; units m (minutes), h, d, w."""
     match = _SINCE.match(value or "")
-    if not match or int(match.group(1)) <= 0:
-        raise UsageError(f"{flag} {value!r}: use a positive number with a unit, e.g. 30m, 24h, 7d or 2w")
-    return timedelta(**{_UNITS[match.group(2).lower()]: int(match.group(1))})
+    if not match or len(match.group(1)) > 12 or int(match.group(1)) <= 0:
+        raise UsageError(f"{flag} {value[:40]!r}: use a positive number with a unit, e.g. 30m, 24h, 7d or 2w")
+    try:
+        return timedelta(**{_UNITS[match.group(2).lower()]: int(match.group(1))})
+    except OverflowError:
+        raise UsageError(f"{flag} {value!r}: window out of range; use at most {timedelta.max.days} days") from None
+
+
+def window_before(now: datetime, span: timedelta, flag: str, value: Any) -> datetime:
+    """`now - span`, or a usage error naming the flag when the window would start before year 1."""
+    try:
+        return now - span
+    except OverflowError:
+        raise UsageError(f"{flag} {value}: window starts before year 1; use a shorter window") from None
 
 
 def parse_when(value: str, flag: str, end_of_day: bool = False) -> datetime:
@@ -63,10 +74,15 @@ def parse_when(value: str, flag: str, end_of_day: bool = False) -> datetime:
             start = datetime(day.year, day.month, day.day)
             return start + timedelta(days=1) if end_of_day else start
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except OverflowError:
+        raise UsageError(f"{flag} {value!r}: out of range; use a date before 9999-12-31") from None
     except ValueError:
         raise UsageError(f"{flag} {value!r}: use a date YYYY-MM-DD or an ISO datetime like 2026-05-01T12:00") from None
     if parsed.tzinfo is not None:
-        parsed = parsed.astimezone(timezone.utc).replace(tzinfo=None)
+        try:
+            parsed = parsed.astimezone(timezone.utc).replace(tzinfo=None)
+        except OverflowError:
+            raise UsageError(f"{flag} {value!r}: out of range once converted to UTC") from None
     return parsed
 
 
@@ -86,7 +102,8 @@ def parse_period(since: str | None = None, from_: str | None = None, to: str | N
     if since is None and default is None:
         return Period(None, now, "all time")
     value = since or default or ""
-    return Period(now - parse_duration(value, "--since"), now, f"last {value.strip()}")
+    start = window_before(now, parse_duration(value, "--since"), "--since", value)
+    return Period(start, now, f"last {value.strip()}")
 
 
 def period_from_hours(hours: float, now: datetime | None = None) -> Period:
@@ -94,4 +111,8 @@ def period_from_hours(hours: float, now: datetime | None = None) -> Period:
     if hours <= 0:
         raise UsageError(f"time_period_hours={hours}: must be positive")
     now = now or _now()
-    return Period(now - timedelta(hours=hours), now, f"last {hours:g}h")
+    try:
+        span = timedelta(hours=hours)
+    except OverflowError:
+        raise UsageError(f"time_period_hours={hours}: out of range") from None
+    return Period(window_before(now, span, "time_period_hours", hours), now, f"last {hours:g}h")

@@ -5,13 +5,13 @@ with the pipeline's own embedder model (a simulator under --simulate) and that c
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from genops_cli.errors import InputError
 from genops_cli.execution.loading import LoadedPipeline
+from genops_cli.safe_load import parse_json, read_text
 
 
 def read_documents(path: str | Path) -> list[Any]:
@@ -20,14 +20,14 @@ def read_documents(path: str | Path) -> list[Any]:
     p = Path(path)
     if not p.exists():
         raise InputError(f"--documents {path}: file not found")
+    if p.is_dir():
+        raise InputError(f"--documents {path}: is a directory; pass a JSONL file")
     docs = []
-    for number, line in enumerate(p.read_text(encoding="utf-8").splitlines(), start=1):
+    text = read_text(p, "documents", InputError, label=f"--documents {path}")
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"--documents {path}:{number}: invalid JSON ({exc.msg})") from None
+        item = parse_json(line, f"--documents {path}", "documents", InputError, line=number)
         if not isinstance(item, dict) or not isinstance(item.get("content"), str):
             raise InputError(f"--documents {path}:{number}: each line needs a string 'content' field")
         try:

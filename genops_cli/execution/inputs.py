@@ -8,7 +8,6 @@ missing or unknown inputs are reported with the file, line and field.
 from __future__ import annotations
 
 import json
-import sys
 import types
 import typing
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from genops_cli.errors import InputError
+from genops_cli.safe_load import check_depth, parse_json, read_stdin, read_text
 
 
 @dataclass
@@ -36,15 +36,14 @@ def read_inputs(path: str | None, quick: list[str] | None = None) -> list[RunInp
     if path:
         source = "stdin" if path == "-" else path
         if path == "-":
-            text = sys.stdin.read()
+            text = read_stdin("inputs", InputError, label="--inputs - (stdin)")
         else:
             p = Path(path)
             if not p.exists():
                 raise InputError(f"--inputs {path}: file not found")
-            try:
-                text = p.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as exc:
-                raise InputError(f"--inputs {path}: cannot read ({exc})") from None
+            if p.is_dir():
+                raise InputError(f"--inputs {path}: is a directory; pass a JSON or JSONL file")
+            text = read_text(p, "inputs", InputError, label=f"--inputs {path}")
         runs = parse_inputs_text(text, source, jsonl=path.endswith(".jsonl"))
     if quick:
         extra = parse_quick_inputs(quick)
@@ -76,7 +75,11 @@ def parse_inputs_text(text: str, source: str, jsonl: bool = False) -> list[RunIn
                 jsonl = True
             else:
                 raise InputError(f"{source}:{exc.lineno}:{exc.colno}: invalid JSON ({exc.msg})") from None
+        except (RecursionError, ValueError):
+            parse_json(stripped, source, "inputs", InputError)  # raises the one-line error
+            raise
         else:
+            check_depth(data, source, InputError, text=stripped)
             if not isinstance(data, dict):
                 raise InputError(f"{source}: inputs must be a JSON object (or JSONL of objects), got "
                                  f"{type(data).__name__}")
@@ -85,10 +88,7 @@ def parse_inputs_text(text: str, source: str, jsonl: bool = False) -> list[RunIn
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
-        try:
-            data = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{source}:{number}: invalid JSON ({exc.msg} at column {exc.colno})") from None
+        data = parse_json(line, source, "inputs", InputError, line=number)
         if not isinstance(data, dict):
             raise InputError(f"{source}:{number}: each line must be a JSON object")
         runs.append(RunInput(data=data, line=number, source=source, raw=line.strip()))

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from genops_cli.errors import PipelineLoadError
+from genops_cli.safe_load import parse_yaml, read_text
 from genops_cli.tracking.capture import ComponentProfile, PipelineProfile
 from genops_cli.tracking.usage import is_embedder, is_llm_component, provider_for
 
@@ -106,24 +107,15 @@ def integration_package_for(module: str) -> str | None:
 
 
 def read_pipeline_file(path: str | Path) -> tuple[Path, str, dict[str, Any]]:
-    import yaml
-
     p = Path(path)
     if not p.exists():
         raise PipelineLoadError(f"{path}: pipeline file not found; pass the path of a Haystack pipeline YAML")
     if p.is_dir():
         raise PipelineLoadError(f"{path}: is a directory; pass the pipeline YAML file inside it")
-    try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PipelineLoadError(f"{path}: cannot read ({exc})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise PipelineLoadError(f"{where}: malformed YAML ({problem}); fix the syntax at that line") from None
+    text = read_text(p, "pipeline", PipelineLoadError, label=str(path))
+    # Bounded parse (size, alias expansion, depth) with Haystack's loader semantics: SafeLoader plus
+    # `!!python/tuple` (Pipeline.dumps() writes tuples that way); every other python/* tag stays refused.
+    data = parse_yaml(text, str(path), "pipeline", PipelineLoadError, tuples=True)
     if not isinstance(data, dict) or not isinstance(data.get("components"), dict):
         raise PipelineLoadError(
             f"{path}: not a Haystack pipeline (expected a mapping with 'components' and 'connections'); "
@@ -131,7 +123,19 @@ def read_pipeline_file(path: str | Path) -> tuple[Path, str, dict[str, Any]]:
         )
     if "connections" in data and not isinstance(data["connections"], list):
         raise PipelineLoadError(f"{path}: 'connections' must be a list of {{sender, receiver}} entries")
+    register_pipeline_secrets(data)
     return p, text, data
+
+
+def register_pipeline_secrets(data: dict[str, Any]) -> None:
+    """Mask the values of every env-var Secret the pipeline uses, whatever the variable's name: a provider
+    error may echo the key into records and output."""
+    from genops_cli.redact import register_env_vars
+
+    for comp in data["components"].values():
+        if isinstance(comp, dict):
+            for _param, env_vars, _strict in _env_secrets(comp.get("init_parameters") or {}):
+                register_env_vars(env_vars)
 
 
 def pipeline_hash(data: dict[str, Any]) -> str:
@@ -482,13 +486,29 @@ def profile_from_pipeline(pipeline: Any, name: str | None = None) -> PipelinePro
         cls = type(instance)
         type_path = f"{cls.__module__}.{cls.__name__}"
         components[comp_name] = {"type": type_path, "init_parameters": _live_init_parameters(instance)}
+        _register_live_secrets(instance)
     data = {"components": components, "connections": _live_connections(pipeline)}
+    register_pipeline_secrets(data)
     metadata = getattr(pipeline, "metadata", None) or {}
     display = name or str(metadata.get("name") or "pipeline")
     profile = PipelineProfile(name=display, path=f"<python:{display}>", pipeline_hash=pipeline_hash(data))
     for comp_name, comp in components.items():
         profile.components[comp_name] = _profile_component(comp_name, comp["type"], comp["init_parameters"])
     return profile
+
+
+def _register_live_secrets(instance: Any, depth: int = 0) -> None:
+    """Secrets held by a component built in code (token or env-var, also inside an Agent's generator or a
+    document store): their values are masked in records and output."""
+    from haystack.utils import Secret
+
+    from genops_cli.redact import register_secret
+
+    for value in list(getattr(instance, "__dict__", {}).values()):
+        if isinstance(value, Secret):
+            register_secret(value)
+        elif depth < 2 and hasattr(value, "to_dict") and not isinstance(value, type):
+            _register_live_secrets(value, depth + 1)  # a nested component, store or client wrapper
 
 
 def _live_init_parameters(instance: Any) -> dict[str, Any]:

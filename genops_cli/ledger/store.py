@@ -11,7 +11,6 @@ SQL is written once with `?` placeholders in the subset both engines share; `Tx`
 
 from __future__ import annotations
 
-import fcntl
 import os
 import re
 import threading
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from genops_cli.errors import LedgerError
+from genops_cli.ledger.locking import hold_file_lock, hold_thread_lock
 from genops_cli.ledger.schema import CURRENT_VERSION, MIGRATIONS, PG_ONLY, SCHEMA_VERSION_DDL, column_types
 
 # Files written by a newer DuckDB cannot be opened by an older one; pinning the storage format keeps ledgers
@@ -220,29 +220,14 @@ def _migrate(tx: Tx) -> int:
 
 
 class _FileLock:
-    """flock on a sidecar file: exclusive for writers, shared for readers. Works across processes."""
-
-    _local = threading.local()
+    """The sidecar lock file: exclusive for writers, shared for readers, across processes and platforms, with a
+    bounded wait (genops_cli.ledger.locking)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    @contextmanager
-    def hold(self, exclusive: bool) -> Iterator[None]:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:
-            raise LedgerError(
-                f"ledger lock {self.path}: cannot create ({exc.strerror}); check that the ledger's folder is "
-                "writable"
-            ) from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
-            yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
+    def hold(self, exclusive: bool) -> ContextManager[None]:
+        return hold_file_lock(self.path, exclusive)
 
 
 # Threads of one process share a DuckDB file through a process-wide mutex (flock is per open file, so two
@@ -298,7 +283,7 @@ class DuckDBLedger(Ledger):
         """The exclusive writer: lock held, one migrated connection; yields a factory of committed transactions."""
         import duckdb
 
-        with self._mutex, self._lock.hold(exclusive=True):
+        with hold_thread_lock(self._mutex, self._lock.path), self._lock.hold(exclusive=True):
             conn = self._connect(read_only=False)
             try:
                 tx = Tx(conn, self.backend)
@@ -355,7 +340,7 @@ class DuckDBLedger(Ledger):
                     pass
             # Checked once per Ledger instance: schemas only move forward, and a newer one fails loudly on write.
             self._migrated = True
-        with self._mutex, self._lock.hold(exclusive=False):
+        with hold_thread_lock(self._mutex, self._lock.path), self._lock.hold(exclusive=False):
             conn = self._connect(read_only=True)
             try:
                 yield Tx(conn, self.backend)
@@ -365,7 +350,7 @@ class DuckDBLedger(Ledger):
                 conn.close()
 
     def _stored_version(self) -> int | None:
-        with self._mutex, self._lock.hold(exclusive=False):
+        with hold_thread_lock(self._mutex, self._lock.path), self._lock.hold(exclusive=False):
             conn = self._connect(read_only=True)
             try:
                 tx = Tx(conn, self.backend)

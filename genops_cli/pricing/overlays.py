@@ -33,8 +33,6 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from genops_cli.errors import ConfigError
 from genops_cli.models import UnitPrices
 
@@ -316,15 +314,11 @@ class _Ctx:
 def load_overlay_file(path: Path, *, into: OverlaySet | None = None) -> OverlaySet:
     """Parse and validate one overlay file; entries are appended to `into` (or a new set)."""
     out = into if into is not None else OverlaySet()
-    try:
-        raw_bytes = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read pricing overlay: {exc.strerror or exc}") from exc
-    try:
-        data = yaml.safe_load(raw_bytes.decode("utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        problem = " ".join(str(exc).split())
-        raise ConfigError(f"{path}: not valid YAML: {problem}") from exc
+    from genops_cli.safe_load import decode, parse_yaml, read_bytes
+
+    # Size, alias expansion and depth bounded; a key repeated in one entry is an error naming its line.
+    raw_bytes = read_bytes(path, "overlay", ConfigError)
+    data = parse_yaml(decode(raw_bytes, str(path), ConfigError), str(path), "overlay", ConfigError, strict_keys=True)
     source = OverlaySource(name=path.name, path=path, sha256=hashlib.sha256(raw_bytes).hexdigest())
     out.sources.append(source)
     if data is None:

@@ -27,6 +27,7 @@ The file schema (all keys optional)::
     simulation: {output_tokens: 200}
     pricing: {dirs: [./pricing]}
     observability: {capture_content: false, otlp_endpoint: null, service_name: genops}
+    agents: {fail_on_cap: false}             # true: a run whose agent hit max_agent_steps fails (exit 1)
 """
 
 from __future__ import annotations
@@ -132,6 +133,7 @@ class Settings:
     otlp_endpoint: str | None = None
     service_name: str = "genops"
     log_level: str = "WARNING"
+    fail_on_agent_cap: bool = False  # `agents.fail_on_cap` / `genops run --fail-on-agent-cap`
     raw: dict[str, Any] = field(default_factory=dict)
 
 
@@ -218,7 +220,7 @@ def parse_thresholds(value: Any, where: str = "--alert-at") -> tuple[int, ...]:
 def _apply_file(settings: Settings, loader: _Loader) -> None:
     data = loader.data
     known = {"ledger", "haystack", "attribution", "budgets", "reservation", "alerts", "compliance", "simulation",
-             "pricing", "observability", "providers", "logging"}
+             "pricing", "observability", "providers", "logging", "agents"}
     for key in data:
         if key not in known:
             raise ConfigError(f"{loader.where(key)}: unknown key; expected one of {', '.join(sorted(known))}")
@@ -327,6 +329,10 @@ def _apply_file(settings: Settings, loader: _Loader) -> None:
     logging_section = _section(loader, data, "logging")
     if logging_section.get("level"):
         settings.log_level = parse_log_level(logging_section["level"], loader.where("logging.level"))
+    agents_section = _section(loader, data, "agents")
+    _known_keys(loader, "agents", agents_section, ("fail_on_cap",))
+    if "fail_on_cap" in agents_section:
+        settings.fail_on_agent_cap = parse_bool(agents_section["fail_on_cap"], loader.where("agents.fail_on_cap"))
 
 
 #: Keys of the guide's `haystack:` section (the adapter's arguments) and of `observability:`.

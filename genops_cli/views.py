@@ -10,6 +10,8 @@ from decimal import Decimal
 from typing import Any
 
 from genops_cli.models import CallRecord, RunRecord
+from genops_cli.tracking.agents import agent_outcomes
+from genops_cli.tracking.usage import usage_source_share
 
 
 def jsonable_outputs(value: Any) -> Any:
@@ -43,6 +45,8 @@ def call_to_output(call: CallRecord) -> dict[str, Any]:
         "name": call.component_name,
         "type": call.component_type,
         "span_kind": call.span_kind,
+        "path": call.component_path,
+        "agent_instance": call.agent_instance,
         "visit": call.visit,
         "agent_step": call.agent_step,
         "tool_name": call.tool_name,
@@ -59,6 +63,8 @@ def call_to_output(call: CallRecord) -> dict[str, Any]:
         "status": call.status,
         "error": call.error,
         "priced": call.priced,
+        **({"agent_steps": call.agent_steps, "agent_max_steps": call.agent_max_steps,
+            "exit_reason": call.exit_reason} if call.agent_instance == call.call_id else {}),
     }
 
 
@@ -87,8 +93,14 @@ def run_to_output(run: RunRecord, include_outputs: bool = True) -> dict[str, Any
             "data_classification": a.data_classification,
         },
         "unpriced_models": run.unpriced_models,
+        # How much of the cost rests on usage genops had to estimate (streams without usage, simulation).
+        "usage_sources": usage_source_share(run.calls).to_json(),
         "components": [call_to_output(c) for c in run.calls],
     }
+    outcomes = agent_outcomes(run.calls)
+    if outcomes:
+        out["agents"] = [o.to_json() for o in outcomes]
+        out["agent_hit_max_steps"] = any(o.hit_cap for o in outcomes)
     if run.batch_line is not None:
         out["batch_line"] = run.batch_line
     if run.cache_hit:
@@ -135,5 +147,9 @@ def render_run_table(run: RunRecord, console: Any) -> None:
         console.print(f"policy: {policy.result} {policy.reason_code or ''} {policy.message or ''}".rstrip())
     if run.unpriced_models:
         console.print(f"[yellow]unpriced models (cost not included): {', '.join(run.unpriced_models)}[/yellow]")
+    for outcome in agent_outcomes(run.calls):
+        flag = " [yellow](hit max_agent_steps)[/yellow]" if outcome.hit_cap else ""
+        console.print(f"agent {outcome.path or outcome.name}: {outcome.steps} step(s) of {outcome.max_steps}, "
+                      f"exit {outcome.exit_reason or '?'}{flag}")
     if run.error:
         console.print(f"[red]error:[/red] {run.error}", markup=True)

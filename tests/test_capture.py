@@ -102,8 +102,10 @@ def test_unknown_model_is_unpriced_and_named(openai_server, tmp_path):
 
 
 def test_streaming_without_usage_is_estimated_offline_and_labelled(openai_server, tmp_path):
+    # Configured not to ask for usage (genops asks by default), so the stream carries none.
     text = open(sample("rag")).read().replace(
-        "streaming_callback: null", "streaming_callback: haystack.components.generators.utils.print_streaming_chunk")
+        "streaming_callback: null", "streaming_callback: haystack.components.generators.utils.print_streaming_chunk"
+    ).replace("max_tokens: 512", "max_tokens: 512\n        stream_options: {include_usage: false}", 1)
     path = tmp_path / "p.yml"
     path.write_text(text)
     result = cli("run", str(path), "--inputs", sample("rag", "inputs.json"), "--json")
@@ -266,7 +268,9 @@ def test_parent_span_routes_spans_from_worker_threads_to_their_run():
 
 def test_max_cost_stops_before_the_next_llm_call(openai_server):
     openai_server.usage = {"prompt_tokens": 1000, "completion_tokens": 1000}
-    result = cli("run", sample("chain"), "--inputs", sample("chain", "inputs.json"), "--max-cost", "0.0001",
+    # The drafter's worst case (gpt-4o-mini, max_tokens 512: ~$0.0003) fits under the cap; after its call, its
+    # cost plus the reviewer's worst case (gpt-4o, max_tokens 512: ~$0.005) does not.
+    result = cli("run", sample("chain"), "--inputs", sample("chain", "inputs.json"), "--max-cost", "0.001",
                  "--json")
     assert result.exit_code == 3, result.stderr
     [out] = json_lines(result.stdout)

@@ -269,6 +269,9 @@ class GenOpsHaystackAdapter:
         if (cached is not None and cached[0]() is pipeline and cached[1] == size
                 and (name is None or cached[2].name == name)):
             return cached[2]
+        from genops_cli.tracking.usage import request_stream_usage_live
+
+        request_stream_usage_live(pipeline)  # streams report usage when asked: measured, not estimated
         profile = profile_from_pipeline(pipeline, name)
         key = id(pipeline)
         try:

@@ -60,6 +60,8 @@ def run(
     fail_fast: bool = typer.Option(False, "--fail-fast", help="Batch: stop at the first failed run."),
     cache: bool = typer.Option(False, "--cache", help="Reuse recorded results for identical inputs."),
     cache_ttl: str = typer.Option("1h", "--cache-ttl", help="With --cache: how old a cached result may be."),
+    fail_on_agent_cap: bool = typer.Option(False, "--fail-on-agent-cap",
+                                           help="A run whose agent hit max_agent_steps fails (exit 1)."),
     json_output: bool = typer.Option(False, "--json", help="JSON only on stdout (one object per run)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or summary on stderr."),
     log_format: str = typer.Option("text", "--log-format", help="text|json for stderr lines (cron)."),
@@ -81,6 +83,8 @@ def run(
                                  feature=feature, cost_center=cost_center, tags=_parse_tags(tag),
                                  data_classification=classification)
     configure_logging(settings.log_level, log_format)
+    if fail_on_agent_cap:
+        settings.fail_on_agent_cap = True
     runs = read_inputs(inputs, input_values)
     if not runs:
         raise UsageError("no inputs: pass --inputs FILE (JSON or JSONL), --inputs - for stdin, or --input c.s=v")

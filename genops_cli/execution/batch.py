@@ -427,6 +427,19 @@ class _BatchRunner:
         return run
 
 
+def _run_warnings(run: Any, simulated: bool) -> list[tuple[str, str]]:
+    """Warnings a run's records call for: usage genops had to estimate (named component and fix), agents that
+    stopped at max_agent_steps."""
+    from genops_cli.tracking.agents import cap_message, capped_agents
+    from genops_cli.tracking.usage import estimated_usage_warnings
+
+    out = [] if simulated else [("usage.estimated", w) for w in estimated_usage_warnings(run.calls)]
+    capped = capped_agents(run.calls)
+    if capped:
+        out.append(("agent.max_steps", cap_message(capped)))
+    return out
+
+
 def run_batch(
     settings: Settings,
     ledger: Ledger,
@@ -492,9 +505,14 @@ def run_batch(
     started = time.monotonic()
     done = 0
 
+    run_warnings: dict[tuple[str, str], None] = {}  # estimated usage, agents at their step cap (once each)
+
     def handle(result: LineResult) -> None:
         nonlocal done
         done += 1
+        if result.run is not None:
+            for key in _run_warnings(result.run, loaded.simulated):
+                run_warnings.setdefault(key)
         for attempt in result.attempts:
             summary.attempts += 1
             summary.total_cost += attempt.total_cost
@@ -552,6 +570,8 @@ def run_batch(
         summary.ledger_error = recorded.error
         events.error("ledger.error", f"{recorded.error}; records are kept in the spool and ingested by the next "
                      "genops command")
+    for code, message in run_warnings:
+        events.warning(code, message)
     if summary.unpriced_models:
         events.warning("pricing.unpriced",
                        f"unpriced model(s) {', '.join(sorted(summary.unpriced_models))}: recorded with "

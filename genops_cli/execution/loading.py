@@ -367,6 +367,11 @@ def load_pipeline(
         _check_types(p, data, allow)
     data = copy.deepcopy(data)
     profile = profile_pipeline_data(p, data, model_overrides)
+    if not simulate:
+        from genops_cli.tracking.usage import request_stream_usage
+
+        # Streams of chat-completions generators report usage only when asked: measured, not estimated.
+        request_stream_usage(data["components"])
     if init_overrides:
         _apply_init_overrides(data["components"], init_overrides)
     secrets: set[str] = set()

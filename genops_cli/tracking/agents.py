@@ -238,3 +238,16 @@ def cap_message(outcomes: list[AgentOutcome]) -> str:
     names = ", ".join(f"'{o.path or o.name}' ({o.steps}/{o.max_steps} steps)" for o in outcomes)
     return (f"agent stopped by max_agent_steps before an answer: {names}; raise max_agent_steps or fix the loop "
             "(its tool results or exit_conditions)")
+
+
+def fail_run_on_agent_cap(run: Any) -> bool:
+    """`agents.fail_on_cap` / `--fail-on-agent-cap`: an ok run (a RunRecord) whose agent stopped at
+    max_agent_steps becomes a failed run (exit 1), its records kept. Returns whether it did."""
+    if run.status != "ok":
+        return False
+    capped = capped_agents(run.calls)
+    if not capped:
+        return False
+    run.status = "error"
+    run.error = cap_message(capped)
+    return True

@@ -571,6 +571,9 @@ _INTEGRATION_PROVIDERS = {
     "llama_cpp": "llama-cpp",
     "deepseek": "deepseek",
     "fastembed": "huggingface-local",
+    "huggingface_api": "huggingface",
+    "sentence_transformers": "huggingface-local",
+    "transformers": "huggingface-local",
 }
 
 # Class-name prefixes, checked in order (Azure before OpenAI: AzureOpenAIChatGenerator).
@@ -592,6 +595,10 @@ _CLASS_PREFIX_PROVIDERS = (
     ("SentenceTransformers", "huggingface-local"),
     ("Fastembed", "huggingface-local"),
     ("HuggingFaceAPI", "huggingface"),
+    # Haystack 2.0 TGI / TEI components call a Hugging Face endpoint, whatever model they serve.
+    ("HuggingFaceTGI", "huggingface"),
+    ("HuggingFaceTEI", "huggingface"),
+    ("Transformers", "huggingface-local"),
     ("OpenRouter", "openrouter"),
     ("TogetherAI", "together"),
     ("LlamaCpp", "llama-cpp"),

@@ -1,0 +1,214 @@
+"""Agents recorded as they happened: tool loops on every API, an Agent nested in an Agent across providers,
+exit reasons and step caps, streams with and without usage. Real Haystack Agents talk to the loopback fakes
+(scripted with ToolLoop); money is exact."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import cli, json_lines, ledger_rows
+from fakeproviders import ToolLoop
+from haystack import Pipeline
+from haystack.components.agents import Agent
+from haystack.components.generators.chat import OpenAIChatGenerator, OpenAIResponsesChatGenerator
+from haystack.components.retrievers.in_memory import InMemoryBM25Retriever
+from haystack.dataclasses import ChatMessage
+from haystack.document_stores.in_memory import InMemoryDocumentStore
+from haystack.tools import AgentTool, ComponentTool
+from haystack_integrations.components.generators.anthropic import AnthropicChatGenerator
+
+from genops_cli.execution.loading import profile_from_pipeline
+from genops_cli.pricing import get_price_book
+from genops_cli.tracking.agents import agent_outcomes
+from genops_cli.tracking.capture import RunCapture
+from genops_cli.tracking.tracer import capture_run
+
+OPENAI_USAGE = {"prompt_tokens": 1000, "completion_tokens": 100}
+ANTHROPIC_USAGE = {"input_tokens": 1000, "output_tokens": 100}
+# gpt-4o-mini 0.15 / 0.60 per 1M: 1000 x 0.15e-6 + 100 x 0.60e-6
+GPT_4O_MINI_STEP = Decimal("0.00021")
+# claude-3-5-haiku 0.80 / 4.00 per 1M: 1000 x 0.80e-6 + 100 x 4e-6
+HAIKU_STEP = Decimal("0.0012")
+
+
+def _search_tool(name: str = "web_search") -> ComponentTool:
+    return ComponentTool(component=InMemoryBM25Retriever(document_store=InMemoryDocumentStore()), name=name,
+                         description="Keyword search.", outputs_to_string={"source": "documents"})
+
+
+def _pricer(call: Any) -> None:
+    get_price_book().price(call.usage, call.model, call.provider, at=call.started_at).apply_to(call)
+
+
+def _capture(pipeline: Pipeline, data: dict[str, Any]) -> RunCapture:
+    capture = RunCapture("run-test", profile_from_pipeline(pipeline, "agents"), pricer=_pricer)
+    with capture_run(capture):
+        pipeline.run(data)
+    return capture
+
+
+def _messages(text: str = "find it") -> dict[str, Any]:
+    return {"messages": [ChatMessage.from_user(text)]}
+
+
+@pytest.mark.parametrize("generator", ["chat", "responses", "anthropic"])
+def test_flat_tool_loop_counts_each_step_once_at_exact_cost(openai_server, anthropic_server, generator):
+    openai_server.usage, anthropic_server.usage = dict(OPENAI_USAGE), dict(ANTHROPIC_USAGE)
+    loop = ToolLoop("web_search", times=3, arguments={"query": "x"}, final="answer")
+    openai_server.responder = anthropic_server.responder = loop
+    gen = {"chat": lambda: OpenAIChatGenerator(model="gpt-4o-mini"),
+           "responses": lambda: OpenAIResponsesChatGenerator(model="gpt-4o-mini"),
+           "anthropic": lambda: AnthropicChatGenerator(model="claude-3-5-haiku-20241022")}[generator]()
+    pipeline = Pipeline()
+    pipeline.add_component("agent", Agent(chat_generator=gen, tools=[_search_tool()], max_agent_steps=10))
+    capture = _capture(pipeline, {"agent": _messages()})
+
+    steps = [c for c in capture.sorted_calls() if c.span_kind == "agent_llm"]
+    expected = HAIKU_STEP if generator == "anthropic" else GPT_4O_MINI_STEP
+    assert [c.agent_step for c in steps] == [0, 1, 2, 3]
+    assert [c.cost for c in steps] == [expected] * 4
+    assert {c.component_path for c in steps} == {"agent/chat_generator"}
+    assert capture.cost == expected * 4
+    [outcome] = agent_outcomes(capture.calls)
+    assert (outcome.name, outcome.steps, outcome.max_steps, outcome.exit_reason) == ("agent", 4, 10, "final_answer")
+
+
+def _nested_pipeline(inner_max_steps: int = 3) -> Pipeline:
+    inner = Agent(chat_generator=AnthropicChatGenerator(model="claude-3-5-haiku-20241022"),
+                  tools=[_search_tool()], max_agent_steps=inner_max_steps)
+    outer = Agent(chat_generator=OpenAIChatGenerator(model="gpt-4o-mini"),
+                  tools=[AgentTool(agent=inner, name="search_agent", description="Searches the web.")],
+                  max_agent_steps=5)
+    pipeline = Pipeline()
+    pipeline.add_component("researcher", outer)
+    return pipeline
+
+
+def _script_nested(openai_server: Any, anthropic_server: Any, inner_times: int | None = 1) -> None:
+    openai_server.usage, anthropic_server.usage = dict(OPENAI_USAGE), dict(ANTHROPIC_USAGE)
+    openai_server.responder = ToolLoop("search_agent", times=1,
+                                       arguments={"messages": [{"role": "user", "content": "search"}]},
+                                       final="Here is the answer.")
+    anthropic_server.responder = ToolLoop("web_search", times=inner_times, arguments={"query": "q"},
+                                          final="Inner findings.")
+
+
+def _nested_yaml(tmp_path: Path, inner_max_steps: int = 3) -> str:
+    path = tmp_path / "nested.yml"
+    path.write_text(_nested_pipeline(inner_max_steps).dumps())
+    return str(path)
+
+
+def test_nested_agent_across_providers_is_priced_as_its_own_provider(openai_server, anthropic_server, tmp_path):
+    _script_nested(openai_server, anthropic_server)
+    result = cli("run", _nested_yaml(tmp_path), "--input",
+                 'researcher.messages=[{"role": "user", "content": [{"text": "hi"}]}]', "--json")
+    assert result.exit_code == 0, result.stderr
+    [out] = json_lines(result.stdout)
+    llm = [(c["path"], c["provider"], c["model"], c["agent_step"], Decimal(c["cost"]))
+           for c in out["components"] if c["span_kind"] == "agent_llm"]
+    assert llm == [
+        ("researcher/chat_generator", "openai", "gpt-4o-mini", 0, GPT_4O_MINI_STEP),
+        ("researcher/tool:search_agent/search_agent/chat_generator", "anthropic", "claude-3-5-haiku-20241022", 0,
+         HAIKU_STEP),
+        ("researcher/tool:search_agent/search_agent/chat_generator", "anthropic", "claude-3-5-haiku-20241022", 1,
+         HAIKU_STEP),
+        ("researcher/chat_generator", "openai", "gpt-4o-mini", 1, GPT_4O_MINI_STEP),
+    ]
+    assert out["unpriced_models"] == []
+    assert Decimal(out["total_cost"]) == 2 * GPT_4O_MINI_STEP + 2 * HAIKU_STEP == Decimal("0.00282")
+    agents = {a["path"]: a for a in out["agents"]}
+    assert set(agents) == {"researcher", "researcher/tool:search_agent/search_agent"}
+    outer, inner = agents["researcher"], agents["researcher/tool:search_agent/search_agent"]
+    assert (outer["steps"], outer["llm_calls"], Decimal(outer["cost"])) == (2, 2, 2 * GPT_4O_MINI_STEP)
+    assert (inner["name"], inner["steps"], inner["llm_calls"], Decimal(inner["cost"])) == (
+        "search_agent", 2, 2, 2 * HAIKU_STEP)
+    assert outer["exit_reason"] == inner["exit_reason"] == "final_answer"
+    assert out["agent_hit_max_steps"] is False
+
+    # The ledger keeps the same: each step belongs to its own agent instance.
+    rows = ledger_rows("SELECT c.component_name, c.provider, c.agent_step, a.component_path, a.exit_reason "
+                       "FROM calls c JOIN calls a ON a.call_id = c.agent_instance "
+                       "WHERE c.span_kind = 'agent_llm' ORDER BY c.seq")
+    assert rows == [("researcher", "openai", 0, "researcher", "final_answer"),
+                    ("search_agent", "anthropic", 0, "researcher/tool:search_agent/search_agent", "final_answer"),
+                    ("search_agent", "anthropic", 1, "researcher/tool:search_agent/search_agent", "final_answer"),
+                    ("researcher", "openai", 1, "researcher", "final_answer")]
+
+
+def test_agent_stopped_by_max_agent_steps_is_flagged_and_can_fail_the_run(openai_server, anthropic_server,
+                                                                         tmp_path):
+    _script_nested(openai_server, anthropic_server, inner_times=None)  # the inner agent never answers
+    path = _nested_yaml(tmp_path, inner_max_steps=3)
+    message = 'researcher.messages=[{"role": "user", "content": [{"text": "hi"}]}]'
+    result = cli("run", path, "--input", message, "--json")
+    assert result.exit_code == 0, result.stderr
+    [out] = json_lines(result.stdout)
+    assert out["status"] == "ok" and out["agent_hit_max_steps"] is True
+    inner = next(a for a in out["agents"] if a["name"] == "search_agent")
+    assert (inner["steps"], inner["max_steps"], inner["exit_reason"], inner["hit_max_steps"]) == (
+        3, 3, "max_agent_steps", True)
+    assert Decimal(inner["cost"]) == 3 * HAIKU_STEP
+    assert "max_agent_steps" in result.stderr and "search_agent" in result.stderr
+
+    result = cli("run", path, "--input", message, "--json", "--fail-on-agent-cap")
+    assert result.exit_code == 1, result.stderr
+    [out] = json_lines(result.stdout)
+    assert out["status"] == "error" and "max_agent_steps" in out["error"]
+    # The spend before the verdict is kept: 2 outer steps + 3 inner steps.
+    assert Decimal(out["total_cost"]) == 2 * GPT_4O_MINI_STEP + 3 * HAIKU_STEP
+
+    (tmp_path / ".genops.yml").write_text("agents:\n  fail_on_cap: true\n")
+    result = cli("run", path, "--input", message, "--json")
+    assert result.exit_code == 1, result.stderr
+    statuses = ledger_rows("SELECT status FROM runs ORDER BY started_at")
+    assert [s for (s,) in statuses] == ["ok", "error", "error"]
+
+
+def _streaming_chain(tmp_path: Path, generation_kwargs: dict[str, Any] | None = None) -> str:
+    from haystack.components.builders import ChatPromptBuilder
+    from haystack.components.generators.utils import print_streaming_chunk
+
+    pipeline = Pipeline()
+    pipeline.add_component("prompt", ChatPromptBuilder(template=[ChatMessage.from_user("{{ q }}")],
+                                                       required_variables=["q"]))
+    pipeline.add_component("llm", OpenAIChatGenerator(model="gpt-4o-mini", streaming_callback=print_streaming_chunk,
+                                                      generation_kwargs=generation_kwargs))
+    pipeline.connect("prompt.prompt", "llm.messages")
+    path = tmp_path / "stream.yml"
+    path.write_text(pipeline.dumps())
+    return str(path)
+
+
+def test_openai_stream_is_asked_for_usage_and_measured(openai_server, tmp_path):
+    openai_server.usage = dict(OPENAI_USAGE)
+    result = cli("run", _streaming_chain(tmp_path, {"max_tokens": 64}), "--input", "prompt.q=hello", "--json")
+    assert result.exit_code == 0, result.stderr
+    [out] = json_lines(result.stdout.splitlines()[-1])
+    [body] = openai_server.bodies("/chat/completions")
+    assert body["stream"] is True and body["stream_options"] == {"include_usage": True}
+    assert body["max_tokens"] == 64  # the user's generation_kwargs are kept
+    llm = next(c for c in out["components"] if c["name"] == "llm")
+    assert (llm["usage_source"], llm["input_tokens"], llm["output_tokens"]) == ("reported", 1000, 100)
+    assert Decimal(llm["cost"]) == GPT_4O_MINI_STEP
+    assert out["usage_sources"]["estimated_calls"] == 0 and out["usage_sources"]["estimated_share"] == "0.0000"
+    assert "estimated" not in result.stderr
+
+
+def test_stream_configured_without_usage_is_estimated_and_says_so(openai_server, tmp_path):
+    openai_server.usage = dict(OPENAI_USAGE)
+    path = _streaming_chain(tmp_path, {"stream_options": {"include_usage": False}})
+    result = cli("run", path, "--input", "prompt.q=hello", "--json")
+    assert result.exit_code == 0, result.stderr
+    [out] = json_lines(result.stdout.splitlines()[-1])
+    [body] = openai_server.bodies("/chat/completions")
+    assert body["stream_options"] == {"include_usage": False}  # configured not to: left alone
+    llm = next(c for c in out["components"] if c["name"] == "llm")
+    assert llm["usage_source"] == "estimated" and Decimal(llm["cost"]) > 0
+    assert out["usage_sources"]["estimated_calls"] == 1 and out["usage_sources"]["estimated_share"] == "1.0000"
+    assert "'llm'" in result.stderr and "include_usage" in result.stderr
+    assert json.loads(json.dumps(out))  # stdout stayed JSON only

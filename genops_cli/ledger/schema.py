@@ -231,6 +231,52 @@ _V6 = [
     "ALTER TABLE calls ADD COLUMN IF NOT EXISTS exit_reason VARCHAR",
 ]
 
+# v7: an audit trail that says who and what. Each audit entry names its actor (OS user@host, or the principal
+# given to the Python API) and, for changes such as budget edits, the values before and after (both covered by
+# the entry hash). Each run keeps the hash of the policy and budgets it was admitted under (`policy_snapshots`
+# holds each distinct one) and any --policy override. Purges leave tombstones (`purges`, `purged_subjects`) so
+# the chain stays verifiable; `legal_holds` stop purges.
+_V7 = [
+    "ALTER TABLE audit_log ADD COLUMN IF NOT EXISTS actor VARCHAR",
+    "ALTER TABLE audit_log ADD COLUMN IF NOT EXISTS change VARCHAR",
+    "ALTER TABLE runs ADD COLUMN IF NOT EXISTS policy_hash VARCHAR",
+    "ALTER TABLE runs ADD COLUMN IF NOT EXISTS policy_override VARCHAR",
+    """
+    CREATE TABLE IF NOT EXISTS policy_snapshots (
+        policy_hash VARCHAR PRIMARY KEY,
+        first_seen_at TIMESTAMP NOT NULL,
+        body VARCHAR NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS purges (
+        purge_id VARCHAR PRIMARY KEY,
+        purged_at TIMESTAMP NOT NULL,
+        criteria VARCHAR NOT NULL,
+        reason VARCHAR,
+        runs_removed BIGINT NOT NULL,
+        rows_removed BIGINT NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS purged_subjects (
+        purge_id VARCHAR NOT NULL,
+        kind VARCHAR NOT NULL,
+        subject_id VARCHAR NOT NULL,
+        PRIMARY KEY (purge_id, kind, subject_id)
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS legal_holds (
+        hold_id VARCHAR PRIMARY KEY,
+        scope VARCHAR NOT NULL,
+        reason VARCHAR NOT NULL,
+        placed_at TIMESTAMP NOT NULL,
+        released_at TIMESTAMP
+    )
+    """,
+]
+
 #: (version, statements). The ledger's `schema_version` table records the highest applied version.
 MIGRATIONS: list[tuple[int, list[str]]] = [
     (1, _V1),
@@ -239,6 +285,7 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
     (4, _V4),
     (5, _V5),
     (6, _V6),
+    (7, _V7),
 ]
 
 CURRENT_VERSION = MIGRATIONS[-1][0]
@@ -249,7 +296,7 @@ SCHEMA_VERSION_DDL = (
 
 #: Tables in dependency order (exports, migration between backends, verification).
 TABLES = ["runs", "calls", "budgets", "reservations", "alerts", "audit_log", "policy_events", "ledger_merges",
-          "audit_imports"]
+          "audit_imports", "policy_snapshots", "purges", "purged_subjects", "legal_holds"]
 
 _COLUMN = re.compile(
     r"^\s*(?:ALTER TABLE \w+ (?:ADD COLUMN IF NOT EXISTS|ALTER COLUMN)\s+)?(\w+)\s+(?:TYPE\s+)?"

@@ -15,14 +15,15 @@ The file schema (all keys optional)::
       daily_budget_limit: 50.00
       monthly_budget_limit: 1000.00
       governance_policy: advisory            # advisory | enforcing | monitoring (aliases: enforced, strict)
-    attribution: {team, project, environment, customer_id, feature, cost_center, data_classification}
+    attribution: {team, project, environment, customer_id, feature, cost_center, user_id, data_classification}
     budgets:
       timezone: Europe/Berlin                # calendar periods reset in this zone
       alert_at: [50, 80, 95, 100]
       scopes:
         "team:ml": {daily: 10, monthly: 200, policy: enforcing}
     reservation: {max_tokens_cap: 4096, ttl_minutes: 60}
-    alerts: {webhook_url: https://hooks.example/genops, timeout_seconds: 3}
+    alerts: {webhook_url: https://hooks.example/genops, webhook_format: slack, timeout_seconds: 3,
+             spool_minutes: 15}             # webhook_format: generic | slack | teams | teams-messagecard
     compliance: {...}                        # see genops_cli/policy/compliance.py
     simulation: {output_tokens: 200}
     pricing: {dirs: [./pricing]}
@@ -33,6 +34,7 @@ The file schema (all keys optional)::
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -74,7 +76,7 @@ class BudgetSettings:
 
 #: compliance rule name -> what it checks (`compliance.rule_modes` keys)
 COMPLIANCE_RULES = ("providers", "models", "regions", "max_cost", "attribution")
-ATTRIBUTION_FIELDS = ("team", "project", "environment", "customer_id", "feature", "cost_center")
+ATTRIBUTION_FIELDS = ("team", "project", "environment", "customer_id", "feature", "cost_center", "user_id")
 
 
 @dataclass
@@ -126,6 +128,8 @@ class Settings:
     reservation_ttl_minutes: int = 60
     webhook_url: str | None = None
     webhook_timeout: float = 3.0
+    webhook_format: str = "generic"  # generic | slack | teams | teams-messagecard (policy/alerts.py)
+    spool_alert_minutes: int = 15  # alert when runs wait in the spool longer than this (0: never)
     compliance: ComplianceSettings = field(default_factory=ComplianceSettings)
     simulation_output_tokens: int | None = None
     pricing_dirs: list[Path] = field(default_factory=list)
@@ -236,6 +240,7 @@ def _apply_file(settings: Settings, loader: _Loader) -> None:
     a.customer_id = attr.get("customer_id") or a.customer_id
     a.feature = attr.get("feature") or a.feature
     a.cost_center = attr.get("cost_center") or hay.get("cost_center") or a.cost_center
+    a.user_id = attr.get("user_id") or a.user_id
     classification = attr.get("data_classification") or hay.get("data_classification")
     if classification is not None:
         if classification not in CLASSIFICATIONS:
@@ -296,6 +301,13 @@ def _apply_file(settings: Settings, loader: _Loader) -> None:
         if not url.startswith(("http://", "https://")):
             raise ConfigError(f"{loader.where('alerts.webhook_url')}: must be an http(s) URL")
         settings.webhook_url = url
+    if alerts.get("webhook_format"):
+        from genops_cli.policy.alerts import check_webhook_format
+
+        settings.webhook_format = check_webhook_format(str(alerts["webhook_format"]),
+                                                       loader.where("alerts.webhook_format"))
+    if "spool_minutes" in alerts:
+        settings.spool_alert_minutes = _minutes(alerts["spool_minutes"], loader.where("alerts.spool_minutes"))
     if "timeout_seconds" in alerts:
         settings.webhook_timeout = _positive_number(alerts["timeout_seconds"], loader.where("alerts.timeout_seconds"))
 
@@ -466,6 +478,16 @@ def _positive_int(value: Any, where: str) -> int:
     return number
 
 
+def _minutes(value: Any, where: str) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: {value!r} is not a whole number of minutes (0 switches it off)") from None
+    if number < 0:
+        raise ConfigError(f"{where}: must be 0 (off) or a positive number of minutes")
+    return number
+
+
 def _timezone(name: str, where: str) -> str:
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -484,6 +506,7 @@ def _apply_env(settings: Settings) -> None:
     a.environment = env.get("GENOPS_ENVIRONMENT") or a.environment
     a.customer_id = env.get("GENOPS_CUSTOMER_ID") or a.customer_id
     a.cost_center = env.get("GENOPS_COST_CENTER") or a.cost_center
+    a.user_id = env.get("GENOPS_USER") or a.user_id
     settings.ledger = env.get("GENOPS_LEDGER") or settings.ledger
     if env.get("GENOPS_LOG_LEVEL"):
         settings.log_level = parse_log_level(env["GENOPS_LOG_LEVEL"], "GENOPS_LOG_LEVEL")
@@ -503,6 +526,12 @@ def _apply_env(settings: Settings) -> None:
                                    alert_at=settings.budgets.alert_at)
                 settings.budgets.scopes.append(glob)
             setattr(glob, period, amount)
+    if env.get("GENOPS_WEBHOOK_FORMAT"):
+        from genops_cli.policy.alerts import check_webhook_format
+
+        settings.webhook_format = check_webhook_format(env["GENOPS_WEBHOOK_FORMAT"], "GENOPS_WEBHOOK_FORMAT")
+    if env.get("GENOPS_SPOOL_ALERT_MINUTES"):
+        settings.spool_alert_minutes = _minutes(env["GENOPS_SPOOL_ALERT_MINUTES"], "GENOPS_SPOOL_ALERT_MINUTES")
     if env.get("GENOPS_WEBHOOK_URL"):
         settings.webhook_url = env["GENOPS_WEBHOOK_URL"]
     if env.get("GENOPS_CAPTURE_CONTENT"):
@@ -512,20 +541,32 @@ def _apply_env(settings: Settings) -> None:
 
 
 def load_settings(config_path: str | Path | None = None, ledger_flag: str | None = None,
-                  attribution: Attribution | None = None) -> Settings:
-    """Build the Settings for one invocation (flags given here win over env, which wins over the file)."""
+                  attribution: Attribution | None = None,
+                  observe: Callable[[str, Settings], None] | None = None) -> Settings:
+    """Build the Settings for one invocation (flags given here win over env, which wins over the file).
+
+    `observe(stage, settings)` is called after each layer ("default", "file", "env", "flag"), so `genops config
+    show` can tell where each effective value came from (config_sources.py)."""
     settings = Settings()
+    if observe is not None:
+        observe("default", settings)
     path = find_config(config_path)
     if path is not None:
         loader = _Loader(path)
         settings.config_path = path
         settings.raw = loader.data
         _apply_file(settings, loader)
+    if observe is not None:
+        observe("file", settings)
     _apply_env(settings)
+    if observe is not None:
+        observe("env", settings)
     if ledger_flag:
         settings.ledger = ledger_flag
     if attribution is not None:
         settings.attribution = settings.attribution.merged(attribution)
+    if observe is not None:
+        observe("flag", settings)
     if settings.attribution.data_classification is None:
         settings.attribution.data_classification = "internal"
     return settings

@@ -170,6 +170,9 @@ class Budget:
     source: str = "cli"  # cli (set in the ledger) | config (.genops.yml / environment)
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    #: where this budget's alerts are posted (instead of the configured alerts.webhook_url), and in which format
+    webhook_url: str | None = None
+    webhook_format: str | None = None
 
     def limits(self) -> list[tuple[str, Decimal]]:
         return [(p, v) for p in ("daily", "weekly", "monthly") if (v := getattr(self, p)) is not None]
@@ -185,7 +188,17 @@ class Budget:
             "timezone": self.timezone,
             "source": self.source,
             "updated_at": self.updated_at.isoformat() if self.updated_at else None,
+            # The URL often carries a token: only whether one is set, its host and the format are shown.
+            "webhook": _webhook_text(self.webhook_url, self.webhook_format),
         }
+
+
+def _webhook_text(url: str | None, fmt: str | None) -> dict[str, str] | None:
+    if not url:
+        return None
+    from urllib.parse import urlsplit
+
+    return {"host": urlsplit(url).hostname or "?", "format": fmt or "generic"}
 
 
 @dataclass

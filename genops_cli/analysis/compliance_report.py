@@ -75,9 +75,10 @@ class ComplianceReport:
 
 
 def compliance_report(tx: Tx, days: int = 30, settings: Settings | None = None, now: datetime | None = None,
+                      period: Period | None = None,
                       verify_audit: bool = True) -> ComplianceReport:
-    """Build the report for the last `days` days (simulated runs excluded)."""
-    period = days_period(days, now)
+    """Build the report for the last `days` days, or for `period` when given (simulated runs excluded)."""
+    period = period or days_period(days, now)
     where, params = build_where(Filters(), period, alias="r", simulated=False)
     runs = tx.query_dicts(
         "SELECT r.run_id, r.team, r.project, r.environment, r.pipeline_name, r.data_classification, r.status, "

@@ -6,7 +6,14 @@ from typing import Any
 
 import typer
 
-from genops_cli.cli.common import handle_errors, load_cli_settings, money, open_cli_ledger, print_json, stdout_console
+from genops_cli.cli.common import (
+    handle_errors,
+    load_cli_settings,
+    money,
+    open_cli_reader_ledger,
+    print_json,
+    stdout_console,
+)
 
 FORMATS = ("table", "json", "csv")
 
@@ -20,18 +27,26 @@ CUSTOMER = typer.Option(None, "--customer", help="Only runs of this customer / t
 PIPELINE = typer.Option(None, "--pipeline", help="Only runs of this pipeline (name as recorded).")
 ENVIRONMENT = typer.Option(None, "--environment", help="Only runs in this environment.")
 SIMULATED = typer.Option(False, "--include-simulated", help="Count simulated runs too (excluded by default).")
+FEATURE = typer.Option(None, "--feature", help="Only runs of this feature.")
+COST_CENTER = typer.Option(None, "--cost-center", help="Only runs of this cost center.")
+USER = typer.Option(None, "--user", help="Only runs of this user (user_id).")
+TAG = typer.Option(None, "--tag", help="Only runs with tag KEY=VALUE (repeatable: all must match).")
+BY_HELP = ("component|provider|model|pipeline|team|project|customer|environment|feature|cost_center|user|day, or "
+           "tag:KEY (the value of the run tag KEY).")
 
 
 def scope_from_flags(since: str | None, from_: str | None, to: str | None, team: str | None, project: str | None,
                      customer: str | None, pipeline: str | None, environment: str | None,
-                     include_simulated: bool) -> tuple[Any, Any]:
+                     include_simulated: bool, feature: str | None = None, cost_center: str | None = None,
+                     user: str | None = None, tags: list[str] | None = None) -> tuple[Any, Any]:
     """(Period, Filters) from the common report flags; bad values raise UsageError naming the flag."""
-    from genops_cli.analysis.filters import Filters
+    from genops_cli.analysis.filters import Filters, parse_tag_filters
     from genops_cli.analysis.periods import parse_period
 
     period = parse_period(since, from_, to, default="30d")
     filters = Filters(team=team, project=project, customer=customer, pipeline=pipeline, environment=environment,
-                      include_simulated=include_simulated)
+                      include_simulated=include_simulated, feature=feature, cost_center=cost_center, user=user,
+                      tags=parse_tag_filters(tags))
     return period, filters
 
 
@@ -48,13 +63,16 @@ def analyze(
     since: str = SINCE,
     from_: str = FROM,
     to: str = TO,
-    by: str = typer.Option("component", "--by",
-                           help="component|provider|model|pipeline|team|project|customer|environment|day"),
+    by: str = typer.Option("component", "--by", help=BY_HELP),
     team: str = TEAM,
     project: str = PROJECT,
     customer: str = CUSTOMER,
     pipeline: str = PIPELINE,
     environment: str = ENVIRONMENT,
+    feature: str = FEATURE,
+    cost_center: str = COST_CENTER,
+    user: str = USER,
+    tag: list[str] = TAG,
     include_simulated: bool = SIMULATED,
     performance: bool = typer.Option(False, "--performance",
                                      help="Add run-time shares, bottlenecks, success rates and cache savings."),
@@ -62,15 +80,14 @@ def analyze(
     output_format: str = typer.Option("table", "--format", help="table|json|csv"),
 ) -> None:
     """Cost, volume, latency and failures grouped by one dimension, computed from recorded runs."""
-    from genops_cli.analysis.analyze import DIMENSIONS, analyze_costs
+    from genops_cli.analysis.analyze import analyze_costs, dimension
     from genops_cli.errors import UsageError
 
     check_format(output_format)
-    if by not in DIMENSIONS:
-        raise UsageError(f"--by {by!r}: use one of {', '.join(DIMENSIONS)}")
+    dimension(by)  # a bad --by exits 2 before the ledger is opened
     period, filters = scope_from_flags(since, from_, to, team, project, customer, pipeline, environment,
-                                       include_simulated)
-    ledger = open_cli_ledger(load_cli_settings())
+                                       include_simulated, feature, cost_center, user, tag)
+    ledger = open_cli_reader_ledger(load_cli_settings())
     if insights:
         if not pipeline:
             raise UsageError("--insights needs --pipeline NAME (the pipeline name as recorded in the ledger)")

@@ -9,11 +9,34 @@ import typer
 
 from genops_cli.cli import common
 
+TOP_EPILOG = """[bold]Exit codes[/bold]
+  0 success
+  1 a pipeline run failed
+  2 bad usage, config, pipeline file or input (also: no ledger at PATH, for a read command)
+  3 blocked by a budget or compliance policy
+  4 the ledger could not be written (the run stays in the spool; the next command ingests it)
+
+[bold]Environment[/bold] (flags > environment > .genops.yml > defaults; see genops config show)
+  GENOPS_LEDGER, GENOPS_CONFIG: ledger path or postgresql:// URL; .genops.yml path
+  GENOPS_TEAM, GENOPS_PROJECT, GENOPS_ENVIRONMENT, GENOPS_CUSTOMER_ID, GENOPS_COST_CENTER, GENOPS_USER: attribution
+  GENOPS_DAILY_BUDGET_LIMIT, GENOPS_MONTHLY_BUDGET_LIMIT, GENOPS_GOVERNANCE_POLICY, GENOPS_BUDGET_TIMEZONE: budgets
+  GENOPS_WEBHOOK_URL, GENOPS_WEBHOOK_FORMAT (generic|slack|teams), GENOPS_SPOOL_ALERT_MINUTES: alerts
+  GENOPS_PRICING_DIR, GENOPS_SPOOL_DIR, GENOPS_CAPTURE_CONTENT, GENOPS_LOG_LEVEL
+  GENOPS_DEBUG=1 shows tracebacks; NO_COLOR turns colours off
+
+[bold]Examples[/bold]
+  genops run pipeline.yml --inputs q.json --team ml --customer acme-corp
+  genops runs --since 24h --status error
+  genops analyze --since 7d --by tag:env --json"""
+
 app = typer.Typer(
     name="genops",
     help="Governance runner and analyzer for Haystack pipelines: exact cost per component, budgets, billing, audit.",
+    epilog=TOP_EPILOG,
+    cls=common.GenopsGroup,
+    rich_markup_mode="rich",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -45,12 +68,14 @@ def _register() -> None:
         budget_cmd,
         compare_cmd,
         compliance_cmd,
+        config_cmd,
         estimate_cmd,
         ledger_cmd,
         pricing_cmd,
         recommend_cmd,
         report_cmd,
         run_cmd,
+        runs_cmd,
         serve_cmd,
         validate_cmd,
     )
@@ -61,12 +86,15 @@ def _register() -> None:
     app.command("validate")(validate_cmd.validate)
     app.command("analyze")(analyze_cmd.analyze)
     app.command("recommend")(recommend_cmd.recommend)
-    app.command("report")(report_cmd.report)
+    app.command("report", epilog=report_cmd.EPILOG)(report_cmd.report)
+    app.add_typer(runs_cmd.app, name="runs", epilog=runs_cmd.LIST_EPILOG,
+                  help="Recorded runs: list (filters), show one as a tree, tail new ones.")
     app.add_typer(compliance_cmd.app, name="compliance", help="Compliance report and audit-chain verification.")
     app.add_typer(budget_cmd.app, name="budget", help="Budgets per scope: set, list, status, remove.")
     app.add_typer(pricing_cmd.app, name="pricing", help="Look up prices: show, list, check a pipeline.")
     app.add_typer(ledger_cmd.app, name="ledger", help="Ledger info, export, migrate, drain the spool.")
     app.command("serve")(serve_cmd.serve)
+    app.add_typer(config_cmd.app, name="config", help="Effective settings and where each came from.")
 
 
 _register()

@@ -12,13 +12,27 @@ from genops_cli.cli.common import (
     info,
     load_cli_settings,
     money,
-    open_cli_ledger,
+    open_cli_reader_ledger,
     open_cli_writer_ledger,
     print_json,
     stdout_console,
 )
 
 app = typer.Typer(no_args_is_help=True)
+
+SET_EPILOG = """[bold]Examples[/bold]
+  genops budget set global --daily 50 --monthly 1000 --policy enforcing
+  genops budget set team:ml --weekly 200 --webhook https://hooks.slack.com/services/... --webhook-format slack
+  genops budget set user:alice --daily 5 --policy enforcing"""
+LIST_EPILOG = """[bold]Examples[/bold]
+  genops budget list
+  genops budget list --json"""
+STATUS_EPILOG = """[bold]Examples[/bold]
+  genops budget status
+  genops budget status team:ml --json"""
+REMOVE_EPILOG = """[bold]Examples[/bold]
+  genops budget remove team:ml
+  genops budget remove user:alice --json"""
 
 
 def _limit(value: str | None, flag: str) -> Decimal | str | None:
@@ -30,6 +44,14 @@ def _limit(value: str | None, flag: str) -> Decimal | str | None:
     if value.strip().lower() in ("none", "off", "clear"):
         return CLEAR
     return parse_money(value, flag)
+
+
+def _webhook(value: str | None) -> str | None:
+    from genops_cli.policy.budgets import CLEAR
+
+    if value is None:
+        return None
+    return CLEAR if value.strip().lower() in ("none", "off", "clear") else value
 
 
 def _timezone(value: str) -> str:
@@ -44,17 +66,21 @@ def _timezone(value: str) -> str:
     return value
 
 
-@app.command("set")
+@app.command("set", epilog=SET_EPILOG)
 @handle_errors
 def set_cmd(
-    scope: str = typer.Argument(..., help="global, team:NAME, project:NAME, customer:ID, environment:NAME or "
-                                          "pipeline:NAME."),
+    scope: str = typer.Argument(..., help="global, team:NAME, project:NAME, customer:ID, environment:NAME, "
+                                          "pipeline:NAME or user:ID."),
     daily: str = typer.Option(None, "--daily", help="Daily limit in USD ('none' clears it)."),
     weekly: str = typer.Option(None, "--weekly", help="Weekly (ISO week, Monday) limit in USD."),
     monthly: str = typer.Option(None, "--monthly", help="Calendar-month limit in USD."),
     policy: str = typer.Option(None, "--policy", help="advisory | enforcing | monitoring (aliases enforced, strict)."),
     alert_at: str = typer.Option(None, "--alert-at", help="Alert thresholds in percent, e.g. 50,80,95,100."),
     timezone: str = typer.Option(None, "--timezone", help="IANA timezone the periods reset in (default: config)."),
+    webhook: str = typer.Option(None, "--webhook", help="Post this budget's alerts to this URL (instead of "
+                                "alerts.webhook_url); 'none' removes it."),
+    webhook_format: str = typer.Option(None, "--webhook-format",
+                                       help="Body of the webhook: generic | slack | teams | teams-messagecard."),
     json_output: bool = typer.Option(False, "--json", help="JSON on stdout."),
 ) -> None:
     """Create or update the budget of SCOPE (only the given fields change)."""
@@ -70,6 +96,7 @@ def set_cmd(
         policy=normalize_policy(policy, "--policy") if policy else None,
         alert_at=parse_thresholds(alert_at, "--alert-at") if alert_at else None,
         timezone=_timezone(timezone) if timezone else None,
+        webhook_url=_webhook(webhook), webhook_format=webhook_format,
     )
     if json_output:
         print_json(budget.to_json())
@@ -79,14 +106,14 @@ def set_cmd(
              f"{','.join(str(t) for t in budget.alert_at)}%; periods in {budget.timezone}")
 
 
-@app.command("list")
+@app.command("list", epilog=LIST_EPILOG)
 @handle_errors
 def list_cmd(json_output: bool = typer.Option(False, "--json", help="JSON on stdout.")) -> None:
     """Every budget: set with `budget set` (source cli) or in .genops.yml / GENOPS_* (source config)."""
     from genops_cli.policy.budgets import effective_budgets
 
     settings = load_cli_settings()
-    with open_cli_ledger(settings).read() as tx:
+    with open_cli_reader_ledger(settings).read() as tx:
         budgets = effective_budgets(tx, settings)
     if json_output:
         print_json([b.to_json() for b in budgets])
@@ -109,7 +136,7 @@ def _pct(value: Any) -> str:
     return f"{value}%" if value is not None else "-"
 
 
-@app.command("status")
+@app.command("status", epilog=STATUS_EPILOG)
 @handle_errors
 def status_cmd(
     scope: str = typer.Argument(None, help="Only this scope (default: every budget)."),
@@ -119,7 +146,7 @@ def status_cmd(
     from genops_cli.policy.budgets import status
 
     settings = load_cli_settings()
-    rows = status(open_cli_ledger(settings), settings, scope)
+    rows = status(open_cli_reader_ledger(settings), settings, scope)
     if json_output:
         print_json([r.to_json() for r in rows])
         return
@@ -140,9 +167,12 @@ def status_cmd(
     stdout_console().print(table)
 
 
-@app.command("remove")
+@app.command("remove", epilog=REMOVE_EPILOG)
 @handle_errors
-def remove_cmd(scope: str = typer.Argument(..., help="The scope whose (CLI-set) budget to delete.")) -> None:
+def remove_cmd(
+    scope: str = typer.Argument(..., help="The scope whose (CLI-set) budget to delete."),
+    json_output: bool = typer.Option(False, "--json", help="JSON on stdout: {\"scope\": ..., \"removed\": true}."),
+) -> None:
     """Delete a budget set with `budget set` (budgets from .genops.yml are removed by editing the file)."""
     from genops_cli.errors import UsageError
     from genops_cli.policy.budgets import remove_budget
@@ -152,4 +182,7 @@ def remove_cmd(scope: str = typer.Argument(..., help="The scope whose (CLI-set) 
     settings = load_cli_settings()
     if not remove_budget(open_cli_writer_ledger(settings), settings, scope):
         raise UsageError(f"budget remove {scope}: no budget is set for this scope (see genops budget list)")
-    info(f"budget {scope} removed")
+    if json_output:
+        print_json({"scope": scope, "removed": True})
+    else:
+        info(f"budget {scope} removed")

@@ -16,6 +16,7 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 import typer
+from typer.core import TyperGroup
 
 from genops_cli.errors import EXIT_USAGE, GenopsError
 
@@ -106,10 +107,29 @@ def load_cli_settings(**attribution: Any) -> Any:
     return load_settings(GLOBAL.config, GLOBAL.ledger, attr)
 
 
-def open_cli_ledger(settings: Any) -> Any:
+def open_cli_ledger(settings: Any, notice: bool = True) -> Any:
+    """The ledger of this invocation. A DuckDB file that does not exist yet is created by the first write: with
+    `notice`, say so on stderr (a mistyped --ledger must not silently start an empty ledger)."""
     from genops_cli.ledger.store import open_ledger, resolve_ledger_location
 
-    return open_ledger(resolve_ledger_location(GLOBAL.ledger, settings.ledger))
+    ledger = open_ledger(resolve_ledger_location(GLOBAL.ledger, settings.ledger))
+    if notice and ledger.backend == "duckdb" and not ledger.exists():
+        info(f"genops: no ledger at {ledger.location} yet; creating it (another ledger: --ledger PATH or "
+             "GENOPS_LEDGER)")
+    return ledger
+
+
+def open_cli_reader_ledger(settings: Any) -> Any:
+    """The ledger for a command that only reads: a DuckDB path that does not exist is an error (exit 2), not an
+    empty report, since it is most often a mistyped --ledger or a missing GENOPS_LEDGER."""
+    from genops_cli.errors import UsageError
+
+    ledger = open_cli_ledger(settings, notice=False)
+    if ledger.backend == "duckdb" and not ledger.exists():
+        raise UsageError(f"no ledger at {ledger.location}; check --ledger / GENOPS_LEDGER (a ledger is created by "
+                         "the first genops run)")
+    report_stale_spool(ledger, settings)
+    return ledger
 
 
 def open_cli_writer_ledger(settings: Any) -> Any:
@@ -118,10 +138,33 @@ def open_cli_writer_ledger(settings: Any) -> Any:
     from genops_cli.ledger.records import drain
 
     ledger = open_cli_ledger(settings)
+    report_stale_spool(ledger, settings)
     result = drain(ledger)
     if result.inserted:
         info(f"ingested {len(result.inserted)} spooled run(s) left by an earlier invocation")
     return ledger
+
+
+def report_stale_spool(ledger: Any, settings: Any) -> None:
+    """Alert (stderr line, and the configured webhook) when runs wait in the spool longer than the configured
+    minutes: a ledger that cannot be written loses nothing, but nobody is billed for those runs until it is fixed."""
+    from genops_cli.policy.alerts import check_stale_spool
+
+    check_stale_spool(ledger, settings)
+
+
+def check_output_format(value: str | None, json_flag: bool, allowed: tuple[str, ...]) -> str:
+    """The one output format of a command from `--format` and its alias `--json`; bad values exit 2."""
+    from genops_cli.errors import UsageError
+
+    fmt = (value or allowed[0]).lower()
+    if json_flag:
+        if value is not None and fmt not in ("json", allowed[0]):
+            raise UsageError(f"--json conflicts with --format {value}; give one of them")
+        fmt = "json"
+    if fmt not in allowed:
+        raise UsageError(f"--format {value!r}: use one of {', '.join(allowed)}")
+    return fmt
 
 
 def money(value: Decimal | None, places: int = 6) -> str:
@@ -132,3 +175,106 @@ def money(value: Decimal | None, places: int = 6) -> str:
     exact = value.quantize(Decimal("0.0000000001")).normalize()
     shown = exact if -exact.as_tuple().exponent > places else exact.quantize(Decimal(1).scaleb(-places))
     return f"${shown:f}"
+
+
+# -- conventions every command follows ---------------------------------------------------------------------------
+#
+# Applied once to the whole command tree by `GenopsGroup` (the root group class), so a command module cannot forget
+# them: `--ledger` and `--config` are accepted after the subcommand too (`genops compliance verify --ledger X`),
+# and every command that prints results takes both `--format` and `--json` (the alias of `--format json`).
+
+_GLOBAL_HELP = {
+    "ledger": "Ledger path (DuckDB) or postgresql:// URL; same as the global --ledger (env GENOPS_LEDGER).",
+    "config": "Path of .genops.yml; same as the global --config (env GENOPS_CONFIG).",
+}
+
+
+def _convention_params() -> dict[str, Any]:
+    """The click parameters the conventions add, built by typer itself (so help renders like any other option)."""
+    mini = typer.Typer()
+
+    @mini.command()
+    def options(
+        ledger: str = typer.Option(None, "--ledger", help=_GLOBAL_HELP["ledger"], rich_help_panel="Global options"),
+        config: str = typer.Option(None, "--config", help=_GLOBAL_HELP["config"], rich_help_panel="Global options"),
+        genops_format: str = typer.Option(None, "--format", help="Output format: table|json (table on a terminal)."),
+        genops_json: bool = typer.Option(False, "--json", help="JSON on stdout; the same as --format json."),
+    ) -> None:  # pragma: no cover - only its parameters are used
+        pass
+
+    mini.command()(lambda: None)  # two commands: get_command builds a group, keeping names
+    group = typer.main.get_command(mini)
+    return {p.name: p for p in group.commands["options"].params}  # type: ignore[attr-defined]
+
+
+def _option_named(command: Any, flag: str) -> Any:
+    return next((p for p in command.params if flag in getattr(p, "opts", ())), None)
+
+
+def _apply_conventions(command: Any) -> None:
+    """Add the global and output options a leaf command lacks, and map them onto its own parameters."""
+    extra = _convention_params()
+    added: list[str] = []
+    for name, flag in (("ledger", "--ledger"), ("config", "--config")):
+        if _option_named(command, flag) is None:
+            command.params.append(extra[name])
+            added.append(name)
+    fmt_param, json_param = _option_named(command, "--format"), _option_named(command, "--json")
+    if fmt_param is not None and json_param is None:
+        command.params.append(extra["genops_json"])
+        added.append("genops_json")
+    elif json_param is not None and fmt_param is None:
+        command.params.append(extra["genops_format"])
+        added.append("genops_format")
+    if not added:
+        return
+    original = command.callback
+
+    @functools.wraps(original)
+    def callback(**kwargs: Any) -> Any:
+        for name in ("ledger", "config"):
+            if name in added and kwargs.get(name) is not None:
+                setattr(GLOBAL, name, kwargs[name])
+        for name in ("ledger", "config"):
+            if name in added:
+                kwargs.pop(name, None)
+        if "genops_json" in added and kwargs.pop("genops_json"):
+            current = kwargs.get(fmt_param.name)
+            if current not in (None, "json", fmt_param.default):
+                raise fail(f"--json conflicts with --format {current}; give one of them")
+            kwargs[fmt_param.name] = "json"
+        if "genops_format" in added:
+            value = kwargs.pop("genops_format")
+            if value is not None:
+                if value.lower() not in ("table", "json"):
+                    raise fail(f"--format {value!r}: use table or json (or --json)")
+                if value.lower() == "json":
+                    kwargs[json_param.name] = True
+        return original(**kwargs)
+
+    command.callback = callback
+
+
+def apply_conventions(command: Any, path: str = "") -> None:
+    """Walk a click command tree and apply the conventions to every leaf command (and to a group that runs by
+    itself, like `genops runs`); commands without examples at the end of their help get them from examples.py."""
+    from genops_cli.cli.examples import epilog_for
+
+    subcommands = getattr(command, "commands", None)
+    if subcommands is None or getattr(command, "invoke_without_command", False):
+        _apply_conventions(command)
+        if not command.epilog and "Examples" not in (command.help or ""):
+            command.epilog = epilog_for(path)
+    if subcommands is None:
+        return
+    for name, sub in subcommands.items():
+        apply_conventions(sub, f"{path} {name}".strip())
+
+
+class GenopsGroup(TyperGroup):
+    """The root group: applies the command-line conventions to every command when typer builds the tree."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for name, sub in self.commands.items():
+            apply_conventions(sub, name)

@@ -30,9 +30,9 @@ def compare(
     simulate: bool = typer.Option(False, "--simulate", help="No provider calls: simulators with real prices."),
     allow_module: list[str] = typer.Option(None, "--allow-module", help="Trust another module for component types."),
     team: str = typer.Option(None, "--team", help="Attribution: team."),
-    project: str = typer.Option(None, "--project"),
-    customer: str = typer.Option(None, "--customer"),
-    environment: str = typer.Option(None, "--environment"),
+    project: str = typer.Option(None, "--project", help="Attribution: project (genops.project)."),
+    customer: str = typer.Option(None, "--customer", help="Attribution: customer / tenant id."),
+    environment: str = typer.Option(None, "--environment", help="Attribution: environment, e.g. production."),
     json_output: bool = typer.Option(False, "--json", help="JSON only on stdout."),
 ) -> None:
     """Run the same inputs once per model, record each run (tagged compare_id/compare_model), compare."""

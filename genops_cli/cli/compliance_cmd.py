@@ -7,29 +7,52 @@ from typing import Any
 
 import typer
 
-from genops_cli.cli.common import handle_errors, info, load_cli_settings, open_cli_ledger, print_json, stdout_console
+from genops_cli.cli.common import (
+    handle_errors,
+    info,
+    load_cli_settings,
+    open_cli_reader_ledger,
+    print_json,
+    stdout_console,
+)
 from genops_cli.errors import UsageError
 
 app = typer.Typer(no_args_is_help=True)
 FORMATS = ("table", "json", "md", "html")
 
 
-@app.command("report")
+REPORT_EPILOG = """[bold]Examples[/bold]
+  genops compliance report --since 30d
+  genops compliance report --from 2026-10-01 --to 2026-10-31 --format html --out audit.html
+  genops compliance report --json"""
+VERIFY_EPILOG = """[bold]Examples[/bold]
+  genops compliance verify
+  genops compliance verify --ledger postgresql://genops@db/genops --json"""
+
+
+@app.command("report", epilog=REPORT_EPILOG)
 @handle_errors
 def report_cmd(
-    days: int = typer.Option(30, "--days", help="Window: the last N days."),
+    since: str = typer.Option(None, "--since", help="Window ending now: 24h, 7d, 2w (default 30d)."),
+    from_: str = typer.Option(None, "--from", help="Start date YYYY-MM-DD or ISO datetime (UTC)."),
+    to: str = typer.Option(None, "--to", help="End date (inclusive day) or ISO datetime (UTC); default now."),
+    days: int = typer.Option(None, "--days", help="The last N days (the same as --since Nd)."),
     fmt: str = typer.Option("table", "--format", help="table|json|md|html"),
     out: str = typer.Option(None, "--out", help="Write to this file instead of stdout."),
 ) -> None:
     """Operations, violations (reason codes), cost, providers, classifications, GenOps spec conformance, audit."""
     from genops_cli.analysis.compliance_report import compliance_report, render_compliance
+    from genops_cli.analysis.periods import parse_period
 
     fmt = fmt.lower()
     if fmt not in FORMATS:
         raise UsageError(f"--format {fmt!r}: use one of {', '.join(FORMATS)}")
+    if days is not None and (since or from_ or to):
+        raise UsageError("--days is the same as --since Nd; give one of --days, --since or --from/--to")
+    period = parse_period(since, from_, to, default=None) if (since or from_ or to) else None
     settings = load_cli_settings()
-    with open_cli_ledger(settings).read() as tx:
-        report = compliance_report(tx, days, settings)
+    with open_cli_reader_ledger(settings).read() as tx:
+        report = compliance_report(tx, days if days is not None else 30, settings, period=period)
     if fmt in ("md", "html"):
         text = render_compliance(report, fmt)
     elif fmt == "json" and out:
@@ -94,7 +117,7 @@ def _print_table(r: dict[str, Any]) -> None:
     console.print(table)
 
 
-@app.command("verify")
+@app.command("verify", epilog=VERIFY_EPILOG)
 @handle_errors
 def verify_cmd(
     json_output: bool = typer.Option(False, "--json", help="JSON on stdout."),
@@ -106,7 +129,7 @@ def verify_cmd(
     from genops_cli.ledger import audit
 
     settings = load_cli_settings()
-    with open_cli_ledger(settings).read() as tx:
+    with open_cli_reader_ledger(settings).read() as tx:
         checked, problems = audit.verify(tx)
         seq, head = audit.chain_head(tx)
     anchored = expect_head is None or expect_head.strip().lower() == head

@@ -19,9 +19,9 @@ def estimate(
     documents: str = typer.Option(None, "--documents", help="JSONL of Documents for the in-memory stores."),
     allow_module: list[str] = typer.Option(None, "--allow-module", help="Trust another module for component types."),
     team: str = typer.Option(None, "--team", help="Attribution (selects the budgets shown)."),
-    project: str = typer.Option(None, "--project"),
+    project: str = typer.Option(None, "--project", help="Attribution: project (genops.project)."),
     customer: str = typer.Option(None, "--customer", help="Customer / tenant (contracted prices, budgets)."),
-    environment: str = typer.Option(None, "--environment"),
+    environment: str = typer.Option(None, "--environment", help="Attribution: environment, e.g. production."),
     json_output: bool = typer.Option(False, "--json", help="JSON only on stdout."),
 ) -> None:
     """Low / expected / worst-case cost of the inputs, per component, and the budget share it would consume.
@@ -41,7 +41,8 @@ def estimate(
     loaded = load_pipeline(pipeline, allow_modules=list(allow_module or []), check_secrets=False,
                            model_overrides={"*": model} if model else None)
     docs = read_documents(documents) if documents else None
-    result = forecast_batch(settings, open_cli_ledger(settings), loaded, runs, documents=docs, model=model)
+    history = open_cli_ledger(settings, notice=False)  # read only: a missing ledger means no history yet
+    result = forecast_batch(settings, history, loaded, runs, documents=docs, model=model)
     if json_output:
         print_json(result.to_json())
         return

@@ -10,6 +10,7 @@ from genops_cli.cli.common import (
     info,
     load_cli_settings,
     open_cli_ledger,
+    open_cli_reader_ledger,
     print_json,
     stdout_console,
 )
@@ -24,7 +25,7 @@ def info_cmd(json_output: bool = typer.Option(False, "--json", help="JSON on std
     from genops_cli.ledger.maintenance import ledger_info
 
     settings = load_cli_settings()
-    info = ledger_info(open_cli_ledger(settings))
+    info = ledger_info(open_cli_ledger(settings, notice=False))
     if json_output:
         print_json(info)
         return
@@ -35,7 +36,7 @@ def info_cmd(json_output: bool = typer.Option(False, "--json", help="JSON on std
 
 @app.command("drain")
 @handle_errors
-def drain_cmd(json_output: bool = typer.Option(False, "--json")) -> None:
+def drain_cmd(json_output: bool = typer.Option(False, "--json", help="JSON on stdout.")) -> None:
     """Ingest spooled runs left by crashed or ledger-less invocations (exactly once)."""
     from genops_cli.errors import EXIT_LEDGER
     from genops_cli.ledger.records import drain
@@ -105,7 +106,7 @@ def migrate_cmd(
 @handle_errors
 def export_cmd(
     table: str = typer.Option(..., "--table", help="runs | calls"),
-    fmt: str = typer.Option("csv", "--format", help="csv | jsonl | parquet"),
+    fmt: str = typer.Option("csv", "--format", help="csv | jsonl | parquet (--json: jsonl)."),
     out: str = typer.Option(..., "--out", help="Output file."),
 ) -> None:
     """Write a ledger table to a file (money exact, timestamps naive UTC), from either backend."""
@@ -113,5 +114,7 @@ def export_cmd(
 
     from genops_cli.ledger.maintenance import export_table
 
-    count = export_table(open_cli_ledger(load_cli_settings()), table, fmt, Path(out))
+    if fmt == "json":  # the --json alias every command takes: JSON lines for a table export
+        fmt = "jsonl"
+    count = export_table(open_cli_reader_ledger(load_cli_settings()), table, fmt, Path(out))
     info(f"wrote {count} {table} rows to {out}")

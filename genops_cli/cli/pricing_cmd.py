@@ -5,6 +5,7 @@ This module must stay light: no haystack import.
 
 from __future__ import annotations
 
+import difflib
 import json
 import sys
 from datetime import datetime, timezone
@@ -65,18 +66,28 @@ def _fmt(value: Any) -> str:
     return format(value, "f") if isinstance(value, Decimal) else str(value)
 
 
+#: A name no real model has: overlay rules that match it match anything.
+_ANY_NAME_PROBE = "genops-probe-no-model-has-this-name-7f3a9c"
+
+
 def _unknown_message(book: PriceBook, model: str, provider: str | None, when: str) -> str:
     message = f"no price for {provider or '?'}:{model} at {when}"
+    base = model.strip().lower()
     if provider is None:
-        base = model.strip().lower()
-        providers = sorted({p for m in book.overlays.models if m.match.matches(base) for p in m.providers})
+        # A rule matching any name (in-process models priced at zero, per call or per second) says nothing about
+        # this model: suggesting its provider would price a typo.
+        providers = sorted({p for m in book.overlays.models
+                            if m.match.matches(base) and not m.match.matches(_ANY_NAME_PROBE) for p in m.providers})
         if providers:
             return f"{message}; the overlays know it with --provider {' or '.join(providers)}"
     from genops_cli.pricing import overlay_dirs
 
     dirs = ", ".join(str(d) for d in overlay_dirs())
-    return (f"{message}: neither {book.genai_snapshot_id} nor the overlays ({dirs}) know it; "
-            "add it to an overlay file (format in pricing/local.yml)")
+    names = sorted({rp.model.lower() for rp in book.list_models()})
+    close = difflib.get_close_matches(base, names, n=3, cutoff=0.6)
+    hint = f"; did you mean {', '.join(close)}?" if close else "; see genops pricing list"
+    return (f"{message}: neither {book.genai_snapshot_id} nor the overlays ({dirs}) know it{hint} "
+            "(a model genops should price: add it to an overlay file, format in pricing/local.yml)")
 
 
 def _show_table(rp: ResolvedPrice, console: Console) -> None:

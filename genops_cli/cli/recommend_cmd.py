@@ -7,19 +7,30 @@ from typing import Any
 import typer
 
 from genops_cli.cli.analyze_cmd import (
+    COST_CENTER,
     CUSTOMER,
     ENVIRONMENT,
+    FEATURE,
     FROM,
     PIPELINE,
     PROJECT,
     SIMULATED,
     SINCE,
+    TAG,
     TEAM,
     TO,
+    USER,
     check_format,
     scope_from_flags,
 )
-from genops_cli.cli.common import handle_errors, load_cli_settings, money, open_cli_ledger, print_json, stdout_console
+from genops_cli.cli.common import (
+    handle_errors,
+    load_cli_settings,
+    money,
+    open_cli_reader_ledger,
+    print_json,
+    stdout_console,
+)
 
 
 @handle_errors
@@ -32,6 +43,10 @@ def recommend(
     customer: str = CUSTOMER,
     pipeline: str = PIPELINE,
     environment: str = ENVIRONMENT,
+    feature: str = FEATURE,
+    cost_center: str = COST_CENTER,
+    user: str = USER,
+    tag: list[str] = TAG,
     include_simulated: bool = SIMULATED,
     output_format: str = typer.Option("table", "--format", help="table|json"),
 ) -> None:
@@ -40,8 +55,8 @@ def recommend(
 
     check_format(output_format, ("table", "json"))
     period, filters = scope_from_flags(since, from_, to, team, project, customer, pipeline, environment,
-                                       include_simulated)
-    report = compute(open_cli_ledger(load_cli_settings()), period, filters)
+                                       include_simulated, feature, cost_center, user, tag)
+    report = compute(open_cli_reader_ledger(load_cli_settings()), period, filters)
     if output_format == "json":
         print_json(report.to_json())
         return

@@ -12,11 +12,47 @@ from typing import Any
 
 import typer
 
-from genops_cli.cli.common import handle_errors, info, load_cli_settings, open_cli_ledger, print_json, warn
+from genops_cli.cli.common import (
+    handle_errors,
+    info,
+    load_cli_settings,
+    open_cli_reader_ledger,
+    print_json,
+    stdout_console,
+    warn,
+)
 from genops_cli.errors import UsageError
 
 FORMATS = ("table", "json", "csv", "md", "html", "focus")
 _SUFFIX = {"table": ".txt", "json": ".json", "csv": ".csv", "md": ".md", "html": ".html", "focus": ".focus.csv"}
+EPILOG = """[bold]Examples[/bold]
+  genops report --tenant acme-corp --period 2026-10 --out acme.html     (the format follows the extension)
+  genops report --tenant acme-corp --since 7d --by feature --json
+  genops report --all-tenants --period 2026-10 --format focus --out-dir bills/"""
+
+
+def format_for_out(out: str | None) -> str | None:
+    """The report format a file name asks for (`acme.html` -> html), or None for an unknown extension."""
+    if not out:
+        return None
+    name = out.lower()
+    if name.endswith(".focus.csv"):
+        return "focus"
+    for suffix, fmt in ((".html", "html"), (".htm", "html"), (".md", "md"), (".markdown", "md"), (".csv", "csv"),
+                        (".json", "json"), (".txt", "table")):
+        if name.endswith(suffix):
+            return fmt
+    return None
+
+
+def _since_days(since: str) -> tuple[str, str]:
+    """`--since 7d` as the billing days it covers: (first day, today), both inclusive."""
+    from datetime import datetime, timezone
+
+    from genops_cli.analysis.periods import parse_duration
+
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    return (now - parse_duration(since, "--since")).date().isoformat(), now.date().isoformat()
 
 
 def _render(bill: Any, fmt: str, focus_version: str, issuer: str, width: int | None = None) -> str:
@@ -93,8 +129,11 @@ def report(
     period: str = typer.Option(None, "--period", help="Calendar month YYYY-MM (default: the current month)."),
     from_: str = typer.Option(None, "--from", help="First day YYYY-MM-DD (with --to)."),
     to: str = typer.Option(None, "--to", help="Last day YYYY-MM-DD, inclusive (with --from)."),
-    fmt: str = typer.Option(None, "--format", help="table|json|csv|md|html|focus (default table; json with "
-                                                   "--all-tenants)."),
+    since: str = typer.Option(None, "--since", help="The days of a window ending now, e.g. 7d (today included)."),
+    fmt: str = typer.Option(None, "--format", help="table|json|csv|md|html|focus (default: from --out's extension, "
+                                                   "else table; json with --all-tenants)."),
+    by: str = typer.Option(None, "--by", help="Add the tenant's cost grouped by feature, cost_center, user, team, "
+                                              "pipeline, model, ... or tag:KEY (table and json)."),
     focus_version: str = typer.Option("1.4", "--focus-version", help="FOCUS version for --format focus: 1.2|1.3|1.4."),
     out: str = typer.Option(None, "--out", help="Write to this file instead of stdout."),
     out_dir: str = typer.Option(None, "--out-dir", help="Directory for --all-tenants (one file per tenant)."),
@@ -104,7 +143,21 @@ def report(
     """Bill a tenant for a period from the ledger: line items, totals, daily cost, trend and budget."""
     from genops_cli.analysis import billing, focus
 
-    fmt = (fmt or ("json" if all_tenants else "table")).lower()
+    explicit = fmt
+    fmt = (fmt or format_for_out(out) or ("json" if all_tenants else "table")).lower()
+    if explicit and out and format_for_out(out) not in (None, fmt):
+        warn(f"--out {out}: the extension does not match --format {fmt}; writing {fmt}")
+    if by is not None:
+        from genops_cli.analysis.analyze import dimension
+
+        dimension(by)
+        if all_tenants or fmt not in ("table", "json"):
+            raise UsageError("--by adds a breakdown to one tenant's table or json report; drop --by or use "
+                             "--format table|json")
+    if since:
+        if period or from_ or to:
+            raise UsageError("--since cannot be combined with --period or --from/--to; use one of them")
+        from_, to = _since_days(since)
     if fmt not in FORMATS:
         raise UsageError(f"--format {fmt!r}: use one of {', '.join(FORMATS)}")
     if fmt == "focus":
@@ -121,7 +174,7 @@ def report(
         raise UsageError("--out is for one tenant; --all-tenants writes into --out-dir")
     bill_period = billing.parse_billing_period(period, from_, to)
     settings = load_cli_settings()
-    ledger = open_cli_ledger(settings)
+    ledger = open_cli_reader_ledger(settings)
 
     if all_tenants:
         directory = Path(out_dir)
@@ -147,13 +200,40 @@ def report(
         _write(Path(out), _render(bill, fmt, focus_version, issuer))
         info(f"wrote {fmt} report for {tenant} ({bill_period.label}, {billing.usd(bill.total_cost)}) to {out}")
     elif fmt == "json":
-        print_json(bill.to_json())
+        data = bill.to_json()
+        if by is not None:
+            data["breakdown"] = _breakdown(ledger, tenant, bill_period, by).to_json()
+        print_json(data)
     elif fmt == "table":
-        from genops_cli.cli.common import stdout_console
-
         _print_table(bill, None, None, console=stdout_console())
+        if by is not None:
+            _print_breakdown(_breakdown(ledger, tenant, bill_period, by))
     else:
         typer.echo(_render(bill, fmt, focus_version, issuer), nl=False)
+
+
+def _breakdown(ledger: Any, tenant: str, bill_period: Any, by: str) -> Any:
+    """The tenant's billed runs in the period grouped `by` one dimension (simulated runs excluded, as in the bill)."""
+    from genops_cli.analysis.analyze import analyze_costs
+    from genops_cli.analysis.filters import Filters
+
+    return analyze_costs(ledger, bill_period.as_period(), Filters(customer=tenant), by=by)
+
+
+def _print_breakdown(result: Any) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    from genops_cli.analysis.billing import usd
+
+    table = Table(title=f"cost by {result.by}", title_justify="left")
+    for name, justify in ((result.by, "left"), ("cost", "right"), ("share", "right"), ("runs", "right"),
+                          ("calls", "right")):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for g in result.groups:
+        table.add_row(escape(g.key) if g.key is not None else "(none)", usd(g.cost), f"{g.share * 100:.1f}%",
+                      str(g.runs), str(g.calls))
+    stdout_console().print(table)
 
 
 def _warn_unpriced(bill: Any) -> None:

@@ -41,11 +41,13 @@ def run(
     input_values: list[str] = typer.Option(None, "--input", help="component.socket=value (repeatable)."),
     documents: str = typer.Option(None, "--documents", help="JSONL of Documents for the in-memory stores."),
     team: str = typer.Option(None, "--team", help="Attribution: team (genops.team)."),
-    project: str = typer.Option(None, "--project"),
+    project: str = typer.Option(None, "--project", help="Attribution: project (genops.project)."),
     customer: str = typer.Option(None, "--customer", help="Attribution: customer / tenant id."),
-    environment: str = typer.Option(None, "--environment"),
-    feature: str = typer.Option(None, "--feature"),
-    cost_center: str = typer.Option(None, "--cost-center"),
+    environment: str = typer.Option(None, "--environment", help="Attribution: environment, e.g. production."),
+    feature: str = typer.Option(None, "--feature", help="Attribution: product feature (genops.feature)."),
+    cost_center: str = typer.Option(None, "--cost-center", help="Attribution: cost center to charge."),
+    user: str = typer.Option(None, "--user", help="Attribution: the end user the run is for (user_id; budgets "
+                             "per user:ID)."),
     tag: list[str] = typer.Option(None, "--tag", help="KEY=VALUE tag on the run (repeatable)."),
     classification: str = typer.Option(None, "--classification",
                                        help="Data classification: public|internal|confidential|restricted."),
@@ -80,7 +82,7 @@ def run(
     ttl = _parse_ttl(cache_ttl) if cache else None
     policy_mode = normalize_policy(policy, "--policy") if policy else None
     settings = load_cli_settings(team=team, project=project, customer_id=customer, environment=environment,
-                                 feature=feature, cost_center=cost_center, tags=_parse_tags(tag),
+                                 feature=feature, cost_center=cost_center, user_id=user, tags=_parse_tags(tag),
                                  data_classification=classification)
     configure_logging(settings.log_level, log_format)
     if fail_on_agent_cap:

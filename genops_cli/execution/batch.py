@@ -610,10 +610,18 @@ def _report_run(result: LineResult, options: BatchOptions, events: EventLog, emi
         events.warning("policy.warning", f"policy WARNING {run.policy.reason_code or ''}: "
                        f"{run.policy.message or 'a policy was exceeded'} (run {run.run_id})",
                        run_id=run.run_id, reason_code=run.policy.reason_code)
+    if run.status == "blocked" and options.json_output and not is_batch:
+        # stdout carries only JSON; stderr (the cron log) still says in one line why nothing was spent.
+        events.warning("run.blocked", f"run {run.run_id} BLOCKED {run.policy.reason_code or ''}: "
+                       f"{run.error or run.policy.message or 'blocked by policy'}",
+                       run_id=run.run_id, reason_code=run.policy.reason_code)
     if options.json_output:
         out = run_to_output(run)
+        # Attempt numbers continue across invocations (a re-run's first try is attempt 2): "attempts" counts them
+        # the same way, so the two never disagree; "retries" is what this invocation added after its first try.
         out["attempt"] = run.attempt
-        out["attempts"] = len(result.attempts)
+        out["attempts"] = max(run.attempt, len(result.attempts))
+        out["retries"] = len(result.attempts) - 1
         emit(out)
     elif not is_batch and not options.quiet:
         from genops_cli.cli.common import stdout_console
@@ -627,7 +635,8 @@ def _report_run(result: LineResult, options: BatchOptions, events: EventLog, emi
             + (f" after {len(result.attempts)} attempts" if len(result.attempts) > 1 else "")
             + (f" ({run.error})" if run.error else ""))
     fields = dict(run_id=run.run_id, line=run.batch_line, status=run.status, attempt=run.attempt,
-                  attempts=len(result.attempts), total_cost=str(run.total_cost), cache_hit=run.cache_hit,
+                  attempts=max(run.attempt, len(result.attempts)), total_cost=str(run.total_cost),
+                  cache_hit=run.cache_hit,
                   error=run.error)
     if run.status == "ok":
         if progress.bar is not None:

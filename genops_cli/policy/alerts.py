@@ -31,7 +31,7 @@ from genops_cli.config import Settings
 from genops_cli.ledger import audit
 from genops_cli.ledger.serialize import to_naive_utc
 from genops_cli.ledger.store import Ledger, Tx
-from genops_cli.models import RunRecord, quantize_money, utcnow
+from genops_cli.models import Budget, RunRecord, quantize_money, utcnow
 from genops_cli.policy.periods import window
 from genops_cli.policy.scopes import scopes_for_run
 
@@ -50,6 +50,9 @@ class Alert:
     fired_at: datetime
     run_id: str | None
     policy: str
+    #: where this alert is posted: the budget's own webhook, else the configured one (None: stderr only)
+    webhook_url: str | None = None
+    webhook_format: str = "generic"
 
     @property
     def utilization(self) -> Decimal | None:
@@ -79,6 +82,93 @@ class Alert:
         used = f"{self.utilization}%" if self.utilization is not None else "over a zero limit"
         return (f"genops alert: {self.scope} {self.period} budget ({self.period_key}) reached {self.threshold}% "
                 f"threshold: {usd(self.spent)} of {usd(self.limit)} spent ({used})")
+
+    def notice(self) -> Notice:
+        from genops_cli.policy.budgets import usd
+
+        used = f"{self.utilization}%" if self.utilization is not None else "over a zero limit"
+        return Notice(
+            title=f"genops: {self.scope} {self.period} budget at {self.threshold}%",
+            text=f"{usd(self.spent)} of {usd(self.limit)} spent ({used}) in {self.period_key}.",
+            facts=[("Scope", self.scope), ("Period", f"{self.period} {self.period_key}"),
+                   ("Spent", usd(self.spent)), ("Limit", usd(self.limit)), ("Used", used),
+                   ("Policy", self.policy), ("Run", self.run_id or "-")],
+            critical=self.threshold >= 100,
+            event=self.payload(),
+        )
+
+
+#: Webhook body formats: generic JSON (the event itself), Slack (incoming webhook: text + Block Kit), Microsoft
+#: Teams (Workflows webhook: an Adaptive Card message) and Teams' legacy Office 365 connector (MessageCard).
+WEBHOOK_FORMATS = ("generic", "slack", "teams", "teams-messagecard")
+
+
+def check_webhook_format(value: str, where: str) -> str:
+    from genops_cli.errors import ConfigError
+
+    fmt = value.strip().lower()
+    if fmt not in WEBHOOK_FORMATS:
+        raise ConfigError(f"{where}: unknown webhook format {value!r}; use one of {', '.join(WEBHOOK_FORMATS)}")
+    return fmt
+
+
+@dataclass
+class Notice:
+    """A message for people, rendered in the format of the channel that reads it (`render_webhook`)."""
+
+    title: str
+    text: str
+    facts: list[tuple[str, str]]
+    critical: bool
+    event: dict[str, Any]  # the machine-readable event: the generic format's body
+
+    @property
+    def summary(self) -> str:
+        return f"{self.title}: {self.text}"
+
+
+def render_webhook(notice: Notice, fmt: str) -> dict[str, Any]:
+    """The JSON body to POST for `fmt` (one of WEBHOOK_FORMATS)."""
+    if fmt == "slack":
+        fields = [{"type": "mrkdwn", "text": f"*{name}*\n{value}"} for name, value in notice.facts[:10]]
+        return {
+            "text": notice.summary,  # notifications and clients without blocks show this
+            "blocks": [
+                {"type": "header", "text": {"type": "plain_text", "text": notice.title[:150]}},
+                {"type": "section", "text": {"type": "mrkdwn", "text": notice.text}},
+                {"type": "section", "fields": fields},
+            ],
+        }
+    if fmt == "teams":
+        return {
+            "type": "message",
+            "attachments": [{
+                "contentType": "application/vnd.microsoft.card.adaptive",
+                "contentUrl": None,
+                "content": {
+                    "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+                    "type": "AdaptiveCard",
+                    "version": "1.4",
+                    "body": [
+                        {"type": "TextBlock", "size": "Medium", "weight": "Bolder", "wrap": True,
+                         "color": "Attention" if notice.critical else "Warning", "text": notice.title},
+                        {"type": "TextBlock", "wrap": True, "text": notice.text},
+                        {"type": "FactSet", "facts": [{"title": n, "value": v} for n, v in notice.facts]},
+                    ],
+                },
+            }],
+        }
+    if fmt == "teams-messagecard":
+        return {
+            "@type": "MessageCard",
+            "@context": "https://schema.org/extensions",
+            "summary": notice.summary[:200],
+            "themeColor": "D13438" if notice.critical else "FFAA44",
+            "title": notice.title,
+            "text": notice.text,
+            "sections": [{"facts": [{"name": n, "value": v} for n, v in notice.facts]}],
+        }
+    return notice.event
 
 
 # Runs this process checked, by run id and reservation id -> the settings (config budgets, webhook) and ledger
@@ -133,19 +223,28 @@ def evaluate(tx: Tx, run: RunRecord, settings: Settings | None, now: datetime | 
                 if not crossed:
                     continue
                 alert = Alert(str(uuid.uuid4()), budget.scope, period, w.key, threshold, amount, limit, now,
-                              run.run_id, budget.policy)
+                              run.run_id, budget.policy, *_webhook_for(budget, settings))
                 tx.execute(
                     "INSERT INTO alerts (alert_id, scope, period, period_key, threshold, spent, limit_amount, "
                     "fired_at, run_id, webhook_status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                     "ON CONFLICT (scope, period, period_key, threshold) DO NOTHING",
                     [alert.alert_id, alert.scope, period, w.key, threshold, quantize_money(amount),
                      quantize_money(limit), to_naive_utc(now), run.run_id,
-                     "pending" if settings is not None and settings.webhook_url else None],
+                     "pending" if alert.webhook_url else None],
                 )
                 if tx.scalar("SELECT COUNT(*) FROM alerts WHERE alert_id = ?", [alert.alert_id]):
                     audit.append(tx, "alert", alert.alert_id)
                     fired.append(alert)
     return fired
+
+
+def _webhook_for(budget: Budget, settings: Settings | None) -> tuple[str | None, str]:
+    """(url, format) an alert of `budget` is posted to: the budget's own webhook wins over the configured one."""
+    if budget.webhook_url:
+        return budget.webhook_url, budget.webhook_format or "generic"
+    if settings is not None and settings.webhook_url:
+        return settings.webhook_url, settings.webhook_format
+    return None, "generic"
 
 
 def after_insert(tx: Tx, run: RunRecord) -> None:
@@ -207,8 +306,9 @@ def _deliver(alerts: list[Alert], ledger: Ledger, settings: Settings) -> None:
         if alert.alert_id not in stored:
             continue
         print(alert.line(), file=sys.stderr, flush=True)
-        if settings.webhook_url:
-            statuses[alert.alert_id] = post_webhook(settings.webhook_url, alert.payload(), settings.webhook_timeout)
+        if alert.webhook_url:
+            body = render_webhook(alert.notice(), alert.webhook_format)
+            statuses[alert.alert_id] = post_webhook(alert.webhook_url, body, settings.webhook_timeout)
     if not statuses:
         return
     try:
@@ -228,3 +328,97 @@ def flush(timeout: float | None = None) -> None:
         _threads.clear()
     for thread in threads:
         thread.join(timeout)
+
+
+# -- runs left in the spool ---------------------------------------------------------------------------------------
+
+_STALE_MARKER = ".stale-alerted"
+
+
+@dataclass
+class StaleSpool:
+    """Spool files older than the configured minutes: runs that happened but are not in the ledger (not billed,
+    not in any report) because the ledger could not be written when they ended."""
+
+    directory: str
+    runs: int
+    files: list[str]
+    oldest_minutes: int
+    threshold_minutes: int
+
+    def line(self) -> str:
+        return (f"genops alert: {self.runs} run(s) waiting in the spool {self.directory} for up to "
+                f"{self.oldest_minutes} min (over {self.threshold_minutes} min): they are not in the ledger yet; "
+                "fix the ledger, then run: genops ledger drain")
+
+    def notice(self) -> Notice:
+        return Notice(
+            title=f"genops: {self.runs} run(s) stuck in the spool",
+            text=(f"Runs older than {self.threshold_minutes} min are waiting in {self.directory} and are not in "
+                  "the ledger (not billed, not in reports). Fix the ledger, then run `genops ledger drain`."),
+            facts=[("Runs", str(self.runs)), ("Oldest", f"{self.oldest_minutes} min"), ("Spool", self.directory)],
+            critical=True,
+            event={"event": "genops.spool.stale", "spool": self.directory, "runs": self.runs,
+                   "oldest_minutes": self.oldest_minutes, "threshold_minutes": self.threshold_minutes,
+                   "files": self.files},
+        )
+
+
+def stale_spool(ledger: Ledger, minutes: int, now: float | None = None) -> StaleSpool | None:
+    """The spool's files older than `minutes` (None when there are none)."""
+    from genops_cli.ledger.spool import Spool
+
+    spool = Spool(ledger.spool_dir())
+    now = time.time() if now is None else now
+    old: list[tuple[float, Any]] = []
+    for path in spool.pending():
+        try:
+            age = now - path.stat().st_mtime
+        except OSError:  # ingested meanwhile
+            continue
+        if age >= minutes * 60:
+            old.append((age, path))
+    if not old:
+        return None
+    runs = sum(_runs_in_file(p) for _age, p in old)
+    return StaleSpool(str(spool.directory), runs, sorted(p.name for _a, p in old), int(max(a for a, _p in old) // 60),
+                      minutes)
+
+
+def _runs_in_file(path: Any) -> int:
+    """Runs in one spool file: a group file names its count (`group-<uuid>.<count>.json`)."""
+    parts = path.name.split(".")
+    if path.name.startswith("group-") and len(parts) > 2 and parts[1].isdigit():
+        return int(parts[1])
+    return 1
+
+
+def check_stale_spool(ledger: Ledger, settings: Settings) -> StaleSpool | None:
+    """Raised by every command that opens the ledger: a line on stderr each time, and the configured webhook once
+    per set of stale files (a marker in the spool remembers which were announced)."""
+    if settings.spool_alert_minutes <= 0:
+        return None
+    try:
+        found = stale_spool(ledger, settings.spool_alert_minutes)
+    except OSError:
+        return None
+    if found is None:
+        return None
+    print(found.line(), file=sys.stderr, flush=True)
+    if settings.webhook_url:
+        marker = ledger.spool_dir() / _STALE_MARKER
+        try:
+            announced = set(json.loads(marker.read_text(encoding="utf-8")))
+        except (OSError, ValueError, TypeError):
+            announced = set()
+        if not set(found.files) <= announced:
+            status = post_webhook(settings.webhook_url, render_webhook(found.notice(), settings.webhook_format),
+                                  settings.webhook_timeout)
+            if status.startswith("http 2"):
+                try:
+                    marker.write_text(json.dumps(sorted(announced | set(found.files))), encoding="utf-8")
+                except OSError:
+                    pass
+            else:
+                print(f"warning: spool alert webhook failed ({status})", file=sys.stderr)
+    return found

@@ -83,6 +83,8 @@ def ledger_budgets(tx: Tx) -> list[Budget]:
             source=r["source"],
             created_at=r["created_at"],
             updated_at=r["updated_at"],
+            webhook_url=r.get("webhook_url"),
+            webhook_format=r.get("webhook_format"),
         )
         for r in rows
     ]
@@ -130,6 +132,7 @@ CLEAR = "clear"
 def set_budget(ledger: Ledger, settings: Settings, scope: str, *, daily: Decimal | str | None = None,
                weekly: Decimal | str | None = None, monthly: Decimal | str | None = None, policy: str | None = None,
                alert_at: Sequence[int] | None = None, timezone: str | None = None,
+               webhook_url: str | None = None, webhook_format: str | None = None,
                now: datetime | None = None) -> Budget:
     """Create or update the ledger budget of `scope`; only the given fields change. Appends an audit entry.
 
@@ -162,24 +165,41 @@ def set_budget(ledger: Ledger, settings: Settings, scope: str, *, daily: Decimal
             existing.alert_at = tuple(alert_at)
         if timezone is not None:
             existing.timezone = timezone
+        if webhook_url is not None:  # CLEAR removes the budget's own webhook (the configured one applies again)
+            existing.webhook_url = None if webhook_url == CLEAR else _webhook_url(webhook_url)
+        if webhook_format is not None:
+            from genops_cli.policy.alerts import check_webhook_format
+
+            existing.webhook_format = check_webhook_format(webhook_format, "--webhook-format")
         if not existing.limits():
             raise ConfigError(f"budget set {scope}: give at least one limit (--daily, --weekly or --monthly USD)")
         existing.source = "cli"
         existing.updated_at = now
         tx.execute(
             "INSERT INTO budgets (scope, daily_limit, weekly_limit, monthly_limit, policy, alert_thresholds, "
-            "timezone, source, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'cli', ?, ?) "
+            "timezone, source, created_at, updated_at, webhook_url, webhook_format) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, 'cli', ?, ?, ?, ?) "
             "ON CONFLICT (scope) DO UPDATE SET daily_limit = EXCLUDED.daily_limit, "
             "weekly_limit = EXCLUDED.weekly_limit, monthly_limit = EXCLUDED.monthly_limit, "
             "policy = EXCLUDED.policy, alert_thresholds = EXCLUDED.alert_thresholds, "
-            "timezone = EXCLUDED.timezone, source = EXCLUDED.source, updated_at = EXCLUDED.updated_at",
+            "timezone = EXCLUDED.timezone, source = EXCLUDED.source, updated_at = EXCLUDED.updated_at, "
+            "webhook_url = EXCLUDED.webhook_url, webhook_format = EXCLUDED.webhook_format",
             [scope, _q(existing.daily), _q(existing.weekly), _q(existing.monthly), existing.policy,
              ",".join(str(t) for t in existing.alert_at), existing.timezone,
-             to_naive_utc(existing.created_at or now), to_naive_utc(now)],
+             to_naive_utc(existing.created_at or now), to_naive_utc(now), existing.webhook_url,
+             existing.webhook_format if existing.webhook_url else None],
         )
         audit.append(tx, "budget", scope)
     forget_ledger_budgets(ledger)
     return existing
+
+
+def _webhook_url(value: str) -> str:
+    url = value.strip()
+    if not url.startswith(("http://", "https://")):
+        raise ConfigError("--webhook: must be an http(s) URL (e.g. a Slack or Teams incoming webhook); "
+                          "'none' removes it")
+    return url
 
 
 def _q(value: Decimal | None) -> Decimal | None:

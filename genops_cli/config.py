@@ -224,7 +224,7 @@ def parse_thresholds(value: Any, where: str = "--alert-at") -> tuple[int, ...]:
 def _apply_file(settings: Settings, loader: _Loader) -> None:
     data = loader.data
     known = {"ledger", "haystack", "attribution", "budgets", "reservation", "alerts", "compliance", "simulation",
-             "pricing", "observability", "providers", "logging", "agents"}
+             "pricing", "observability", "providers", "logging", "agents", "billing"}
     for key in data:
         if key not in known:
             raise ConfigError(f"{loader.where(key)}: unknown key; expected one of {', '.join(sorted(known))}")

@@ -12,6 +12,8 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any, Literal
 
+from genops_cli.money import LEDGER_QUANTUM, money_json
+
 SpanKind = Literal["component", "agent_llm", "tool", "embedding", "chat_generator", "agent_step"]
 UsageSource = Literal["reported", "estimated", "missing", "none"]
 CallStatus = Literal["ok", "error", "blocked"]
@@ -21,17 +23,18 @@ PolicyResult = Literal["ALLOWED", "WARNING", "BLOCKED", "RATE_LIMITED"]
 #: Budget alert thresholds in percent of a limit, each fired once per period.
 DEFAULT_ALERT_THRESHOLDS = (50, 80, 95, 100)
 
-# Money is stored as DECIMAL(18,10): every cost is quantized to this before it is stored or summed.
-MONEY_QUANTUM = Decimal("0.0000000001")
+# Money is stored as DECIMAL(38,18): exact for any token price down to 1e-12 USD, so a call's cost is stored as
+# computed and totals are sums of exact amounts (no rounding before aggregation).
+MONEY_QUANTUM = LEDGER_QUANTUM
 
 
 def quantize_money(value: Decimal) -> Decimal:
-    """Round a cost to the ledger's precision (10 decimal places, half-even)."""
+    """A cost at the ledger's precision (18 decimal places, half-even; exact for token prices >= 1e-12 USD)."""
     return value.quantize(MONEY_QUANTUM)
 
 
 def _money_text(value: Decimal | None) -> str | None:
-    return format(quantize_money(value), "f") if value is not None else None
+    return money_json(value)
 
 
 def utcnow() -> datetime:
@@ -115,6 +118,8 @@ class CallRecord:
     unit_prices: UnitPrices | None = None
     cost: Decimal = Decimal(0)
     list_cost: Decimal = Decimal(0)
+    # Contracted cost: list price after the tenant's discount/contracted rate, before any resale markup.
+    contracted_cost: Decimal | None = None
     priced: bool = True
     price_snapshot: str | None = None
     # Documents a retriever returned (for RAG insights); no content is kept.
@@ -152,7 +157,7 @@ class PolicyDecision:
             "result": self.result,
             "reason_code": self.reason_code,
             "message": self.message,
-            "reserved_cost": str(self.reserved_cost),
+            "reserved_cost": money_json(self.reserved_cost),
         }
 
 

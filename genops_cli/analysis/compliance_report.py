@@ -28,12 +28,13 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from genops_cli.analysis.analyze import money_str, ratio
+from genops_cli.analysis.analyze import ratio
 from genops_cli.analysis.filters import Filters, build_where
 from genops_cli.analysis.periods import Period
 from genops_cli.errors import UsageError
 from genops_cli.ledger import audit
 from genops_cli.ledger.store import Tx
+from genops_cli.money import money_json
 
 if TYPE_CHECKING:
     from genops_cli.config import Settings
@@ -140,7 +141,7 @@ def compliance_report(tx: Tx, days: int = 30, settings: Settings | None = None, 
     provider_usage = [
         {"provider": p or "unknown", "region": regions.get((p or "").lower()), "runs": int(n_runs),
          "calls": int(n_calls), "input_tokens": int(inp or 0), "output_tokens": int(out or 0),
-         "cost": money_str(Decimal(cost or 0))}
+         "cost": money_json(Decimal(cost or 0))}
         for p, n_runs, n_calls, inp, out, cost in sorted(providers, key=lambda row: (-(row[5] or 0), row[0] or ""))
     ]
 
@@ -173,16 +174,16 @@ def compliance_report(tx: Tx, days: int = 30, settings: Settings | None = None, 
         "blocked_operations": sum(1 for r in runs if r["status"] == "blocked"),
         "violations": violations,
         "cost_summary": {
-            "total_cost": money_str(total_cost),
+            "total_cost": money_json(total_cost),
             "currency": currency[0] if len(currency) == 1 else ",".join(currency),
-            "cost_of_runs_with_violations": money_str(sum(
+            "cost_of_runs_with_violations": money_json(sum(
                 (Decimal(r["total_cost"] or 0) for r in runs if r["run_id"] in violating), ZERO)),
             "by_team": _sum_by(runs, "team"),
             "by_environment": _sum_by(runs, "environment"),
         },
         "provider_usage": provider_usage,
         "data_classification_breakdown": [
-            {**c, "cost": money_str(c["cost"])} for c in sorted(classes.values(), key=lambda c: c["classification"])
+            {**c, "cost": money_json(c["cost"])} for c in sorted(classes.values(), key=lambda c: c["classification"])
         ],
         "spec_conformance": spec,
         "rules": _rules_summary(settings),
@@ -202,7 +203,7 @@ def _sum_by(runs: list[dict[str, Any]], key: str) -> dict[str, str]:
     for r in runs:
         name = r[key] or "unattributed"
         totals[name] = totals.get(name, ZERO) + Decimal(r["total_cost"] or 0)
-    return {k: money_str(v) for k, v in sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))}
+    return {k: money_json(v) for k, v in sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))}
 
 
 def _rules_summary(settings: Settings | None) -> dict[str, Any] | None:
@@ -216,7 +217,7 @@ def _rules_summary(settings: Settings | None) -> dict[str, Any] | None:
             "allowed_providers": list(r.allowed_providers) if r.allowed_providers is not None else None,
             "allowed_models": list(r.allowed_models) if r.allowed_models is not None else None,
             "allowed_regions": list(r.allowed_regions) if r.allowed_regions is not None else None,
-            "max_cost_per_operation": money_str(r.max_cost_per_operation)
+            "max_cost_per_operation": money_json(r.max_cost_per_operation)
             if r.max_cost_per_operation is not None else None,
         }
 

@@ -19,12 +19,13 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from genops_cli.analysis.analyze import ZERO, money_str, ratio
+from genops_cli.analysis.analyze import ZERO, ratio
 from genops_cli.analysis.dialect import percentile
 from genops_cli.analysis.filters import Filters, build_where
 from genops_cli.analysis.periods import Period
 from genops_cli.ledger.store import Ledger, Tx
 from genops_cli.models import UnitPrices, quantize_money
+from genops_cli.money import money_json
 
 #: A component is a bottleneck when it takes more than this share of its pipeline's run time.
 BOTTLENECK_SHARE = 0.40
@@ -78,7 +79,7 @@ class PromptCacheStats:
             "input_tokens": self.input_tokens, "cache_read_tokens": self.cache_read_tokens,
             "token_hit_rate": self.token_hit_rate,
             "call_hit_rate": ratio(self.calls_with_cache_reads, self.calls),
-            "saved": money_str(self.saved),
+            "saved": money_json(self.saved),
         }
 
 
@@ -90,7 +91,7 @@ class ResultCacheStats:
 
     def to_json(self) -> dict[str, Any]:
         return {"runs": self.runs, "hits": self.hits, "hit_rate": ratio(self.hits, self.runs),
-                "saved": money_str(self.saved)}
+                "saved": money_json(self.saved)}
 
 
 @dataclass
@@ -118,7 +119,7 @@ class PerformanceReport:
             "components": [c.to_json() for c in self.components],
             "bottlenecks": [{"pipeline": c.pipeline, "component": c.component, "share_of_run_time":
                              c.share_of_run_time} for c in self.bottlenecks],
-            "prompt_cache": {"saved": money_str(self.prompt_cache_saved),
+            "prompt_cache": {"saved": money_json(self.prompt_cache_saved),
                              "by_component": [c.to_json() for c in self.prompt_cache]},
             "result_cache": self.result_cache.to_json(),
         }

@@ -25,13 +25,14 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from genops_cli.analysis.analyze import ZERO, money_str, ratio
+from genops_cli.analysis.analyze import ZERO, ratio
 from genops_cli.analysis.dialect import percentile
 from genops_cli.analysis.filters import Filters, build_where
 from genops_cli.analysis.insights import context_tokens_per_document, pipeline_where
 from genops_cli.analysis.periods import Period
 from genops_cli.ledger.store import Ledger, Tx
 from genops_cli.models import TokenUsage, UnitPrices, quantize_money
+from genops_cli.money import money_json
 
 _MTOK = Decimal(1_000_000)
 
@@ -102,10 +103,10 @@ class Recommendation:
             "pipeline": self.pipeline,
             "provider": self.provider,
             "current_model": self.current_model,
-            "current_cost": money_str(self.current_cost),
+            "current_cost": money_json(self.current_cost),
             "recommended_model": self.recommended_model,
-            "recommended_cost": money_str(self.recommended_cost),
-            "potential_savings": money_str(self.potential_savings),
+            "recommended_cost": money_json(self.recommended_cost),
+            "potential_savings": money_json(self.potential_savings),
             "confidence": self.confidence,
             "reasoning": self.reasoning,
             "parameters": self.parameters,
@@ -131,7 +132,7 @@ class RecommendationReport:
             "filters": self.filters.to_json(),
             "runs": self.runs,
             "calls": self.calls,
-            "potential_savings": money_str(self.potential_savings),
+            "potential_savings": money_json(self.potential_savings),
             "recommendations": [r.to_json() for r in self.recommendations],
         }
 
@@ -269,8 +270,8 @@ def _model_switch(u: _Usage, period: Period, book: Any) -> list[Recommendation]:
             potential_savings=savings, confidence=_confidence(tier, u.calls),
             reasoning=(
                 f"{_volume(u, period)} used {u.input_tokens} input ({u.cache_read_tokens} cached) and "
-                f"{u.output_tokens} output tokens on {u.model} for ${money_str(u.cost)}; the same tokens at "
-                f"{candidate} prices ({tier_text}, same provider) cost ${money_str(cost)} "
+                f"{u.output_tokens} output tokens on {u.model} for ${money_json(u.cost)}; the same tokens at "
+                f"{candidate} prices ({tier_text}, same provider) cost ${money_json(cost)} "
                 f"({ratio(savings, u.cost) * 100:.1f}% less). Check quality first: genops compare PIPELINE "
                 f"--inputs FILE --model {u.model} --model {candidate}"
             ),
@@ -301,7 +302,7 @@ def _prompt_caching(u: _Usage, period: Period) -> Recommendation | None:
         reasoning=(
             f"{_volume(u, period)}: every prompt was at least {prefix} tokens and none was read from the prompt "
             f"cache (cache reads 0). If the first {prefix} tokens are shared (instructions, template), putting that "
-            f"static part first and enabling caching saves about ${money_str(savings)} at the stored prices "
+            f"static part first and enabling caching saves about ${money_json(savings)} at the stored prices "
             f"(input ${prices.input_mtok}/M vs cache read ${prices.cache_read_mtok}/M)"
         ),
         parameters={"shared_prefix_tokens_assumed": prefix},
@@ -320,7 +321,7 @@ def _max_tokens(u: _Usage, period: Period) -> Recommendation | None:
     if prices is not None and prices.output_mtok is not None:
         drop = Decimal(u.max_tokens - suggested) * prices.output_mtok / _MTOK
         detail = (f"; the worst-case cost reserved per call before it runs drops by "
-                  f"${money_str(drop)} (budgets reserve max_tokens x output price)")
+                  f"${money_json(drop)} (budgets reserve max_tokens x output price)")
     return _usage_recommendation(
         u, period, kind="max_tokens", recommended_model=u.model, recommended_cost=u.cost,
         potential_savings=ZERO, confidence="high" if u.calls >= 100 else "medium",
@@ -368,7 +369,7 @@ def _retriever_top_k(tx: Tx, filters: Filters, period: Period, usages: list[_Usa
                 f"over {runs} run(s), {period.label}, each retrieved document added about {per_doc} generator "
                 f"input tokens (least squares over runs with different document counts): documents are "
                 f"{context['context_share'] * 100:.0f}% of the input. Retrieving {new_k} instead of "
-                f"{avg_docs.normalize()} documents on average saves about ${money_str(savings)}; check answer "
+                f"{avg_docs.normalize()} documents on average saves about ${money_json(savings)}; check answer "
                 "quality (a reranker can keep the best documents)"
             ),
             basis={"runs": runs, "period": period.label},
@@ -415,7 +416,7 @@ def _failing_components(tx: Tx, filters: Filters, period: Period) -> list[Recomm
             confidence="medium" if visits >= 20 else "low",
             reasoning=(
                 f"{errors} of {visits} visits failed ({ratio(errors, visits) * 100:.1f}%), {period.label}; failed "
-                f"runs had already spent ${money_str(wasted)}. Last error: {(sample or '')[:160]}. {fix}"
+                f"runs had already spent ${money_json(wasted)}. Last error: {(sample or '')[:160]}. {fix}"
             ),
             basis={"visits": visits, "errors": errors, "period": period.label},
             parameters={"transient": transient},
@@ -458,7 +459,7 @@ def _agent_loops(tx: Tx, filters: Filters, period: Period) -> list[Recommendatio
             reasoning=(
                 f"{len(runs)} run(s), {period.label}: {avg:.1f} LLM steps per run on average (max {steps[-1]}). "
                 f"Capping the agent at {cap} steps (max_agent_steps, the median run's count) or tightening its exit "
-                f"conditions would have saved up to ${money_str(excess)} spent on later steps"
+                f"conditions would have saved up to ${money_json(excess)} spent on later steps"
             ),
             basis={"runs": len(runs), "steps": sum(steps), "period": period.label},
             parameters={"steps_per_run": round(avg, 3), "max_agent_steps": cap},

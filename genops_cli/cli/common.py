@@ -19,6 +19,7 @@ import typer
 from typer.core import TyperGroup
 
 from genops_cli.errors import EXIT_USAGE, GenopsError
+from genops_cli.money import DISPLAY_PLACES, money_text
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -167,14 +168,12 @@ def check_output_format(value: str | None, json_flag: bool, allowed: tuple[str, 
     return fmt
 
 
-def money(value: Decimal | None, places: int = 6) -> str:
-    """Human rendering of a cost: at least `places` decimals, more when a small cost needs them
-    ($0.000450, $0.00000026); full precision always lives in JSON and the ledger."""
+def money(value: Decimal | None, places: int = DISPLAY_PLACES) -> str:
+    """Human rendering of a cost at the one display precision (genops_cli/money.py): $0.000450, $1,234.500000,
+    <$0.000001; full precision always lives in JSON and the ledger."""
     if value is None:
         return "-"
-    exact = value.quantize(Decimal("0.0000000001")).normalize()
-    shown = exact if -exact.as_tuple().exponent > places else exact.quantize(Decimal(1).scaleb(-places))
-    return f"${shown:f}"
+    return money_text(value, places)
 
 
 # -- conventions every command follows ---------------------------------------------------------------------------

@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from genops_cli.analysis.analyze import money_str
 from genops_cli.config import Settings
 from genops_cli.errors import UsageError
 from genops_cli.execution.inputs import RunInput, prepare_run_data
 from genops_cli.ledger.store import Ledger
 from genops_cli.models import quantize_money
+from genops_cli.money import money_json
 
 
 @dataclass
@@ -49,7 +49,7 @@ class ModelRow:
             "ok": self.ok,
             "failed": self.failed,
             "blocked": self.blocked,
-            "cost": money_str(self.cost),
+            "cost": money_json(self.cost),
             "input_tokens": self.input_tokens,
             "cache_read_tokens": self.cache_read_tokens,
             "output_tokens": self.output_tokens,

@@ -35,8 +35,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from genops_cli.analysis.analyze import money_str
 from genops_cli.models import CallRecord, TokenUsage, quantize_money, utcnow
+from genops_cli.money import money_json
 
 if TYPE_CHECKING:
     from genops_cli.config import Settings
@@ -85,9 +85,9 @@ class EstimateLine:
             "output_basis": self.output_basis,
             "expected_output_tokens": self.expected_output_tokens,
             "expected_basis": self.expected_basis,
-            "low": money_str(self.low),
-            "expected": money_str(self.expected),
-            "high": money_str(self.high),
+            "low": money_json(self.low),
+            "expected": money_json(self.expected),
+            "high": money_json(self.high),
             "priced": self.priced,
             "notes": list(self.notes),
         }
@@ -121,9 +121,9 @@ class RunEstimate:
         return {
             "pipeline": self.pipeline,
             "method": self.method,
-            "low": money_str(self.low),
-            "expected": money_str(self.expected),
-            "high": money_str(self.high),
+            "low": money_json(self.low),
+            "expected": money_json(self.expected),
+            "high": money_json(self.high),
             "currency": self.currency,
             "unpriced_models": self.unpriced_models,
             "lines": [line.to_json() for line in self.lines],

@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from genops_cli.analysis.analyze import money_str as _m
 from genops_cli.config import Settings
 from genops_cli.execution.inputs import RunInput, prepare_run_data
 from genops_cli.execution.loading import LoadedPipeline
 from genops_cli.ledger.store import Ledger
 from genops_cli.models import quantize_money
+from genops_cli.money import money_json as _m
 
 _PCT = Decimal("0.01")
 

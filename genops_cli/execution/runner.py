@@ -72,13 +72,7 @@ def make_pricer(tenant: str | None) -> Callable[[CallRecord], None]:
             return
         priced = book.price(call.usage, call.model, call.provider, at=call.started_at, tenant=tenant,
                             latency_ms=call.latency_ms)
-        call.cost = priced.cost
-        call.list_cost = priced.list_cost
-        call.unit_prices = priced.unit_prices
-        call.priced = priced.priced
-        call.price_snapshot = priced.snapshot_id
-        if priced.provider and not call.provider:
-            call.provider = priced.provider
+        priced.apply_to(call)
 
     return price
 

@@ -137,7 +137,7 @@ def _release_many(tx: Tx, releases: list[tuple[str, datetime, Any]]) -> None:
     tx.execute(
         "UPDATE reservations SET released_at = v.released, actual_cost = v.cost "
         "FROM (SELECT UNNEST(CAST(? AS VARCHAR[])) AS rid, UNNEST(CAST(? AS TIMESTAMP[])) AS released, "
-        "UNNEST(CAST(? AS DECIMAL(18,10)[])) AS cost) AS v "
+        "UNNEST(CAST(? AS DECIMAL(38,18)[])) AS cost) AS v "
         "WHERE reservations.reservation_id = v.rid AND reservations.released_at IS NULL",
         [ids, released, costs],
     )

@@ -70,12 +70,12 @@ def test_line_items_have_real_quantities_and_unit_prices_and_sum_to_total():
     lines = {(li["model"], li["price_kind"]): li for li in out["line_items"]}
     mini_in = lines[("gpt-4o-mini", "input")]
     assert (mini_in["tokens"], mini_in["quantity"], mini_in["unit"]) == (1000, "0.001", "1M tokens")  # 1500 - 500
-    assert (mini_in["unit_price"], mini_in["cost"]) == ("0.15", "0.0001500000")
+    assert (mini_in["unit_price"], mini_in["cost"]) == ("0.15", "0.00015")
     cached = lines[("gpt-4o-mini", "cached_input")]
-    assert (cached["tokens"], cached["unit_price"], cached["cost"]) == (500, "0.075", "0.0000375000")
-    assert lines[("gpt-4o-mini", "output")]["cost"] == "0.0001800000"
-    assert lines[("gpt-4o", "input")]["cost"] == "0.0050000000"
-    assert lines[("gpt-4o", "output")]["cost"] == "0.0010000000"
+    assert (cached["tokens"], cached["unit_price"], cached["cost"]) == (500, "0.075", "0.0000375")
+    assert lines[("gpt-4o-mini", "output")]["cost"] == "0.00018"
+    assert lines[("gpt-4o", "input")]["cost"] == "0.005"
+    assert lines[("gpt-4o", "output")]["cost"] == "0.001"
     assert all(li["pipeline"] == "rag" and li["provider"] == "openai" for li in out["line_items"])
     total = Decimal(out["total_cost"])
     assert total == Decimal("0.0063675")
@@ -84,13 +84,13 @@ def test_line_items_have_real_quantities_and_unit_prices_and_sum_to_total():
     assert total == stored
     for key in ("cost_by_provider", "cost_by_day", "peak_day", "previous_period_cost", "trend", "budget"):
         assert key in out
-    assert out["cost_by_provider"] == {"openai": "0.0063675000"}
-    assert out["peak_day"] == {"date": "2026-05-03", "cost": "0.0063675000"}
+    assert out["cost_by_provider"] == {"openai": "0.0063675"}
+    assert out["peak_day"] == {"date": "2026-05-03", "cost": "0.0063675"}
     assert len(out["cost_by_day"]) == 31
 
 
-def test_per_call_quantization_reconciles_exactly_without_a_rounding_line(contracts):
-    # 7% markup: cached input 0.08025 USD/1M = 8.025e-8 per token, 11 decimals; each call's cost is quantized.
+def test_awkward_prices_are_stored_exactly_and_lines_are_quantity_times_unit_price(contracts):
+    # 7% markup: cached input 0.08025 USD/1M = 8.025e-8 per token, 11 decimals: stored exactly, never rounded.
     runs = [make_run("odd-corp", at("2026-05-0" + str(d)), [
         {"model": "gpt-4o-mini", "input": 1000 + i, "cache_read": 3 + 2 * i, "output": 7 + i}])
         for i, d in enumerate((2, 2, 3, 4, 4, 5))]
@@ -100,11 +100,12 @@ def test_per_call_quantization_reconciles_exactly_without_a_rounding_line(contra
         r.calls[0].usage.input_tokens, r.calls[0].usage.cache_read_tokens, 0, r.calls[0].usage.output_tokens,
         None, r.calls[0].unit_prices)), Decimal(0))
     stored = sum((r.total_cost for r in runs), Decimal(0))
-    assert exact != stored  # quantization per call really happened...
+    assert exact == stored  # no per-call rounding...
     assert bill.total_cost == stored  # ...and the bill is the stored money
     assert sum((line.cost for line in bill.lines), Decimal(0)) == stored
     assert sum((v for _, v in bill.cost_by_day()), Decimal(0)) == stored
     assert not [line for line in bill.lines if line.kind == "adjustment"]
+    assert all(line.cost == line.quantity * line.unit_price for line in bill.lines)  # as a provider's invoice
     cached = next(line for line in bill.lines if line.kind == "cached_input")
     assert cached.unit_price == Decimal("0.08025") and cached.list_unit_price == Decimal("0.075")
 
@@ -129,7 +130,7 @@ def test_price_change_within_the_period_gives_two_lines(contracts):
     out = _report_json("--tenant", "switch-corp", "--period", "2026-05")
     inputs = [li for li in out["line_items"] if li["price_kind"] == "input"]
     assert [(li["unit_price"], li["list_unit_price"], li["cost"]) for li in inputs] == [
-        ("0.1", "0.15", "0.0001000000"), ("0.12", "0.15", "0.0001200000")]
+        ("0.1", "0.15", "0.0001"), ("0.12", "0.15", "0.00012")]
     # Contracted rates show as list vs billed.
     assert Decimal(out["list_cost"]) == 2 * (Decimal("0.00015") + Decimal("0.00006"))
     assert Decimal(out["total_cost"]) == Decimal("0.0001") + Decimal("0.00004") + Decimal("0.00012") + \
@@ -144,24 +145,25 @@ def test_bill_excludes_simulated_runs_other_tenants_and_other_months_and_trends(
            make_run("acme", at("2026-05-10"), mini, simulated=True), make_run("globex", at("2026-05-10"), mini),
            make_run("acme", at("2026-06-01", 0), mini), make_run("acme", at("2026-04-15"), mini + mini + mini))
     out = _report_json("--tenant", "acme", "--period", "2026-05")
-    assert (out["runs"], out["total_cost"]) == (2, "0.0015000000")
-    assert out["previous_period_cost"] == "0.0022500000"
-    assert out["trend"] == {"direction": "down", "change": "-0.0007500000", "change_pct": "-33.3"}
+    assert (out["runs"], out["total_cost"]) == (2, "0.0015")
+    assert out["previous_period_cost"] == "0.00225"
+    assert out["trend"] == {"direction": "down", "change": "-0.00075", "change_pct": "-33.3"}
     days = {d["date"]: d["cost"] for d in out["cost_by_day"]}
-    assert days["2026-05-01"] == days["2026-05-31"] == "0.0007500000" and days["2026-05-10"] == "0.0000000000"
+    assert days["2026-05-01"] == days["2026-05-31"] == "0.00075" and days["2026-05-10"] == "0"
     ranged = _report_json("--tenant", "acme", "--from", "2026-05-31", "--to", "2026-06-01")
-    assert (ranged["runs"], ranged["total_cost"]) == (2, "0.0015000000")
+    assert (ranged["runs"], ranged["total_cost"]) == (2, "0.0015")
     assert ranged["previous_period"]["start"] == "2026-05-29T00:00:00Z"
-    assert (ranged["previous_period_cost"], ranged["trend"]["direction"]) == ("0.0000000000", "up")
+    # No earlier usage: no invented "up from $0" trend.
+    assert (ranged["previous_period_cost"], ranged["trend"]["direction"]) == (None, "none")
 
 
 def test_budget_of_the_tenant_is_reported(tmp_path):
     (tmp_path / ".genops.yml").write_text('budgets:\n  scopes:\n    "customer:acme": {monthly: 0.01}\n')
     record(make_run("acme", at("2026-05-05"), [{"model": "gpt-4o-mini", "input": 10000, "output": 1000}]))
     out = _report_json("--tenant", "acme", "--period", "2026-05")
-    assert out["budget"] == {"scope": "customer:acme", "period": "monthly", "limit": "0.0100000000",
-                             "policy": "advisory", "source": "config", "spent": "0.0021000000",
-                             "remaining": "0.0079000000", "used_pct": "21.0"}
+    assert out["budget"] == {"scope": "customer:acme", "period": "monthly", "limit": "0.01",
+                             "policy": "advisory", "source": "config", "spent": "0.0021",
+                             "remaining": "0.0079", "used_pct": "21.0"}
 
 
 def test_csv_and_table_formats():
@@ -170,7 +172,7 @@ def test_csv_and_table_formats():
     assert result.exit_code == 0
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
     assert [(r["price_kind"], r["tokens"], r["unit_price"], r["cost"]) for r in rows] == [
-        ("input", "1000", "0.15", "0.0001500000"), ("output", "10", "0.6", "0.0000060000")]
+        ("input", "1000", "0.15", "0.00015"), ("output", "10", "0.6", "0.000006")]
     table = cli("report", "--tenant", "acme", "--period", "2026-05")
     assert table.exit_code == 0
     assert "gpt-4o-mini input tokens (rag)" in table.stdout and "$0.000156" in table.stdout
@@ -185,7 +187,7 @@ def test_all_tenants_writes_one_file_per_tenant(tmp_path):
     files = sorted(p.name for p in (tmp_path / "bills").iterdir())
     assert files == ["acme-2026-05.json", "globex_eu-2026-05.json"]
     data = json.loads((tmp_path / "bills" / "globex_eu-2026-05.json").read_text())
-    assert (data["tenant"], data["total_cost"]) == ("globex/eu", "0.0001500000")
+    assert (data["tenant"], data["total_cost"]) == ("globex/eu", "0.00015")
     cli("report", "--all-tenants", "--period", "2026-05", "--out-dir", str(tmp_path / "f"), "--format", "focus")
     assert sorted(p.name for p in (tmp_path / "f").iterdir()) == ["acme-2026-05.focus.csv",
                                                                   "globex_eu-2026-05.focus.csv"]
@@ -234,4 +236,4 @@ def test_report_after_real_genops_runs(openai_server):
     assert out["runs"] == 2
     assert Decimal(out["total_cost"]) == 2 * Decimal("0.000450")
     assert {(li["price_kind"], li["tokens"], li["cost"]) for li in out["line_items"]} == {
-        ("input", 2000, "0.0003000000"), ("output", 1000, "0.0006000000")}
+        ("input", 2000, "0.0003"), ("output", 1000, "0.0006")}

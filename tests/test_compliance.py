@@ -164,7 +164,7 @@ def test_compliance_report_counts_violations_classifications_and_spec_conformanc
     assert r["violations"]["by_reason_code"] == [{"reason_code": "POLICY_DENY_REGION", "count": 1, "enforced": 1,
                                                   "runs": 1, "rules": ["compliance:regions"]}]
     assert Decimal(r["cost_summary"]["total_cost"]) == 2 * Decimal("0.000450")
-    assert r["cost_summary"]["by_team"] == {"ml": "0.0004500000", "unattributed": "0.0004500000"}
+    assert r["cost_summary"]["by_team"] == {"ml": "0.00045", "unattributed": "0.00045"}
     assert [(p["provider"], p["region"], p["calls"]) for p in r["provider_usage"]] == [("openai", "us", 2)]
     breakdown = {c["classification"]: (c["runs"], c["compliant"], c["blocked"]) for c in
                  r["data_classification_breakdown"]}

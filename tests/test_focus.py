@@ -18,7 +18,7 @@ MANDATORY = ["BilledCost", "EffectiveCost", "ListCost", "ContractedCost", "Billi
              "InvoiceIssuerName", "PricingQuantity", "PricingUnit"]
 ALSO = ["ConsumedQuantity", "ConsumedUnit", "SkuId", "SkuPriceId", "ListUnitPrice", "SubAccountId", "SubAccountName"]
 FOCUS_NAMES = set(MANDATORY + ALSO + ["ServiceProviderName", "HostProviderName", "ProviderName", "PublisherName",
-                                      "ChargeFrequency", "ContractedUnitPrice"])
+                                      "ChargeFrequency", "ContractedUnitPrice", "InvoiceId", "ServiceSubcategory"])
 
 
 def _focus(tenant: str, *extra: str) -> tuple[list[str], list[dict[str, str]]]:
@@ -54,7 +54,8 @@ def test_mandatory_columns_and_exact_billed_cost(version):
     assert len(keys) == len(set(keys))
     mini_in = next(r for r in rows if r["x_Model"] == "gpt-4o-mini" and r["x_PriceKind"] == "input")
     assert (mini_in["ConsumedQuantity"], mini_in["ConsumedUnit"]) == ("1800", "Tokens")  # 1000 + 800
-    assert (mini_in["PricingQuantity"], mini_in["PricingUnit"], mini_in["ListUnitPrice"]) == ("0.0018", "1M Tokens",
+    assert (mini_in["PricingQuantity"], mini_in["PricingUnit"], mini_in["ListUnitPrice"]) == (
+        "0.0018", "1000000 Tokens",
                                                                                             "0.15")
     assert Decimal(mini_in["PricingQuantity"]) * Decimal(mini_in["ListUnitPrice"]) == Decimal(mini_in["ListCost"])
     assert (mini_in["ChargePeriodStart"], mini_in["ChargePeriodEnd"]) == ("2026-05-03T00:00:00Z",
@@ -66,9 +67,14 @@ def test_mandatory_columns_and_exact_billed_cost(version):
     for r in rows:
         assert (r["SubAccountId"], r["BillingAccountId"], r["BillingCurrency"]) == ("acme", "acme", "USD")
         assert (r["ChargeCategory"], r["ServiceCategory"]) == ("Usage", "AI and Machine Learning")
-        assert r["EffectiveCost"] == r["BilledCost"] == r["ContractedCost"]
+        assert r["EffectiveCost"] == r["BilledCost"] == r["ContractedCost"]  # no contract: contracted = billed
     claude = [r for r in rows if r["x_Model"].startswith("claude")]
-    assert {r["ServiceProviderName"] for r in claude} == {"anthropic"}
+    # Resale: the issuer sells the service; the model's maker hosts it.
+    assert {r["ServiceProviderName"] for r in claude} == {r["InvoiceIssuerName"] for r in claude} == {"genops"}
+    assert {r["HostProviderName"] for r in claude} == {"anthropic"}
+    assert {r["InvoiceId"] for r in rows} == {"acme-20260501-20260601"}
+    assert {r["ServiceSubcategory"] for r in rows} == {"Generative AI"}
+    assert {r["PricingUnit"] for r in rows} == {"1000000 Tokens"}
     assert {r["ChargePeriodStart"] for r in claude} == {"2026-05-04T00:00:00Z"}
 
 
@@ -77,7 +83,15 @@ def test_focus_1_2_uses_provider_and_publisher_columns():
     columns, rows = _focus("acme", "--focus-version", "1.2")
     assert {"ProviderName", "PublisherName"} <= set(columns)
     assert not {"ServiceProviderName", "HostProviderName"} & set(columns)
-    assert {r["ProviderName"] for r in rows} == {"openai", "anthropic"}
+    assert {r["ProviderName"] for r in rows} == {"genops"}  # the issuer resells: not a marketplace charge
+    assert {r["PublisherName"] for r in rows} == {"openai", "anthropic"}
+
+
+def test_own_spend_perspective_names_the_model_provider_as_issuer():
+    _seed()
+    _, rows = _focus("acme", "--focus-version", "1.2", "--focus-perspective", "own")
+    assert {(r["ProviderName"], r["InvoiceIssuerName"]) for r in rows} == {("openai", "openai"),
+                                                                         ("anthropic", "anthropic")}
 
 
 def test_default_version_is_1_4_and_issuer_is_configurable():
@@ -92,9 +106,11 @@ def test_contracted_tenant_shows_list_cost_above_billed_cost():
     record(make_run("example-tenant", at("2026-05-07"), [{"model": "gpt-4o-mini", "input": 1000, "output": 1000}]))
     _, rows = _focus("example-tenant")
     by_kind = {r["x_PriceKind"]: r for r in rows}
-    assert (by_kind["input"]["ContractedUnitPrice"], by_kind["input"]["ListUnitPrice"]) == ("0.144", "0.15")
-    assert (by_kind["input"]["BilledCost"], by_kind["input"]["ListCost"]) == ("0.0001440000", "0.0001500000")
-    assert (by_kind["output"]["BilledCost"], by_kind["output"]["ListCost"]) == ("0.0005760000", "0.0006000000")
+    # ContractedCost is the contracted rate before the resale markup (calls.contracted_cost), = unit x quantity.
+    assert (by_kind["input"]["ContractedUnitPrice"], by_kind["input"]["ListUnitPrice"]) == ("0.12", "0.15")
+    assert by_kind["input"]["ContractedCost"] == "0.00012"
+    assert (by_kind["input"]["BilledCost"], by_kind["input"]["ListCost"]) == ("0.000144", "0.00015")
+    assert (by_kind["output"]["BilledCost"], by_kind["output"]["ListCost"]) == ("0.000576", "0.0006")
 
 
 def test_empty_period_gives_a_header_only_csv():

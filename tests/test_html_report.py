@@ -47,7 +47,7 @@ def test_html_is_self_contained_with_an_inline_svg_chart(tmp_path):
     assert '<svg xmlns="http://www.w3.org/2000/svg" id="daily-chart"' in html
     assert html.count("<rect ") == 31  # one bar per day of May
     # 12000 x 0.15 + 3000 x 0.60 + 40000 x 2.50 + 9000 x 10 + 20000 x 0.25 + 2000 x 1.25 (USD per 1M tokens)
-    assert 'id="total-cost">$0.2011</div>' in html
+    assert 'id="total-cost">$0.201100</div>' in html
 
 
 @needs_chromium
@@ -59,7 +59,7 @@ def test_chromium_renders_the_invoice_with_its_total(tmp_path):
     data = png.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000  # a real page, not a blank one
     dom = _chromium(tmp_path, "--dump-dom", page.as_uri())
-    assert 'id="total-cost">$0.2011<' in dom.stdout
+    assert 'id="total-cost">$0.201100<' in dom.stdout
     assert "gpt-4o input tokens (rag)" in dom.stdout and 'id="daily-chart"' in dom.stdout
 
 
@@ -76,8 +76,9 @@ def test_markdown_report_lists_lines_and_total(tmp_path):
     _seed()
     result = cli("report", "--tenant", "acme-corp", "--period", "2026-05", "--format", "md")
     assert result.exit_code == 0
-    assert "| **Total due** | **$0.2011** |" in result.stdout
-    assert "| gpt-4o input tokens (rag) | openai | 40000 tokens | 1M tokens | $2.50 | $2.50 | $0.10 |" in result.stdout
+    assert "| **Total due** | **$0.201100** |" in result.stdout
+    line = "| gpt-4o input tokens (rag) | openai | 40,000 tokens | 1M tokens | $2.50 | $2.50 | $0.100000 |"
+    assert line in result.stdout
 
 
 def test_html_escapes_tenant_ids(tmp_path):

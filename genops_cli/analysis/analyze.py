@@ -93,10 +93,22 @@ class GroupStats:
     failure_rate: float = 0.0
     unpriced_calls: int = 0
 
+    @property
+    def priced(self) -> bool:
+        """False when some of the group's model calls have no price: `cost` then covers only the priced ones."""
+        return self.unpriced_calls == 0
+
+    @property
+    def known_cost(self) -> Decimal | None:
+        """The cost, or None when every model call of the group is unpriced (unknown, not $0)."""
+        return None if self.unpriced_calls and self.unpriced_calls >= self.calls else self.cost
+
     def to_json(self) -> dict[str, Any]:
         return {
             "key": self.key,
-            "cost": money_json(self.cost),
+            "cost": money_json(self.known_cost),
+            "priced": self.priced,
+            "unpriced_calls": self.unpriced_calls,
             "runs": self.runs,
             "calls": self.calls,
             "input_tokens": self.input_tokens,
@@ -131,6 +143,7 @@ class CostAnalysis:
             "by": self.by,
             "currency": self.currency,
             "total_cost": money_json(self.total_cost),
+            "priced": self.unpriced_calls == 0,
             "runs": self.runs,
             "calls": self.calls,
             "groups": [g.to_json() for g in self.groups],

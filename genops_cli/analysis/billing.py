@@ -33,12 +33,12 @@ from datetime import date, datetime, timedelta, timezone
 from decimal import ROUND_FLOOR, Decimal
 from typing import TYPE_CHECKING, Any
 
-from genops_cli.analysis.analyze import money_str
 from genops_cli.analysis.filters import Filters, build_where
 from genops_cli.analysis.periods import Period, parse_when
-from genops_cli.errors import UsageError
+from genops_cli.errors import ConfigError, UsageError
 from genops_cli.ledger.store import Tx
 from genops_cli.models import MONEY_QUANTUM, UnitPrices
+from genops_cli.money import money_json, money_text, quantity, unit_price_text, unpriced_note
 
 if TYPE_CHECKING:
     from genops_cli.config import Settings
@@ -188,6 +188,8 @@ class Charge:
     cost: Decimal = ZERO
     list_cost: Decimal = ZERO
     calls: int = 0
+    contracted_unit_price: Decimal | None = None
+    contracted_cost: Decimal = ZERO
 
     @property
     def unit(self) -> str:
@@ -196,6 +198,18 @@ class Charge:
     @property
     def tokens(self) -> int | None:
         return int(self.quantity * _MTOK) if self.unit == "1M tokens" else None
+
+
+@dataclass(frozen=True)
+class UnpricedUsage:
+    """Calls of one day x model that have no price: listed (and flagged in FOCUS), never billed as $0."""
+
+    day: date
+    provider: str
+    model: str
+    calls: int
+    input_tokens: int
+    output_tokens: int
 
 
 @dataclass
@@ -226,8 +240,8 @@ class LineItem:
             "tokens": self.tokens,
             "unit_price": _plain(self.unit_price),
             "list_unit_price": _plain(self.list_unit_price) if self.list_unit_price is not None else None,
-            "cost": money_str(self.cost),
-            "list_cost": money_str(self.list_cost),
+            "cost": money_json(self.cost),
+            "list_cost": money_json(self.list_cost),
             "calls": self.calls,
         }
 
@@ -252,7 +266,22 @@ class TenantBill:
     budget: dict[str, Any] | None
     contract: dict[str, Any] | None
     unpriced: list[dict[str, Any]] = field(default_factory=list)
+    unpriced_usage: list[UnpricedUsage] = field(default_factory=list)
+    previous_period_runs: int = 0
     generated_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc).replace(tzinfo=None))
+
+    @property
+    def unpriced_calls(self) -> int:
+        """Calls of this period that have no price: not in any total (they are listed, never billed as $0)."""
+        return sum(int(u["calls"]) for u in self.unpriced)
+
+    def subtotals(self, by: str) -> list[tuple[str, Decimal]]:
+        """(name, amount) per `pipeline` or `model` (provider:model), largest first; they sum to the total."""
+        out: dict[str, Decimal] = {}
+        for line in self.lines:
+            name = line.pipeline if by == "pipeline" else f"{line.provider}:{line.model}"
+            out[name] = out.get(name, ZERO) + line.cost
+        return sorted(out.items(), key=lambda t: (-t[1], t[0]))
 
     @property
     def lines(self) -> list[LineItem]:
@@ -301,12 +330,16 @@ class TenantBill:
         return max(days, key=lambda d: (d[1], -d[0].toordinal())) if days else None
 
     def trend(self) -> dict[str, Any]:
+        """Change against the previous period; direction "none" (no change figures) when the tenant had no runs
+        then: a first bill shows no trend rather than an invented rise from $0."""
+        if not self.previous_period_runs:
+            return {"direction": "none", "change": None, "change_pct": None}
         change = self.total_cost - self.previous_period_cost
         direction = "up" if change > 0 else "down" if change < 0 else "flat"
         pct = None
         if self.previous_period_cost:
             pct = format((change / self.previous_period_cost * 100).quantize(Decimal("0.1")), "f")
-        return {"direction": direction, "change": money_str(change), "change_pct": pct}
+        return {"direction": direction, "change": money_json(change), "change_pct": pct}
 
     def to_json(self) -> dict[str, Any]:
         peak = self.peak_day()
@@ -314,18 +347,23 @@ class TenantBill:
             "tenant": self.tenant,
             "period": self.period.to_json(),
             "currency": self.currency,
-            "total_cost": money_str(self.total_cost),
-            "list_cost": money_str(self.list_cost),
-            "billed_minus_list": money_str(self.total_cost - self.list_cost),
+            "total_cost": money_json(self.total_cost),
+            "priced": self.unpriced_calls == 0,
+            "unpriced_call_count": self.unpriced_calls,
+            "list_cost": money_json(self.list_cost),
+            "billed_minus_list": money_json(self.total_cost - self.list_cost),
             "runs": self.runs,
             "runs_by_status": self.runs_by_status,
             "line_items": [line.to_json() for line in self.lines],
-            "cost_by_provider": {k: money_str(v) for k, v in self.cost_by_provider().items()},
-            "cost_by_model": {k: money_str(v) for k, v in self.cost_by_model().items()},
-            "cost_by_day": [{"date": d.isoformat(), "cost": money_str(v)} for d, v in self.cost_by_day()],
-            "peak_day": {"date": peak[0].isoformat(), "cost": money_str(peak[1])} if peak else None,
+            "cost_by_provider": {k: money_json(v) for k, v in self.cost_by_provider().items()},
+            "cost_by_model": {k: money_json(v) for k, v in self.cost_by_model().items()},
+            "cost_by_day": [{"date": d.isoformat(), "cost": money_json(v)} for d, v in self.cost_by_day()],
+            "peak_day": {"date": peak[0].isoformat(), "cost": money_json(peak[1])} if peak else None,
             "previous_period": self.previous_period.to_json(),
-            "previous_period_cost": money_str(self.previous_period_cost),
+            "previous_period_cost": money_json(self.previous_period_cost) if self.previous_period_runs else None,
+            "previous_period_runs": self.previous_period_runs,
+            "subtotals_by_pipeline": [{"pipeline": n, "cost": money_json(c)} for n, c in self.subtotals("pipeline")],
+            "subtotals_by_model": [{"model": n, "cost": money_json(c)} for n, c in self.subtotals("model")],
             "trend": self.trend(),
             "budget": self.budget,
             "contract": self.contract,
@@ -355,20 +393,20 @@ class _ListPrices:
         self.tenant = tenant
 
     def for_call(self, model: str | None, provider: str | None, at: datetime, input_tokens: int,
-                 billed: UnitPrices) -> UnitPrices | None:
+                 billed: UnitPrices, which: int = 0) -> UnitPrices | None:
+        """List (which=0) or contracted (which=1) unit prices, when the book's billed prices are the stored ones."""
         if self.book is None or not model:
             return None
         resolved = self.book.resolve(model, provider, at, self.tenant)
         if resolved is None:
             return None
-        list_p, _contracted, billed_now = resolved.effective_prices(input_tokens)
-        return list_p if billed_now == billed else None
+        prices = resolved.effective_prices(input_tokens)
+        return prices[which] if prices[2] == billed else None
 
 
-def _split_call(row: tuple[Any, ...], list_prices: _ListPrices) -> list[tuple[str, Decimal, Decimal, Decimal | None,
-                                                                            Decimal, Decimal]]:
-    """One call -> [(kind, quantity, unit price, list unit price, cost piece, list cost piece)] summing exactly to
-    its stored cost and list cost."""
+def _split_call(row: tuple[Any, ...], list_prices: _ListPrices) -> list[tuple[Any, ...]]:
+    """One call -> [(kind, quantity, unit price, list unit price, cost piece, list cost piece, contracted unit price,
+    contracted piece)] summing exactly to its stored cost and list cost."""
     (_run, _pipe, _rstart, cstart, provider, model, inp, cr, cw, out, latency, prices_json, cost, list_cost,
      _priced) = row
     cost = Decimal(cost)
@@ -402,11 +440,29 @@ def _split_call(row: tuple[Any, ...], list_prices: _ListPrices) -> list[tuple[st
             list_pieces = allocate(list_cost, shares) or [s.quantize(MONEY_QUANTUM) for s in shares]
             if cost:
                 list_units = [(c[2] * list_cost / cost).quantize(MONEY_QUANTUM).normalize() for c in comps]
-    out_rows = [(c[0], c[1], c[2], list_units[i], pieces[i], list_pieces[i]) for i, c in enumerate(comps)]
+    contracted = _contracted_parts(row, list_prices, prices, comps, pieces)
+    out_rows = [(c[0], c[1], c[2], list_units[i], pieces[i], list_pieces[i], *contracted[i])
+                for i, c in enumerate(comps)]
     list_rest = list_cost - sum(list_pieces, ZERO)
     if adjustment or list_rest or not comps and (cost or list_cost):
-        out_rows.append(("adjustment", Decimal(1), adjustment, list_rest, adjustment, list_rest))
+        out_rows.append(("adjustment", Decimal(1), adjustment, list_rest, adjustment, list_rest, adjustment,
+                         adjustment))
     return out_rows
+
+
+def _contracted_parts(row: tuple[Any, ...], list_prices: _ListPrices, prices: UnitPrices,
+                      comps: list[tuple[str, Decimal, Decimal, Decimal]],
+                      pieces: list[Decimal]) -> list[tuple[Decimal, Decimal]]:
+    """(contracted unit price, contracted cost) per component: the tenant's contracted rate before resale markup
+    (FOCUS ContractedUnitPrice x PricingQuantity), from the price book when it reproduces the stored billed prices,
+    else the billed price (no markup known)."""
+    (_run, _pipe, _rstart, cstart, provider, model, inp, cr, cw, out, latency, *_rest) = row
+    cp = list_prices.for_call(model, provider, cstart, int(inp), prices, which=1)
+    if cp is not None:
+        by_kind = {c[0]: c for c in cost_components(int(inp), int(cr), int(cw), int(out), latency, cp)}
+        if set(by_kind) == {c[0] for c in comps}:
+            return [(by_kind[c[0]][2], by_kind[c[0]][3]) for c in comps]
+    return [(c[2], pieces[i]) for i, c in enumerate(comps)]
 
 
 def tenant_bill(tx: Tx, tenant: str, period: BillingPeriod, settings: Settings | None = None,
@@ -420,20 +476,27 @@ def tenant_bill(tx: Tx, tenant: str, period: BillingPeriod, settings: Settings |
     list_prices = _ListPrices(book, tenant)
     charges: dict[tuple[Any, ...], Charge] = {}
     unpriced: dict[tuple[str, str], int] = {}
+    unpriced_usage: dict[tuple[date, str, str], list[int]] = {}
     for row in tx.query(_CALLS_SQL.format(where=where), params):
         pipeline, run_started, priced = row[1], row[2], row[14]
         provider, model = row[4] or "unknown", row[5] or "unknown"
         if not priced:
             unpriced[(provider, model)] = unpriced.get((provider, model), 0) + 1
-        for kind, qty, unit_price, list_unit, piece, list_piece in _split_call(row, list_prices):
-            key = (run_started.date(), pipeline, provider, model, kind, unit_price, list_unit)
+            usage = unpriced_usage.setdefault((run_started.date(), provider, model), [0, 0, 0])
+            usage[0] += 1
+            usage[1] += int(row[6])
+            usage[2] += int(row[9])
+            continue
+        for kind, qty, unit_price, list_unit, piece, list_piece, c_unit, c_piece in _split_call(row, list_prices):
+            key = (run_started.date(), pipeline, provider, model, kind, unit_price, list_unit, c_unit)
             charge = charges.get(key)
             if charge is None:
                 charges[key] = charge = Charge(run_started.date(), pipeline, provider, model, kind, unit_price,
-                                               list_unit)
+                                               list_unit, contracted_unit_price=c_unit)
             charge.quantity += qty
             charge.cost += piece
             charge.list_cost += list_piece
+            charge.contracted_cost += c_piece
             charge.calls += 1
     run_rows = tx.query(f"SELECT r.status, COUNT(*), MIN(r.currency), MAX(r.currency) FROM runs r WHERE {where} "
                         "GROUP BY r.status", params)
@@ -445,7 +508,7 @@ def tenant_bill(tx: Tx, tenant: str, period: BillingPeriod, settings: Settings |
     total = sum((c.cost for c in ordered), ZERO)
     previous = period.previous()
     prev_where, prev_params = _tenant_where(tenant, previous)
-    previous_cost = Decimal(tx.scalar(f"SELECT SUM(r.total_cost) FROM runs r WHERE {prev_where}", prev_params) or 0)
+    prev_row = tx.query(f"SELECT SUM(r.total_cost), COUNT(*) FROM runs r WHERE {prev_where}", prev_params)[0]
     return TenantBill(
         tenant=tenant,
         period=period,
@@ -456,10 +519,12 @@ def tenant_bill(tx: Tx, tenant: str, period: BillingPeriod, settings: Settings |
         runs_by_status={str(r[0]): int(r[1]) for r in sorted(run_rows)},
         charges=ordered,
         previous_period=previous,
-        previous_period_cost=previous_cost,
+        previous_period_cost=Decimal(prev_row[0] or 0),
+        previous_period_runs=int(prev_row[1] or 0),
         budget=_budget(tx, tenant, period, total, settings),
         contract=_contract(book, tenant, period),
         unpriced=[{"provider": p, "model": m, "calls": n} for (p, m), n in sorted(unpriced.items())],
+        unpriced_usage=[UnpricedUsage(d, p, m, *v) for (d, p, m), v in sorted(unpriced_usage.items())],
     )
 
 
@@ -479,11 +544,11 @@ def _budget(tx: Tx, tenant: str, period: BillingPeriod, total: Decimal,
                 limit, policy, source = sb.monthly, sb.policy, "config"
     if limit is None:
         return None
-    out: dict[str, Any] = {"scope": scope, "period": "monthly", "limit": money_str(limit), "policy": policy,
+    out: dict[str, Any] = {"scope": scope, "period": "monthly", "limit": money_json(limit), "policy": policy,
                            "source": source}
     if period.month is not None:
-        out["spent"] = money_str(total)
-        out["remaining"] = money_str(limit - total)
+        out["spent"] = money_json(total)
+        out["remaining"] = money_json(limit - total)
         out["used_pct"] = format((total / limit * 100).quantize(Decimal("0.1")), "f") if limit else None
     return out
 
@@ -522,31 +587,94 @@ def safe_filename(tenant: str) -> str:
 
 
 def usd(value: Decimal | str | None) -> str:
-    """Exact money for people: `$12.50`, `$0.000450` (trailing zeros dropped past the cents, never rounded)."""
+    """Money for people at the one display precision (genops_cli/money.py): `$12.500000`, `$0.000450`."""
     if value is None:
         return "-"
-    amount = Decimal(value)
-    sign = "-" if amount < 0 else ""
-    text = format(abs(amount).normalize(), "f")
-    whole, _, frac = text.partition(".")
-    return f"{sign}${whole}.{frac.ljust(2, '0')}"
+    return money_text(value)
+
+
+@dataclass(frozen=True)
+class Issuer:
+    """Who issues the statement (`billing.issuer` in .genops.yml; `--issuer` overrides the name)."""
+
+    name: str = "genops"
+    address: tuple[str, ...] = ()
+    logo: str | None = None  # a data: URI, or an http(s) URL, or a file path read into a data: URI
+    email: str | None = None
+
+
+def issuer_from_settings(settings: Settings | None, name: str | None = None) -> Issuer:
+    """The issuer from `.genops.yml`:
+
+        billing:
+          issuer: {name: Acme AI Ltd, address: ["1 Main St", "London"], logo: logo.png, email: billing@acme.ai}
+    """
+    raw = (settings.raw if settings is not None else {}) or {}
+    where = str(getattr(settings, "config_path", None) or ".genops.yml")
+    section = raw.get("billing") or {}
+    if not isinstance(section, dict) or not isinstance(section.get("issuer") or {}, dict):
+        raise ConfigError(f"{where}: billing.issuer must be a mapping with name, address, logo, email")
+    data = section.get("issuer") or {}
+    unknown = sorted(set(data) - {"name", "address", "logo", "email"})
+    if unknown:
+        raise ConfigError(f"{where}: billing.issuer.{unknown[0]}: unknown key; use name, address, logo, email")
+    address = data.get("address") or []
+    if isinstance(address, str):
+        address = tuple(line.strip() for line in address.splitlines() if line.strip())
+    elif isinstance(address, list) and all(isinstance(a, str) for a in address):
+        address = tuple(address)
+    else:
+        raise ConfigError(f"{where}: billing.issuer.address must be text or a list of lines")
+    logo = data.get("logo")
+    if logo is not None:
+        logo = _logo_uri(str(logo), where, getattr(settings, "config_path", None))
+    return Issuer(name=name or str(data.get("name") or "genops"), address=address, logo=logo,
+                  email=str(data["email"]) if data.get("email") else None)
+
+
+def _logo_uri(logo: str, where: str, config_path: Any) -> str:
+    """A logo file becomes a data: URI so the HTML bill is one self-contained file."""
+    import base64
+    import mimetypes
+    from pathlib import Path
+
+    if logo.startswith(("data:", "https://", "http://")):
+        return logo
+    path = Path(logo)
+    if not path.is_absolute() and config_path:
+        path = Path(config_path).parent / path
+    mime = mimetypes.guess_type(path.name)[0]
+    if mime not in ("image/png", "image/jpeg", "image/svg+xml", "image/gif", "image/webp"):
+        raise ConfigError(f"{where}: billing.issuer.logo {logo}: use a .png, .jpg, .svg, .gif or .webp file")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{where}: billing.issuer.logo {logo}: cannot read ({exc.strerror})") from None
+    return f"data:{mime};base64,{base64.b64encode(data).decode()}"
 
 
 def template_env() -> Any:
     """The jinja2 environment over the templates shipped in genops_cli/templates (autoescape for HTML)."""
     import jinja2
+    from markupsafe import Markup
+
+    from genops_cli.safe_output import markdown_text
 
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("genops_cli", "templates"),
-        autoescape=jinja2.select_autoescape(["html.j2"]),
+        # Markdown reports escape HTML too: a tenant name or error message must not inject tags into a viewer.
+        autoescape=jinja2.select_autoescape(["html.j2", "md.j2"]),
         trim_blocks=False,
         lstrip_blocks=False,
         keep_trailing_newline=True,
         undefined=jinja2.StrictUndefined,
     )
     env.filters["usd"] = usd
+    env.filters["rate"] = unit_price_text
+    env.filters["qty"] = quantity
+    env.filters["unpriced_note"] = unpriced_note
     env.filters["plain"] = lambda v: _plain(Decimal(v))
-    env.filters["md"] = lambda v: str(v).replace("|", "\\|")
+    env.filters["md"] = lambda v: Markup(markdown_text(v))
     return env
 
 
@@ -591,8 +719,10 @@ def _round_label(value: Decimal) -> Decimal:
     return value.quantize(Decimal(1).scaleb(exponent)) if exponent < 0 else value.quantize(Decimal(1))
 
 
-def render_bill(bill: TenantBill, fmt: str, issuer: str = "genops") -> str:
+def render_bill(bill: TenantBill, fmt: str, issuer: Issuer | str = "genops") -> str:
     """The bill as `md` or `html` (jinja2 templates shipped in the package)."""
+    if isinstance(issuer, str):
+        issuer = Issuer(name=issuer)
     env = template_env()
     name = {"md": "tenant_report.md.j2", "html": "tenant_report.html.j2"}[fmt]
     last_day = (bill.period.end - timedelta(microseconds=1)).date().isoformat()

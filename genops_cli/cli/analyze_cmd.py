@@ -14,6 +14,7 @@ from genops_cli.cli.common import (
     print_json,
     stdout_console,
 )
+from genops_cli.money import quantity, total_text
 
 FORMATS = ("table", "json", "csv")
 
@@ -120,8 +121,8 @@ def _csv(result: Any) -> None:
     import sys
 
     writer = csv.writer(sys.stdout, lineterminator="\n")
-    columns = ["key", "cost", "runs", "calls", "input_tokens", "cache_read_tokens", "output_tokens", "share",
-               "latency_p50_ms", "latency_p95_ms", "failure_rate"]
+    columns = ["key", "cost", "priced", "unpriced_calls", "runs", "calls", "input_tokens", "cache_read_tokens",
+               "output_tokens", "share", "latency_p50_ms", "latency_p95_ms", "failure_rate"]
     writer.writerow([result.by if c == "key" else c for c in columns])
     for group in result.groups:
         row = group.to_json()
@@ -140,12 +141,14 @@ def _table(result: Any, console: Any) -> None:
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     for g in result.groups:
         table.add_row(
-            g.key if g.key is not None else "(none)", money(g.cost), f"{g.share * 100:.1f}%", str(g.runs),
-            str(g.calls), f"{g.input_tokens:,}", f"{g.cache_read_tokens:,}", f"{g.output_tokens:,}",
+            g.key if g.key is not None else "(none)", total_text(g.known_cost, g.unpriced_calls),
+            f"{g.share * 100:.1f}%", quantity(g.runs), quantity(g.calls), quantity(g.input_tokens),
+            quantity(g.cache_read_tokens), quantity(g.output_tokens),
             _num(g.latency_p50_ms), _num(g.latency_p95_ms), f"{g.failure_rate * 100:.1f}%",
         )
     console.print(table)
-    console.print(f"total {money(result.total_cost)} over {result.runs} runs and {result.calls} model calls"
+    console.print(f"total {total_text(result.total_cost, result.unpriced_calls)} over {quantity(result.runs)} runs "
+                  f"and {quantity(result.calls)} model calls"
                   + (f"; most expensive component: {result.most_expensive_component}"
                      if result.most_expensive_component else ""), markup=False)
     if result.daily:

@@ -3,7 +3,6 @@ tenant for a monthly cron (`--all-tenants --period YYYY-MM --out-dir DIR`)."""
 
 from __future__ import annotations
 
-import csv
 import io
 import os
 import tempfile
@@ -22,6 +21,8 @@ from genops_cli.cli.common import (
     warn,
 )
 from genops_cli.errors import UsageError
+from genops_cli.money import total_text
+from genops_cli.safe_output import CsvDictWriter
 
 FORMATS = ("table", "json", "csv", "md", "html", "focus")
 _SUFFIX = {"table": ".txt", "json": ".json", "csv": ".csv", "md": ".md", "html": ".html", "focus": ".focus.csv"}
@@ -55,7 +56,8 @@ def _since_days(since: str) -> tuple[str, str]:
     return (now - parse_duration(since, "--since")).date().isoformat(), now.date().isoformat()
 
 
-def _render(bill: Any, fmt: str, focus_version: str, issuer: str, width: int | None = None) -> str:
+def _render(bill: Any, fmt: str, focus_version: str, issuer: Any, width: int | None = None,
+            perspective: str = "resale") -> str:
     import json
 
     from genops_cli.analysis import billing, focus
@@ -66,9 +68,9 @@ def _render(bill: Any, fmt: str, focus_version: str, issuer: str, width: int | N
         return billing.render_bill(bill, fmt, issuer)
     buffer = io.StringIO()
     if fmt == "focus":
-        focus.write_focus_csv(bill, buffer, focus_version, issuer)
+        focus.write_focus_csv(bill, buffer, focus_version, issuer.name, perspective)
     elif fmt == "csv":
-        writer = csv.DictWriter(buffer, fieldnames=billing.LINE_CSV_COLUMNS, lineterminator="\n")
+        writer = CsvDictWriter(buffer, fieldnames=billing.LINE_CSV_COLUMNS)
         writer.writeheader()
         writer.writerows(billing.bill_csv_rows(bill))
     else:
@@ -81,6 +83,7 @@ def _print_table(bill: Any, file: Any, width: int | None, console: Any = None) -
     from rich.table import Table
 
     from genops_cli.analysis.billing import usd
+    from genops_cli.money import quantity, total_text, unit_price_text
 
     console = console or Console(file=file, width=width, highlight=False, no_color=True)
     data = bill.to_json()
@@ -89,24 +92,26 @@ def _print_table(bill: Any, file: Any, width: int | None, console: Any = None) -
                           ("Unit price", "right"), ("List unit price", "right"), ("Amount", "right")):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     for line in bill.lines:
-        quantity = f"{line.tokens} tok" if line.tokens is not None else format(line.quantity.normalize(), "f")
-        table.add_row(line.description, line.provider, quantity, line.unit, usd(line.unit_price),
-                      usd(line.list_unit_price) if line.list_unit_price is not None else "-", usd(line.cost))
+        amount = f"{quantity(line.tokens)} tokens" if line.tokens is not None else quantity(line.quantity)
+        table.add_row(line.description, line.provider, amount, line.unit, unit_price_text(line.unit_price),
+                      unit_price_text(line.list_unit_price) if line.list_unit_price is not None else "-",
+                      usd(line.cost))
     table.add_section()
-    table.add_row("Total", "", "", "", "", "", usd(bill.total_cost), style="bold")
+    table.add_row("Total", "", "", "", "", "", total_text(bill.total_cost, bill.unpriced_calls), style="bold")
     console.print(table)
     trend = data["trend"]
     peak = data["peak_day"]
-    console.print(f"runs {bill.runs} | list price {usd(bill.list_cost)} | previous period "
-                  f"{usd(bill.previous_period_cost)} ({trend['direction']}"
-                  f"{' ' + trend['change_pct'] + '%' if trend['change_pct'] is not None else ''}) | peak day "
-                  f"{peak['date'] + ' ' + usd(peak['cost']) if peak else '-'}")
+    previous = (f"{usd(bill.previous_period_cost)} ({trend['direction']}"
+                f"{' ' + trend['change_pct'] + '%' if trend['change_pct'] is not None else ''})"
+                if bill.previous_period_runs else "no usage")
+    console.print(f"runs {quantity(bill.runs)} | list price {usd(bill.list_cost)} | previous period {previous} | "
+                  f"peak day {peak['date'] + ' ' + usd(peak['cost']) if peak else '-'}")
     if data["budget"]:
         b = data["budget"]
         console.print(f"budget {b['scope']}: limit {usd(b['limit'])}"
                       + (f", used {b['used_pct']}%, remaining {usd(b['remaining'])}" if "spent" in b else ""))
     for u in data["unpriced_calls"]:
-        console.print(f"unpriced: {u['provider']}:{u['model']} ({u['calls']} calls billed at 0)")
+        console.print(f"unpriced: {u['provider']}:{u['model']} ({quantity(u['calls'])} calls, not in the total)")
 
 
 def _write(path: Path, text: str) -> None:
@@ -137,8 +142,11 @@ def report(
     focus_version: str = typer.Option("1.4", "--focus-version", help="FOCUS version for --format focus: 1.2|1.3|1.4."),
     out: str = typer.Option(None, "--out", help="Write to this file instead of stdout."),
     out_dir: str = typer.Option(None, "--out-dir", help="Directory for --all-tenants (one file per tenant)."),
-    issuer: str = typer.Option("genops", "--issuer", help="Invoice issuer name (HTML header, FOCUS "
-                                                          "InvoiceIssuerName)."),
+    issuer: str = typer.Option(None, "--issuer", help="Invoice issuer name (default billing.issuer.name in "
+                                                       ".genops.yml, else genops)."),
+    perspective: str = typer.Option("resale", "--focus-perspective",
+                                    help="FOCUS parties: resale (the issuer resells to the tenant) or own (your "
+                                         "own spend, billed by each model provider)."),
 ) -> None:
     """Bill a tenant for a period from the ledger: line items, totals, daily cost, trend and budget."""
     from genops_cli.analysis import billing, focus
@@ -162,6 +170,8 @@ def report(
         raise UsageError(f"--format {fmt!r}: use one of {', '.join(FORMATS)}")
     if fmt == "focus":
         focus.focus_columns(focus_version)  # validates --focus-version
+        if perspective not in focus.PERSPECTIVES:
+            raise UsageError(f"--focus-perspective {perspective!r}: use one of {', '.join(focus.PERSPECTIVES)}")
     if bool(tenant) == all_tenants:
         raise UsageError("give either --tenant ID or --all-tenants (with --out-dir)")
     if all_tenants and not out_dir:
@@ -174,6 +184,7 @@ def report(
         raise UsageError("--out is for one tenant; --all-tenants writes into --out-dir")
     bill_period = billing.parse_billing_period(period, from_, to)
     settings = load_cli_settings()
+    bill_issuer = billing.issuer_from_settings(settings, issuer)
     ledger = open_cli_reader_ledger(settings)
 
     if all_tenants:
@@ -183,10 +194,12 @@ def report(
         with ledger.read() as tx:
             tenants = billing.billed_tenants(tx, bill_period)
             bills = [billing.tenant_bill(tx, t, bill_period, settings) for t in tenants]
+        paths = _tenant_paths(directory, [b.tenant for b in bills], bill_period.label, fmt)
         for bill in bills:
-            stem = f"{billing.safe_filename(bill.tenant)}-{billing.safe_filename(bill_period.label)}"
-            path = directory / f"{stem}{_SUFFIX[fmt]}"
-            _write(path, _render(bill, fmt, focus_version, issuer))
+            path = paths[bill.tenant]
+            if path.exists():  # a re-run for the same period: say so, never replace a file silently
+                warn(f"replacing {path} (written by an earlier run)")
+            _write(path, _render(bill, fmt, focus_version, bill_issuer, perspective=perspective))
             _warn_unpriced(bill)
         info(f"wrote {len(bills)} tenant report(s) for {bill_period.label} to {directory}")
         return
@@ -197,8 +210,10 @@ def report(
     if bill.runs == 0:
         warn(f"tenant {tenant!r} has no runs in {bill_period.label} (is the customer id right?)")
     if out:
-        _write(Path(out), _render(bill, fmt, focus_version, issuer))
-        info(f"wrote {fmt} report for {tenant} ({bill_period.label}, {billing.usd(bill.total_cost)}) to {out}")
+        _write(Path(out), _render(bill, fmt, focus_version, bill_issuer, perspective=perspective))
+        flagged = "; unpriced calls flagged x_Unpriced=true" if fmt == "focus" and bill.unpriced_calls else ""
+        info(f"wrote {fmt} report for {tenant} ({bill_period.label}, "
+             f"{total_text(bill.total_cost, bill.unpriced_calls)}) to {out}{flagged}")
     elif fmt == "json":
         data = bill.to_json()
         if by is not None:
@@ -209,7 +224,7 @@ def report(
         if by is not None:
             _print_breakdown(_breakdown(ledger, tenant, bill_period, by))
     else:
-        typer.echo(_render(bill, fmt, focus_version, issuer), nl=False)
+        typer.echo(_render(bill, fmt, focus_version, bill_issuer, perspective=perspective), nl=False)
 
 
 def _breakdown(ledger: Any, tenant: str, bill_period: Any, by: str) -> Any:
@@ -236,7 +251,15 @@ def _print_breakdown(result: Any) -> None:
     stdout_console().print(table)
 
 
+def _tenant_paths(directory: Path, tenants: list[str], label: str, fmt: str) -> dict[str, Path]:
+    """One distinct file per tenant: tenant ids are free text (`globex/eu`, `globex_eu`, `Acme`, `acme`)."""
+    from genops_cli.safe_output import distinct_file_stems, tenant_file_stem
+
+    period = tenant_file_stem(label)
+    return {t: directory / f"{stem}-{period}{_SUFFIX[fmt]}" for t, stem in distinct_file_stems(tenants).items()}
+
+
 def _warn_unpriced(bill: Any) -> None:
     for u in bill.unpriced:
-        warn(f"{bill.tenant}: {u['calls']} call(s) to {u['provider']}:{u['model']} have no price and are billed at 0; "
-             "add the model to a pricing overlay and reprice")
+        warn(f"{bill.tenant}: {u['calls']} call(s) to {u['provider']}:{u['model']} have no price and are not in the "
+             "total; add the model to a pricing overlay and reprice")

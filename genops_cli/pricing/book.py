@@ -31,6 +31,7 @@ from genai_prices import data_snapshot
 from genai_prices import types as gp_types
 
 from genops_cli.models import CallRecord, TokenUsage, UnitPrices, quantize_money, utcnow
+from genops_cli.money import money_json
 from genops_cli.pricing.overlays import (
     ANY_PROVIDER,
     TOKEN_PRICE_FIELDS,
@@ -196,12 +197,25 @@ class PricedUsage:
                    list_prices=None, snapshot_id=None, source=None, provider=provider, model=model, reason=reason,
                    resolved=resolved)
 
+    def apply_to(self, call: CallRecord) -> None:
+        """Write this price onto a captured call (cost, list and contracted cost, unit prices, priced, snapshot).
+        An unpriced call keeps cost 0 in the ledger's NOT NULL column with `priced = false`: readers show it as
+        unpriced, never as $0."""
+        call.cost = self.cost
+        call.list_cost = self.list_cost
+        call.contracted_cost = self.contracted_cost if self.priced else None
+        call.unit_prices = self.unit_prices
+        call.priced = self.priced
+        call.price_snapshot = self.snapshot_id
+        if self.provider and not call.provider:
+            call.provider = self.provider
+
     def to_json(self) -> dict[str, Any]:
         return {
             "priced": self.priced,
-            "cost": _dec(self.cost),
-            "list_cost": _dec(self.list_cost),
-            "contracted_cost": _dec(self.contracted_cost),
+            "cost": money_json(self.cost) if self.priced else None,
+            "list_cost": money_json(self.list_cost) if self.priced else None,
+            "contracted_cost": money_json(self.contracted_cost) if self.priced else None,
             "unit_prices": _prices_json(self.unit_prices),
             "list_prices": _prices_json(self.list_prices),
             "snapshot_id": self.snapshot_id,
@@ -367,10 +381,7 @@ class PriceBook:
         if not call.is_billable:
             return None
         result = self.price(call.usage, call.model, call.provider, call.started_at, tenant, call.latency_ms)
-        call.unit_prices = result.unit_prices
-        call.cost = result.cost
-        call.priced = result.priced
-        call.price_snapshot = result.snapshot_id
+        result.apply_to(call)
         return result
 
     def is_known(self, model: str, provider: str | None = None, at: datetime | None = None) -> bool:

@@ -8,12 +8,13 @@ the OpenTelemetry GenAI semantic conventions (no deprecated names) and the GenOp
 Export is switched on by an OTLP endpoint: `observability.otlp_endpoint` in `.genops.yml`, or the standard
 `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` / `OTEL_EXPORTER_OTLP_ENDPOINT` (OTLP over HTTP/protobuf; other standard
 `OTEL_*` variables such as headers and timeouts are read by the OpenTelemetry exporter itself). The engine calls
-`ensure_configured(settings)` when it starts; runs are exported as they are inserted into the ledger
-(`runner.run_exporters`), so `genops run`, batches and the Python API export alike.
+`ensure_configured(settings)` at start-up (`startup.install_hooks`); the exporter is a ledger hook, so every run is
+exported once its ingestion committed, whichever process ingests it (`genops run`, batches, the Python API, a
+spool drain).
 
     from genops_cli.otel import OtelRunExporter
     exporter = OtelRunExporter(tracer_provider, meter_provider)   # e.g. with an InMemorySpanExporter in tests
-    exporter.export(run)
+    exporter.export(run)                                          # or REGISTRY.register(exporter)
 
 Importing this module is cheap: opentelemetry is imported only when an exporter is built.
 """
@@ -24,8 +25,11 @@ import atexit
 import logging
 import os
 import threading
+from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
+
+from genops_cli.ledger.hooks import RunHook
 
 if TYPE_CHECKING:
     from genops_cli.config import Settings
@@ -93,22 +97,23 @@ def ensure_configured(settings: Settings | None) -> OtelRunExporter | None:
                 _log.warning("OTLP endpoint %s configured but opentelemetry is not installed; "
                              "pip install 'genops-cli[otel]'", endpoint)
             return None
-        from genops_cli.execution import runner
+        from genops_cli.ledger.hooks import REGISTRY
 
+        exporter.name = f"otel:{endpoint}"
         _configured[endpoint] = exporter
-        runner.run_exporters.append(exporter)
+        REGISTRY.register(exporter)
         atexit.register(_shutdown_at_exit, exporter)
         return exporter
 
 
 def _shutdown_at_exit(exporter: OtelRunExporter) -> None:
-    # atexit runs handlers last-registered first: this one was registered after the background writer's, so
-    # flush the writers here (their runs are exported on the way) before the providers shut down.
+    # atexit runs handlers last-registered first: this one may run before the recorders' flush, so flush them
+    # here (their runs are exported on the way) before the providers shut down.
     import sys
 
-    writer = sys.modules.get("genops_cli.writer")
-    if writer is not None:
-        writer.flush_at_exit()
+    recorder = sys.modules.get("genops_cli.ledger.recorder")
+    if recorder is not None:
+        recorder.close_all()
     exporter.shutdown()
 
 
@@ -245,12 +250,14 @@ def span_name(call: CallRecord) -> str:
     return call.component_name
 
 
-class OtelRunExporter:
-    """Turns recorded RunRecords into spans and metrics on the given providers. Callable as a run exporter."""
+class OtelRunExporter(RunHook):
+    """Turns recorded RunRecords into spans and metrics on the given providers; as a ledger hook, exports each
+    run once its ingestion committed."""
 
-    def __init__(self, tracer_provider: Any, meter_provider: Any | None = None) -> None:
+    def __init__(self, tracer_provider: Any, meter_provider: Any | None = None, name: str = "otel") -> None:
         from genops_cli.execution.runner import genops_version
 
+        self.name = name
         self.tracer_provider = tracer_provider
         self.meter_provider = meter_provider
         self.tracer = tracer_provider.get_tracer(INSTRUMENTATION_NAME, genops_version())
@@ -289,6 +296,10 @@ class OtelRunExporter:
 
     def __call__(self, run: RunRecord) -> None:
         self.export(run)
+
+    def after_commit(self, runs: Sequence[RunRecord]) -> None:
+        for run in runs:
+            self.export(run)
 
     def export(self, run: RunRecord) -> None:
         from opentelemetry import trace
@@ -357,11 +368,10 @@ class OtelRunExporter:
 
 def reset() -> None:
     """Forget configured exporters (tests)."""
-    from genops_cli.execution import runner
+    from genops_cli.ledger.hooks import REGISTRY
 
     with _lock:
         for exporter in _configured.values():
-            if exporter in runner.run_exporters:
-                runner.run_exporters.remove(exporter)
+            REGISTRY.unregister(exporter.name)
             exporter.shutdown()
         _configured.clear()

@@ -17,7 +17,7 @@ from genops_cli.money import LEDGER_QUANTUM, money_json
 SpanKind = Literal["component", "agent_llm", "tool", "embedding", "chat_generator", "agent_step"]
 UsageSource = Literal["reported", "estimated", "missing", "none"]
 CallStatus = Literal["ok", "error", "blocked"]
-RunStatus = Literal["ok", "error", "blocked"]
+RunStatus = Literal["ok", "error", "blocked", "interrupted"]  # interrupted: SIGTERM/SIGINT mid-run
 PolicyResult = Literal["ALLOWED", "WARNING", "BLOCKED", "RATE_LIMITED"]
 
 #: Budget alert thresholds in percent of a limit, each fired once per period.
@@ -219,6 +219,16 @@ class PolicyEvent:
 
 
 @dataclass
+class CostCheck:
+    """A cost limit a run is checked against once its cost is known (compliance max_cost_per_operation)."""
+
+    rule: str
+    limit: Decimal
+    mode: str  # enforcing | advisory | monitoring
+    classification: str
+
+
+@dataclass
 class Attribution:
     """Who a run is for: the GenOps attribution attributes."""
 
@@ -270,6 +280,9 @@ class RunRecord:
     saved_cost: Decimal = Decimal(0)
     calls: list[CallRecord] = field(default_factory=list)
     policy_events: list[PolicyEvent] = field(default_factory=list)
+    # Limits checked against the recorded cost when the run is ingested; they travel with the run (spool
+    # included), so a run ingested later, by any process, is checked the same way.
+    cost_checks: list[CostCheck] = field(default_factory=list)
     outputs: Any = None
 
     @property

@@ -140,10 +140,10 @@ def _record(cost: str, started_at: datetime, simulated: bool = False) -> None:
 def test_thresholds_fire_again_in_the_next_period_only():
     from genops_cli.config import load_settings
     from genops_cli.ledger.store import open_ledger
-    from genops_cli.policy import alerts
     from genops_cli.policy.budgets import set_budget
+    from genops_cli.startup import install_hooks
 
-    alerts.install()
+    install_hooks(load_settings())
     set_budget(open_ledger(os.environ["GENOPS_LEDGER"]), load_settings(), "global", daily=Decimal("1"),
                alert_at=(50,), timezone="Europe/Berlin")
     day = datetime(2026, 6, 1, 8, tzinfo=timezone.utc)

@@ -165,10 +165,10 @@ def test_group_spool_file_is_removed_only_after_all_its_runs(tmp_path):
 def test_alerts_hook_reads_budgets_once_per_group(ledger_location):
     """The after-insert alerts hook evaluates each run of a group; the budgets table is read once (tx.memo)."""
     from genops_cli.config import load_settings
-    from genops_cli.policy import alerts
     from genops_cli.policy.budgets import set_budget
+    from genops_cli.startup import install_hooks
 
-    alerts.install()
+    install_hooks(load_settings())
     ledger = open_ledger(ledger_location)
     set_budget(ledger, load_settings(), "team:ml", daily=Decimal("0.0001"))
     now = datetime.now(timezone.utc)
@@ -193,42 +193,39 @@ def test_payload_columns_follow_the_schema():
                                    "started_at": datetime(2025, 1, 1, 0, 0)}
 
 
-def test_background_writer_spools_one_file_per_batch_and_removes_it(tmp_path):
-    """The API writer: a batch of runs is spooled as ONE group file (one fsync), ingested, then removed."""
-    from genops_cli.writer import BackgroundWriter
+@pytest.mark.parametrize("mode", ["inline", "process"])
+def test_recorder_hands_runs_to_the_spool_then_ingests_them_all(mode):
+    """The recorder: submit() leaves one spool file per run (no ledger work on the caller's thread); flush()
+    ingests them (inline: in this process; process: in the ingester process) and removes the files."""
+    from genops_cli.ledger.recorder import Recorder
 
     ledger = open_ledger(os.environ["GENOPS_LEDGER"])
-    writer = BackgroundWriter(ledger, linger_seconds=0.2)
-    written: list[Path] = []
-    original = writer.spool.write_many
-
-    def observed(runs: list[RunRecord]) -> Path:  # the real write_many, remembering the file it wrote
-        written.append(original(runs))
-        return written[-1]
-
-    writer.spool.write_many = observed  # type: ignore[method-assign]
+    recorder = Recorder(ledger, mode)
     runs = [_varied_run(i, at("2025-03-07")) for i in range(6)]
     for run in runs:
-        writer.submit(run)
-    assert writer.flush(10)
-    writer.close()
-    assert len(written) == 1 and written[0].name.startswith("group-") and not written[0].exists()
+        recorder.submit(run)
+    if mode == "inline":  # nothing reached the ledger yet: the caller only wrote spool files
+        assert sorted(Spool(ledger.spool_dir()).pending_run_ids()) == sorted(r.run_id for r in runs)
+    result = recorder.flush(30)
+    recorder.close()
+    assert result.ok and sorted(result.inserted) == sorted(r.run_id for r in runs)
+    assert Spool(ledger.spool_dir()).pending() == []
     with ledger.read() as tx:
         assert tx.scalar("SELECT COUNT(*) FROM runs") == 6
         assert audit.verify(tx)[1] == []
 
 
-def test_background_writer_first_batch_drains_leftover_group_files():
-    """A process died after spooling a group file: the next writer ingests it with its own first batch."""
-    from genops_cli.writer import BackgroundWriter
+def test_recorder_ingester_process_takes_leftover_group_files():
+    """A process died after spooling a group file: the next recorder's ingester ingests it with its own runs."""
+    from genops_cli.ledger.recorder import Recorder
 
     ledger = open_ledger(os.environ["GENOPS_LEDGER"])
     leftover = [_varied_run(i, at("2025-03-08")) for i in range(3)]
     Spool(ledger.spool_dir()).write_many(leftover)
-    writer = BackgroundWriter(ledger)
-    writer.submit(_varied_run(9, at("2025-03-08")))
-    assert writer.flush(10)
-    writer.close()
+    recorder = Recorder(ledger, "process")
+    recorder.submit(_varied_run(9, at("2025-03-08")))
+    assert recorder.flush(30).ok
+    recorder.close()
     assert Spool(ledger.spool_dir()).pending() == []
     with ledger.read() as tx:
         assert tx.scalar("SELECT COUNT(*) FROM runs") == 4

@@ -24,7 +24,7 @@ def memory_exporter():
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-    from genops_cli.execution import runner
+    from genops_cli.ledger.hooks import REGISTRY
     from genops_cli.otel import OtelRunExporter
 
     spans = InMemorySpanExporter()
@@ -32,12 +32,12 @@ def memory_exporter():
     tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
     reader = InMemoryMetricReader()
     meter_provider = MeterProvider(metric_readers=[reader], shutdown_on_exit=False)
-    exporter = OtelRunExporter(tracer_provider, meter_provider)
-    runner.run_exporters.append(exporter)
+    exporter = OtelRunExporter(tracer_provider, meter_provider, name="otel:test-memory")
+    REGISTRY.register(exporter)
     try:
         yield spans, reader
     finally:
-        runner.run_exporters.remove(exporter)
+        REGISTRY.unregister(exporter.name)
 
 
 def test_run_becomes_root_span_with_one_child_per_call(openai_server, memory_exporter):

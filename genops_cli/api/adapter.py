@@ -69,7 +69,8 @@ class GenOpsHaystackAdapter:
         self.enable_component_tracking = enable_component_tracking
         self.enable_pipeline_caching = enable_pipeline_caching
         self.ledger = open_ledger(resolve_ledger_location(ledger, self.settings.ledger))
-        self.engine = Engine(self.settings, self.ledger)
+        # Runs are ingested by a separate process fed by the spool: the request's thread only spools them.
+        self.engine = Engine(self.settings, self.ledger, record_mode="process")
         self._writer: Any = None
         # id(pipeline) -> (weak reference, component count, profile). Keyed by id: a Haystack Pipeline defines
         # __eq__ and so is unhashable (a WeakKeyDictionary would never hit and every run would re-profile).
@@ -98,15 +99,13 @@ class GenOpsHaystackAdapter:
 
     @property
     def writer(self) -> Any:
-        if self._writer is None:
-            from genops_cli.writer import get_writer
-
-            self._writer = get_writer(self.ledger)
+        """The recorder this adapter's runs go through (`ledger.recorder.Recorder`)."""
+        self._writer = self.engine.recorder
         return self._writer
 
     def flush(self, timeout: float | None = 60.0) -> bool:
-        """Wait until every run tracked so far is in the ledger."""
-        return self.writer.flush(timeout)
+        """Wait until every run tracked so far is in the ledger (True) or safe in the spool (False)."""
+        return self.writer.flush(timeout).ok
 
     # -- tracking -------------------------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -292,6 +291,7 @@ class GenOpsHaystackAdapter:
 
     def _preflight(self, loaded: Any, data: dict[str, Any], run: RunRecord, options: Any) -> None:
         """The engine's budget and compliance check; a BLOCKED run is recorded and raises."""
+        self.engine.recorder.ensure_writable()  # nothing spends unless it can be recorded (LedgerError)
         if self._writer is not None and self._needs_preflight():
             # Spend is read from the ledger: runs still queued in the writer must be in it first.
             self._writer.flush()

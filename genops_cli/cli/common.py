@@ -105,7 +105,11 @@ def load_cli_settings(**attribution: Any) -> Any:
     attr = Attribution(**{k: v for k, v in attribution.items() if k != "tags" and v is not None})
     if attribution.get("tags"):
         attr.tags = dict(attribution["tags"])
-    return load_settings(GLOBAL.config, GLOBAL.ledger, attr)
+    settings = load_settings(GLOBAL.config, GLOBAL.ledger, attr)
+    from genops_cli.startup import install_hooks
+
+    install_hooks(settings)  # every run this command ingests (its own, spool leftovers) goes through them
+    return settings
 
 
 def open_cli_ledger(settings: Any, notice: bool = True) -> Any:

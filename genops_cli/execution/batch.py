@@ -12,8 +12,9 @@ How a batch runs:
   attempts under ids derived from it (`attempt_run_id`). Attempt numbers continue across invocations, so running
   the same file again records new runs instead of colliding with old ones; `--resume` skips lines that already
   have an ok run (a cache hit counts).
-- a finished attempt is written to the spool (fsync) by its worker, then one writer thread ingests the finished
-  runs available in groups of up to 200: one writer lock hold, one connection and ONE transaction per group
+- a finished attempt is handed to the recorder by its worker (`ledger.recorder`: its spool file, no fsync); the
+  main thread flushes the recorder every FLUSH_INTERVAL_S while the batch runs and at the end: the finished runs
+  go in groups of up to 200, one writer lock hold, one connection and ONE transaction per group
   (`records.insert_runs`: a few multi-row statements; each run still all-or-nothing and idempotent by run id).
 - transient provider errors (429, 5xx, timeouts, connection resets) are retried with exponential backoff and
   jitter, honouring Retry-After; with `retries > 0` the SDKs' own retries are switched off (`max_retries: 0`) so
@@ -27,7 +28,6 @@ spool and ingested by the next genops command).
 
 from __future__ import annotations
 
-import queue
 import threading
 import time
 import uuid
@@ -36,14 +36,13 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 from genops_cli.config import Settings
 from genops_cli.errors import EXIT_BLOCKED, EXIT_LEDGER, EXIT_OK, EXIT_RUN_FAILED, LedgerError
 from genops_cli.execution.inputs import RunInput
-from genops_cli.ledger.records import RecordResult, ingest, rekeyed_run_id
-from genops_cli.ledger.spool import Spool
+from genops_cli.ledger.recorder import Recorder
+from genops_cli.ledger.records import RecordResult, rekeyed_run_id
 from genops_cli.ledger.store import Ledger
 from genops_cli.logging_setup import EventLog
 from genops_cli.models import RunRecord, quantize_money
@@ -167,62 +166,30 @@ def line_history(ledger: Ledger, jobs: list[LineJob], pipeline_hash: str, simula
             job.done = True
 
 
-class RunWriter:
-    """One thread that ingests spooled runs into the ledger in groups (one lock hold and one transaction per
-    group: `records.insert_runs`). Workers spool first, then submit; a crash leaves the spool for the next
-    invocation."""
+#: While a batch runs, the main thread ingests the runs finished so far this often (the ledger follows the batch).
+FLUSH_INTERVAL_S = 0.5
 
-    def __init__(self, ledger: Ledger, spool: Spool, max_group: int = 200) -> None:
-        self.ledger = ledger
-        self.spool = spool
-        self.max_group = max_group
+
+class _Recording:
+    """The batch's view of the recorder: results of the flushes made while it runs, merged."""
+
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder = recorder
         self.result = RecordResult()
-        self._failed: list[tuple[Path, RunRecord | None]] = []
-        self._queue: queue.Queue[tuple[Path, RunRecord] | None] = queue.Queue()
-        self._thread = threading.Thread(target=self._loop, name="genops-ledger-writer", daemon=True)
-        self._thread.start()
+        self._last = time.monotonic()
 
-    def submit(self, run: RunRecord) -> None:
-        self._queue.put((self.spool.write(run), run))
+    def flush_if_due(self) -> None:
+        if time.monotonic() - self._last >= FLUSH_INTERVAL_S:
+            self.flush()
 
-    def _loop(self) -> None:
-        finished = False
-        while not finished:
-            item = self._queue.get()
-            if item is None:
-                break
-            group = [item]
-            while len(group) < self.max_group:
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    finished = True
-                    break
-                group.append(nxt)
-            before = self.result.error
-            self.result.error = None
-            try:
-                ingest(self.ledger, list(group), self.spool, self.result, grouped=True)
-            except Exception as exc:  # never lose the thread: the runs stay in the spool
-                self.result.error = f"ledger write failed ({type(exc).__name__}: {exc})"
-            if self.result.error is not None:
-                self._failed.extend(group)
-            else:
-                self.result.error = before
-
-    def close(self) -> RecordResult:
-        self._queue.put(None)
-        self._thread.join()
-        if self._failed:
-            # One more try for what failed earlier (a transient lock or disk problem); what still fails stays
-            # in the spool for the next genops command.
-            pending = [(p, r) for p, r in self._failed if p.exists()]
-            retry = ingest(self.ledger, pending, self.spool, grouped=True)
-            self.result.inserted += retry.inserted
-            self.result.duplicates += retry.duplicates
-            self.result.error = retry.error
+    def flush(self) -> RecordResult:
+        step = self.recorder.flush()
+        self._last = time.monotonic()
+        self.result.inserted += step.inserted
+        self.result.duplicates += step.duplicates
+        self.result.unreadable += step.unreadable
+        self.result.spooled = step.spooled
+        self.result.error = step.error  # a later flush that got through clears an earlier failure
         return self.result
 
 
@@ -297,7 +264,7 @@ def _duration(seconds: float) -> str:
 class _BatchRunner:
     """The workers' side: cache lookup, attempts with retries, spooling each attempt."""
 
-    def __init__(self, engine: Any, loaded: Any, options: BatchOptions, writer: RunWriter, events: EventLog,
+    def __init__(self, engine: Any, loaded: Any, options: BatchOptions, recorder: Recorder, events: EventLog,
                  is_batch: bool, batch_id: str | None, documents: list[Any] | None) -> None:
         from genops_cli.execution.cache import ResultCache
         from genops_cli.execution.retry import RetryPolicy
@@ -306,7 +273,7 @@ class _BatchRunner:
         self.engine = engine
         self.loaded = loaded
         self.options = options
-        self.writer = writer
+        self.recorder = recorder
         self.events = events
         self.is_batch = is_batch
         self.batch_id = batch_id
@@ -333,7 +300,7 @@ class _BatchRunner:
             entry = self.cache.get(cache_key)
             if entry is not None:
                 run = self._cache_hit(job, entry)
-                self.writer.submit(run)
+                self.recorder.submit(run)
                 result.run = run
                 result.attempts.append(run)
                 return result
@@ -350,7 +317,7 @@ class _BatchRunner:
                     self._add_hint(run, exc, info)
             retry = (info is not None and info.transient and attempt_index < self.policy.retries
                      and not self.stop.is_set() and not (self.budget is not None and self.budget.exhausted))
-            self.writer.submit(run)  # spool (fsync) now; the writer thread puts it in the ledger
+            self.recorder.submit(run)  # spooled now; the main thread's flushes put it in the ledger
             if not retry:
                 break
             from genops_cli.execution.retry import backoff_delay
@@ -393,7 +360,7 @@ class _BatchRunner:
             attempt=job.next_attempt,
             documents=documents,
             extra_tags=self.options.extra_tags,
-            record=False,  # recorded by the writer thread, spool first
+            record=False,  # submitted to the recorder by process(), flushed by the main thread
             budget=self.budget,
         )
         outcome = self.engine.run(self.loaded, job.data, options)
@@ -537,6 +504,7 @@ def run_batch(
             summary.stopped = "max_cost"
         _report_run(result, options, events, emit, is_batch, progress)
         progress.update(done, summary)
+        recording.flush_if_due()
 
     try:
         with ThreadPoolExecutor(max_workers=max(1, options.concurrency), thread_name_prefix="genops-run") as pool:

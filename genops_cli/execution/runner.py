@@ -9,6 +9,7 @@ call this; nothing is implemented twice.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import uuid
 from collections.abc import Callable
@@ -19,7 +20,8 @@ from typing import Any
 from genops_cli.config import Settings
 from genops_cli.errors import RunCostCapReached
 from genops_cli.execution.loading import LoadedPipeline
-from genops_cli.ledger.records import RecordResult, record_run
+from genops_cli.ledger.recorder import get_recorder, in_flight, install_signal_handlers
+from genops_cli.ledger.records import RecordResult
 from genops_cli.ledger.store import Ledger
 from genops_cli.models import Attribution, CallRecord, PolicyDecision, RunRecord, quantize_money, utcnow
 from genops_cli.tracking.capture import PipelineProfile, RunCapture, SharedBudget
@@ -46,15 +48,10 @@ def haystack_version() -> str:
 
 
 def new_run_id() -> str:
-    """UUIDv7: time-ordered, so run ids sort by start time in the ledger."""
-    import os
-    import time
+    """UUIDv7-shaped: time-ordered, so run ids sort by start time in the ledger (no syscall per id)."""
+    from genops_cli.ids import new_id
 
-    ms = int(time.time() * 1000)
-    rand = int.from_bytes(os.urandom(10), "big")
-    value = (ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | ((rand >> 62) & 0xFFF) << 64 | 0b10 << 62 | (
-        rand & ((1 << 62) - 1))
-    return str(uuid.UUID(int=value))
+    return new_id()
 
 
 def batch_run_id(pipeline_hash: str, line: int, raw: str, namespace: str = "") -> str:
@@ -115,10 +112,14 @@ class RunOutcome:
 class Engine:
     """Runs loaded pipelines under governance and records them. One per process is enough."""
 
-    def __init__(self, settings: Settings, ledger: Ledger) -> None:
+    def __init__(self, settings: Settings, ledger: Ledger, record_mode: str = "inline") -> None:
+        from genops_cli.startup import install_hooks
+
         self.settings = settings
         self.ledger = ledger
-        enable_exports(settings)
+        install_hooks(settings)
+        self.recorder = get_recorder(ledger, record_mode, settings.config_path)
+        install_signal_handlers()  # SIGTERM/SIGINT record the run in flight as interrupted (main thread only)
 
     def new_record(self, loaded: LoadedPipeline | PipelineProfile, options: RunOptions) -> RunRecord:
         profile = loaded.profile if isinstance(loaded, LoadedPipeline) else loaded
@@ -149,6 +150,8 @@ class Engine:
 
     def run(self, loaded: LoadedPipeline, data: dict[str, Any], options: RunOptions | None = None) -> RunOutcome:
         options = options or RunOptions()
+        if options.record:
+            self.recorder.ensure_writable()  # nothing spends unless it can be recorded (LedgerError: exit 4)
         run = self.new_record(loaded, options)
         run.policy = self.preflight(loaded, data, run, options)
         if run.policy.result == "BLOCKED":
@@ -174,7 +177,7 @@ class Engine:
             budget=options.budget,
         )
         error: BaseException | None = None
-        with capture_run(capture):
+        with capture_run(capture), in_flight(self.recorder, run.run_id, interrupted_snapshot(run, capture)):
             try:
                 if options.documents:
                     from genops_cli.execution.documents import fill_stores
@@ -211,39 +214,21 @@ class Engine:
         if not options.record:
             return None
         run.total_cost = quantize_money(run.total_cost)
-        return record_run(self.ledger, run)
+        return self.recorder.record(run)
 
 
-#: Called with each run as it is inserted into the ledger, whichever path records it (`genops run`, a batch's
-#: writer thread, the Python API's background writer, a spool drain): OpenTelemetry export (genops_cli.otel).
-#: Exporters must be quick (enqueue, never block on the network): they run inside the run's write transaction.
-RunExporter = Callable[[RunRecord], None]
-run_exporters: list[RunExporter] = []
+def interrupted_snapshot(run: RunRecord, capture: RunCapture) -> Callable[[str], RunRecord]:
+    """What a signal handler records for a run cut short: its calls so far (priced as they finished), status
+    interrupted. Reads the capture without its lock (the handler may run while this thread holds it)."""
 
+    def snapshot(reason: str) -> RunRecord:
+        calls = sorted(list(capture.calls), key=lambda c: c.seq)
+        cut = dataclasses.replace(run, calls=calls, status="interrupted", error=reason, ended_at=utcnow(),
+                                  outputs=None, policy_events=list(run.policy_events))
+        cut.recompute_total()
+        return cut
 
-def export_run(run: RunRecord) -> None:
-    """Hand a recorded run to the exporters; an exporter's failure never fails the run or its recording."""
-    for exporter in list(run_exporters):
-        try:
-            exporter(run)
-        except Exception as exc:  # observability must never break accounting
-            import logging
-
-            logging.getLogger("genops").warning("exporter %r failed: %s", exporter, exc)
-
-
-def _export_after_insert(tx: Any, run: RunRecord) -> None:
-    if run_exporters:
-        export_run(run)
-
-
-def enable_exports(settings: Settings) -> None:
-    """Turn on OTLP export when an endpoint is configured, and route inserted runs to the exporters."""
-    from genops_cli import otel
-    from genops_cli.ledger.records import register_after_insert
-
-    otel.ensure_configured(settings)
-    register_after_insert(_export_after_insert)
+    return snapshot
 
 
 def _root_cause(exc: BaseException) -> BaseException:

@@ -1,17 +1,15 @@
-"""Writing runs: spool first, then a ledger transaction (run row + call rows + reservation release + policy
-events + audit entries + after-insert hooks), idempotent by run_id.
+"""Writing runs into the ledger: spooled runs -> one transaction per group (run rows + call rows + reservation
+releases + policy events + the hooks: audit entries, compliance, alerts, ...), idempotent by run_id. Callers go
+through `ledger.recorder.Recorder`; this module is the ingestion it uses (and `genops ledger drain`).
 
-    result = record_run(ledger, run)     # never raises for ledger trouble: result.spooled says it's kept
-    drain(ledger, spool, grouped=True)   # many runs per transaction (the batch and API writers)
+    drain(ledger)                        # every pending spool file, exactly once
+    ingest(ledger, items, spool)         # given (spool file, run) items
 
-Two shapes, same rows and the same rules: `insert_run` writes one run per transaction (`genops run` of a single
-input, `genops ledger drain`); `insert_runs` writes a group of runs in ONE transaction with a handful of
-multi-row statements (runs, calls, policy events, reservation releases, audit entries computed from the inserted
-values by `audit.inserted_payload`). Within a group each run is still all-or-nothing (the group commits or rolls
-back whole, and stays in the spool then) and idempotent (runs already recorded are skipped, without audit
-entries). After-insert hooks run per run inside the group's transaction, after all of the group's rows are in:
-a budget alert crossed inside a group is attributed to the first run evaluated after the crossing, with the
-group's total spend.
+`insert_runs` writes a group of runs in ONE transaction with a handful of multi-row statements. Within a group
+each run is still all-or-nothing (the group commits or rolls back whole, and stays in the spool then) and
+idempotent (runs already recorded are skipped, without hooks). Hooks run inside the group's transaction, after
+all of the group's rows are in: a budget alert crossed inside a group is attributed to the first run evaluated
+after the crossing, with the group's total spend.
 """
 
 from __future__ import annotations
@@ -24,29 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from genops_cli.errors import LedgerError
-from genops_cli.ledger import audit
-from genops_cli.ledger.serialize import CALL_COLUMNS, RUN_COLUMNS, call_row, run_row, to_naive_utc
+from genops_cli.ledger.hooks import REGISTRY, HookRegistry, InsertBatch, InsertedRun
+from genops_cli.ledger.serialize import CALL_COLUMNS, EVENT_COLUMNS, RUN_COLUMNS, call_row, run_row, to_naive_utc
 from genops_cli.ledger.spool import Spool
 from genops_cli.ledger.store import Ledger, Tx
 from genops_cli.models import RunRecord, quantize_money
-
-_RUN_INSERT = (
-    f"INSERT INTO runs ({', '.join(RUN_COLUMNS)}) VALUES ({', '.join('?' for _ in RUN_COLUMNS)}) "
-    "ON CONFLICT (run_id) DO NOTHING"
-)
-_CALL_INSERT = (
-    f"INSERT INTO calls ({', '.join(CALL_COLUMNS)}) VALUES ({', '.join('?' for _ in CALL_COLUMNS)}) "
-    "ON CONFLICT (call_id) DO NOTHING"
-)
-
-#: Functions called inside the run's write transaction after it is inserted (alerts, reconciliation).
-AfterInsertHook = Callable[[Tx, RunRecord], None]
-_after_insert_hooks: list[AfterInsertHook] = []
-
-
-def register_after_insert(hook: AfterInsertHook) -> None:
-    if hook not in _after_insert_hooks:
-        _after_insert_hooks.append(hook)
+from genops_cli.redact import redact
 
 
 def rekeyed_run_id(run_id: str, started_at: datetime) -> str:
@@ -74,20 +55,9 @@ def _claim(run: RunRecord, stored_start: Callable[[str], datetime | None]) -> bo
     return False
 
 
-def _claim_run_id(tx: Tx, run: RunRecord) -> bool:
-    return _claim(run, lambda run_id: tx.scalar("SELECT started_at FROM runs WHERE run_id = ?", [run_id]))
-
-
-_EVENT_COLUMNS = ["event_id", "run_id", "recorded_at", "rule", "result", "reason_code", "message", "enforced"]
-_EVENT_INSERT = (
-    f"INSERT INTO policy_events ({', '.join(_EVENT_COLUMNS)}) VALUES ({', '.join('?' for _ in _EVENT_COLUMNS)}) "
-    "ON CONFLICT (event_id) DO NOTHING"
-)
-
-
 def _event_rows(run: RunRecord) -> list[tuple[Any, ...]]:
-    return [(e.event_id, run.run_id, to_naive_utc(run.started_at), e.rule, e.result, e.reason_code, e.message,
-             e.enforced) for e in run.policy_events]
+    return [(e.event_id, run.run_id, to_naive_utc(run.started_at), e.rule, e.result, e.reason_code,
+             redact(e.message), e.enforced) for e in run.policy_events]
 
 
 def _release(run: RunRecord) -> tuple[str, datetime, Any] | None:
@@ -98,24 +68,9 @@ def _release(run: RunRecord) -> tuple[str, datetime, Any] | None:
     return run.policy.reservation_id, released, quantize_money(run.total_cost)
 
 
-def insert_run(tx: Tx, run: RunRecord) -> bool:
+def insert_run(tx: Tx, run: RunRecord, hooks: HookRegistry = REGISTRY, ledger: Ledger | None = None) -> bool:
     """Insert a run and its calls; False when the run is already recorded (nothing changes then)."""
-    tx.memo.clear()
-    if not _claim_run_id(tx, run):
-        return False
-    tx.execute(_RUN_INSERT, run_row(run))
-    tx.executemany(_CALL_INSERT, [call_row(c) for c in run.calls])
-    release = _release(run)
-    if release is not None:
-        tx.execute("UPDATE reservations SET released_at = ?, actual_cost = ? WHERE reservation_id = ? "
-                   "AND released_at IS NULL", [release[1], release[2], release[0]])
-    for row in _event_rows(run):
-        tx.execute(_EVENT_INSERT, row)
-        audit.append(tx, "policy", row[0])
-    audit.append(tx, "run", run.run_id)
-    for hook in _after_insert_hooks:
-        hook(tx, run)
-    return True
+    return insert_runs(tx, [run], hooks, ledger)[0]
 
 
 def _stored_starts(tx: Tx, ids: Iterable[str]) -> dict[str, datetime]:
@@ -143,14 +98,14 @@ def _release_many(tx: Tx, releases: list[tuple[str, datetime, Any]]) -> None:
     )
 
 
-def insert_runs(tx: Tx, runs: Sequence[RunRecord]) -> list[bool]:
+def insert_runs(tx: Tx, runs: Sequence[RunRecord], hooks: HookRegistry = REGISTRY,
+                ledger: Ledger | None = None) -> list[bool]:
     """Insert many runs in the caller's ONE transaction with a few multi-row statements; returns, per run,
     False when it was already recorded (skipped, no audit entry) and True when inserted.
 
-    Same rules as `insert_run`, run by run and in order: the run-id claim (duplicates and re-keying, also
-    between runs of the same group), reservation release, policy events, one audit entry per policy event and
-    per run (payloads computed from the inserted values with `audit.inserted_payload`, which normalizes as
-    `audit.verify` does), then the after-insert hooks of each run, in the same transaction.
+    Run by run and in order: the run-id claim (duplicates and re-keying, also between runs of the same group),
+    reservation release, policy events, then the hooks (`ledger.hooks`: the audit entries first, computed from
+    the inserted values, then compliance, alerts, ...) for the newly inserted runs, in the same transaction.
 
         with ledger.write() as tx:
             flags = insert_runs(tx, runs)
@@ -175,22 +130,11 @@ def insert_runs(tx: Tx, runs: Sequence[RunRecord]) -> list[bool]:
     tx.insert_rows("runs", RUN_COLUMNS, run_rows, on_conflict="(run_id) DO NOTHING")
     tx.insert_rows("calls", CALL_COLUMNS, [row for rows in call_rows for row in rows],
                    on_conflict="(call_id) DO NOTHING")
-    tx.insert_rows("policy_events", _EVENT_COLUMNS, [row for rows in event_rows for row in rows],
+    tx.insert_rows("policy_events", EVENT_COLUMNS, [row for rows in event_rows for row in rows],
                    on_conflict="(event_id) DO NOTHING")
     _release_many(tx, [r for r in map(_release, accepted) if r is not None])
-    entries: list[tuple[str, str, list[dict[str, Any]]]] = []
-    for run, run_values, calls, events in zip(accepted, run_rows, call_rows, event_rows, strict=True):
-        for event in events:
-            entries.append(("policy", event[0], audit.inserted_payload(
-                "policy", {"policy_events": [dict(zip(_EVENT_COLUMNS, event, strict=True))]})))
-        entries.append(("run", run.run_id, audit.inserted_payload("run", {
-            "runs": [dict(zip(RUN_COLUMNS, run_values, strict=True))],
-            "calls": [dict(zip(CALL_COLUMNS, c, strict=True)) for c in calls],
-        })))
-    audit.append_many(tx, entries)
-    for run in accepted:
-        for hook in _after_insert_hooks:
-            hook(tx, run)
+    hooks.on_insert(InsertBatch(tx, ledger, [InsertedRun(*item) for item in zip(
+        accepted, run_rows, call_rows, event_rows, strict=True)]))
     return flags
 
 
@@ -228,10 +172,11 @@ def _groups(items: list[tuple[Path, RunRecord | None]], size: int) -> list[list[
 
 
 def ingest(ledger: Ledger, items: list[tuple[Path, RunRecord | None]], spool: Spool,
-           result: RecordResult | None = None, grouped: bool = False) -> RecordResult:
+           result: RecordResult | None = None, grouped: bool = True,
+           hooks: HookRegistry = REGISTRY) -> RecordResult:
     """Write spooled runs under one writer lock hold, removing each spool file once all of its runs are
-    committed (a crash in between re-ingests them as duplicates: exactly once). One transaction per run, or
-    with `grouped` one transaction per GROUP_SIZE runs (`insert_runs`).
+    committed (a crash in between re-ingests them as duplicates: exactly once). One transaction per GROUP_SIZE
+    runs (`insert_runs`), or per run without `grouped`. The hooks' `after_commit` runs after each commit.
 
         ingest(ledger, [(spool.write(run), run) for run in finished], spool)
     """
@@ -253,9 +198,10 @@ def ingest(ledger: Ledger, items: list[tuple[Path, RunRecord | None]], spool: Sp
                 runs = [run for _path, run in group if run is not None]
                 if runs:
                     with session.transaction() as tx:
-                        flags = insert_runs(tx, runs) if grouped else [insert_run(tx, runs[0])]
+                        flags = insert_runs(tx, runs, hooks, ledger)
                     for run, inserted in zip(runs, flags, strict=True):
                         (result.inserted if inserted else result.duplicates).append(run.run_id)
+                    hooks.after_commit([run for run, inserted in zip(runs, flags, strict=True) if inserted])
                 for path, run in group:
                     if run is None:
                         result.unreadable.append(path.name)
@@ -268,10 +214,11 @@ def ingest(ledger: Ledger, items: list[tuple[Path, RunRecord | None]], spool: Sp
 
 
 def drain(ledger: Ledger, spool: Spool | None = None, result: RecordResult | None = None,
-          grouped: bool = False) -> RecordResult:
-    """Ingest every pending spool file exactly once (one transaction per run, or per group with `grouped`)."""
+          grouped: bool = True, hooks: HookRegistry = REGISTRY) -> RecordResult:
+    """Ingest every pending spool file exactly once (one transaction per group of runs, or per run without
+    `grouped`), through the same hooks as a run recorded directly."""
     spool = spool or Spool(ledger.spool_dir())
-    return ingest(ledger, list(spool.items()), spool, result, grouped)
+    return ingest(ledger, list(spool.items()), spool, result, grouped, hooks)
 
 
 def record_run(ledger: Ledger, run: RunRecord) -> RecordResult:

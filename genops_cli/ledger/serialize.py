@@ -5,8 +5,9 @@ Money travels as decimal strings, timestamps as ISO 8601 UTC, so a spooled run i
 
 from __future__ import annotations
 
+import functools
 import json
-from dataclasses import asdict
+from dataclasses import fields
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 from genops_cli.models import (
     Attribution,
     CallRecord,
+    CostCheck,
     PolicyDecision,
     PolicyEvent,
     RunRecord,
@@ -57,6 +59,16 @@ def json_safe(value: Any) -> Any:
     return repr(value)
 
 
+@functools.cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(cls))
+
+
+def _fields_of(obj: Any, skip: str = "") -> dict[str, Any]:
+    """A flat dataclass as a dict (what asdict gives for flat records, without its recursive deep copy)."""
+    return {name: getattr(obj, name) for name in _field_names(type(obj)) if name != skip}
+
+
 def call_to_json(call: CallRecord) -> dict[str, Any]:
     return {
         "call_id": call.call_id,
@@ -75,7 +87,7 @@ def call_to_json(call: CallRecord) -> dict[str, Any]:
         "parent_call_id": call.parent_call_id,
         "provider": call.provider,
         "model": call.model,
-        "usage": {**{k: v for k, v in asdict(call.usage).items() if k != "raw"}, "raw": json_safe(call.usage.raw)},
+        "usage": {**_fields_of(call.usage, skip="raw"), "raw": json_safe(call.usage.raw)},
         "unit_prices": call.unit_prices.to_json() if call.unit_prices else None,
         "cost": str(call.cost),
         "list_cost": str(call.list_cost),
@@ -142,7 +154,7 @@ def run_to_json(run: RunRecord) -> dict[str, Any]:
         "batch_line": run.batch_line,
         "attempt": run.attempt,
         "session_id": run.session_id,
-        "attribution": asdict(run.attribution),
+        "attribution": {**_fields_of(run.attribution), "tags": dict(run.attribution.tags)},
         "policy": {
             "result": run.policy.result,
             "reason_code": run.policy.reason_code,
@@ -159,7 +171,8 @@ def run_to_json(run: RunRecord) -> dict[str, Any]:
         "cache_hit": run.cache_hit,
         "saved_cost": str(run.saved_cost),
         "calls": [call_to_json(c) for c in run.calls],
-        "policy_events": [asdict(e) for e in run.policy_events],
+        "policy_events": [_fields_of(e) for e in run.policy_events],
+        "cost_checks": [{**_fields_of(c), "limit": str(c.limit)} for c in run.cost_checks],
     }
 
 
@@ -195,11 +208,12 @@ def run_from_json(data: dict[str, Any]) -> RunRecord:
         saved_cost=Decimal(data.get("saved_cost", "0")),
         calls=[call_from_json(c) for c in data.get("calls", [])],
         policy_events=[PolicyEvent(**e) for e in data.get("policy_events", [])],
+        cost_checks=[CostCheck(**{**c, "limit": Decimal(c["limit"])}) for c in data.get("cost_checks", [])],
     )
 
 
 def dumps_run(run: RunRecord) -> str:
-    return json.dumps(run_to_json(run), sort_keys=True)
+    return json.dumps(run_to_json(run), separators=(",", ":"))
 
 
 RUN_COLUMNS = [
@@ -218,6 +232,9 @@ CALL_COLUMNS = [
     "max_tokens", "contracted_cost", "component_path", "agent_instance", "agent_steps", "agent_max_steps",
     "exit_reason",
 ]  # fmt: skip
+
+
+EVENT_COLUMNS = ["event_id", "run_id", "recorded_at", "rule", "result", "reason_code", "message", "enforced"]
 
 
 def run_row(run: RunRecord) -> tuple[Any, ...]:

@@ -2,8 +2,9 @@
 nothing. Files are written to a temp name, fsynced and renamed (atomic on POSIX); ingestion is idempotent by
 run_id, and every writing invocation drains what is left.
 
-Two file shapes: `<run_id>.<attempt>.json` holds one run (`write`); `group-<uuid>.<count>.json` holds several
-runs written with ONE fsync (`write_many`, the API's background writer). A group file is removed only after all
+Two file shapes: `<run_id>.<attempt>.json` holds one run (`write`, fsynced; `hand_off`, the recorder's cheap
+path: one write and a rename on the caller's thread, fsync later and grouped); `group-<uuid>.<count>.json` holds
+several runs written with ONE fsync (`write_many`). A group file is removed only after all
 of its runs are in the ledger; a crash in between re-ingests the ones already recorded as duplicates.
 
     path = spool.write_many(runs)          # on disk (fsynced) before any ledger write
@@ -28,9 +29,66 @@ _GROUP_PREFIX = "group-"
 class Spool:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
+        self._made = False
 
     def write(self, run: RunRecord) -> Path:
         return self._write(f"{run.run_id}.{run.attempt}.json", dumps_run(run))
+
+    def hand_off(self, run: RunRecord) -> Path:
+        """Spool one run cheaply, on the caller's thread: one write of the serialized run to a temp name, then a
+        rename (atomic), NO fsync. Once this returns the run belongs to the operating system: it survives the
+        process exiting in any way (os._exit, SIGKILL); it reaches stable storage when it is ingested (the
+        ledger's commit is synced) or when `sync` is called for it (the recorder does when ingestion fails)."""
+        if not self._made:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self._made = True
+        name = f"{run.run_id}.{run.attempt}.json"
+        final = os.path.join(self.directory, name)
+        tmp = os.path.join(self.directory, f".tmp-{os.getpid()}-{name}")
+        data = dumps_run(run).encode()
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        except BaseException:
+            os.close(fd)
+            os.unlink(tmp)
+            raise
+        os.close(fd)
+        os.replace(tmp, final)
+        return Path(final)
+
+    def sync(self, paths: Sequence[Path]) -> None:
+        """fsync spooled files (and the folder) that are to stay in the spool: grouped, one pass for many runs."""
+        for path in paths:
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except FileNotFoundError:
+                continue  # ingested meanwhile (by another process)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        if paths and self.directory.is_dir():
+            dir_fd = os.open(self.directory, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+
+    def check_writable(self) -> None:
+        """Raise OSError unless a run can be spooled here (the folder is created if needed; a probe file is
+        written and removed). Called before a run spends anything: nothing spends unless it can be recorded."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._made = True
+        probe = self.directory / f".tmp-probe-{os.getpid()}-{uuid.uuid4().hex}"
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, b"{}")
+        finally:
+            os.close(fd)
+            os.unlink(probe)
 
     def write_many(self, runs: Sequence[RunRecord]) -> Path:
         """Spool several runs as one file with one fsync (a single run gets the one-run file shape)."""

@@ -2,8 +2,8 @@
 period key.
 
 Two halves, so the ledger lock is never held during network I/O:
-1. `after_insert(tx, run)` runs inside the run's write transaction (registered with
-   `ledger.records.register_after_insert`, whichever path records the run: Engine, batch writer, drain): for
+1. `AlertsHook` (a ledger hook registered at start-up by `startup.install_hooks`) runs inside the run's write
+   transaction, whichever process records the run (the CLI, a batch, the Python API, a spool drain): for
    each budget the run counts toward it computes the period's spend and inserts an `alerts` row per crossed
    threshold. `UNIQUE(scope, period, period_key, threshold)` makes it once-per-period even across processes and
    PostgreSQL writers; each new row gets an audit entry (kind "alert").
@@ -29,6 +29,7 @@ from typing import Any
 
 from genops_cli.config import Settings
 from genops_cli.ledger import audit
+from genops_cli.ledger.hooks import InsertBatch, RunHook
 from genops_cli.ledger.serialize import to_naive_utc
 from genops_cli.ledger.store import Ledger, Tx
 from genops_cli.models import Budget, RunRecord, quantize_money, utcnow
@@ -179,16 +180,24 @@ _threads: list[threading.Thread] = []
 _lock = threading.Lock()
 
 
-def install() -> None:
-    """Evaluate alerts after every run this process records (idempotent)."""
-    from genops_cli.ledger.records import register_after_insert
+class AlertsHook(RunHook):
+    """Ledger hook (registered at start-up with the process's settings): evaluates every inserted run's budgets
+    and delivers what fired. A run checked by this process uses the settings its check used (`track`); any other
+    run (a spool leftover, a run ingested by another command) uses the start-up settings, so it raises the same
+    alerts as if it had been recorded directly."""
 
-    register_after_insert(after_insert)
+    name = "alerts"
+
+    def __init__(self, settings: Settings | None) -> None:
+        self.settings = settings
+
+    def on_insert(self, batch: InsertBatch) -> None:
+        for run in batch.runs:
+            after_insert(batch.tx, run, self.settings, batch.ledger)
 
 
 def track(run_id: str, reservation_id: str | None, settings: Settings, ledger: Ledger) -> None:
     """Remember which settings and ledger the alerts of a run use (called by the budget check)."""
-    install()
     with _lock:
         _context[run_id] = (settings, ledger)
         if reservation_id:  # batch runs may be re-keyed at insert; the reservation id is stable
@@ -247,11 +256,12 @@ def _webhook_for(budget: Budget, settings: Settings | None) -> tuple[str | None,
     return None, "generic"
 
 
-def after_insert(tx: Tx, run: RunRecord) -> None:
-    """The records hook: runs in the run's write transaction; delivery starts on a thread that first waits for
-    the transaction to end (the ledger's writer lock), so no network I/O happens under the lock."""
+def after_insert(tx: Tx, run: RunRecord, default_settings: Settings | None = None,
+                 default_ledger: Ledger | None = None) -> None:
+    """Runs in the run's write transaction; delivery starts on a thread that first waits for the transaction to
+    end (the ledger's writer lock), so no network I/O happens under the lock."""
     context = _pop_context(run)
-    settings, ledger = context if context is not None else (None, None)
+    settings, ledger = context if context is not None else (default_settings, default_ledger)
     fired = evaluate(tx, run, settings)
     if fired and ledger is not None and settings is not None:
         # Explicitly not a daemon (a thread inherits its creator's flag, and batch writers are daemons): the

@@ -28,18 +28,16 @@ the recorded cost: a run that cost more gets a violation event in the same ledge
 
 from __future__ import annotations
 
-import threading
 import uuid
-from decimal import Decimal
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING
 
 from genops_cli.config import ClassificationRules, ComplianceSettings
 from genops_cli.ledger import audit
-from genops_cli.ledger.records import register_after_insert
+from genops_cli.ledger.hooks import InsertBatch, RunHook
 from genops_cli.ledger.serialize import to_naive_utc
 from genops_cli.ledger.store import Tx
-from genops_cli.models import PolicyDecision, PolicyEvent, RunRecord
+from genops_cli.models import CostCheck, PolicyDecision, PolicyEvent, RunRecord
 
 if TYPE_CHECKING:
     from genops_cli.execution.loading import LoadedPipeline
@@ -54,11 +52,6 @@ REASON_CODES = {
     "attribution": "x_ATTRIBUTION_MISSING",
 }
 DEFAULT_CLASSIFICATION = "internal"
-
-# run_id -> (limit, mode, classification) for the after-run cost check (filled in preflight, read on insert).
-_PENDING_COST_CHECKS: dict[str, tuple[Decimal, str, str]] = {}
-_PENDING_LOCK = threading.Lock()
-
 
 class _Violation:
     def __init__(self, rule: str, message: str) -> None:
@@ -166,19 +159,27 @@ def evaluate(engine: Engine, loaded: LoadedPipeline, run: RunRecord, options: Ru
         mode = _mode(cfg, base_mode, "max_cost")
         if mode == "enforcing" and (options.max_cost is None or options.max_cost > limit):
             options.max_cost = limit  # the run stops before its next LLM call once the limit is spent
-        with _PENDING_LOCK:
-            _PENDING_COST_CHECKS[run.run_id] = (limit, mode, classification)
+        run.cost_checks.append(CostCheck("compliance:max_cost", limit, mode, classification))
     return decision
 
 
-def _check_actual_cost(tx: Tx, run: RunRecord) -> None:
-    """After-insert hook: a run that cost more than its classification's max_cost_per_operation gets a
-    violation event (and its audit entry) in the run's own write transaction."""
-    with _PENDING_LOCK:
-        pending = _PENDING_COST_CHECKS.pop(run.run_id, None)
-    if pending is None:
-        return
-    limit, mode, classification = pending
+class ComplianceHook(RunHook):
+    """Ledger hook (registered at start-up): checks each inserted run's recorded cost against the cost limits
+    it carries (`run.cost_checks`, set in preflight), so a run ingested later from the spool is checked too."""
+
+    name = "compliance"
+
+    def on_insert(self, batch: InsertBatch) -> None:
+        for run in batch.runs:
+            for check in run.cost_checks:
+                if check.rule == "compliance:max_cost":
+                    _check_actual_cost(batch.tx, run, check)
+
+
+def _check_actual_cost(tx: Tx, run: RunRecord, check: CostCheck) -> None:
+    """A run that cost more than its classification's max_cost_per_operation gets a violation event (and its
+    audit entry) in the run's own write transaction."""
+    limit, mode, classification = check.limit, check.mode, check.classification
     if run.total_cost <= limit:
         return
     capped = run.status == "blocked" and mode == "enforcing"
@@ -200,5 +201,3 @@ def _check_actual_cost(tx: Tx, run: RunRecord) -> None:
     audit.append(tx, "policy", event.event_id)
     run.policy_events.append(event)
 
-
-register_after_insert(_check_actual_cost)

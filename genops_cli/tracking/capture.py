@@ -7,13 +7,13 @@ parent span, for components that run in worker threads) and appends one CallReco
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from decimal import Decimal
 
 from genops_cli.errors import RunCostCapReached
+from genops_cli.ids import new_id
 from genops_cli.models import CallRecord, quantize_money
 
 
@@ -109,7 +109,7 @@ class RunCapture:
             return self._seq
 
     def new_call_id(self) -> str:
-        return str(uuid.uuid4())
+        return new_id()  # no syscall per call id (uuid4 reads os.urandom each time)
 
     def add(self, call: CallRecord) -> None:
         if self.pricer is not None and call.model:

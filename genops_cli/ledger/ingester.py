@@ -1,0 +1,77 @@
+"""The spool ingester process (started by `Recorder` in `process` mode): moves spooled runs into the ledger
+off the recording process's GIL, through the same hooks as any other ingestion (installed at its start-up from
+the same configuration and environment).
+
+    python -m genops_cli.ledger.ingester --ledger PATH_OR_URL --spool DIR [--config FILE] [--interval 0.2]
+
+Protocol on stdin/stdout: each "flush" line is answered, once everything in the spool at that moment was
+ingested (or could not be), with one JSON line {inserted, duplicates, spooled, error, unreadable}. Between
+requests it ingests whatever appears in the spool every `--interval` seconds. End of stdin (the parent ended,
+however) -> a last drain, then exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import select
+import sys
+from pathlib import Path
+
+from genops_cli.ledger.records import RecordResult, drain
+from genops_cli.ledger.spool import Spool
+
+
+def _drain(ledger: object, spool: Spool, synced: set[str]) -> RecordResult:
+    try:
+        result = drain(ledger, spool)  # type: ignore[arg-type]
+    except Exception as exc:  # keep serving: the runs stay in the spool
+        result = RecordResult(error=f"ledger write failed ({type(exc).__name__}: {exc})")
+    if result.error:
+        kept = [p for p in spool.pending() if p.name not in synced]
+        spool.sync(kept)  # runs that wait in the spool are made durable once, grouped
+        synced.update(p.name for p in kept)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="genops-ingester")
+    parser.add_argument("--ledger", required=True)
+    parser.add_argument("--spool", required=True)
+    parser.add_argument("--config")
+    parser.add_argument("--interval", type=float, default=0.2)
+    args = parser.parse_args(argv)
+
+    from genops_cli.config import load_settings
+    from genops_cli.ledger.store import open_ledger
+    from genops_cli.policy import alerts
+    from genops_cli.startup import install_hooks
+
+    settings = load_settings(args.config, args.ledger)
+    install_hooks(settings)
+    ledger = open_ledger(args.ledger)
+    spool = Spool(Path(args.spool))
+    synced: set[str] = set()
+    backoff = args.interval
+    while True:
+        ready, _, _ = select.select([sys.stdin], [], [], backoff)
+        if ready:
+            line = sys.stdin.readline()
+            if not line:  # the parent is gone
+                _drain(ledger, spool, synced)
+                return 0
+            result = _drain(ledger, spool, synced)
+            alerts.flush(10.0)  # deliveries of what this drain fired are done when the parent's flush returns
+            sys.stdout.write(json.dumps({"inserted": result.inserted, "duplicates": result.duplicates,
+                                         "spooled": result.spooled, "error": result.error,
+                                         "unreadable": result.unreadable}) + "\n")
+            sys.stdout.flush()
+            continue
+        if spool.pending():
+            result = _drain(ledger, spool, synced)
+            # A ledger that cannot be written (locked, unreachable): retry less often, up to 5 s.
+            backoff = min(backoff * 2, 5.0) if result.error else args.interval
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -464,8 +464,9 @@ def run_batch(
     except Exception:  # noqa: S110 - a warm-up failure (e.g. a missing key) is reported by the run itself
         pass
     engine = Engine(settings, ledger)
-    writer = RunWriter(ledger, Spool(ledger.spool_dir()))
-    runner = _BatchRunner(engine, loaded, options, writer, events, is_batch,
+    engine.recorder.ensure_writable()  # nothing spends unless it can be recorded (exit 4, zero requests)
+    recording = _Recording(engine.recorder)
+    runner = _BatchRunner(engine, loaded, options, engine.recorder, events, is_batch,
                           new_run_id() if is_batch else None, documents)
     show_progress = is_batch and not options.quiet
     progress = _Progress(len(jobs), events, options.progress_interval, show_progress)
@@ -530,7 +531,7 @@ def run_batch(
                 raise
     finally:
         progress.stop()
-        recorded = writer.close()
+        recorded = recording.flush()
     if runner.budget is not None and runner.budget.exhausted and summary.stopped is None and summary.not_started:
         summary.stopped = "max_cost"
     summary.elapsed_s = time.monotonic() - started

@@ -19,14 +19,24 @@ from genops_cli.api.contexts import (
     _active_pipeline,
     _active_session,
 )
-from genops_cli.api.results import HaystackPipelineResult
-from genops_cli.config import Settings, load_settings, normalize_policy, parse_money
+from genops_cli.api.results import HaystackPipelineResult, metric_value
+from genops_cli.api.settings import (
+    DEFAULT_DAILY_BUDGET_LIMIT,
+    DEFAULT_ENVIRONMENT,
+    DEFAULT_GOVERNANCE_POLICY,
+    DEFAULT_PROJECT,
+    DEFAULT_TEAM,
+    adapter_budget,
+    build_settings,
+    money_or_none,
+)
+from genops_cli.config import normalize_policy
 from genops_cli.errors import BudgetExceededError, PolicyViolationError
-from genops_cli.models import Attribution, Budget, RunRecord, quantize_money, utcnow
+from genops_cli.models import Attribution, RunRecord, quantize_money, utcnow
 
 _log = logging.getLogger("genops")
 
-_ATTRIBUTION_KEYS = ("team", "project", "environment", "customer_id", "feature", "cost_center",
+_ATTRIBUTION_KEYS = ("team", "project", "environment", "customer_id", "feature", "cost_center", "user_id",
                      "data_classification")
 
 
@@ -43,18 +53,18 @@ class GenOpsHaystackAdapter:
 
     def __init__(
         self,
-        team: str | None = None,
-        project: str | None = None,
-        environment: str | None = None,
-        daily_budget_limit: Decimal | float | str | None = None,
+        team: str = DEFAULT_TEAM,
+        project: str = DEFAULT_PROJECT,
+        environment: str = DEFAULT_ENVIRONMENT,
+        daily_budget_limit: Decimal | float | str | None = DEFAULT_DAILY_BUDGET_LIMIT,
         monthly_budget_limit: Decimal | float | str | None = None,
-        governance_policy: str | None = None,
+        governance_policy: str = DEFAULT_GOVERNANCE_POLICY,
+        enable_cost_alerts: bool = True,
+        enable_component_tracking: bool = True,
+        enable_pipeline_caching: bool = True,
         customer_id: str | None = None,
         ledger: str | None = None,
         config: str | Path | None = None,
-        enable_cost_alerts: bool = True,
-        enable_component_tracking: bool = True,
-        enable_pipeline_caching: bool = False,
         capture_content: bool | None = None,
         **attributes: Any,
     ) -> None:
@@ -65,12 +75,13 @@ class GenOpsHaystackAdapter:
                                        governance_policy, customer_id, ledger, config, **attributes)
         if capture_content is not None:
             self.settings.capture_content = capture_content
+        # The Budget object the engine reads on every check: the properties below change it in place.
+        self._budget = adapter_budget(self.settings, DEFAULT_DAILY_BUDGET_LIMIT)  # finds the one just built
         self.enable_cost_alerts = enable_cost_alerts
         self.enable_component_tracking = enable_component_tracking
         self.enable_pipeline_caching = enable_pipeline_caching
         self.ledger = open_ledger(resolve_ledger_location(ledger, self.settings.ledger))
-        # Runs are ingested by a separate process fed by the spool: the request's thread only spools them.
-        self.engine = Engine(self.settings, self.ledger, record_mode="process")
+        self.engine = Engine(self.settings, self.ledger)
         self._writer: Any = None
         # id(pipeline) -> (weak reference, component count, profile). Keyed by id: a Haystack Pipeline defines
         # __eq__ and so is unhashable (a WeakKeyDictionary would never hit and every run would re-profile).
@@ -89,8 +100,62 @@ class GenOpsHaystackAdapter:
         return self.settings.attribution.project
 
     @property
+    def environment(self) -> str | None:
+        return self.settings.attribution.environment
+
+    @property
     def budget_scope(self) -> str:
-        return f"team:{self.team}" if self.team else "global"
+        """The scope the adapter's limits apply to (`team:<team>`, or `global` from the environment/config)."""
+        return self._budget.scope
+
+    # Limits and policy are properties over the Budget the engine reads, so setting them after construction
+    # (`adapter.daily_budget_limit = 200.0`, `adapter.governance_policy = "advisory"`) applies to the next run
+    # and the next admitted call. Floats, as the guide computes with them; get_cost_summary() has the Decimals.
+    @property
+    def daily_budget_limit(self) -> float | None:
+        return None if self._budget.daily is None else float(self._budget.daily)
+
+    @daily_budget_limit.setter
+    def daily_budget_limit(self, value: Decimal | float | str | None) -> None:
+        self._budget.daily = money_or_none(value, "daily_budget_limit")
+        self._governance_changed()
+
+    @property
+    def monthly_budget_limit(self) -> float | None:
+        return None if self._budget.monthly is None else float(self._budget.monthly)
+
+    @monthly_budget_limit.setter
+    def monthly_budget_limit(self, value: Decimal | float | str | None) -> None:
+        self._budget.monthly = money_or_none(value, "monthly_budget_limit")
+        self._governance_changed()
+
+    @property
+    def governance_policy(self) -> str:
+        return self._budget.policy
+
+    @governance_policy.setter
+    def governance_policy(self, value: str) -> None:
+        """advisory | enforcing | monitoring, for this adapter's budgets (config ones; ledger budgets keep
+        the policy `genops budget set` gave them)."""
+        policy = normalize_policy(value, "governance_policy")
+        self.settings.budgets.default_policy = policy
+        for budget in self.settings.budgets.scopes:
+            budget.policy = policy
+        self._governance_changed()
+
+    @property
+    def enable_cost_alerts(self) -> bool:
+        """Alerts (stderr line, `alerts` table, webhook) when spend crosses the budget's thresholds (default
+        50/80/95/100 %); False turns them off for this adapter's budget."""
+        return bool(self._budget.alert_at)
+
+    @enable_cost_alerts.setter
+    def enable_cost_alerts(self, value: bool) -> None:
+        self._budget.alert_at = tuple(self.settings.budgets.alert_at) if value else ()
+
+    def _governance_changed(self) -> None:
+        """Limits or policy changed: forget the cached "does any budget apply" answer."""
+        self._preflight_orphans = None
 
     @property
     def monitor(self) -> GenOpsHaystackAdapter:
@@ -99,13 +164,15 @@ class GenOpsHaystackAdapter:
 
     @property
     def writer(self) -> Any:
-        """The recorder this adapter's runs go through (`ledger.recorder.Recorder`)."""
-        self._writer = self.engine.recorder
+        if self._writer is None:
+            from genops_cli.writer import get_writer
+
+            self._writer = get_writer(self.ledger)
         return self._writer
 
     def flush(self, timeout: float | None = 60.0) -> bool:
-        """Wait until every run tracked so far is in the ledger (True) or safe in the spool (False)."""
-        return self.writer.flush(timeout).ok
+        """Wait until every run tracked so far is in the ledger."""
+        return self.writer.flush(timeout)
 
     # -- tracking -------------------------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -147,8 +214,7 @@ class GenOpsHaystackAdapter:
         """Group the pipelines tracked inside the block: they share a ledger session_id."""
         from genops_cli.execution.runner import new_run_id
 
-        session = HaystackSessionContext(session_name, new_run_id())
-        session.attributes = governance_attrs  # type: ignore[attr-defined]
+        session = HaystackSessionContext(session_name, new_run_id(), governance_attrs)
         token = _active_session.set(session)
         try:
             yield session
@@ -207,7 +273,8 @@ class GenOpsHaystackAdapter:
         out = []
         for row in runs:
             run = run_from_json(_run_json_from_row(row, by_run.get(row["run_id"], [])))
-            metrics = {k[len("metric."):]: v for k, v in run.attribution.tags.items() if k.startswith("metric.")}
+            metrics = {k[len("metric."):]: metric_value(v) for k, v in run.attribution.tags.items()
+                       if k.startswith("metric.")}
             estimate = run.attribution.tags.get("estimated_cost")
             out.append(HaystackPipelineResult.from_run(run, custom_metrics=metrics,
                                                        estimated_cost=Decimal(estimate) if estimate else None))
@@ -223,8 +290,7 @@ class GenOpsHaystackAdapter:
         return " AND ".join(clauses), params
 
     def _limits(self) -> tuple[Decimal | None, Decimal | None]:
-        scope = next((s for s in self.settings.budgets.scopes if s.scope == self.budget_scope), None)
-        return (scope.daily, scope.monthly) if scope is not None else (None, None)
+        return self._budget.daily, self._budget.monthly
 
     def _options(self, attrs: dict[str, Any]) -> Any:
         from genops_cli.execution.runner import RunOptions
@@ -240,7 +306,7 @@ class GenOpsHaystackAdapter:
                 tags[key] = str(value)
         session = _active_session.get()
         if session is not None:
-            for key, value in getattr(session, "attributes", {}).items():
+            for key, value in session.attributes.items():
                 if key not in attrs and value is not None:
                     if key in _ATTRIBUTION_KEYS:
                         setattr(attribution, key, str(value))
@@ -263,6 +329,8 @@ class GenOpsHaystackAdapter:
         """profile_from_pipeline, cached per pipeline object while its components stay the same."""
         from genops_cli.execution.loading import profile_from_pipeline
 
+        if not self.enable_pipeline_caching:  # pipelines changed in place between runs: read them every time
+            return profile_from_pipeline(pipeline, name)
         size = len(getattr(pipeline, "graph", ()) or ())
         cached = self._profiles.get(id(pipeline))
         if (cached is not None and cached[0]() is pipeline and cached[1] == size
@@ -291,7 +359,6 @@ class GenOpsHaystackAdapter:
 
     def _preflight(self, loaded: Any, data: dict[str, Any], run: RunRecord, options: Any) -> None:
         """The engine's budget and compliance check; a BLOCKED run is recorded and raises."""
-        self.engine.recorder.ensure_writable()  # nothing spends unless it can be recorded (LedgerError)
         if self._writer is not None and self._needs_preflight():
             # Spend is read from the ledger: runs still queued in the writer must be in it first.
             self._writer.flush()
@@ -361,37 +428,6 @@ class GenOpsHaystackAdapter:
                     has_rules = True
             self._preflight_orphans = has_rules
         return self._preflight_orphans
-
-
-def build_settings(team: str | None = None, project: str | None = None, environment: str | None = None,
-                   daily_budget_limit: Any = None, monthly_budget_limit: Any = None,
-                   governance_policy: str | None = None, customer_id: str | None = None,
-                   ledger: str | None = None, config: str | Path | None = None, **attributes: Any) -> Settings:
-    """Settings for the API: arguments (like flags) > GENOPS_* > .genops.yml > defaults. Unknown keyword
-    arguments other than attribution fields become run tags."""
-    attribution = Attribution(team=team, project=project, environment=environment, customer_id=customer_id)
-    for key in ("feature", "cost_center", "data_classification"):
-        if attributes.get(key) is not None:
-            setattr(attribution, key, str(attributes.pop(key)))
-    attribution.tags = {k: str(v) for k, v in attributes.items() if v is not None}
-    settings = load_settings(config, ledger, attribution)
-    if governance_policy:
-        settings.budgets.default_policy = normalize_policy(governance_policy, "governance_policy")
-    if daily_budget_limit is not None or monthly_budget_limit is not None:
-        scope_name = f"team:{settings.attribution.team}" if team else "global"
-        scope = next((s for s in settings.budgets.scopes if s.scope == scope_name), None)
-        if scope is None:
-            scope = Budget(scope=scope_name, source="config", policy=settings.budgets.default_policy,
-                                alert_at=settings.budgets.alert_at)
-            settings.budgets.scopes.append(scope)
-        if daily_budget_limit is not None:
-            scope.daily = parse_money(daily_budget_limit, "daily_budget_limit")
-        if monthly_budget_limit is not None:
-            scope.monthly = parse_money(monthly_budget_limit, "monthly_budget_limit")
-    if governance_policy:
-        for scope in settings.budgets.scopes:
-            scope.policy = settings.budgets.default_policy
-    return settings
 
 
 def _blocked_error(pipeline_name: str, decision: Any) -> Exception:

@@ -5,11 +5,14 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
 from genops_cli.api.adapter import GenOpsHaystackAdapter
 from genops_cli.api.contexts import _active_pipeline
 from genops_cli.api.instrument import get_auto_adapter
+from genops_cli.api.results import metric_text
+from genops_cli.config import parse_money
 from genops_cli.models import CallRecord, utcnow
 
 # -- component-level instrumentation ------------------------------------------------------------------------
@@ -23,11 +26,18 @@ class ComponentExecutionContext:
         self.component_type = component_type
         self.custom_metrics: dict[str, Any] = {}
         self.output: Any = None
+        self.estimated_cost: Decimal | None = None
         self.started_at = utcnow()
         self._t0 = time.perf_counter()
 
     def add_custom_metric(self, name: str, value: Any) -> None:
         self.custom_metrics[name] = value
+
+    def set_estimated_cost(self, amount: Decimal | float | str) -> None:
+        """The component's own estimate of what it cost (work no provider bills per token): recorded with the
+        run as the metric `<component>.estimated_cost`, exact (Decimal); the run's total stays the priced cost."""
+        self.estimated_cost = parse_money(amount, "set_estimated_cost")
+        self.custom_metrics["estimated_cost"] = self.estimated_cost
 
     def record_output(self, output: Any) -> None:
         """Give the component's output (e.g. `{"replies": [...]}`) so a standalone call is priced from its usage."""
@@ -70,7 +80,7 @@ class GenOpsComponentMixin:
 def _finish_component(component: Any, ctx: ComponentExecutionContext, error: BaseException | None) -> None:
     from haystack import tracing
 
-    tags = {f"metric.{ctx.component_name}.{k}": str(v) for k, v in ctx.custom_metrics.items()}
+    tags = {f"metric.{ctx.component_name}.{k}": metric_text(v) for k, v in ctx.custom_metrics.items()}
     active = _active_pipeline.get()
     if active is not None:
         for key, value in ctx.custom_metrics.items():

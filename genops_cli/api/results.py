@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -101,3 +102,22 @@ class HaystackPipelineResult:
             policy_reason_code=run.policy.reason_code,
             unpriced_models=sorted({f"{c.provider or '?'}:{c.model}" for c in calls if c.model and not c.priced}),
         )
+
+
+def metric_text(value: Any) -> str:
+    """A custom metric as its run tag: booleans, numbers and None in JSON (`true`, `0.5`, `null`) so that
+    they read back as the same values; anything else as its text."""
+    if value is None or isinstance(value, (bool, int, float)):
+        return json.dumps(value)
+    return str(value)
+
+
+def metric_value(text: str) -> Any:
+    """The inverse of `metric_text` for metrics read back from the ledger."""
+    if text in ("true", "false", "null"):
+        return json.loads(text)
+    try:
+        number = json.loads(text)
+    except ValueError:
+        return text
+    return number if isinstance(number, (int, float)) else text

@@ -1,0 +1,121 @@
+"""The one-line cost summary `auto_instrument` logs after each pipeline run (logger `genops.summary`, INFO):
+
+    genops: Pipeline 'rag' cost: $0.002847 | Budget remaining: $99.997153 (daily, team:ml) | Team: ml | Project: qa
+
+Switch it off with `auto_instrument(..., cost_summary=False)` or, from logging configuration, by raising the
+level of `genops.summary` (`logging.getLogger("genops.summary").setLevel(logging.WARNING)`). When the
+application has configured no logging, the lines go to stderr (never stdout); otherwise they propagate to the
+application's handlers like any other logger.
+
+"Budget remaining" is the adapter's daily limit minus the scope's spend today, read from the ledger at most once
+every REFRESH_SECONDS and kept current in between with this process's own runs (so the line costs no ledger
+access per run; another process's spend shows up at the next refresh). Without a daily limit, the part is left out.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from genops_cli.models import quantize_money, utcnow
+
+if TYPE_CHECKING:
+    from genops_cli.api.adapter import GenOpsHaystackAdapter
+
+summary_log = logging.getLogger("genops.summary")
+REFRESH_SECONDS = 30.0
+_HANDLER_NAME = "genops-summary-stderr"
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever sys.stderr is at the time of the record (it may be replaced after set-up)."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
+def enable_summary_logging() -> None:
+    """INFO for `genops.summary`; a stderr handler of its own unless the application configured logging."""
+    if summary_log.level == logging.NOTSET or summary_log.level > logging.INFO:
+        summary_log.setLevel(logging.INFO)
+    if logging.getLogger().handlers or any(h.get_name() == _HANDLER_NAME for h in summary_log.handlers):
+        return
+    handler = _StderrHandler()
+    handler.set_name(_HANDLER_NAME)
+    handler.setFormatter(logging.Formatter("genops: %(message)s"))
+    summary_log.addHandler(handler)
+    summary_log.propagate = False  # its own line on stderr, not a second copy through the root's last resort
+
+
+class RunSummary:
+    """Formats the per-run line for one adapter, with a cheaply maintained "budget remaining"."""
+
+    def __init__(self, adapter: GenOpsHaystackAdapter) -> None:
+        self.adapter = adapter
+        self._lock = threading.Lock()
+        self._baseline: Decimal | None = None  # the scope's spend today in the ledger at the last refresh
+        self._refreshed_at = 0.0
+        self._window_key: str | None = None
+        self._pending: dict[str, Decimal] = {}  # runs of this process since the refresh: run id -> cost
+
+    def log(self, pipeline_name: str, run_id: str, cost: Decimal) -> None:
+        if not summary_log.isEnabledFor(logging.INFO):
+            return
+        summary_log.info("%s", self.line(pipeline_name, run_id, cost))
+
+    def line(self, pipeline_name: str, run_id: str, cost: Decimal) -> str:
+        a = self.adapter
+        parts = [f"Pipeline '{pipeline_name}' cost: ${quantize_money(cost).normalize():f}"]
+        remaining = self._remaining(run_id, cost)
+        if remaining is not None:
+            parts.append(f"Budget remaining: ${remaining.normalize():f} (daily, {a.budget_scope})")
+        parts.append(f"Team: {a.team or '-'} | Project: {a.project or '-'}")
+        return " | ".join(parts)
+
+    def _remaining(self, run_id: str, cost: Decimal) -> Decimal | None:
+        budget = self.adapter._budget
+        if budget.daily is None:
+            return None
+        from genops_cli.policy.periods import window
+
+        w = window("daily", utcnow(), budget.timezone or self.adapter.settings.budgets.timezone)
+        with self._lock:
+            if w.key != self._window_key:
+                self._pending.clear()  # a new day: earlier runs count toward the previous one
+            self._pending[run_id] = cost
+            if (self._baseline is None or w.key != self._window_key
+                    or time.monotonic() - self._refreshed_at > REFRESH_SECONDS):
+                self._refresh(w)
+            spent = (self._baseline or Decimal(0)) + sum(self._pending.values(), Decimal(0))
+        return quantize_money(budget.daily - spent)
+
+    def _refresh(self, w: Any) -> None:
+        """Spend today from the ledger; pending runs already in it are dropped (else they would count twice)."""
+        from genops_cli.policy.budgets import spent
+
+        ledger = self.adapter.ledger
+        try:
+            if not ledger.exists():
+                self._baseline = Decimal(0)
+            else:
+                with ledger.read() as tx:
+                    self._baseline = spent(tx, self.adapter.budget_scope, w.start, w.end)
+                    ids = list(self._pending)
+                    marks = ", ".join("?" for _ in ids)
+                    ingested = {r[0] for r in tx.query(f"SELECT run_id FROM runs WHERE run_id IN ({marks})", ids)}
+                for run_id in ingested:
+                    self._pending.pop(run_id, None)
+        except Exception as exc:  # a summary line never fails a run; the ledger's own errors surface elsewhere
+            summary_log.debug("budget remaining not refreshed: %s", exc)
+            self._baseline = self._baseline or Decimal(0)
+        self._refreshed_at = time.monotonic()
+        self._window_key = w.key

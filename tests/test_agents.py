@@ -212,3 +212,40 @@ def test_stream_configured_without_usage_is_estimated_and_says_so(openai_server,
     assert out["usage_sources"]["estimated_calls"] == 1 and out["usage_sources"]["estimated_share"] == "1.0000"
     assert "'llm'" in result.stderr and "include_usage" in result.stderr
     assert json.loads(json.dumps(out))  # stdout stayed JSON only
+
+
+def test_nested_agents_are_separate_in_insights_and_no_false_loop(openai_server, anthropic_server, tmp_path,
+                                                                  ledger_path):
+    from genops_cli.analysis.insights import get_agent_insights
+
+    path = _nested_yaml(tmp_path)
+    message = 'researcher.messages=[{"role": "user", "content": [{"text": "hi"}]}]'
+    run_ids = []
+    for _ in range(3):
+        _script_nested(openai_server, anthropic_server)
+        result = cli("run", path, "--input", message, "--json")
+        assert result.exit_code == 0, result.stderr
+        run_ids.append(json_lines(result.stdout)[0]["run_id"])
+
+    # What the guide passes: a ledger path (or an adapter) and a pipeline name or a run id.
+    insights = get_agent_insights(str(ledger_path), "nested")
+    agents = {a["path"]: a for a in insights["agents"]}
+    outer, inner = agents["researcher"], agents["researcher/tool:search_agent/search_agent"]
+    assert (outer["runs"], outer["steps_per_run"], outer["provider"], outer["verdict"]) == (3, 2.0, "openai", "ok")
+    assert (inner["runs"], inner["steps_per_run"], inner["provider"], inner["verdict"]) == (3, 2.0, "anthropic", "ok")
+    assert inner["exit_reasons"] == {"final_answer": 3} and inner["max_agent_steps"] == 3
+    assert inner["cost"] == 6 * HAIKU_STEP and outer["cost"] == 6 * GPT_4O_MINI_STEP
+    one = get_agent_insights(str(ledger_path), run_ids[0])
+    assert one["runs"] == 1 and {a["runs"] for a in one["agents"]} == {1}
+
+    recs = json.loads(cli("recommend", "--format", "json").stdout)["recommendations"]
+    assert not [r for r in recs if r["kind"] == "agent_loop"]
+
+
+def test_insights_reject_what_is_not_a_ledger():
+    from genops_cli.analysis.insights import get_agent_insights, get_rag_insights
+
+    with pytest.raises(TypeError, match="get_agent_insights: expected a GenOpsHaystackAdapter"):
+        get_agent_insights(42, "agent")
+    with pytest.raises(TypeError, match="get_rag_insights: expected"):
+        get_rag_insights(None, "rag")

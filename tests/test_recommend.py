@@ -118,20 +118,46 @@ def test_failing_component_retry_or_fallback(openai_server):
     assert Decimal(rec["potential_savings"]) == 0  # the failed call reported no usage: nothing was spent
 
 
-def test_agent_loop_savings_from_steps_past_the_median(openai_server):
+def _agent_runs(openai_server, steps_per_run: list[int | None]) -> None:
+    """One sample agent run per entry: N steps ending in an answer, or None for a run that never answers (it
+    stops at the sample's max_agent_steps, 5)."""
     from fakeproviders import tool_call
 
     openai_server.usage = {"prompt_tokens": 1000, "completion_tokens": 500}
-    for steps in (3, 4, 5, 5):
-        openai_server.script = [tool_call("search_model_catalog", {"query": f"q{i}"}) for i in range(steps - 1)]
-        openai_server.script.append("done")
+    for steps in steps_per_run:
+        calls = 5 if steps is None else steps - 1
+        openai_server.script = [tool_call("search_model_catalog", {"query": f"q{i}"}) for i in range(calls)]
+        if steps is not None:
+            openai_server.script.append("done")
         _run(sample("agent"), "--inputs", sample("agent", "inputs.json"),
              "--documents", sample("agent", "corpus.jsonl"))
+
+
+STEP = Decimal("0.00045")  # gpt-4o-mini: 1000 x 0.15 + 500 x 0.60 per 1M
+
+
+def test_agent_loop_saving_counts_only_steps_the_cap_would_cut(openai_server):
+    _agent_runs(openai_server, [2, 3, None, None])
     rec = _find(_recommend(), "agent_loop", "agent")
-    assert rec["parameters"] == {"steps_per_run": 4.25, "max_agent_steps": 4}
-    # Two runs took a 5th step (agent_step 4) at 0.00045 each.
-    assert Decimal(rec["potential_savings"]) == Decimal("0.0009")
-    assert Decimal(rec["current_cost"]) == 17 * Decimal("0.00045")
+    assert rec["parameters"]["max_agent_steps"] == {"current": 5, "recommended": 3}
+    assert rec["parameters"]["exit_reasons"] == {"final_answer": 2, "max_agent_steps": 2}
+    assert rec["parameters"]["verdict"] == "sometimes_capped"
+    # Cap at the longest answered run (3): the two capped runs lose steps 3 and 4; answers are never cut.
+    assert Decimal(rec["potential_savings"]) == 4 * STEP
+    assert Decimal(rec["current_cost"]) == 15 * STEP
+
+
+def test_agent_that_never_answers_is_a_loop(openai_server):
+    _agent_runs(openai_server, [None, None])
+    rec = _find(_recommend(), "agent_loop", "agent")
+    assert rec["parameters"]["verdict"] == "loops"
+    assert rec["parameters"]["max_agent_steps"] == {"current": 5, "recommended": None}
+    assert Decimal(rec["potential_savings"]) == 10 * STEP  # everything was spent without an answer
+
+
+def test_long_answered_runs_are_not_a_loop(openai_server):
+    _agent_runs(openai_server, [3, 4, 5, 5])  # many steps, but every run answered
+    assert not [r for r in _recommend()["recommendations"] if r["kind"] == "agent_loop"]
 
 
 def test_model_family_matching():

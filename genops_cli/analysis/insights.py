@@ -6,13 +6,20 @@
     agent = get_agent_insights(ledger, "agent", period)  # steps per run, tools with success rates, cost per step
 
 Both return plain dicts (money as `Decimal`, ratios as rounded floats) so callers can serialize them as they
-like; `None` marks a figure with no data behind it. `ledger` may be a Ledger or any object with `.ledger`.
+like; `None` marks a figure with no data behind it. `ledger` may be a Ledger, an adapter (anything with
+`.ledger`, e.g. `adapter.monitor`) or a ledger path/URL; `pipeline` a pipeline name or a run id.
+
+Agents are reported per agent (its component path: an Agent nested in an AgentTool is its own agent, with its own
+steps, cost and provider), from each agent run's container record: steps taken, the max_agent_steps cap and the
+exit reason. An agent whose runs always stop at max_agent_steps is looping (`verdict`).
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+from collections import Counter
+from dataclasses import dataclass, replace
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from genops_cli.analysis.analyze import ZERO, ratio
@@ -23,14 +30,23 @@ from genops_cli.ledger.store import Ledger, Tx
 from genops_cli.models import quantize_money
 
 
-def as_ledger(source: Any) -> Ledger:
-    """A Ledger, or the `.ledger` of an adapter/engine object."""
+def as_ledger(source: Any, caller: str = "insights") -> Ledger:
+    """A Ledger from a Ledger, an adapter (anything with `.ledger`; its queued runs are flushed first) or a
+    ledger path/URL. Anything else: TypeError naming what is accepted."""
+    from genops_cli.ledger.store import open_ledger, resolve_ledger_location
+
     if isinstance(source, Ledger):
         return source
+    if isinstance(source, str | Path) and str(source).strip():
+        return open_ledger(resolve_ledger_location(str(source), None))
     ledger = getattr(source, "ledger", None)
     if isinstance(ledger, Ledger):
+        flush = getattr(source, "flush", None)
+        if callable(flush):
+            flush()  # runs still queued in an adapter's writer belong in the answer
         return ledger
-    raise TypeError(f"expected a genops Ledger or an object with a .ledger attribute, got {type(source).__name__}")
+    raise TypeError(f"{caller}: expected a GenOpsHaystackAdapter (or adapter.monitor), a Ledger or a ledger "
+                    f"path/URL, got {type(source).__name__}")
 
 
 def _r(value: Any, places: int = 3) -> float | None:
@@ -40,6 +56,22 @@ def _r(value: Any, places: int = 3) -> float | None:
 def pipeline_where(pipeline: str, period: Period | None, filters: Filters | None) -> tuple[str, list[Any]]:
     """WHERE text and parameters for the runs of `pipeline` in `period` matching the other `filters`."""
     return build_where(replace(filters or Filters(), pipeline=pipeline), period, "r")
+
+
+def _scope(ledger: Ledger, pipeline: Any, period: Period | None, filters: Filters | None,
+           caller: str) -> tuple[str, list[Any], str]:
+    """(where, params, pipeline name) for a pipeline name, or for one run when `pipeline` is a run id (what the
+    guide's `context.pipeline_id` holds)."""
+    ident = getattr(pipeline, "pipeline_id", pipeline)  # a context or result object works too
+    if not isinstance(ident, str) or not ident.strip():
+        raise TypeError(f"{caller}: pipeline must be a pipeline name or a run id (context.pipeline_id), got "
+                        f"{type(pipeline).__name__}")
+    with ledger.read() as tx:
+        row = tx.query("SELECT pipeline_name FROM runs WHERE run_id = ?", [ident])
+    if row:
+        return "r.run_id = ?", [ident], str(row[0][0])
+    where, params = pipeline_where(ident, period, filters)
+    return where, params, ident
 
 
 def _latency(tx: Tx, where: str, params: list[Any], condition: str) -> dict[str, Any]:
@@ -110,9 +142,10 @@ def context_tokens_per_document(tx: Tx, where: str, params: list[Any]) -> dict[s
 
 def get_rag_insights(ledger: Any, pipeline: str, period: Period | None = None,
                      filters: Filters | None = None) -> dict[str, Any]:
-    """Retrieval, generation and end-to-end figures for a RAG pipeline's recorded runs."""
-    where, params = pipeline_where(pipeline, period, filters)
-    with as_ledger(ledger).read() as tx:
+    """Retrieval, generation and end-to-end figures for a RAG pipeline's recorded runs (or one run by id)."""
+    store = as_ledger(ledger, "get_rag_insights")
+    where, params, pipeline = _scope(store, pipeline, period, filters, "get_rag_insights")
+    with store.read() as tx:
         totals = run_totals(tx, where, params)
         calls, docs, runs_with = tx.query(
             f"""SELECT COUNT(*), SUM(c.documents_retrieved), COUNT(DISTINCT c.run_id)
@@ -160,24 +193,107 @@ def get_rag_insights(ledger: Any, pipeline: str, period: Period | None = None,
     }
 
 
+@dataclass
+class AgentInstance:
+    """One recorded agent run: its container record and its own LLM steps, tool calls and cost."""
+
+    run_id: str
+    pipeline: str
+    instance: str
+    path: str
+    name: str
+    steps: int
+    max_steps: int | None
+    exit_reason: str | None
+    cost: Decimal
+    tool_calls: int
+    provider: str | None
+    model: str | None
+
+
+def agent_instances(tx: Tx, where: str, params: list[Any]) -> list[AgentInstance]:
+    """Every agent run of the runs matching `where` (alias r), nested agents on their own. Records from before
+    agent containers were kept count as one run per agent component and run, with no exit reason."""
+    rows = tx.query(
+        f"""SELECT a.run_id, r.pipeline_name, a.call_id, COALESCE(a.component_path, a.component_name), a.component_name,
+                   a.agent_steps, a.agent_max_steps, a.exit_reason,
+                   SUM(CASE WHEN c.span_kind = 'agent_llm' THEN 1 ELSE 0 END),
+                   SUM(CASE WHEN c.model IS NOT NULL THEN c.cost ELSE 0 END),
+                   SUM(CASE WHEN c.span_kind = 'tool' THEN 1 ELSE 0 END), MAX(c.provider), MAX(c.model)
+            FROM calls a JOIN runs r ON r.run_id = a.run_id
+            LEFT JOIN calls c ON c.agent_instance = a.call_id AND c.call_id <> a.call_id AND c.run_id = a.run_id
+            WHERE {where} AND a.agent_instance = a.call_id
+            GROUP BY a.run_id, r.pipeline_name, a.call_id, a.component_path, a.component_name, a.agent_steps,
+                     a.agent_max_steps, a.exit_reason""",
+        params,
+    )
+    legacy = tx.query(
+        f"""SELECT c.run_id, r.pipeline_name, c.component_name,
+                   SUM(CASE WHEN c.span_kind = 'agent_llm' THEN 1 ELSE 0 END),
+                   SUM(CASE WHEN c.span_kind = 'agent_llm' THEN c.cost ELSE 0 END),
+                   SUM(CASE WHEN c.span_kind = 'tool' THEN 1 ELSE 0 END), MAX(c.provider), MAX(c.model)
+            FROM calls c JOIN runs r ON r.run_id = c.run_id
+            WHERE {where} AND c.span_kind IN ('agent_llm', 'tool') AND c.agent_instance IS NULL
+            GROUP BY c.run_id, r.pipeline_name, c.component_name""",
+        params,
+    )
+    out = [AgentInstance(run_id, pipeline, instance, path, name, int(llm_steps or 0) if steps is None else int(steps),
+                         int(cap) if cap is not None else None, reason, cost if cost is not None else ZERO,
+                         int(tools or 0), provider, model)
+           for run_id, pipeline, instance, path, name, steps, cap, reason, llm_steps, cost, tools, provider, model
+           in rows]
+    out += [AgentInstance(run_id, pipeline, f"{run_id}:{name}", name, name, int(steps or 0), None, None,
+                          cost if cost is not None else ZERO, int(tools or 0), provider, model)
+            for run_id, pipeline, name, steps, cost, tools, provider, model in legacy]
+    return sorted(out, key=lambda i: (i.path, i.run_id))
+
+
+def loop_verdict(instances: list[AgentInstance]) -> str:
+    """`loops`: every run stopped at max_agent_steps; `sometimes_capped`: some did; `ok`: none did."""
+    capped = sum(1 for i in instances if i.exit_reason == "max_agent_steps")
+    if capped and capped == len(instances):
+        return "loops"
+    return "sometimes_capped" if capped else "ok"
+
+
+def summarize_agent(path: str, instances: list[AgentInstance]) -> dict[str, Any]:
+    """Figures for one agent (all its runs): steps per run and their distribution, exit reasons, cost."""
+    steps = sorted(i.steps for i in instances)
+    total_steps = sum(steps)
+    cost = sum((i.cost for i in instances), ZERO)
+    caps = sorted({i.max_steps for i in instances if i.max_steps is not None})
+    reasons = Counter(i.exit_reason or "unknown" for i in instances)
+    n = len(instances)
+    return {
+        "component": instances[0].name,
+        "path": path,
+        "provider": instances[0].provider,
+        "model": instances[0].model,
+        "runs": n,
+        "steps": total_steps,
+        "steps_per_run": round(total_steps / n, 3),
+        "max_steps": steps[-1],
+        "median_steps": steps[(n - 1) // 2],
+        "step_distribution": {str(k): v for k, v in sorted(Counter(steps).items())},
+        "max_agent_steps": caps[-1] if caps else None,
+        "exit_reasons": dict(sorted(reasons.items())),
+        "hit_max_steps": reasons.get("max_agent_steps", 0),
+        "verdict": loop_verdict(instances),
+        "tool_calls_per_run": round(sum(i.tool_calls for i in instances) / n, 3),
+        "cost": quantize_money(cost),
+        "cost_per_step": quantize_money(cost / total_steps) if total_steps else None,
+    }
+
+
 def get_agent_insights(ledger: Any, pipeline: str, period: Period | None = None,
                        filters: Filters | None = None) -> dict[str, Any]:
-    """Agent steps (LLM decisions) per run, tools used with counts and success rates, cost per step."""
-    where, params = pipeline_where(pipeline, period, filters)
-    with as_ledger(ledger).read() as tx:
+    """Per agent (nested agents separate): runs, steps per run and their distribution, exit reasons, loop
+    verdict, tool calls, cost per step; plus tools with success rates and cost per step number."""
+    store = as_ledger(ledger, "get_agent_insights")
+    where, params, pipeline = _scope(store, pipeline, period, filters, "get_agent_insights")
+    with store.read() as tx:
         totals = run_totals(tx, where, params)
-        agents = tx.query(
-            f"""SELECT s.component_name, COUNT(*), SUM(s.steps), MAX(s.steps), SUM(s.cost), SUM(s.tools)
-                FROM (SELECT c.component_name, c.run_id,
-                             SUM(CASE WHEN c.span_kind = 'agent_llm' THEN 1 ELSE 0 END) AS steps,
-                             SUM(CASE WHEN c.span_kind = 'agent_llm' THEN c.cost ELSE 0 END) AS cost,
-                             SUM(CASE WHEN c.span_kind = 'tool' THEN 1 ELSE 0 END) AS tools
-                      FROM calls c JOIN runs r ON r.run_id = c.run_id
-                      WHERE {where} AND c.span_kind IN ('agent_llm', 'tool')
-                      GROUP BY c.component_name, c.run_id) s
-                GROUP BY s.component_name ORDER BY s.component_name""",
-            params,
-        )
+        instances = agent_instances(tx, where, params)
         tools = tx.query(
             f"""SELECT c.component_name, COALESCE(c.tool_name, '(unnamed)'), COUNT(*),
                        SUM(CASE WHEN c.status = 'ok' THEN 1 ELSE 0 END), AVG(c.latency_ms)
@@ -188,10 +304,11 @@ def get_agent_insights(ledger: Any, pipeline: str, period: Period | None = None,
             params,
         )
         steps = tx.query(
-            f"""SELECT c.agent_step, COUNT(*), SUM(c.cost), AVG(c.input_tokens), AVG(c.output_tokens)
-                FROM calls c JOIN runs r ON r.run_id = c.run_id
+            f"""SELECT COALESCE(a.component_path, c.component_name), c.agent_step, COUNT(*), SUM(c.cost),
+                       AVG(c.input_tokens), AVG(c.output_tokens)
+                FROM calls c JOIN runs r ON r.run_id = c.run_id LEFT JOIN calls a ON a.call_id = c.agent_instance
                 WHERE {where} AND c.span_kind = 'agent_llm'
-                GROUP BY c.agent_step ORDER BY c.agent_step""",
+                GROUP BY COALESCE(a.component_path, c.component_name), c.agent_step ORDER BY 1, 2""",
             params,
         )
         llm_calls = tx.scalar(
@@ -200,32 +317,23 @@ def get_agent_insights(ledger: Any, pipeline: str, period: Period | None = None,
             params,
         )
     runs = totals["runs"]
+    by_path: dict[str, list[AgentInstance]] = {}
+    for instance in instances:
+        by_path.setdefault(instance.path, []).append(instance)
     return {
         "pipeline": pipeline,
         "period": period.to_json() if period else None,
         **totals,
         "llm_calls_per_run": round(int(llm_calls or 0) / runs, 3) if runs else None,
-        "agents": [
-            {
-                "component": name,
-                "runs": int(n),
-                "steps": int(total_steps or 0),
-                "steps_per_run": round(int(total_steps or 0) / int(n), 3),
-                "max_steps": int(max_steps or 0),
-                "tool_calls_per_run": round(int(tool_calls or 0) / int(n), 3),
-                "cost": cost if cost is not None else ZERO,
-                "cost_per_step": quantize_money(cost / int(total_steps)) if total_steps else None,
-            }
-            for name, n, total_steps, max_steps, cost, tool_calls in agents
-        ],
+        "agents": [summarize_agent(path, group) for path, group in sorted(by_path.items())],
         "tools": [
             {"component": comp, "tool": tool, "calls": int(n), "ok": int(ok or 0),
              "success_rate": ratio(int(ok or 0), int(n)), "avg_latency_ms": _r(avg)}
             for comp, tool, n, ok, avg in tools
         ],
         "steps": [
-            {"step": step, "calls": int(n), "cost": cost if cost is not None else Decimal(0),
+            {"agent": path, "step": step, "calls": int(n), "cost": cost if cost is not None else Decimal(0),
              "avg_input_tokens": _r(avg_in, 1), "avg_output_tokens": _r(avg_out, 1)}
-            for step, n, cost, avg_in, avg_out in steps
+            for path, step, n, cost, avg_in, avg_out in steps
         ],
     }

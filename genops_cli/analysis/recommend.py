@@ -13,7 +13,9 @@ Kinds (each needs recorded data behind it, and says which period and volume it r
 - `max_tokens`: output stays far below the configured max_tokens (lower worst-case reservations, same spend).
 - `retriever_top_k`: retrieved documents dominate the generator's input tokens (measured by regression).
 - `failing_component`: a component fails often; retry transient errors or add a fallback.
-- `agent_loop`: an agent takes many steps per run.
+- `agent_loop`: an agent's runs stop at max_agent_steps without an answer (per agent, nested agents separate);
+  the saving counts only the steps a cap at the longest answered run would cut, or, for an agent that never
+  answers, what its capped runs spent.
 """
 
 from __future__ import annotations
@@ -28,7 +30,13 @@ from typing import Any
 from genops_cli.analysis.analyze import ZERO, ratio
 from genops_cli.analysis.dialect import percentile
 from genops_cli.analysis.filters import Filters, build_where
-from genops_cli.analysis.insights import context_tokens_per_document, pipeline_where
+from genops_cli.analysis.insights import (
+    AgentInstance,
+    agent_instances,
+    context_tokens_per_document,
+    pipeline_where,
+    summarize_agent,
+)
 from genops_cli.analysis.periods import Period
 from genops_cli.ledger.store import Ledger, Tx
 from genops_cli.models import TokenUsage, UnitPrices, quantize_money
@@ -76,8 +84,6 @@ MAX_TOKENS_USED_SHARE = 0.5
 CONTEXT_DOMINATES_SHARE = 0.5
 #: A component fails "often" above this share of its visits.
 FAILURE_RATE_THRESHOLD = 0.05
-#: Agents taking this many LLM steps per run on average are flagged as looping.
-AGENT_STEPS_THRESHOLD = 4.0
 
 
 @dataclass
@@ -425,46 +431,62 @@ def _failing_components(tx: Tx, filters: Filters, period: Period) -> list[Recomm
 
 
 def _agent_loops(tx: Tx, filters: Filters, period: Period) -> list[Recommendation]:
+    """Agents whose runs stop at max_agent_steps, per agent (a nested Agent is its own agent).
+
+    Runs that end with an answer (final answer or exit condition) are legitimate whatever their length: a cap
+    is only suggested at the longest of them, so no legitimate answer is cut, and the saving counts only the
+    steps that cap would cut from runs that hit the cap. An agent that never answers (every run capped) loops:
+    everything its runs spent is spent without an answer.
+    """
     where, params = build_where(filters, period, "r")
-    rows = tx.query(
-        f"""SELECT r.pipeline_name, c.component_name, c.run_id, COUNT(*), SUM(c.cost), MAX(c.model)
-            FROM calls c JOIN runs r ON r.run_id = c.run_id
-            WHERE {where} AND c.span_kind = 'agent_llm'
-            GROUP BY r.pipeline_name, c.component_name, c.run_id""",
-        params,
-    )
-    per_agent: dict[tuple[str, str], list[tuple[str, int, Decimal, str | None]]] = defaultdict(list)
-    for pipeline, component, run_id, steps, cost, model in rows:
-        per_agent[(pipeline, component)].append((run_id, int(steps), cost or ZERO, model))
+    per_agent: dict[tuple[str, str], list[AgentInstance]] = defaultdict(list)
+    for instance in agent_instances(tx, where, params):
+        per_agent[(instance.pipeline, instance.path)].append(instance)
     out = []
-    for (pipeline, component), runs in sorted(per_agent.items()):
-        steps = sorted(s for _r, s, _c, _m in runs)
-        avg = sum(steps) / len(steps)
-        if avg < AGENT_STEPS_THRESHOLD:
+    for (pipeline, path), instances in sorted(per_agent.items()):
+        capped = [i for i in instances if i.exit_reason == "max_agent_steps"]
+        if not capped:
             continue
-        # Cap at the median run's step count: what the runs above it spent on steps past the cap is the saving.
-        cap = max(1, steps[(len(steps) - 1) // 2])
-        cost = quantize_money(sum((c for _r, _s, c, _m in runs), ZERO))
-        excess = tx.scalar(
-            f"""SELECT SUM(c.cost) FROM calls c JOIN runs r ON r.run_id = c.run_id
-                WHERE {where} AND r.pipeline_name = ? AND c.component_name = ? AND c.span_kind = 'agent_llm'
-                  AND c.agent_step >= ?""",
-            [*params, pipeline, component, cap],
-        ) or ZERO
-        model = runs[0][3]
-        out.append(Recommendation(
-            kind="agent_loop", component=component, pipeline=pipeline, provider=None, current_model=model,
-            current_cost=cost, recommended_model=model, recommended_cost=cost - excess, potential_savings=excess,
-            confidence="low",
-            reasoning=(
-                f"{len(runs)} run(s), {period.label}: {avg:.1f} LLM steps per run on average (max {steps[-1]}). "
-                f"Capping the agent at {cap} steps (max_agent_steps, the median run's count) or tightening its exit "
-                f"conditions would have saved up to ${money_json(excess)} spent on later steps"
-            ),
-            basis={"runs": len(runs), "steps": sum(steps), "period": period.label},
-            parameters={"steps_per_run": round(avg, 3), "max_agent_steps": cap},
-        ))
+        answered = [i for i in instances if i.exit_reason in ("final_answer", "exit_condition")]
+        out.append(_agent_loop(tx, pipeline, path, instances, capped, answered, period))
     return out
+
+
+def _agent_loop(tx: Tx, pipeline: str, path: str, instances: list[AgentInstance], capped: list[AgentInstance],
+                answered: list[AgentInstance], period: Period) -> Recommendation:
+    summary = summarize_agent(path, instances)
+    current_cap = summary["max_agent_steps"]
+    cost = quantize_money(sum((i.cost for i in instances), ZERO))
+    head = (f"{len(capped)} of {len(instances)} run(s) of agent '{path}', {period.label}, stopped at "
+            f"max_agent_steps ({current_cap}) without an answer")
+    if not answered:
+        savings = quantize_money(sum((i.cost for i in capped), ZERO))
+        suggested = None
+        reasoning = (f"{head}: the agent loops. Its capped runs spent ${money_json(savings)} without an answer; "
+                     "fix the loop (the tool results it gets, its prompt or exit_conditions) rather than the cap")
+    else:
+        suggested = max(i.steps for i in answered)
+        ids = [i.instance for i in capped]
+        savings = ZERO
+        if current_cap is None or suggested < current_cap:
+            savings = tx.scalar(
+                f"""SELECT SUM(c.cost) FROM calls c WHERE c.agent_instance IN ({', '.join('?' for _ in ids)})
+                    AND c.span_kind = 'agent_llm' AND c.agent_step >= ?""", [*ids, suggested]) or ZERO
+        reasoning = (f"{head}; the longest run that answered took {suggested} step(s). "
+                     + (f"Capping at {suggested} keeps every answer and cuts only the steps capped runs took "
+                        f"beyond it: ${money_json(savings)}. " if savings else "")
+                     + "The capped runs look like loops: check the tool results they got and exit_conditions")
+    return Recommendation(
+        kind="agent_loop", component=path, pipeline=pipeline, provider=summary["provider"],
+        current_model=summary["model"], current_cost=cost, recommended_model=summary["model"],
+        recommended_cost=cost - savings, potential_savings=savings,
+        confidence="medium" if len(capped) >= 3 else "low", reasoning=reasoning,
+        basis={"runs": len(instances), "capped_runs": len(capped), "answered_runs": len(answered),
+               "steps": summary["steps"], "period": period.label},
+        parameters={"verdict": summary["verdict"], "steps_per_run": summary["steps_per_run"],
+                    "step_distribution": summary["step_distribution"], "exit_reasons": summary["exit_reasons"],
+                    "max_agent_steps": {"current": current_cap, "recommended": suggested}},
+    )
 
 
 def recommend(ledger: Ledger, period: Period, filters: Filters | None = None) -> RecommendationReport:

@@ -233,7 +233,11 @@ def _insights(ledger: Any, pipeline: str, period: Any, filters: Any, output_form
 
         console.print(f"LLM calls per run: {agent['llm_calls_per_run']}", markup=False)
         for a in agent["agents"]:
-            console.print(f"agent {a['component']}: {a['steps_per_run']} steps per run (max {a['max_steps']}), "
+            reasons = ", ".join(f"{k} {v}" for k, v in a["exit_reasons"].items())
+            loop = {"loops": " LOOPS: every run hit max_agent_steps", "sometimes_capped": " (some runs hit "
+                    "max_agent_steps)"}.get(a["verdict"], "")
+            console.print(f"agent {a['path']}: {a['runs']} run(s), {a['steps_per_run']} steps per run (max "
+                          f"{a['max_steps']}, cap {a['max_agent_steps']}), exits: {reasons}{loop}; "
                           f"{a['tool_calls_per_run']} tool calls per run, cost per step {money(a['cost_per_step'])}",
                           markup=False)
         table = Table(title="Tools", title_justify="left")

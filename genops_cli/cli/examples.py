@@ -62,6 +62,18 @@ EXAMPLES: dict[str, list[str]] = {
         "genops ledger migrate --to postgresql://genops@db/genops",
         "genops ledger migrate --from ./old.duckdb --to ./new.duckdb",
     ],
+    "ledger hold set": [
+        "genops ledger hold set customer:acme-corp --reason 'litigation 2026-14'",
+        "genops ledger hold set global --reason 'annual audit' --json",
+    ],
+    "ledger hold release": [
+        "genops ledger hold release customer:acme-corp",
+        "genops ledger hold release 01a2b3 --json",
+    ],
+    "ledger hold list": [
+        "genops ledger hold list",
+        "genops ledger hold list --all --json",
+    ],
     "ledger export": [
         "genops ledger export --table runs --out runs.csv",
         "genops ledger export --table calls --format parquet --out calls.parquet",

@@ -114,5 +114,6 @@ def test_contracted_tenant_shows_list_cost_above_billed_cost():
 
 
 def test_empty_period_gives_a_header_only_csv():
+    _seed()
     columns, rows = _focus("nobody")
     assert "BilledCost" in columns and rows == []

@@ -101,8 +101,9 @@ def test_resume_skips_lines_recorded_ok_and_runs_the_rest(openai_server, tmp_pat
 def test_batch_max_cost_stops_new_runs_and_exits_3(openai_server, tmp_path):
     openai_server.usage = {"prompt_tokens": 1000, "completion_tokens": 1000}
     batch = _write_batch(tmp_path / "b.jsonl", [f"r{i}" for i in range(6)])
-    # One run costs 0.00075 (gpt-4o-mini) + 0.0125 (gpt-4o) = 0.01325; the cap is reached during the second run.
-    result = cli("run", sample("chain"), "--inputs", str(batch), "--max-cost", "0.0135", "--json")
+    # One run costs 0.00075 (gpt-4o-mini) + 0.0125 (gpt-4o) = 0.01325. In the second run the drafter's worst case
+    # (~$0.0003) still fits under the cap; after it, the reviewer's (gpt-4o, max_tokens 512: ~$0.0053) does not.
+    result = cli("run", sample("chain"), "--inputs", str(batch), "--max-cost", "0.014", "--json")
     assert result.exit_code == 3, result.stderr
     *runs, summary = json_lines(result.stdout)
     assert summary["stopped"] == "max_cost"

@@ -272,7 +272,9 @@ def test_active_reservations_count_against_the_limit():
 
 def test_max_cost_stops_before_the_next_llm_call(openai_server):
     openai_server.usage = {"prompt_tokens": 1000, "completion_tokens": 500}
-    result = cli("run", sample("chain"), "--inputs", sample("chain", "inputs.json"), "--max-cost", "0.0001",
+    # The drafter's worst case (gpt-4o-mini, max_tokens 512: ~$0.0003) fits under the cap; after its call, its
+    # cost plus the reviewer's worst case (gpt-4o, max_tokens 512: ~$0.005) does not.
+    result = cli("run", sample("chain"), "--inputs", sample("chain", "inputs.json"), "--max-cost", "0.001",
                  "--json")
     assert result.exit_code == 3, result.stderr
     [out] = json_lines(result.stdout)

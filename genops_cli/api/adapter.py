@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import sys
-import time
 import weakref
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -81,14 +79,13 @@ class GenOpsHaystackAdapter:
         self.enable_component_tracking = enable_component_tracking
         self.enable_pipeline_caching = enable_pipeline_caching
         self.ledger = open_ledger(resolve_ledger_location(ledger, self.settings.ledger))
-        self.engine = Engine(self.settings, self.ledger)
+        # Runs are ingested by a separate process fed by the spool: the request's thread only spools them.
+        self.engine = Engine(self.settings, self.ledger, record_mode="process")
         self._writer: Any = None
         # id(pipeline) -> (weak reference, component count, profile). Keyed by id: a Haystack Pipeline defines
         # __eq__ and so is unhashable (a WeakKeyDictionary would never hit and every run would re-profile).
         self._profiles: dict[int, tuple[weakref.ref[Any], int, Any]] = {}
-        self._orphans: dict[str, tuple[RunRecord, Any]] = {}
-        self._preflight_orphans: bool | None = None
-        self._preflight_checked_at = 0.0
+        self._orphans: dict[str, Any] = {}  # run id -> RunSession of an auto-instrumented run in flight
 
     # -- attributes -------------------------------------------------------------------------------------------
     @property
@@ -154,8 +151,8 @@ class GenOpsHaystackAdapter:
         self._budget.alert_at = tuple(self.settings.budgets.alert_at) if value else ()
 
     def _governance_changed(self) -> None:
-        """Limits or policy changed: forget the cached "does any budget apply" answer."""
-        self._preflight_orphans = None
+        """Limits or policy changed. Nothing to forget: the adapter's budgets are read at every check (the next
+        run's preflight and every admitted call)."""
 
     @property
     def monitor(self) -> GenOpsHaystackAdapter:
@@ -164,15 +161,13 @@ class GenOpsHaystackAdapter:
 
     @property
     def writer(self) -> Any:
-        if self._writer is None:
-            from genops_cli.writer import get_writer
-
-            self._writer = get_writer(self.ledger)
+        """The recorder this adapter's runs go through (`ledger.recorder.Recorder`)."""
+        self._writer = self.engine.recorder
         return self._writer
 
     def flush(self, timeout: float | None = 60.0) -> bool:
-        """Wait until every run tracked so far is in the ledger."""
-        return self.writer.flush(timeout)
+        """Wait until every run tracked so far is in the ledger (True) or safe in the spool (False)."""
+        return self.writer.flush(timeout).ok
 
     # -- tracking -------------------------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -180,34 +175,31 @@ class GenOpsHaystackAdapter:
                        **governance_attrs: Any) -> Iterator[HaystackPipelineContext]:
         """Track the `pipeline.run()` calls made inside the block as one run named `pipeline_name`.
 
-        Budgets and compliance are checked first (an enforcing policy raises BudgetExceededError or
-        PolicyViolationError and nothing runs). Pass `pipeline=` to let the check reserve the pipeline's
-        worst-case cost; without it the check compares spent against the limits. Keyword attributes
-        (customer_id, feature, cost_center, environment, ...) attribute the run; other keywords become tags.
+        The run goes through the engine's run session: when the first `pipeline.run()` inside the block starts,
+        compliance rules and budgets are checked with its real inputs (the pipeline is found and profiled then
+        if `pipeline=` was not given), and an enforcing policy raises BudgetExceededError or
+        PolicyViolationError from it before any component runs; every LLM and embedding call is admitted
+        against the limits before it is made, so a run stops before the call that would cross one. Keyword
+        attributes (customer_id, feature, cost_center, environment, ...) attribute the run; other keywords
+        become tags.
         """
-        from genops_cli.tracking.tracer import capture_run
-
-        options = self._options(governance_attrs)
-        loaded = self._loaded(pipeline_name, pipeline)
-        run = self.engine.new_record(loaded, options)
-        if self._needs_preflight():
-            self._preflight(loaded, {}, run, options)
-        capture = self._capture(run, loaded.profile, options)
-        ctx = HaystackPipelineContext(self, run, capture)
+        session = self._session(pipeline_name, pipeline, self._options(governance_attrs))
+        ctx = HaystackPipelineContext(self, session.run, session.open_capture(preflight_on_start=True))
         token = _active_pipeline.set(ctx)
-        error: BaseException | None = None
         try:
-            with capture_run(capture):
+            with session.capturing():
                 yield ctx
         except BaseException as exc:
-            error = exc
-            raise
+            raised = self._end(session, exc)
+            if raised is exc:
+                raise
+            raise raised from exc  # type: ignore[misc]
         finally:
             _active_pipeline.reset(token)
-            self._finish(run, capture, error if isinstance(error, Exception) else None)
-            session = _active_session.get()
-            if session is not None and session.session_id == run.session_id:
-                session.add_pipeline_result(ctx.get_metrics())
+            self._end(session, None)
+            group = _active_session.get()
+            if group is not None and group.session_id == session.run.session_id:
+                group.add_pipeline_result(ctx.get_metrics())
 
     @contextlib.contextmanager
     def track_session(self, session_name: str, **governance_attrs: Any) -> Iterator[HaystackSessionContext]:
@@ -348,110 +340,56 @@ class GenOpsHaystackAdapter:
         self._profiles[key] = (ref, size, profile)
         return profile
 
-    def _capture(self, run: RunRecord, profile: Any, options: Any = None) -> Any:
-        from genops_cli.execution.runner import make_pricer
-        from genops_cli.tracking.capture import RunCapture
+    def _session(self, name: str, pipeline: Any, options: Any) -> Any:
+        """The engine's run session for one tracked run, recorded through the engine's recorder."""
+        from genops_cli.execution.session import RunSession
 
-        # options.max_cost may have been lowered by a compliance rule (max_cost_per_operation) in preflight.
-        return RunCapture(run.run_id, profile, pricer=make_pricer(run.attribution.customer_id),
-                          max_cost=getattr(options, "max_cost", None),
-                          capture_content=self.settings.capture_content)
+        self.engine.recorder.ensure_writable()  # nothing spends unless it can be recorded (LedgerError)
+        return RunSession(self.engine, self._loaded(name, pipeline), options, recorder=self.engine.recorder.submit,
+                          discover=lambda found: self._loaded(name, found))
 
-    def _preflight(self, loaded: Any, data: dict[str, Any], run: RunRecord, options: Any) -> None:
-        """The engine's budget and compliance check; a BLOCKED run is recorded and raises."""
-        if self._writer is not None and self._needs_preflight():
-            # Spend is read from the ledger: runs still queued in the writer must be in it first.
-            self._writer.flush()
-        decision = self.engine.preflight(loaded, data, run, options)
-        run.policy = decision
-        if decision.result == "WARNING" and decision.message:
-            _log.warning("genops: %s", decision.message)
-        if decision.result != "BLOCKED":
-            return
-        run.status = "blocked"
-        run.error = decision.message
-        run.ended_at = utcnow()
-        self.writer.submit(run)
-        raise _blocked_error(run.pipeline_name, decision)
+    def _end(self, session: Any, error: BaseException | None) -> BaseException | None:
+        """Finish and record the session (once); returns the exception to raise for a blocked run (the API's
+        BudgetExceededError / PolicyViolationError instead of Haystack's wrapped error), else `error`."""
+        session.finish(error if isinstance(error, Exception) else None)
+        session.record()
+        if error is not None and session.blocked and not isinstance(error, BudgetExceededError | PolicyViolationError):
+            return session.blocked_error()
+        return error
 
     def _check_estimate(self, run: RunRecord, estimate: Decimal) -> None:
-        """Spent + reserved + estimate against every budget that applies to the run (no second reservation:
-        the run's own reservation was made on entry)."""
+        """Spent + reserved + estimate against every budget that applies to the run (no reservation: the run's
+        calls are admitted one by one when they are made)."""
+        from genops_cli.execution.session import blocked_error
         from genops_cli.policy.budgets import check_budget
 
         decision = check_budget(self.engine, run, estimate, reserve=False)
         if decision.result == "BLOCKED":
-            raise _blocked_error(run.pipeline_name, decision)
+            raise blocked_error(run.pipeline_name, decision)
         if decision.result == "WARNING" and decision.message:
             _log.warning("genops: %s", decision.message)
 
-    def _finish(self, run: RunRecord, capture: Any, error: BaseException | None) -> None:
-        from genops_cli.execution.runner import Engine
-
-        Engine.finish(run, capture, error, simulated=False)  # recompute_total: already quantized
-        self.writer.submit(run)
-
     # -- auto_instrument hooks (called by the tracer for root pipeline runs without a capture) --------------
     def _on_orphan_run(self, probe: Any) -> Any:
-        pipeline = _calling_pipeline()
+        from genops_cli.execution.session import calling_pipeline
+
+        pipeline = calling_pipeline()
         metadata = probe.tags.get("haystack.pipeline.metadata") if hasattr(probe, "tags") else None
         name = (metadata or {}).get("name") if isinstance(metadata, dict) else None
-        options = self._options({})
-        loaded = self._loaded(str(name or "pipeline"), pipeline)
-        run = self.engine.new_record(loaded, options)
-        if self._needs_preflight():
-            self._preflight(loaded, {}, run, options)
-        capture = self._capture(run, loaded.profile, options)
-        self._orphans[run.run_id] = (run, capture)
+        session = self._session(str(name or "pipeline"), pipeline, self._options({}))
+        capture = session.open_capture(preflight_on_start=True)
+        session.enter_flight()
+        self._orphans[session.run.run_id] = session
         return capture
 
     def _on_orphan_run_end(self, capture: Any, error: BaseException | None) -> None:
-        entry = self._orphans.pop(capture.run_id, None)
-        if entry is None:
+        session = self._orphans.pop(capture.run_id, None)
+        if session is None:
             return
-        run, _ = entry
-        self._finish(run, capture, error if isinstance(error, Exception) else None)
-
-    def _needs_preflight(self) -> bool:
-        """Preflight costs ledger transactions per run: do it only when some budget or rule can apply
-        (configured scopes or compliance rules, or budgets in the ledger, re-read every 30 seconds)."""
-        now = time.monotonic()
-        if self._preflight_orphans is None or now - self._preflight_checked_at > 30:
-            self._preflight_checked_at = now
-            compliance = self.settings.compliance
-            has_rules = bool(self.settings.budgets.scopes) or bool(getattr(compliance, "configured", compliance))
-            if not has_rules and self.ledger.exists():
-                try:
-                    with self.ledger.read() as tx:
-                        has_rules = bool(tx.scalar("SELECT COUNT(*) FROM budgets"))
-                except Exception:  # an unreadable ledger: the writer reports it; check every run to be safe
-                    has_rules = True
-            self._preflight_orphans = has_rules
-        return self._preflight_orphans
-
-
-def _blocked_error(pipeline_name: str, decision: Any) -> Exception:
-    reason = decision.reason_code or "BLOCKED"
-    detail = decision.message or reason
-    if reason.startswith("BUDGET") or reason == "RATE_LIMITED":
-        return BudgetExceededError(f"pipeline '{pipeline_name}' blocked: budget limit reached ({detail})", reason)
-    return PolicyViolationError(f"pipeline '{pipeline_name}' blocked by policy {reason}: {detail}", reason)
-
-
-def _calling_pipeline() -> Any:
-    """The Pipeline whose run() opened the root span (the tracer API does not pass it). Walks a few frames."""
-    from haystack.core.pipeline.base import PipelineBase
-
-    frame = sys._getframe(2)
-    for _ in range(12):
-        if frame is None:
-            return None
-        candidate = frame.f_locals.get("self")
-        if isinstance(candidate, PipelineBase):
-            return candidate
-        frame = frame.f_back
-    return None
-
+        session.exit_flight()
+        raised = self._end(session, error)
+        if raised is not error and raised is not None:
+            raise raised from error
 
 def _name_hash(name: str) -> str:
     import hashlib

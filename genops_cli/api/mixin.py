@@ -67,6 +67,7 @@ class GenOpsComponentMixin:
     def track_execution(self, component_name: str | None = None) -> Iterator[ComponentExecutionContext]:
         cls = type(self)
         ctx = ComponentExecutionContext(component_name or cls.__name__, cls.__name__)
+        standalone = _open_standalone(self, ctx)  # raises BudgetExceededError before the call when blocked
         error: BaseException | None = None
         try:
             yield ctx
@@ -74,58 +75,95 @@ class GenOpsComponentMixin:
             error = exc
             raise
         finally:
-            _finish_component(self, ctx, error)
+            _finish_component(self, ctx, error, standalone)
 
 
-def _finish_component(component: Any, ctx: ComponentExecutionContext, error: BaseException | None) -> None:
+def _component_adapter(component: Any) -> GenOpsHaystackAdapter:
+    adapter = getattr(component, "genops_adapter", None) or get_auto_adapter()
+    if adapter is None:
+        adapter = GenOpsHaystackAdapter()
+        component.genops_adapter = adapter
+    return adapter
+
+
+def _model_of(component: Any) -> tuple[str | None, str | None]:
+    from genops_cli.tracking.usage import provider_for
+
+    cls = type(component)
+    model = getattr(component, "model", None)
+    model = model if isinstance(model, str) else None
+    return model, provider_for(cls.__name__, f"{cls.__module__}.{cls.__name__}", model)
+
+
+def _open_standalone(component: Any, ctx: ComponentExecutionContext) -> Any:
+    """A run session when the execution is a run of its own (not inside a tracked pipeline run), preflighted:
+    compliance and budgets with the component's worst case (its max_tokens, else the model's output limit) before
+    its provider call. None inside a tracked run (the tracer admits the call there)."""
+    from haystack import tracing
+
+    if _active_pipeline.get() is not None or getattr(tracing.tracer.current_span(), "capture", None) is not None:
+        return None
+    from genops_cli.policy.admission import requested_max_tokens, worst_case_request
+
+    adapter = _component_adapter(component)
+    session = adapter._session(ctx.component_name, None, adapter._options({}))
+    session.run.started_at = ctx.started_at
+    session.open_capture()
+    model, provider = _model_of(component)
+    max_tokens = requested_max_tokens({"generation_kwargs": getattr(component, "generation_kwargs", None)})
+
+    def estimate() -> Decimal:
+        return worst_case_request(session.run.run_id, ctx.component_name, "llm", provider, model, {}, max_tokens,
+                                  adapter.settings.max_tokens_cap, tenant=session.run.attribution.customer_id
+                                  ).worst_case
+
+    if session.preflight({}, estimate=estimate).result == "BLOCKED":
+        adapter._end(session, None)
+        raise session.blocked_error()
+    return session
+
+
+def _finish_component(component: Any, ctx: ComponentExecutionContext, error: BaseException | None,
+                      standalone: Any) -> None:
     from haystack import tracing
 
     tags = {f"metric.{ctx.component_name}.{k}": metric_text(v) for k, v in ctx.custom_metrics.items()}
+    if standalone is not None:
+        _record_standalone(component, ctx, error, tags, standalone)
+        return
     active = _active_pipeline.get()
     if active is not None:
         for key, value in ctx.custom_metrics.items():
             active.add_custom_metric(f"{ctx.component_name}.{key}", value)
         return
-    span = tracing.tracer.current_span()
-    capture = getattr(span, "capture", None)
+    capture = getattr(tracing.tracer.current_span(), "capture", None)
     adapter = getattr(component, "genops_adapter", None) or get_auto_adapter()
-    if capture is not None:
-        entry = adapter._orphans.get(capture.run_id) if adapter is not None else None
-        if entry is not None:
-            entry[0].attribution.tags.update(tags)
-        return
-    if adapter is None:
-        adapter = GenOpsHaystackAdapter()
-        component.genops_adapter = adapter
-    _record_standalone(adapter, component, ctx, error, tags)
+    session = adapter._orphans.get(capture.run_id) if adapter is not None and capture is not None else None
+    if session is not None:
+        session.run.attribution.tags.update(tags)
 
 
-def _record_standalone(adapter: GenOpsHaystackAdapter, component: Any, ctx: ComponentExecutionContext,
-                       error: BaseException | None, tags: dict[str, str]) -> None:
-    from genops_cli.execution.runner import describe_error
+def _record_standalone(component: Any, ctx: ComponentExecutionContext, error: BaseException | None,
+                       tags: dict[str, str], session: Any) -> None:
+    from genops_cli.execution.session import describe_error
     from genops_cli.models import TokenUsage
     from genops_cli.tracking.usage import extract_usage, provider_for
 
     cls = type(component)
-    fqt = f"{cls.__module__}.{cls.__name__}"
-    options = adapter._options({})
-    options.extra_tags.update(tags)
-    loaded = adapter._loaded(ctx.component_name, None)
-    run = adapter.engine.new_record(loaded, options)
-    run.started_at = ctx.started_at
-    capture = adapter._capture(run, loaded.profile, options)
-    configured_model = getattr(component, "model", None)
-    provider = provider_for(cls.__name__, fqt, configured_model if isinstance(configured_model, str) else None)
+    configured_model, provider = _model_of(component)
+    session.run.attribution.tags.update(tags)
+    capture = session.capture
     extracted = extract_usage(ctx.output, provider=provider) if ctx.output is not None else None
-    model = (extracted.model if extracted else None) or (configured_model if isinstance(configured_model, str)
-                                                         else None)
+    model = (extracted.model if extracted else None) or configured_model
     usage = extracted.usage if extracted is not None else TokenUsage(source="missing" if model else "none")
     capture.add(CallRecord(
-        call_id=capture.new_call_id(), run_id=run.run_id, seq=capture.next_seq(), span_kind="component",
+        call_id=capture.new_call_id(), run_id=session.run.run_id, seq=capture.next_seq(), span_kind="component",
         component_name=ctx.component_name, component_type=ctx.component_type, started_at=ctx.started_at,
         latency_ms=(time.perf_counter() - ctx._t0) * 1000.0,
         status="ok" if error is None else "error",
         error=None if error is None else describe_error(error),
-        provider=provider_for(cls.__name__, fqt, model) if model else None, model=model, usage=usage,
+        provider=provider_for(cls.__name__, f"{cls.__module__}.{cls.__name__}", model) if model else None,
+        model=model, usage=usage,
     ))
-    adapter._finish(run, capture, error if isinstance(error, Exception) else None)
+    session.finish(error if isinstance(error, Exception) else None)
+    session.record()

@@ -268,7 +268,7 @@ class _BatchRunner:
                  is_batch: bool, batch_id: str | None, documents: list[Any] | None) -> None:
         from genops_cli.execution.cache import ResultCache
         from genops_cli.execution.retry import RetryPolicy
-        from genops_cli.tracking.capture import SharedBudget
+        from genops_cli.policy.admission import SharedBudget
 
         self.engine = engine
         self.loaded = loaded

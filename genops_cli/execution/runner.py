@@ -9,22 +9,21 @@ call this; nothing is implemented twice.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 from genops_cli.config import Settings
-from genops_cli.errors import RunCostCapReached
 from genops_cli.execution.loading import LoadedPipeline
-from genops_cli.ledger.recorder import get_recorder, in_flight, install_signal_handlers
+from genops_cli.execution.session import RunSession, describe_error, make_pricer, root_cause
+from genops_cli.ledger.recorder import get_recorder, install_signal_handlers
 from genops_cli.ledger.records import RecordResult
 from genops_cli.ledger.store import Ledger
-from genops_cli.models import Attribution, CallRecord, PolicyDecision, RunRecord, quantize_money, utcnow
-from genops_cli.tracking.capture import PipelineProfile, RunCapture, SharedBudget
+from genops_cli.models import Attribution, RunRecord, utcnow
+from genops_cli.policy.admission import SharedBudget
+from genops_cli.tracking.capture import PipelineProfile
 
 
 @functools.cache  # importlib.metadata reads files: ~0.6 ms a call, once per run otherwise
@@ -57,21 +56,6 @@ def new_run_id() -> str:
 def batch_run_id(pipeline_hash: str, line: int, raw: str, namespace: str = "") -> str:
     """Deterministic id for a batch line: same pipeline, line content and position -> same run id (--resume)."""
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"genops:{pipeline_hash}:{namespace}:{line}:{raw}"))
-
-
-def make_pricer(tenant: str | None) -> Callable[[CallRecord], None]:
-    from genops_cli.pricing import get_price_book
-
-    book = get_price_book()
-
-    def price(call: CallRecord) -> None:
-        if not call.model:
-            return
-        priced = book.price(call.usage, call.model, call.provider, at=call.started_at, tenant=tenant,
-                            latency_ms=call.latency_ms)
-        priced.apply_to(call)
-
-    return price
 
 
 @dataclass
@@ -141,112 +125,22 @@ class Engine:
             haystack_version=haystack_version(),
         )
 
-    def preflight(self, loaded: LoadedPipeline, data: dict[str, Any], run: RunRecord,
-                  options: RunOptions) -> PolicyDecision:
-        """Compliance rules and budget check + reservation, atomically in the ledger."""
-        from genops_cli.policy.preflight import preflight
-
-        return preflight(self, loaded, data, run, options)
+    def session(self, loaded: LoadedPipeline, options: RunOptions | None = None) -> RunSession:
+        """A run session on this engine (recorded through the engine's recorder unless options.record is False:
+        a batch records through its own writer)."""
+        options = options or RunOptions()
+        return RunSession(self, loaded, options, recorder=self.recorder.record if options.record else None)
 
     def run(self, loaded: LoadedPipeline, data: dict[str, Any], options: RunOptions | None = None) -> RunOutcome:
+        """preflight -> execute -> finish -> record, for one run (`genops run`, a batch line, compare)."""
         options = options or RunOptions()
         if options.record:
             self.recorder.ensure_writable()  # nothing spends unless it can be recorded (LedgerError: exit 4)
-        run = self.new_record(loaded, options)
-        run.policy = self.preflight(loaded, data, run, options)
-        if run.policy.result == "BLOCKED":
-            run.status = "blocked"
-            run.error = run.policy.message
-            run.ended_at = utcnow()
-            return RunOutcome(run, self._record(run, options))
-        outcome_exc = self.execute(loaded, data, run, options)
-        return RunOutcome(run, self._record(run, options), outcome_exc)
-
-    def execute(self, loaded: LoadedPipeline, data: dict[str, Any], run: RunRecord,
-                options: RunOptions) -> BaseException | None:
-        """Run the pipeline under a capture; fills run.calls, status, outputs, total cost."""
-        from genops_cli.tracking.tracer import capture_run, ensure_installed_after_load
-
-        ensure_installed_after_load()
-        capture = RunCapture(
-            run.run_id,
-            loaded.profile,
-            pricer=make_pricer(run.attribution.customer_id),
-            max_cost=options.max_cost,
-            capture_content=self.settings.capture_content,
-            budget=options.budget,
-        )
-        error: BaseException | None = None
-        with capture_run(capture), in_flight(self.recorder, run.run_id, interrupted_snapshot(run, capture)):
-            try:
-                if options.documents:
-                    from genops_cli.execution.documents import fill_stores
-
-                    fill_stores(loaded, options.documents)
-                run.outputs = loaded.pipeline.run(data)
-            except Exception as exc:  # the run failed: keep what was spent before the failure
-                error = exc
-        self.finish(run, capture, error, simulated=loaded.simulated)
-        return error
-
-    @staticmethod
-    def finish(run: RunRecord, capture: RunCapture, error: BaseException | None, simulated: bool) -> None:
-        run.calls = capture.sorted_calls()
-        if simulated:
-            for call in run.calls:
-                if call.usage.source == "reported":
-                    call.usage.source = "estimated"
-        run.ended_at = utcnow()
-        run.recompute_total()
-        if error is not None:
-            root = _root_cause(error)
-            if capture.cap_reached or isinstance(root, RunCostCapReached):
-                run.status = "blocked"
-                run.policy.result = "BLOCKED"
-                run.policy.reason_code = "BUDGET_EXCEEDED"
-                run.policy.message = str(root)
-                run.error = str(root)
-            else:
-                run.status = "error"
-                run.error = describe_error(error)
-
-    def _record(self, run: RunRecord, options: RunOptions) -> RecordResult | None:
-        if not options.record:
-            return None
-        run.total_cost = quantize_money(run.total_cost)
-        return self.recorder.record(run)
+        session = self.session(loaded, options)
+        if session.preflight(data).result == "BLOCKED":
+            return session.close()
+        return session.close(session.execute(data))
 
 
-def interrupted_snapshot(run: RunRecord, capture: RunCapture) -> Callable[[str], RunRecord]:
-    """What a signal handler records for a run cut short: its calls so far (priced as they finished), status
-    interrupted. Reads the capture without its lock (the handler may run while this thread holds it)."""
-
-    def snapshot(reason: str) -> RunRecord:
-        calls = sorted(list(capture.calls), key=lambda c: c.seq)
-        cut = dataclasses.replace(run, calls=calls, status="interrupted", error=reason, ended_at=utcnow(),
-                                  outputs=None, policy_events=list(run.policy_events))
-        cut.recompute_total()
-        return cut
-
-    return snapshot
-
-
-def _root_cause(exc: BaseException) -> BaseException:
-    seen = set()
-    while exc.__cause__ is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        exc = exc.__cause__
-    return exc
-
-
-def describe_error(exc: BaseException) -> str:
-    """One line: the failing component (Haystack wraps it) and the provider's own message, secrets masked."""
-    import re
-
-    from genops_cli.redact import redact
-
-    root = _root_cause(exc)
-    component = getattr(exc, "component_name", None)
-    text = re.sub(r"\s+", " ", str(root)).strip()[:500]
-    prefix = f"component '{component}': " if component else ""
-    return redact(f"{prefix}{type(root).__name__}: {text}") or ""
+__all__ = ["Engine", "RunOptions", "RunOutcome", "batch_run_id", "describe_error", "make_pricer", "new_run_id",
+           "root_cause"]

@@ -14,32 +14,37 @@ of runs still in flight. A run is admitted when, for every applicable budget and
 BLOCKED (no provider call, exit 3), advisory -> WARNING (runs), monitoring -> ALLOWED (recorded only).
 `RunOptions.policy_mode` (`genops run --policy`) overrides the budget's policy for one run.
 
-Library use (the Python API builds on these):
+Library use (`ctx` is anything with `settings` and `ledger`: the engine, the Python API's adapter):
 
-    decision = check_budget(engine, run, Decimal("0.02"))   # check + reserve, one ledger transaction
+    decision = check_budget(ctx, run, Decimal("0.02"))      # check + reserve, one ledger transaction
     raise_if_blocked(decision)                               # BudgetExceededError ("... budget limit ...")
-    engine.preflight(loaded, data, run, options)             # compliance + estimate + check_budget
+    hold = LedgerBudgetHold(ctx, run)                        # per-call admission grows the run's reservation
 
 The check and the reservation insert happen in ONE write transaction, after `tx.lock_scopes(scopes)`: DuckDB
 writers hold the exclusive file lock, PostgreSQL takes per-scope advisory locks, so concurrent runs from any
 shell or cron job see each other's reservations and cannot race past a limit.
 
-Whether a run needs that check at all is decided without a ledger read per run: config budgets are in memory and
-the ledger's budget list is cached per ledger for BUDGET_CACHE_SECONDS (`cached_ledger_budgets`). A budget set by
-another process applies to runs starting at most that many seconds later; this process's own `set_budget` /
-`remove_budget` apply at once; the admission check itself always re-reads budgets inside its write transaction.
+Whether a run or a call needs that check at all is decided without a ledger read per call: config budgets are in
+memory and the ledger's budget list is cached per ledger (`cached_ledger_budgets`). On DuckDB the copy is
+re-read when the ledger's budget stamp file (`<ledger>.budgets`, touched after every `set_budget` /
+`remove_budget` commit) changes, so a budget set by any process applies to the next call; on other backends the
+copy is at most BUDGET_CACHE_SECONDS (1 s) old. The check itself always re-reads budgets inside its write
+transaction.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from genops_cli.config import Settings, normalize_policy, parse_money
@@ -49,15 +54,21 @@ from genops_cli.ledger.serialize import to_naive_utc
 from genops_cli.ledger.store import Ledger, Tx
 from genops_cli.models import Budget, PolicyDecision, PolicyEvent, RunRecord, quantize_money, utcnow
 from genops_cli.policy import reservations
+from genops_cli.policy.admission import Denial
 from genops_cli.policy.periods import Window, elapsed_fraction, window
 from genops_cli.policy.scopes import SCOPE_COLUMNS, parse_scope, scopes_for_run
 
-if TYPE_CHECKING:
-    from genops_cli.execution.loading import LoadedPipeline
-    from genops_cli.execution.runner import Engine, RunOptions
-
 REASON = "BUDGET_EXCEEDED"
 RESERVATION_FAILED = "BUDGET_RESERVATION_FAILED"
+
+_log = logging.getLogger("genops")
+
+
+class Governed(Protocol):
+    """What budget checks need from their caller: the settings and the ledger (the engine, the API adapter)."""
+
+    settings: Settings
+    ledger: Ledger
 
 
 def usd(value: Decimal) -> str:
@@ -149,6 +160,7 @@ def set_budget(ledger: Ledger, settings: Settings, scope: str, *, daily: Decimal
             raise ConfigError(f"timezone {timezone!r}: unknown; use an IANA name like Europe/Berlin") from None
     now = now or utcnow()
     with ledger.write() as tx:
+        before = audit.subject_payload(tx, "budget", scope)
         existing = next((b for b in ledger_budgets(tx) if b.scope == scope), None)
         if existing is None:
             base = next((b for b in config_budgets(settings) if b.scope == scope), None)
@@ -189,8 +201,8 @@ def set_budget(ledger: Ledger, settings: Settings, scope: str, *, daily: Decimal
              to_naive_utc(existing.created_at or now), to_naive_utc(now), existing.webhook_url,
              existing.webhook_format if existing.webhook_url else None],
         )
-        audit.append(tx, "budget", scope)
-    forget_ledger_budgets(ledger)
+        audit.append(tx, "budget", scope, before=before)
+    budgets_changed(ledger)
     return existing
 
 
@@ -216,9 +228,10 @@ def remove_budget(ledger: Ledger, settings: Settings, scope: str) -> bool:
                 where = settings.config_path or "the environment (GENOPS_*_BUDGET_LIMIT)"
                 raise ConfigError(f"budget remove {scope}: this budget is set in {where}; remove it there")
             return False
+        before = audit.subject_payload(tx, "budget", scope)
         tx.execute("DELETE FROM budgets WHERE scope = ?", [scope])
-        audit.append(tx, "budget", scope)
-    forget_ledger_budgets(ledger)
+        audit.append(tx, "budget", scope, before=before)
+    budgets_changed(ledger)
     return True
 
 
@@ -327,10 +340,10 @@ def decide(checks: Sequence[BudgetCheck], run: RunRecord) -> PolicyDecision:
     return decision
 
 
-def check_budget(engine: Engine, run: RunRecord, estimate: Decimal, *, policy_mode: str | None = None,
+def check_budget(engine: Governed, run: RunRecord, estimate: Decimal, *, policy_mode: str | None = None,
                  reserve: bool = True, now: datetime | None = None) -> PolicyDecision:
     """Check `run` (its attribution and pipeline give the scopes) against every applicable budget and, unless
-    blocked, reserve `estimate` for it, in one ledger write transaction. For the Python API (issue 8):
+    blocked, reserve `estimate` for it, in one ledger write transaction:
 
         run = engine.new_record(loaded, options)
         decision = check_budget(engine, run, estimate)      # PolicyDecision; run.policy_events filled
@@ -383,34 +396,74 @@ def raise_if_blocked(decision: PolicyDecision) -> None:
         raise BudgetExceededError(decision.message or "budget limit exceeded", decision.reason_code or REASON)
 
 
-#: How long a process trusts its copy of a ledger's budget list when deciding whether a run needs a check.
-BUDGET_CACHE_SECONDS = 5.0
+#: How long a process trusts its copy of a ledger's budget list when the ledger has no budget stamp file.
+BUDGET_CACHE_SECONDS = 1.0
+#: With a stamp file (DuckDB), the copy is re-read when the stamp changes, and at least this often.
+STAMPED_CACHE_SECONDS = 60.0
 
-# ledger location -> (monotonic time read, the ledger's budgets). Guarded: batch workers share it.
-_ledger_budget_cache: dict[str, tuple[float, list[Budget]]] = {}
+# ledger location -> (monotonic time read, stamp when read, the ledger's budgets). Guarded: batch workers share it.
+_ledger_budget_cache: dict[str, tuple[float, Any, list[Budget]]] = {}
 _ledger_budget_guard = threading.Lock()
 
 
-def cached_ledger_budgets(ledger: Ledger, max_age: float = BUDGET_CACHE_SECONDS) -> list[Budget]:
-    """The ledger's budgets, read at most once per `max_age` seconds per ledger location in this process.
+def _stamp_path(ledger: Ledger) -> Path | None:
+    """`<ledger>.budgets` next to a DuckDB file; None for a server ledger (other machines cannot see a file)."""
+    path = getattr(ledger, "path", None)
+    return Path(f"{path}.budgets") if isinstance(path, Path) else None
 
-    Used only to decide whether a run needs a budget check at all (and whether a recorded run can cross an alert
-    threshold), so a run without budgets costs no ledger read. Semantics: a budget set or removed by ANOTHER
-    process applies to runs starting at most `max_age` seconds later; `set_budget`/`remove_budget` in this
-    process invalidate the copy at once. The admission check itself (`check_budget`) always re-reads the
-    budgets inside its write transaction, so a run that is checked is checked against the current budgets.
 
-        if applicable(cached_ledger_budgets(engine.ledger), scopes): ...
+def _stamp(path: Path | None) -> Any:
+    if path is None:
+        return None
+    try:
+        st = os.stat(path)
+    except OSError:
+        return 0
+    return st.st_mtime_ns, st.st_size, st.st_ino
+
+
+def budgets_changed(ledger: Ledger) -> None:
+    """After a committed change to the budgets table: other processes re-read it at their next call (stamp),
+    this process at once."""
+    path = _stamp_path(ledger)
+    if path is not None:
+        try:
+            # A new file each time (new inode): a change is seen even within the file system's mtime resolution.
+            tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}")
+            tmp.write_text(f"{time.time_ns()}\n")
+            os.replace(tmp, path)
+        except OSError as exc:  # the stamp only speeds up propagation; the 60 s re-read still applies
+            _log.warning("genops: cannot write budget stamp %s (%s)", path, exc)
+    forget_ledger_budgets(ledger)
+
+
+def cached_ledger_budgets(ledger: Ledger, max_age: float | None = None) -> list[Budget]:
+    """The ledger's budgets, from a per-process copy.
+
+    Used only to decide whether a run or a call needs a budget check at all (and whether a recorded run can
+    cross an alert threshold), so a call without budgets costs no ledger read (on DuckDB, one stat of the stamp
+    file). A budget set or removed by ANOTHER process is seen at the next call on DuckDB (stamp changed), within
+    BUDGET_CACHE_SECONDS elsewhere; this process's own set/remove at once. The check itself (`check_budget`,
+    `LedgerBudgetHold.ensure`) always re-reads the budgets inside its write transaction.
+
+        if applicable(cached_ledger_budgets(ctx.ledger), scopes): ...
     """
     now = time.monotonic()
+    stamp_path = _stamp_path(ledger)
+    stamp = _stamp(stamp_path)
+    if max_age is None:
+        max_age = STAMPED_CACHE_SECONDS if stamp else BUDGET_CACHE_SECONDS
     with _ledger_budget_guard:
         hit = _ledger_budget_cache.get(ledger.location)
-    if hit is not None and now - hit[0] < max_age:
-        return hit[1]
-    with ledger.read() as tx:
-        budgets = ledger_budgets(tx)
+    if hit is not None and now - hit[0] < max_age and hit[1] == stamp:
+        return hit[2]
+    if not ledger.exists():
+        budgets: list[Budget] = []
+    else:
+        with ledger.read() as tx:
+            budgets = ledger_budgets(tx)
     with _ledger_budget_guard:
-        _ledger_budget_cache[ledger.location] = (now, budgets)
+        _ledger_budget_cache[ledger.location] = (now, stamp, budgets)
     return budgets
 
 
@@ -423,37 +476,113 @@ def forget_ledger_budgets(ledger: Ledger | None = None) -> None:
             _ledger_budget_cache.pop(ledger.location, None)
 
 
-def _has_budgets(engine: Engine, scopes: Sequence[str]) -> bool:
-    """Whether any budget applies to these scopes: config budgets (in memory) or the ledger's, from the
-    process's short-lived cache (`cached_ledger_budgets`: another process's `budget set` is seen by runs
-    starting at most BUDGET_CACHE_SECONDS later; this process's own set/remove at once)."""
-    if applicable(config_budgets(engine.settings), scopes):
+def has_budgets(ctx: Governed, scopes: Sequence[str]) -> bool:
+    """Whether any budget applies to these scopes: config budgets (in memory) or the ledger's (cached copy,
+    see `cached_ledger_budgets`)."""
+    if applicable(config_budgets(ctx.settings), scopes):
         return True
     try:
-        return bool(applicable(cached_ledger_budgets(engine.ledger), scopes))
+        return bool(applicable(cached_ledger_budgets(ctx.ledger), scopes))
     except LedgerError:
         return True  # let check_budget decide how to fail
 
 
-def check_and_reserve(engine: Engine, loaded: LoadedPipeline, data: dict[str, Any], run: RunRecord,
-                      options: RunOptions) -> PolicyDecision:
-    """Preflight hook (policy/preflight.py): estimate the run's worst case, then `check_budget`.
+def check_and_reserve(ctx: Governed, run: RunRecord, estimate: Callable[[], Decimal],
+                      policy_mode: str | None = None) -> PolicyDecision:
+    """Preflight: estimate the run's worst case (only when a budget applies), then `check_budget`.
 
-    The estimate (a simulated pass of the pipeline) runs before the write transaction, so the ledger lock is
-    held only for the check and the insert. Without applicable budgets nothing is estimated or reserved.
+    `estimate` is called before the write transaction, so the ledger lock is held only for the check and the
+    insert. The run's reservation is released when the run is recorded, or expires after
+    reservation.ttl_minutes if the process died first.
     """
     if run.simulated:
         return PolicyDecision(result="ALLOWED")
-    scopes = scopes_for_run(run.attribution, run.pipeline_name)
-    if not _has_budgets(engine, scopes):
+    if not has_budgets(ctx, scopes_for_run(run.attribution, run.pipeline_name)):
         return PolicyDecision(result="ALLOWED")
-    from genops_cli.execution.estimate import estimate_run
+    return check_budget(ctx, run, estimate(), policy_mode=policy_mode)
 
-    estimate = estimate_run(loaded, data, engine.settings, documents=options.documents,
-                            tenant=run.attribution.customer_id)
-    # Always reserve: batches record through their writer thread (options.record is False there), and a
-    # reservation that is never released expires after reservation.ttl_minutes.
-    return check_budget(engine, run, estimate.high, policy_mode=options.policy_mode)
+
+class LedgerBudgetHold:
+    """A run's reservation against its ledger budgets, grown call by call by per-call admission.
+
+    `ensure(total)` re-checks every applicable budget with the run's new total hold (spent + other runs' holds +
+    `total` <= limit) and raises the reservation to `total`, in one write transaction under the scope locks, so
+    concurrent processes never admit more than a limit in sum. Enforcing budgets deny; advisory ones log a
+    warning once per run; monitoring ones only hold.
+    """
+
+    def __init__(self, ctx: Governed, run: RunRecord, policy_mode: str | None = None) -> None:
+        self.ctx = ctx
+        self.run = run
+        self.policy_mode = policy_mode
+        self.scopes = scopes_for_run(run.attribution, run.pipeline_name)
+        self._warned = False
+
+    @property
+    def reserved(self) -> Decimal:
+        return self.run.policy.reserved_cost if self.run.policy.reservation_id else Decimal(0)
+
+    def applies(self) -> bool:
+        return not self.run.simulated and has_budgets(self.ctx, self.scopes)
+
+    def ensure(self, total: Decimal) -> Denial | None:
+        now = utcnow()
+        try:
+            with self.ctx.ledger.write() as tx:
+                tx.lock_scopes(self.scopes)
+                budgets = applicable(effective_budgets(tx, self.ctx.settings), self.scopes)
+                if not budgets:
+                    return None
+                checks = evaluate(tx, budgets, total, now, self.policy_mode, self.run.run_id)
+                blocking = next((c for c in checks if c.result == "BLOCKED"), None)
+                if blocking is not None:
+                    return self._deny(blocking)
+                self._hold(tx, total, now)
+            from genops_cli.policy import alerts
+
+            alerts.track(self.run.run_id, self.run.policy.reservation_id, self.ctx.settings, self.ctx.ledger)
+        except LedgerError as exc:
+            decision = _unreachable(self.ctx.settings, self.scopes, self.policy_mode, str(exc), self.run)
+            if decision.result == "BLOCKED":
+                return Denial(RESERVATION_FAILED, decision.message or "reservation failed", "budget:reservation")
+            return None
+        warning = next((c for c in checks if c.result == "WARNING"), None)
+        if warning is not None and not self._warned:
+            self._warned = True
+            self._event(warning, enforced=False)
+            _log.warning("genops: %s", warning.message().replace("this run's worst case", "this run's hold"))
+        return None
+
+    def cover(self, total: Decimal) -> None:
+        try:
+            with self.ctx.ledger.write() as tx:
+                self._hold(tx, total, utcnow())
+        except LedgerError as exc:  # the run is still recorded with its cost; only the early hold is missing
+            _log.warning("genops: budget reservation of run %s not raised to its spend (%s)", self.run.run_id, exc)
+
+    def _hold(self, tx: Tx, total: Decimal, now: datetime) -> None:
+        policy = self.run.policy
+        ttl = self.ctx.settings.reservation_ttl_minutes
+        if policy.reservation_id:
+            tx.execute("UPDATE reservations SET amount = ?, expires_at = ? WHERE reservation_id = ? "
+                       "AND released_at IS NULL",
+                       [quantize_money(total), to_naive_utc(now + timedelta(minutes=ttl)), policy.reservation_id])
+        else:
+            policy.reservation_id = reservations.insert(tx, self.run.run_id, self.scopes, total,
+                                                        created_at=self.run.started_at, now=now, ttl_minutes=ttl)
+        policy.reserved_cost = quantize_money(total)
+
+    def _deny(self, check: BudgetCheck) -> Denial:
+        message = check.message().replace("this run's worst case", "this run's spend, calls in flight and the "
+                                          "next call's worst case")
+        self._event(check, enforced=True, message=message)
+        self.run.policy.budget_scope = check.budget.scope
+        return Denial(REASON, f"budget limit reached before the next call: {message}", check.rule)
+
+    def _event(self, check: BudgetCheck, enforced: bool, message: str | None = None) -> None:
+        self.run.policy_events.append(PolicyEvent(
+            event_id=str(uuid.uuid4()), rule=check.rule, result=check.result,  # type: ignore[arg-type]
+            reason_code=REASON, message=message or check.message(), enforced=enforced))
 
 
 # -- status ----------------------------------------------------------------------------------------------------

@@ -14,25 +14,26 @@ classification (`--classification`, default `attribution.data_classification`, e
         restricted: {allowed_providers: [anthropic], allowed_regions: [eu], max_cost_per_operation: 0.05}
         confidential: {allowed_models: ["gpt-4o*", "claude-*"]}
 
-    decision = evaluate(engine, loaded, run, options)   # appends a PolicyEvent per violation to run.policy_events
+    decision, run_cap = evaluate(settings, profile, run, policy_mode)   # a PolicyEvent per violation on the run
 
 Modes: `enforcing` blocks the run before it spends (BLOCKED, exit 3; reason POLICY_DENY_MODEL for a provider or
 model, POLICY_DENY_REGION for a region); `advisory` lets it run with WARNING; `monitoring` only records. Every
 violation is recorded in `policy_events`, enforced or not. `--policy` on the command line replaces the
 section-wide mode for that run; explicit `rule_modes` always apply.
 
-`max_cost_per_operation` has no pre-run estimate to compare with here, so it is enforced as a run cost cap (the
-run stops before its next LLM call once the limit is spent, as `--max-cost`) and checked after the run against
-the recorded cost: a run that cost more gets a violation event in the same ledger transaction as the run.
+`max_cost_per_operation` is enforced as a run cost cap (`evaluate` returns it; per-call admission stops the run
+before a call whose worst case would cross it, as `--max-cost`) and checked after the run against the recorded
+cost: a run that cost more gets a violation event in the same ledger transaction as the run.
 """
 
 from __future__ import annotations
 
 import uuid
+from decimal import Decimal
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING
 
-from genops_cli.config import ClassificationRules, ComplianceSettings
+from genops_cli.config import ClassificationRules, ComplianceSettings, Settings
 from genops_cli.ledger import audit
 from genops_cli.ledger.hooks import InsertBatch, RunHook
 from genops_cli.ledger.serialize import to_naive_utc
@@ -40,8 +41,7 @@ from genops_cli.ledger.store import Tx
 from genops_cli.models import CostCheck, PolicyDecision, PolicyEvent, RunRecord
 
 if TYPE_CHECKING:
-    from genops_cli.execution.loading import LoadedPipeline
-    from genops_cli.execution.runner import Engine, RunOptions
+    from genops_cli.tracking.capture import PipelineProfile
 
 #: rule -> reason code (GenOps spec codes where one fits, `x_` custom codes otherwise)
 REASON_CODES = {
@@ -102,10 +102,10 @@ def check_targets(cfg: ComplianceSettings, rules: ClassificationRules, classific
     return out
 
 
-def _targets(loaded: LoadedPipeline) -> list[tuple[str, str | None, str | None]]:
+def _targets(profile: PipelineProfile) -> list[tuple[str, str | None, str | None]]:
     """(component, provider, model) of every component that sends data to a model (Agents: their generator)."""
     out = []
-    for name, comp in loaded.profile.components.items():
+    for name, comp in profile.components.items():
         target = comp if (comp.is_llm or comp.is_embedder) else comp.inner
         if target is not None:
             out.append((name, target.provider, target.model))
@@ -124,17 +124,19 @@ def _event(rule: str, message: str, mode: str) -> PolicyEvent:
     )
 
 
-def evaluate(engine: Engine, loaded: LoadedPipeline, run: RunRecord, options: RunOptions) -> PolicyDecision:
+def evaluate(settings: Settings, profile: PipelineProfile, run: RunRecord,
+             policy_mode: str | None = None) -> tuple[PolicyDecision, Decimal | None]:
     """Check the run against the compliance rules of its classification; record a PolicyEvent per violation.
 
-    Returns BLOCKED (first enforcing violation), WARNING (first advisory violation) or ALLOWED.
+    Returns the decision (BLOCKED: first enforcing violation, WARNING: first advisory one, else ALLOWED) and the
+    enforcing run cost cap (`max_cost_per_operation`) or None.
     """
-    cfg = engine.settings.compliance
+    cfg = settings.compliance
     classification = run.attribution.data_classification or DEFAULT_CLASSIFICATION
-    base_mode = options.policy_mode or cfg.mode or engine.settings.budgets.default_policy
+    base_mode = policy_mode or cfg.mode or settings.budgets.default_policy
     rules = cfg.rules_for(classification)
 
-    violations = check_targets(cfg, rules, classification, _targets(loaded))
+    violations = check_targets(cfg, rules, classification, _targets(profile))
     missing = [f for f in cfg.required_attribution if not getattr(run.attribution, f, None)]
     if missing:
         flags = ", ".join("--customer" if f == "customer_id" else f"--{f.replace('_', '-')}" for f in missing)
@@ -155,12 +157,13 @@ def evaluate(engine: Engine, loaded: LoadedPipeline, run: RunRecord, options: Ru
                                       message=f"compliance: {v.message}")
 
     limit = rules.max_cost_per_operation
+    run_cap = None
     if limit is not None and decision.result != "BLOCKED" and not run.simulated:
         mode = _mode(cfg, base_mode, "max_cost")
-        if mode == "enforcing" and (options.max_cost is None or options.max_cost > limit):
-            options.max_cost = limit  # the run stops before its next LLM call once the limit is spent
+        if mode == "enforcing":
+            run_cap = limit  # per-call admission stops the run before a call that would cross it
         run.cost_checks.append(CostCheck("compliance:max_cost", limit, mode, classification))
-    return decision
+    return decision, run_cap
 
 
 class ComplianceHook(RunHook):

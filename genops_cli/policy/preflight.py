@@ -7,13 +7,16 @@ reservation of the estimated worst-case cost, atomically in the ledger). Every e
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from genops_cli.models import PolicyDecision, RunRecord
 
 if TYPE_CHECKING:
-    from genops_cli.execution.loading import LoadedPipeline
-    from genops_cli.execution.runner import Engine, RunOptions
+    from genops_cli.policy.budgets import Governed
+    from genops_cli.tracking.capture import PipelineProfile
 
 _RANK = {"ALLOWED": 0, "WARNING": 1, "RATE_LIMITED": 2, "BLOCKED": 3}
 
@@ -28,11 +31,25 @@ def worst(a: PolicyDecision, b: PolicyDecision) -> PolicyDecision:
     return chosen
 
 
-def preflight(engine: Engine, loaded: LoadedPipeline, data: dict[str, Any], run: RunRecord,
-              options: RunOptions) -> PolicyDecision:
+@dataclass
+class Preflight:
+    """The run's policy verdict and the run cost cap per-call admission enforces (the lowest of `--max-cost`
+    and an enforcing compliance `max_cost_per_operation`)."""
+
+    decision: PolicyDecision
+    max_cost: Decimal | None
+
+
+def preflight(ctx: Governed, profile: PipelineProfile, run: RunRecord, estimate: Callable[[], Decimal], *,
+              policy_mode: str | None = None, max_cost: Decimal | None = None) -> Preflight:
+    """Compliance rules, then the budget check and reservation of `estimate()` (called only when a budget
+    applies), atomically in the ledger."""
     from genops_cli.policy import budgets, compliance
 
-    decision = worst(PolicyDecision(result="ALLOWED"), compliance.evaluate(engine, loaded, run, options))
+    ruled, compliance_cap = compliance.evaluate(ctx.settings, profile, run, policy_mode)
+    if compliance_cap is not None and (max_cost is None or compliance_cap < max_cost):
+        max_cost = compliance_cap
+    decision = worst(PolicyDecision(result="ALLOWED"), ruled)
     if decision.result == "BLOCKED":
-        return decision  # blocked by a rule: nothing is estimated or reserved
-    return worst(decision, budgets.check_and_reserve(engine, loaded, data, run, options))
+        return Preflight(decision, max_cost)  # blocked by a rule: nothing is estimated or reserved
+    return Preflight(worst(decision, budgets.check_and_reserve(ctx, run, estimate, policy_mode)), max_cost)

@@ -1,7 +1,8 @@
 """RunCapture: the calls of one pipeline run as the tracer sees them, priced as they finish.
 
-The runner opens a capture around `pipeline.run()`; the tracer finds it through a ContextVar (or through the
-parent span, for components that run in worker threads) and appends one CallRecord per finished span.
+The run session opens a capture around `pipeline.run()`; the tracer finds it through a ContextVar (or through the
+parent span, for components that run in worker threads), asks it before every LLM/embedding call
+(`before_llm_call`: per-call admission) and appends one CallRecord per finished span.
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any, Protocol
 
-from genops_cli.errors import RunCostCapReached
 from genops_cli.ids import new_id
 from genops_cli.models import CallRecord, quantize_money
 
@@ -57,25 +58,22 @@ class PipelineProfile:
 Pricer = Callable[[CallRecord], None]
 
 
-class SharedBudget:
-    """A cost limit shared by the concurrent runs of a batch (`genops run --inputs batch.jsonl --max-cost 5`).
-
-    Every priced call adds to `spent`; once it reaches `limit`, runs stop before their next LLM call and the
-    batch starts no new run. Thread-safe.
-    """
-
-    def __init__(self, limit: Decimal) -> None:
-        self.limit = limit
-        self.spent = Decimal(0)
-        self._lock = threading.Lock()
-
-    def add(self, cost: Decimal) -> None:
-        with self._lock:
-            self.spent = quantize_money(self.spent + cost)
+class CallGate(Protocol):
+    """Per-call admission of a run (policy.admission.RunAdmission), as the capture sees it."""
 
     @property
-    def exhausted(self) -> bool:
-        return self.spent >= self.limit
+    def active(self) -> bool: ...
+
+    def admit(self, request: Any) -> Any: ...
+
+    def spend(self, cost: Decimal) -> None: ...
+
+    def release(self, ticket: Any) -> None: ...
+
+
+#: Called when a root pipeline run starts inside the capture, with the tags of its span (input data, metadata):
+#: the run session profiles a pipeline it did not know and reserves its worst case with the real inputs.
+PipelineStartHandler = Callable[[dict[str, Any]], None]
 
 
 class RunCapture:
@@ -86,22 +84,29 @@ class RunCapture:
         run_id: str,
         profile: PipelineProfile | None = None,
         pricer: Pricer | None = None,
-        max_cost: Decimal | None = None,
         capture_content: bool = False,
-        budget: SharedBudget | None = None,
+        admission: CallGate | None = None,
+        tenant: str | None = None,
+        max_tokens_cap: int = 4096,
+        on_pipeline_start: PipelineStartHandler | None = None,
     ) -> None:
         self.run_id = run_id
-        self.budget = budget
         self.profile = profile
         self.pricer = pricer
-        self.max_cost = max_cost
         self.capture_content = capture_content
+        self.admission = admission
+        self.tenant = tenant
+        self.max_tokens_cap = max_tokens_cap
+        self.on_pipeline_start = on_pipeline_start
         self.calls: list[CallRecord] = []
         self.cost = Decimal(0)
         self.cap_reached = False
         self.pipeline_name: str | None = profile.name if profile else None
         self._seq = 0
         self._lock = threading.Lock()
+        # component -> (model, provider) of its last recorded call: the model of a component the profile does
+        # not know (a nested pipeline's, an AgentTool's agent) for the worst case of its next call.
+        self._models: dict[str, tuple[str, str | None]] = {}
 
     def next_seq(self) -> int:
         with self._lock:
@@ -117,22 +122,35 @@ class RunCapture:
         with self._lock:
             self.calls.append(call)
             self.cost = quantize_money(self.cost + call.cost)
-        if self.budget is not None and call.cost:
-            self.budget.add(call.cost)
+            if call.model:
+                self._models[call.component_name] = (call.model, call.provider)
+        if self.admission is not None and call.cost:
+            self.admission.spend(call.cost)
 
-    def before_llm_call(self, component_name: str) -> None:
-        """Raise before a provider call once the run's cost cap is reached (the call is not made)."""
-        if self.max_cost is not None and self.cost >= self.max_cost:
+    def before_llm_call(self, component_name: str, *, kind: str = "llm", provider: str | None = None,
+                        model: str | None = None, inputs: Any = None, max_tokens: int | None = None) -> Any:
+        """Per-call admission before a provider call: raises (policy.admission.CallBlocked) when an enforcing
+        limit denies the call's worst case; returns a ticket for `after_llm_call`, or None when no limit
+        applies (then nothing is counted)."""
+        gate = self.admission
+        if gate is None or not gate.active:
+            return None
+        from genops_cli.policy.admission import CallBlocked, worst_case_request
+
+        if model is None and component_name in self._models:
+            model, provider = self._models[component_name]
+        request = worst_case_request(self.run_id, component_name, kind, provider, model, inputs, max_tokens,
+                                     self.max_tokens_cap, tenant=self.tenant)
+        try:
+            return gate.admit(request)
+        except CallBlocked:
             self.cap_reached = True
-            raise RunCostCapReached(
-                f"run cost cap ${self.max_cost} reached (spent ${self.cost}); stopped before {component_name}"
-            )
-        if self.budget is not None and self.budget.exhausted:
-            self.cap_reached = True
-            raise RunCostCapReached(
-                f"batch cost cap ${self.budget.limit} reached (spent ${self.budget.spent}); "
-                f"stopped before {component_name}"
-            )
+            raise
+
+    def after_llm_call(self, ticket: Any) -> None:
+        """The admitted call ended and its cost was added: its worst case no longer counts."""
+        if ticket is not None and self.admission is not None:
+            self.admission.release(ticket)
 
     def profile_for(self, component_name: str | None) -> ComponentProfile | None:
         if self.profile is None or component_name is None:

@@ -56,6 +56,10 @@ def normalize_policy(value: str, where: str) -> str:
     return policy
 
 
+#: Largest amount a budget or cost limit may take (the ledger's DECIMAL(18,10) columns hold less than 10^8).
+MAX_AMOUNT = Decimal(100_000_000)
+
+
 def parse_money(value: Any, where: str) -> Decimal:
     try:
         amount = Decimal(str(value).strip().lstrip("$"))
@@ -63,6 +67,8 @@ def parse_money(value: Any, where: str) -> Decimal:
         raise ConfigError(f"{where}: {value!r} is not an amount in USD (e.g. 25 or 12.50)") from None
     if not amount.is_finite() or amount < 0:
         raise ConfigError(f"{where}: {value!r} must be a non-negative amount in USD")
+    if amount >= MAX_AMOUNT:  # the ledger stores limits as DECIMAL(18,10)
+        raise ConfigError(f"{where}: {str(value)[:40]!r} is too large; amounts stay below {MAX_AMOUNT:,} USD")
     return amount
 
 

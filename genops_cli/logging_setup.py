@@ -19,6 +19,8 @@ import threading
 from datetime import datetime, timezone
 from typing import Any, TextIO
 
+from genops_cli.redact import RedactingFilter, redact, redact_obj
+
 _LOGGERS = ("genops", "genops_cli", "haystack")
 _HANDLER_NAME = "genops-stderr"
 
@@ -72,6 +74,7 @@ def configure_logging(level: str | int = "WARNING", fmt: str = "text", stream: T
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.set_name(_HANDLER_NAME)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    handler.addFilter(RedactingFilter())  # a library may log a request or an error body with the key in it
     for name in _LOGGERS:
         logger = logging.getLogger(name)
         for old in [h for h in logger.handlers if h.get_name() == _HANDLER_NAME]:
@@ -95,6 +98,8 @@ class EventLog:
         return self._stream or sys.stderr  # resolved late: test runners swap sys.stderr
 
     def _write(self, level: str, event: str, message: str, fields: dict[str, Any]) -> None:
+        message = redact(message) or ""
+        fields = redact_obj(fields)
         if self.fmt == "json":
             doc = {"ts": _ts(), "level": level, "event": event, "message": message}
             doc.update({k: _jsonable(v) for k, v in fields.items()})

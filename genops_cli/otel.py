@@ -30,6 +30,7 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from genops_cli.ledger.hooks import RunHook
+from genops_cli.redact import redact, redact_obj
 
 if TYPE_CHECKING:
     from genops_cli.config import Settings
@@ -308,17 +309,18 @@ class OtelRunExporter(RunHook):
         started = run.started_at
         ended = run.ended_at or started
         root = self.tracer.start_span(f"invoke_workflow {run.pipeline_name}", kind=SpanKind.INTERNAL,
-                                      start_time=_ns(started), attributes=run_attributes(run))
+                                      start_time=_ns(started), attributes=redact_obj(run_attributes(run)))
         if run.status != "ok":
-            root.set_status(Status(StatusCode.ERROR, run.error or run.status))
+            root.set_status(Status(StatusCode.ERROR, redact(run.error) or run.status))
         spans: dict[str, Any] = {}
         for call in sorted(run.calls, key=lambda c: c.seq):
             parent = spans.get(call.parent_call_id or "", root)
             kind = SpanKind.CLIENT if call.model or call.span_kind == "tool" else SpanKind.INTERNAL
             span = self.tracer.start_span(span_name(call), context=trace.set_span_in_context(parent), kind=kind,
-                                          start_time=_ns(call.started_at), attributes=call_attributes(run, call))
+                                          start_time=_ns(call.started_at),
+                                          attributes=redact_obj(call_attributes(run, call)))
             if call.status != "ok":
-                span.set_status(Status(StatusCode.ERROR, call.error or call.status))
+                span.set_status(Status(StatusCode.ERROR, redact(call.error) or call.status))
             spans[call.call_id] = span
         for call in run.calls:
             end = call.started_at + timedelta(milliseconds=call.latency_ms)

@@ -143,20 +143,35 @@ def redact(text: str | None) -> str | None:
     """`text` with every known secret value (in any of its encodings) and key-shaped token masked."""
     if not text:
         return text
-    pattern = _value_pattern()
+    return _apply(_value_pattern(), text)
+
+
+def _apply(pattern: re.Pattern[str] | None, text: str) -> str:
     if pattern is not None:
         text = pattern.sub(MASK, text)
     return _KEY_SHAPES.sub(_mask_shape, text)
 
 
-def redact_obj(value: Any) -> Any:
-    """A copy of JSON-like data with every string (mapping keys included) redacted; numbers are untouched."""
+def redactor() -> Any:
+    """`redact` with the secret values looked up once: for loops over many cells (exports)."""
+    pattern = _value_pattern()
+
+    def scrub(text: Any) -> Any:
+        return _apply(pattern, text) if isinstance(text, str) and text else text
+
+    return scrub
+
+
+def redact_obj(value: Any, scrub: Any = None) -> Any:
+    """A copy of JSON-like data with every string (mapping keys included) redacted; numbers and other objects are
+    returned as they are."""
+    scrub = scrub or redactor()
     if isinstance(value, str):
-        return redact(value)
+        return scrub(value)
     if isinstance(value, dict):
-        return {redact(k) if isinstance(k, str) else k: redact_obj(v) for k, v in value.items()}
+        return {scrub(k): redact_obj(v, scrub) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [redact_obj(v) for v in value]
+        return [redact_obj(v, scrub) for v in value]
     return value
 
 

@@ -207,8 +207,27 @@ def parse_json(text: str, source: str, kind: str = "inputs", error: type[UsageEr
         raise error(f"{source}: JSON nested deeper than the depth limit ({depth}); {_raise_hint('depth')}") from None
     except ValueError as exc:  # e.g. an integer longer than Python converts
         raise error(f"{source}: invalid JSON ({_one_line(exc)})") from None
-    check_depth(value, source, error, depth, text)
+    check_parsed(value, source, error, text)
     return value
+
+
+def check_parsed(value: Any, source: str, error: type[UsageError], text: str) -> None:
+    """What json.loads lets through but nothing downstream can handle: too deep, or lone surrogates."""
+    check_depth(value, source, error, text=text)
+    if _SURROGATE_ESCAPE.search(text):
+        _check_encodable(value, source, error)
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _check_encodable(value: Any, source: str, error: type[UsageError]) -> None:
+    """JSON may escape half of a surrogate pair (\\ud800); such a string cannot be written anywhere as UTF-8."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise error(f"{source}: a string holds a lone UTF-16 surrogate (\\ud800-\\udfff escape); "
+                    "fix the text") from None
 
 
 def check_depth(value: Any, source: str, error: type[UsageError] = UsageError, depth: int | None = None,

@@ -53,8 +53,9 @@ Failures
 path). Keys: ``status`` (error status with the provider's real error JSON), ``retry_after`` (seconds, sent as
 ``retry-after-ms`` and ``retry-after``), ``message``, ``type``, ``code``, ``headers``, ``body`` (raw JSON body to
 send instead), ``delay`` (sleep first; without ``status`` the request is then answered normally, which provokes
-client timeouts), ``disconnect`` (close the connection without answering), ``path``. ``latency`` adds a sleep to
-every request.
+client timeouts), ``disconnect`` (close the connection without answering), ``path``, ``echo_key`` (the error
+message echoes the API key the request carried, as a careless provider or proxy does: ``"plain"``, ``"base64"``
+(as in a Basic auth header), ``"url"`` (URL-encoded) or ``"all"``). ``latency`` adds a sleep to every request.
 """
 
 from __future__ import annotations
@@ -759,6 +760,8 @@ class FakeProviderServer:
 
     def _send_failure(self, handler: _Handler, failure: dict[str, Any]) -> None:
         status = int(failure["status"])
+        if failure.get("echo_key"):
+            failure = {**failure, "message": self._echo_key_message(handler, str(failure["echo_key"]))}
         headers = dict(failure.get("headers") or {})
         retry_after = failure.get("retry_after")
         if retry_after is not None:
@@ -776,6 +779,15 @@ class FakeProviderServer:
             code=failure.get("code"),
             headers=headers,
         )
+
+    def _echo_key_message(self, handler: _Handler, mode: str) -> str:
+        from urllib.parse import quote
+
+        key = self._api_key(handler) or ""
+        forms = {"plain": key, "base64": base64.b64encode(f"apikey:{key}".encode()).decode(),
+                 "url": quote(key + "/", safe="")}
+        shown = [forms[m] for m in (("plain", "base64", "url") if mode == "all" else (mode,))]
+        return f"Incorrect API key provided: {' | '.join(shown)}. You can find your API key at the dashboard."
 
     # -- provider hooks ------------------------------------------------------------------------------------------------
 

@@ -120,8 +120,9 @@ def parse_billing_period(period: str | None = None, from_: str | None = None, to
         return BillingPeriod(start, end, f"{from_} to {to}")
     if period:
         match = _MONTH.match(period.strip())
-        if not match or not 1 <= int(match.group(2)) <= 12:
-            raise UsageError(f"--period {period!r}: use a calendar month YYYY-MM, e.g. 2026-05")
+        if not match or not 1 <= int(match.group(2)) <= 12 or not 1 <= int(match.group(1)) <= 9998:
+            raise UsageError(f"--period {period[:40]!r}: use a calendar month YYYY-MM between 0001-01 and 9998-12, "
+                             "e.g. 2026-05")
         return month_period(int(match.group(1)), int(match.group(2)))
     now = now or datetime.now(timezone.utc).replace(tzinfo=None)
     return month_period(now.year, now.month)

@@ -20,6 +20,7 @@ from typer.core import TyperGroup
 
 from genops_cli.errors import EXIT_USAGE, GenopsError
 from genops_cli.money import DISPLAY_PLACES, money_text
+from genops_cli.redact import redact, redact_obj, redactor
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -51,17 +52,20 @@ def stdout_console() -> Any:
 
 def warn(message: str) -> None:
     """A warning line on stderr (never on stdout, so --json output stays JSON)."""
-    stderr_console().print(f"[yellow]warning:[/yellow] {message}", markup=True)
+    from rich.markup import escape
+
+    # The message carries user strings (tenant ids, file names): escaped, so "[/]" is text, not rich markup.
+    stderr_console().print(f"[yellow]warning:[/yellow] {escape(redact(message) or '')}", markup=True)
 
 
 def info(message: str, quiet: bool = False) -> None:
     if not quiet:
-        stderr_console().print(message, markup=False)
+        stderr_console().print(redact(message), markup=False)
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
     """Print a one-line error to stderr and return the Exit to raise."""
-    print(f"error: {message}", file=sys.stderr)
+    print(f"error: {redact(message)}", file=sys.stderr)
     return typer.Exit(code)
 
 
@@ -75,9 +79,15 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
-def print_json(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, default=_json_default, ensure_ascii=False) + "\n")
-    sys.stdout.flush()
+def print_json(obj: Any, stream: Any = None) -> None:
+    """One JSON document on stdout (or `stream`), every string in it with secrets masked (a provider error echoing
+    a key)."""
+    scrub = redactor()
+    text = json.dumps(redact_obj(obj, scrub), default=lambda v: redact_obj(_json_default(v), scrub),
+                      ensure_ascii=False)
+    out = stream or sys.stdout
+    out.write(text + "\n")
+    out.flush()
 
 
 def handle_errors(func: F) -> F:

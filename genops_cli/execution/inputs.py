@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from genops_cli.errors import InputError
-from genops_cli.safe_load import check_depth, parse_json, read_stdin, read_text
+from genops_cli.safe_load import check_parsed, parse_json, read_stdin, read_text
 
 
 @dataclass
@@ -79,7 +79,7 @@ def parse_inputs_text(text: str, source: str, jsonl: bool = False) -> list[RunIn
             parse_json(stripped, source, "inputs", InputError)  # raises the one-line error
             raise
         else:
-            check_depth(data, source, InputError, text=stripped)
+            check_parsed(data, source, InputError, stripped)
             if not isinstance(data, dict):
                 raise InputError(f"{source}: inputs must be a JSON object (or JSONL of objects), got "
                                  f"{type(data).__name__}")
@@ -107,6 +107,9 @@ def parse_quick_inputs(items: list[str]) -> dict[str, Any]:
             parsed: Any = json.loads(value)
         except json.JSONDecodeError:
             parsed = value
+        except (RecursionError, ValueError):
+            parsed = parse_json(value, f"--input {key}", "inputs", InputError)  # raises the one-line error
+        check_parsed(parsed, f"--input {key}", InputError, value)
         component_name, dot, socket = key.partition(".")
         if dot:
             data.setdefault(component_name, {})[socket] = parsed

@@ -123,8 +123,32 @@ def read_pipeline_file(path: str | Path) -> tuple[Path, str, dict[str, Any]]:
         )
     if "connections" in data and not isinstance(data["connections"], list):
         raise PipelineLoadError(f"{path}: 'connections' must be a list of {{sender, receiver}} entries")
+    _check_shape(path, data)
     register_pipeline_secrets(data)
     return p, text, data
+
+
+def _check_shape(path: str | Path, data: dict[str, Any]) -> None:
+    """The structure every later step relies on, checked once: a hand-edited or hostile file fails here with the
+    entry it is about, not deep inside profiling or Haystack."""
+    for name, comp in data["components"].items():
+        if not isinstance(name, str) or not name:
+            raise PipelineLoadError(f"{path}: component name {name!r} must be a non-empty string")
+        if not isinstance(comp, dict) or not isinstance(comp.get("type"), str):
+            raise PipelineLoadError(f"{path}: component '{name}': must be a mapping with a 'type' (the component's "
+                                    "class path) and 'init_parameters'")
+        if comp.get("init_parameters") is not None and not isinstance(comp["init_parameters"], dict):
+            raise PipelineLoadError(f"{path}: component '{name}': 'init_parameters' must be a mapping")
+    for i, conn in enumerate(data.get("connections") or []):
+        if not isinstance(conn, dict) or not isinstance(conn.get("sender"), str) \
+                or not isinstance(conn.get("receiver"), str):
+            raise PipelineLoadError(f"{path}: connections[{i}]: must be a mapping with 'sender' and 'receiver' "
+                                    "strings like 'component.socket'")
+    if data.get("metadata") is not None and not isinstance(data["metadata"], dict):
+        raise PipelineLoadError(f"{path}: 'metadata' must be a mapping")
+    runs = data.get("max_runs_per_component")
+    if runs is not None and (not isinstance(runs, int) or isinstance(runs, bool) or runs < 1):
+        raise PipelineLoadError(f"{path}: 'max_runs_per_component' must be a positive whole number")
 
 
 def register_pipeline_secrets(data: dict[str, Any]) -> None:

@@ -279,7 +279,9 @@ def post_webhook(url: str, payload: dict[str, Any], timeout: float) -> str:
     import urllib.error
     import urllib.request
 
-    request = urllib.request.Request(url, data=json.dumps(payload).encode(), method="POST",
+    from genops_cli.redact import redact_obj
+
+    request = urllib.request.Request(url, data=json.dumps(redact_obj(payload)).encode(), method="POST",
                                      headers={"Content-Type": "application/json", "User-Agent": "genops"})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - user-configured URL

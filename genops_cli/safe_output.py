@@ -1,0 +1,108 @@
+"""Output safety for files people open in other tools: spreadsheets, Markdown viewers, shared folders.
+
+- CSV: a cell that starts with `=`, `+`, `-`, `@`, a tab or a carriage return is prefixed with a single quote
+  (the OWASP rule against CSV/formula injection), so a tenant named `=HYPERLINK(...)` is text, not a live
+  formula. Numbers (`-0.25`, `+3`, `1e-5`) are left alone: they cannot be formulas. Every CSV genops writes goes
+  through `csv_writer` / `CsvDictWriter`.
+- Markdown: `markdown_text` escapes HTML and the characters that would break a table or start a link.
+- File names from user strings (`report --all-tenants`): `tenant_file_stem` keeps readable names and adds a
+  short hash whenever it had to change the name, so distinct tenants never share a file.
+
+    writer = csv_writer(fh)              # like csv.writer, cells neutralised
+    writer.writerow(["=1+1", "-0.5"])    # -> '=1+1,-0.5
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import html
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = re.compile(r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$")
+
+
+def csv_cell(value: Any) -> Any:
+    """`value` made safe to open in a spreadsheet (strings only; numbers are returned unchanged)."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START) and not _NUMBER.match(value):
+        return "'" + value
+    return value
+
+
+class _SafeWriter:
+    """csv.writer with every cell passed through `csv_cell`."""
+
+    def __init__(self, fh: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("lineterminator", "\n")
+        self._writer = csv.writer(fh, **kwargs)
+
+    def writerow(self, row: Iterable[Any]) -> Any:
+        return self._writer.writerow([csv_cell(v) for v in row])
+
+    def writerows(self, rows: Iterable[Iterable[Any]]) -> None:
+        for row in rows:
+            self.writerow(row)
+
+
+def csv_writer(fh: Any, **kwargs: Any) -> _SafeWriter:
+    return _SafeWriter(fh, **kwargs)
+
+
+class CsvDictWriter(csv.DictWriter):
+    """csv.DictWriter with every cell passed through `csv_cell`."""
+
+    def __init__(self, fh: Any, fieldnames: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("lineterminator", "\n")
+        super().__init__(fh, fieldnames, **kwargs)
+
+    def writerow(self, rowdict: Mapping[str, Any]) -> Any:
+        return super().writerow({k: csv_cell(v) for k, v in rowdict.items()})
+
+    def writerows(self, rowdicts: Iterable[Mapping[str, Any]]) -> None:
+        for row in rowdicts:
+            self.writerow(row)
+
+
+# Enough to keep a user string from making links, images, code spans, emphasis or breaking a table row
+# (HTML, autolinks and raw tags are already escaped by html.escape).
+_MD_SPECIAL = re.compile(r"([\\`*\[\]|])")
+
+
+def markdown_text(value: Any) -> str:
+    """A user string as inert Markdown text: HTML escaped, Markdown syntax backslash-escaped, one line."""
+    text = html.escape(str(value if value is not None else ""), quote=True)
+    text = _MD_SPECIAL.sub(r"\\\1", text)
+    return re.sub(r"[\r\n]+", " ", text)
+
+
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+_RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 10)), *(f"lpt{i}" for i in range(1, 10))}
+
+
+def tenant_file_stem(tenant: str, max_length: int = 80, force_hash: bool = False) -> str:
+    """A file-name stem for a tenant id: the id itself when it is already a safe name; otherwise a readable slug
+    plus 8 hex characters of its SHA-256, so `globex/eu` and `globex_eu` get different files."""
+    slug = _UNSAFE_NAME.sub("_", tenant).strip("._-")[:max_length] or "tenant"
+    if slug == tenant and slug.lower() not in _RESERVED and not force_hash:
+        return slug
+    digest = hashlib.sha256(tenant.encode("utf-8")).hexdigest()[:8]
+    return f"{slug}-{digest}"
+
+
+def distinct_file_stems(tenants: Iterable[str]) -> dict[str, str]:
+    """tenant -> stem, distinct even on case-insensitive file systems (`Acme` and `acme` both get a hash)."""
+    tenants = list(dict.fromkeys(tenants))
+    stems = {t: tenant_file_stem(t) for t in tenants}
+    by_folded: dict[str, list[str]] = {}
+    for tenant, stem in stems.items():
+        by_folded.setdefault(stem.casefold(), []).append(tenant)
+    for group in by_folded.values():
+        if len(group) > 1:
+            for tenant in group:
+                stems[tenant] = tenant_file_stem(tenant, force_hash=True)
+    if len({s.casefold() for s in stems.values()}) != len(stems):  # only with a SHA-256 prefix collision
+        raise ValueError("two tenants map to the same report file name")
+    return stems

@@ -74,3 +74,34 @@ def test_usage_errors():
         result = cli("compare", sample("chain"), "--inputs", sample("chain", "inputs.json"), "--simulate", *args)
         assert result.exit_code == 2, result.stderr
         assert result.stderr.startswith("error: ") and message in result.stderr
+
+
+def test_unpriceable_model_is_refused_before_anything_runs(openai_server):
+    result = cli("compare", sample("chain"), "--inputs", sample("chain", "inputs.json"),
+                 "--model", "gpt-4o", "--model", "gpt-9-ultra", "--json")
+    assert result.exit_code == 2 and result.stdout == ""
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "--allow-unpriced" in errors[0]
+    assert errors[0].startswith("error: --model gpt-9-ultra: no price for openai:gpt-9-ultra")
+    assert openai_server.count("/chat/completions") == 0
+
+
+def test_model_of_another_provider_is_refused(openai_server):
+    result = cli("compare", sample("chain"), "--inputs", sample("chain", "inputs.json"),
+                 "--model", "gpt-4o", "--model", "claude-3-haiku-20240307")
+    assert result.exit_code == 2
+    assert "calls openai, and claude-3-haiku-20240307 is a anthropic model" in result.stderr
+    assert openai_server.count("/chat/completions") == 0
+
+
+def test_allowed_unpriced_model_has_an_unknown_cost_and_no_ratio(openai_server):
+    openai_server.usage = {"prompt_tokens": 1000, "completion_tokens": 500}
+    result = cli("compare", sample("chain"), "--inputs", sample("chain", "inputs.json"), "--component", "reviewer",
+                 "--model", "gpt-4o", "--model", "gpt-9-ultra", "--allow-unpriced", "--json")
+    assert result.exit_code == 0, result.stderr
+    base, unknown = json.loads(result.stdout)["models"]
+    assert (base["priced"], base["cost"]) == (True, "0.00795")
+    # The drafter (gpt-4o-mini) is priced, the reviewer is not: the run's cost is unknown, never $0 or 0.00x.
+    assert (unknown["priced"], unknown["cost"], unknown["cost_ratio"]) == (False, None, None)
+    assert unknown["priced_cost"] == "0.00045" and unknown["unpriced_models"] == ["openai:gpt-9-ultra"]
+    assert "no price for openai:gpt-9-ultra" in result.stderr

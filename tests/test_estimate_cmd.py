@@ -98,3 +98,16 @@ def test_estimate_needs_no_api_key_and_bad_input_is_exit_2():
     assert result.exit_code == 2 and result.stderr.startswith("error: no inputs")
     result = cli("estimate", "missing.yml", "--inputs", sample("rag", "inputs.json"))
     assert result.exit_code == 2 and "missing.yml" in result.stderr
+
+
+def test_unpriceable_model_is_one_line_exit_2_unless_allowed():
+    result = cli("estimate", sample("chain"), "--inputs", sample("chain", "inputs.json"), "--model", "gpt-9-ultra",
+                 "--json")
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr.startswith("error: no price for openai:gpt-9-ultra")
+    assert len(result.stderr.strip().splitlines()) == 1 and "--allow-unpriced" in result.stderr
+    out = _estimate(sample("chain"), "--inputs", sample("chain", "inputs.json"), "--model", "gpt-9-ultra",
+                    "--allow-unpriced")
+    assert out["priced"] is False and out["unpriced_models"] == ["openai:gpt-9-ultra"]
+    assert all((c["priced"], c["low"], c["expected"], c["high"]) == (False, None, None, None)
+               for c in out["components"])

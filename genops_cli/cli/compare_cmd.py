@@ -16,6 +16,7 @@ from genops_cli.cli.common import (
     stdout_console,
     warn,
 )
+from genops_cli.money import UNPRICED, quantity, total_text
 
 
 @handle_errors
@@ -34,6 +35,8 @@ def compare(
     customer: str = typer.Option(None, "--customer", help="Attribution: customer / tenant id."),
     environment: str = typer.Option(None, "--environment", help="Attribution: environment, e.g. production."),
     json_output: bool = typer.Option(False, "--json", help="JSON only on stdout."),
+    allow_unpriced: bool = typer.Option(False, "--allow-unpriced",
+                                        help="Run models genops cannot price (their cost is reported as unknown)."),
 ) -> None:
     """Run the same inputs once per model, record each run (tagged compare_id/compare_model), compare."""
     from genops_cli.errors import UsageError
@@ -50,11 +53,13 @@ def compare(
 
     def progress(name: str, run: Any) -> None:
         if not json_output:
-            info(f"{name}: {run.status} ${run.total_cost} run {run.run_id}" + (f" ({run.error})" if run.error else ""))
+            unpriced = sum(1 for c in run.calls if c.model and not c.priced)
+            info(f"{name}: {run.status} {total_text(run.total_cost, unpriced)} run {run.run_id}"
+                 + (f" ({run.error})" if run.error else ""))
 
     result = compare_models(settings, ledger, pipeline, runs, list(model or []), component=component,
                             simulate=simulate, allow_modules=list(allow_module or []), documents=docs,
-                            on_run=progress)
+                            on_run=progress, allow_unpriced=allow_unpriced, on_warning=warn)
     for row in result.rows:
         if row.unpriced_models:
             warn(f"{row.model}: unpriced model(s) {', '.join(sorted(row.unpriced_models))}: cost not included")
@@ -79,7 +84,9 @@ def _table(result: Any, console: Any) -> None:
                  "latency ratio"):
         table.add_column(name, justify="left" if name == "model" else "right")
     for r in result.rows:
-        table.add_row(r.model, f"{r.ok}/{r.runs}", money(r.cost), _ratio(r.cost_ratio), f"{r.input_tokens:,}",
-                      f"{r.output_tokens:,}", _ratio(r.tokens_ratio), f"{r.latency_ms:,.1f}", _ratio(r.latency_ratio))
+        cost = money(r.cost) if not r.unpriced_models else f"{UNPRICED} ({money(r.cost)} priced)"
+        table.add_row(r.model, f"{r.ok}/{r.runs}", cost, _ratio(r.cost_ratio), quantity(r.input_tokens),
+                      quantity(r.output_tokens), _ratio(r.tokens_ratio), f"{r.latency_ms:,.1f}",
+                      _ratio(r.latency_ratio))
     console.print(table)
     console.print(f"runs recorded with tag compare_id={result.compare_id}", markup=False)

@@ -8,6 +8,7 @@ from typing import Any
 import typer
 
 from genops_cli.cli.common import handle_errors, load_cli_settings, money, open_cli_ledger, print_json, stdout_console
+from genops_cli.money import UNPRICED
 
 
 @handle_errors
@@ -23,6 +24,8 @@ def estimate(
     customer: str = typer.Option(None, "--customer", help="Customer / tenant (contracted prices, budgets)."),
     environment: str = typer.Option(None, "--environment", help="Attribution: environment, e.g. production."),
     json_output: bool = typer.Option(False, "--json", help="JSON only on stdout."),
+    allow_unpriced: bool = typer.Option(False, "--allow-unpriced",
+                                        help="Estimate even when a model has no price (its calls are left out)."),
 ) -> None:
     """Low / expected / worst-case cost of the inputs, per component, and the budget share it would consume.
 
@@ -43,6 +46,10 @@ def estimate(
     docs = read_documents(documents) if documents else None
     history = open_cli_ledger(settings, notice=False)  # read only: a missing ledger means no history yet
     result = forecast_batch(settings, history, loaded, runs, documents=docs, model=model)
+    if result.unpriced_models and not allow_unpriced:
+        raise UsageError(f"no price for {', '.join(result.unpriced_models)}: the estimate would leave those calls out; "
+                         "check the model id (genops pricing list), add it to a pricing overlay, or pass "
+                         "--allow-unpriced")
     if json_output:
         print_json(result.to_json())
         return
@@ -58,7 +65,9 @@ def _render(result: Any, console: Any) -> None:
 
     console.print(f"{result.pipeline}: {result.runs} run(s)" + (f" with {result.model}" if result.model else "")
                   + f", estimated {money(result.low)} low / {money(result.expected)} expected / "
-                    f"{money(result.high)} worst case", markup=False)
+                    f"{money(result.high)} worst case"
+                  + (f" + unpriced: {', '.join(result.unpriced_models)}" if result.unpriced_models else ""),
+                  markup=False)
     table = Table(title="Per component (all runs)", title_justify="left")
     for name in ("component", "model", "calls", "input tok", "output tok (worst)", "output basis", "expected basis",
                  "low", "expected", "high"):
@@ -67,7 +76,7 @@ def _render(result: Any, console: Any) -> None:
     for line in result.lines:
         table.add_row(line["component"], line["model"] or "-", str(line["calls"]), f"{line['input_tokens']:,}",
                       f"{line['output_tokens']:,}", line["output_basis"], line["expected_basis"],
-                      money(line["low"]), money(line["expected"]), money(line["high"]))
+                      *((money(line[k]) if line["priced"] else UNPRICED) for k in ("low", "expected", "high")))
     console.print(table)
     if result.budgets:
         budgets = Table(title="Budgets it would consume", title_justify="left")

@@ -49,7 +49,9 @@ class ModelRow:
             "ok": self.ok,
             "failed": self.failed,
             "blocked": self.blocked,
-            "cost": money_json(self.cost),
+            "cost": money_json(self.cost) if not self.unpriced_models else None,
+            "priced": not self.unpriced_models,
+            "priced_cost": money_json(self.cost),
             "input_tokens": self.input_tokens,
             "cache_read_tokens": self.cache_read_tokens,
             "output_tokens": self.output_tokens,
@@ -99,11 +101,44 @@ def _ratio(value: float | Decimal, base: float | Decimal) -> float | None:
     return round(float(Decimal(str(value)) / Decimal(str(base))), 4)
 
 
+def check_model_prices(profile: Any, model: str, component: str | None, allow_unpriced: bool = False) -> list[str]:
+    """Refuse (UsageError, before anything runs) a model the substituted components cannot call or genops cannot
+    price; with `allow_unpriced`, return warnings instead. A component's provider comes from its class (an OpenAI
+    generator calls openai), the model's from the price book (claude-* is anthropic)."""
+    from genops_cli.pricing import get_price_book
+
+    book = get_price_book()
+    warnings: list[str] = []
+    for name, comp in sorted(profile.components.items()):
+        if component is not None and name != component:
+            continue
+        target = comp if comp.is_llm else comp.inner
+        if target is None or not target.is_llm:
+            continue
+        provider = target.provider
+        if book.resolve(model, provider) is not None:
+            continue
+        known = book.resolve(model)
+        if known is not None and provider and known.provider != provider:
+            message = (f"--model {model}: component {name} ({target.type_name}) calls {provider}, and {model} is "
+                       f"a {known.provider} model; compare models {provider} serves, or pass --allow-unpriced if "
+                       "this component talks to a gateway that serves it (its calls are then recorded unpriced)")
+        else:
+            message = (f"--model {model}: no price for {provider or '?'}:{model} (component {name}); check the id "
+                       "(genops pricing list), add it to a pricing overlay, or pass --allow-unpriced")
+        if not allow_unpriced:
+            raise UsageError(message)
+        warnings.append(message)
+    return warnings
+
+
 def compare_models(settings: Settings, ledger: Ledger, pipeline_path: str, inputs: list[RunInput],
                    models: list[str], component: str | None = None, simulate: bool = False,
                    allow_modules: list[str] | None = None, documents: list[Any] | None = None,
-                   on_run: Any = None) -> Comparison:
-    """Run every input once per model (model substituted in `component`, or in every LLM component)."""
+                   on_run: Any = None, allow_unpriced: bool = False,
+                   on_warning: Any = None) -> Comparison:
+    """Run every input once per model (model substituted in `component`, or in every LLM component). Every model
+    is checked (callable by the component's provider, priced) before the first run spends anything."""
     from genops_cli.execution.loading import load_pipeline
     from genops_cli.execution.runner import Engine, RunOptions
 
@@ -117,6 +152,7 @@ def compare_models(settings: Settings, ledger: Ledger, pipeline_path: str, input
     engine = Engine(settings, ledger)
     rows: list[ModelRow] = []
     pipeline_name = ""
+    pipelines = []
     for model in models:
         loaded = load_pipeline(pipeline_path, allow_modules=allow_modules, simulate=simulate,
                                simulation_output_tokens=settings.simulation_output_tokens,
@@ -126,6 +162,11 @@ def compare_models(settings: Settings, ledger: Ledger, pipeline_path: str, input
             raise UsageError(f"--component {component!r}: no such component in {pipeline_path} ({names})")
         if not any(c.is_llm or c.inner is not None for c in loaded.profile.components.values()):
             raise UsageError(f"{pipeline_path}: no LLM component to substitute a model in")
+        for warning in check_model_prices(loaded.profile, model, component, allow_unpriced):
+            if on_warning is not None:
+                on_warning(warning)
+        pipelines.append((model, loaded))
+    for model, loaded in pipelines:
         pipeline_name = loaded.profile.name
         row = ModelRow(model=model)
         for index, run_input in enumerate(inputs):
@@ -158,7 +199,8 @@ def compare_models(settings: Settings, ledger: Ledger, pipeline_path: str, input
     base = rows[0]
     for row in rows:
         row.cost = quantize_money(row.cost)
-        row.cost_ratio = _ratio(row.cost, base.cost)
+        # A ratio against or of an unpriced cost would be invented (0.00x): none.
+        row.cost_ratio = None if row.unpriced_models or base.unpriced_models else _ratio(row.cost, base.cost)
         row.tokens_ratio = _ratio(row.input_tokens + row.output_tokens, base.input_tokens + base.output_tokens)
         row.latency_ratio = _ratio(row.latency_ms, base.latency_ms)
     return Comparison(compare_id, pipeline_name, component, simulate, len(inputs), rows)

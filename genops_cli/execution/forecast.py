@@ -95,9 +95,10 @@ class BatchForecast:
             "expected": _m(self.expected),
             "high": _m(self.high),
             "currency": "USD",
+            "priced": not self.unpriced_models,
             "unpriced_models": self.unpriced_models,
-            "components": [{**line, "low": _m(line["low"]), "expected": _m(line["expected"]),
-                            "high": _m(line["high"])} for line in self.lines],
+            "components": [{**line, **{k: _m(line[k]) if line["priced"] else None for k in ("low", "expected", "high")}}
+                           for line in self.lines],
             "budgets": [b.to_json() for b in self.budgets],
             "per_run": self.per_run,
             "notes": self.notes,
@@ -134,8 +135,9 @@ def forecast_batch(settings: Settings, ledger: Ledger, loaded: LoadedPipeline, r
                 "component": line.component, "provider": line.provider, "model": line.model, "kind": line.kind,
                 "calls": 0, "input_tokens": 0, "output_tokens": 0, "expected_output_tokens": 0,
                 "output_basis": line.output_basis, "expected_basis": line.expected_basis,
-                "low": Decimal(0), "expected": Decimal(0), "high": Decimal(0),
+                "low": Decimal(0), "expected": Decimal(0), "high": Decimal(0), "priced": True,
             })
+            agg["priced"] = agg["priced"] and line.priced
             agg["calls"] += line.worst_calls
             agg["input_tokens"] += line.input_tokens
             agg["output_tokens"] += line.output_tokens

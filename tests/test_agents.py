@@ -249,3 +249,33 @@ def test_insights_reject_what_is_not_a_ledger():
         get_agent_insights(42, "agent")
     with pytest.raises(TypeError, match="get_rag_insights: expected"):
         get_rag_insights(None, "rag")
+
+
+def test_estimated_share_in_analyze_bill_and_focus(openai_server, tmp_path):
+    import csv
+    import io
+
+    openai_server.usage = dict(OPENAI_USAGE)
+    measured = str(tmp_path / "measured.yml")
+    Path(measured).write_text(Path(_streaming_chain(tmp_path, {"max_tokens": 64})).read_text())
+    estimated = _streaming_chain(tmp_path, {"stream_options": {"include_usage": False}})
+    for path in (measured, estimated):
+        result = cli("run", path, "--input", "prompt.q=hello", "--customer", "acme", "--json")
+        assert result.exit_code == 0, result.stderr
+    [(estimated_cost,)] = ledger_rows("SELECT cost FROM calls WHERE usage_source = 'estimated'")
+    total = GPT_4O_MINI_STEP + estimated_cost
+
+    analysis = json.loads(cli("analyze", "--format", "json").stdout)
+    sources = analysis["usage_sources"]
+    assert (sources["calls"], sources["estimated_calls"]) == (2, 1)
+    assert Decimal(sources["estimated_cost"]) == estimated_cost
+    assert Decimal(sources["estimated_share"]) == (estimated_cost / total).quantize(Decimal("0.0001"))
+    assert "rest on estimated usage" in cli("analyze").stdout
+
+    bill = json.loads(cli("report", "--tenant", "acme", "--format", "json").stdout)
+    assert Decimal(bill["usage_sources"]["estimated_cost"]) == estimated_cost
+    focus = cli("report", "--tenant", "acme", "--format", "focus")
+    assert focus.exit_code == 0, focus.stderr
+    rows = list(csv.DictReader(io.StringIO(focus.stdout)))
+    assert sum(Decimal(r["x_EstimatedCost"]) for r in rows if r["x_EstimatedCost"]) == estimated_cost
+    assert sum(Decimal(r["BilledCost"]) for r in rows) == total

@@ -25,6 +25,7 @@ from genops_cli.analysis.periods import Period
 from genops_cli.errors import UsageError
 from genops_cli.ledger.store import Ledger, Tx
 from genops_cli.money import money_json
+from genops_cli.tracking.usage import UsageSourceShare
 
 #: --by value -> (level, SQL key expression). Call-level keys group call rows; run-level keys group runs.
 DIMENSIONS: dict[str, tuple[str, str]] = {
@@ -135,6 +136,8 @@ class CostAnalysis:
     simulated_excluded: int
     currency: str = "USD"
     daily: list[tuple[date, Decimal]] = field(default_factory=list)
+    #: How much of the cost rests on usage genops estimated (streams without usage), not measured.
+    usage_sources: UsageSourceShare = field(default_factory=UsageSourceShare)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -150,6 +153,7 @@ class CostAnalysis:
             "most_expensive_component": self.most_expensive_component,
             "unpriced_calls": self.unpriced_calls,
             "simulated_excluded": self.simulated_excluded,
+            "usage_sources": self.usage_sources.to_json(),
         }
 
 
@@ -254,6 +258,20 @@ def most_expensive_component(tx: Tx, filters: Filters, period: Period | None) ->
     return row[0][0] if row and row[0][1] and row[0][1] > 0 else None
 
 
+def usage_sources(tx: Tx, where: str, params: list[Any]) -> UsageSourceShare:
+    """Model calls of the runs matching `where` (alias r) by usage source, with the cost resting on estimates."""
+    calls, estimated, missing, cost, estimated_cost = tx.query(
+        f"""SELECT COUNT(*), SUM(CASE WHEN c.usage_source = 'estimated' THEN 1 ELSE 0 END),
+                   SUM(CASE WHEN c.usage_source = 'missing' THEN 1 ELSE 0 END), SUM(c.cost),
+                   SUM(CASE WHEN c.usage_source = 'estimated' THEN c.cost ELSE 0 END)
+            FROM calls c JOIN runs r ON r.run_id = c.run_id WHERE {where} AND c.model IS NOT NULL""",
+        params,
+    )[0]
+    return UsageSourceShare(calls=int(calls or 0), estimated_calls=int(estimated or 0), missing_calls=int(missing or 0),
+                            cost=cost if cost is not None else ZERO,
+                            estimated_cost=estimated_cost if estimated_cost is not None else ZERO)
+
+
 def count_runs(tx: Tx, filters: Filters, period: Period | None, simulated: bool | None = None) -> int:
     where, params = build_where(filters, period, "r", simulated=simulated)
     return int(tx.scalar(f"SELECT COUNT(*) FROM runs r WHERE {where}", params) or 0)
@@ -297,10 +315,12 @@ def analyze_costs(ledger: Ledger, period: Period | None, filters: Filters | None
             top = most_expensive_component(tx, filters, period)
         excluded = 0 if filters.include_simulated else count_runs(tx, filters, period, simulated=True)
         daily = daily_costs(tx, filters, period) if with_daily else []
+        sources = usage_sources(tx, *build_where(filters, period, "r"))
     return CostAnalysis(
         period=period, filters=filters, by=by, total_cost=total, runs=runs,
         calls=sum(g.calls for g in groups), groups=groups, most_expensive_component=top,
         unpriced_calls=sum(g.unpriced_calls for g in groups), simulated_excluded=excluded, daily=daily,
+        usage_sources=sources,
     )
 
 

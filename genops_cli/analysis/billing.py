@@ -33,12 +33,14 @@ from datetime import date, datetime, timedelta, timezone
 from decimal import ROUND_FLOOR, Decimal
 from typing import TYPE_CHECKING, Any
 
+from genops_cli.analysis.analyze import usage_sources
 from genops_cli.analysis.filters import Filters, build_where
 from genops_cli.analysis.periods import Period, parse_when
 from genops_cli.errors import ConfigError, UsageError
 from genops_cli.ledger.store import Tx
 from genops_cli.models import MONEY_QUANTUM, UnitPrices
 from genops_cli.money import money_json, money_text, quantity, unit_price_text, unpriced_note
+from genops_cli.tracking.usage import UsageSourceShare
 
 if TYPE_CHECKING:
     from genops_cli.config import Settings
@@ -191,6 +193,7 @@ class Charge:
     calls: int = 0
     contracted_unit_price: Decimal | None = None
     contracted_cost: Decimal = ZERO
+    estimated_cost: Decimal = ZERO  # the part of `cost` resting on usage genops estimated, not measured
 
     @property
     def unit(self) -> str:
@@ -269,6 +272,7 @@ class TenantBill:
     unpriced: list[dict[str, Any]] = field(default_factory=list)
     unpriced_usage: list[UnpricedUsage] = field(default_factory=list)
     previous_period_runs: int = 0
+    usage_sources: UsageSourceShare = field(default_factory=UsageSourceShare)
     generated_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc).replace(tzinfo=None))
 
     @property
@@ -369,6 +373,8 @@ class TenantBill:
             "budget": self.budget,
             "contract": self.contract,
             "unpriced_calls": self.unpriced,
+            # How much of the bill rests on usage genops estimated (streams without usage), not measured.
+            "usage_sources": self.usage_sources.to_json(),
             "generated_at": _iso(self.generated_at),
         }
 
@@ -376,7 +382,7 @@ class TenantBill:
 _CALLS_SQL = """
 SELECT r.run_id, r.pipeline_name, r.started_at, c.started_at, c.provider, c.model, c.input_tokens,
        c.cache_read_tokens, c.cache_write_tokens, c.output_tokens, c.latency_ms, c.unit_prices, c.cost,
-       c.list_cost, c.priced
+       c.list_cost, c.priced, c.usage_source
 FROM calls c JOIN runs r ON r.run_id = c.run_id
 WHERE {where} AND (c.model IS NOT NULL OR c.cost <> 0 OR c.list_cost <> 0)
 """
@@ -409,7 +415,7 @@ def _split_call(row: tuple[Any, ...], list_prices: _ListPrices) -> list[tuple[An
     """One call -> [(kind, quantity, unit price, list unit price, cost piece, list cost piece, contracted unit price,
     contracted piece)] summing exactly to its stored cost and list cost."""
     (_run, _pipe, _rstart, cstart, provider, model, inp, cr, cw, out, latency, prices_json, cost, list_cost,
-     _priced) = row
+     _priced) = row[:15]
     cost = Decimal(cost)
     list_cost = Decimal(list_cost)
     prices = UnitPrices.from_json(json.loads(prices_json)) if prices_json else UnitPrices()
@@ -498,6 +504,8 @@ def tenant_bill(tx: Tx, tenant: str, period: BillingPeriod, settings: Settings |
             charge.cost += piece
             charge.list_cost += list_piece
             charge.contracted_cost += c_piece
+            if row[15] == "estimated":
+                charge.estimated_cost += piece
             charge.calls += 1
     run_rows = tx.query(f"SELECT r.status, COUNT(*), MIN(r.currency), MAX(r.currency) FROM runs r WHERE {where} "
                         "GROUP BY r.status", params)
@@ -526,6 +534,7 @@ def tenant_bill(tx: Tx, tenant: str, period: BillingPeriod, settings: Settings |
         contract=_contract(book, tenant, period),
         unpriced=[{"provider": p, "model": m, "calls": n} for (p, m), n in sorted(unpriced.items())],
         unpriced_usage=[UnpricedUsage(d, p, m, *v) for (d, p, m), v in sorted(unpriced_usage.items())],
+        usage_sources=usage_sources(tx, where, params),
     )
 
 

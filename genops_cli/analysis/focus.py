@@ -51,7 +51,7 @@ _COMMON_HEAD = [
 _COMMON_TAIL = [
     "InvoiceIssuerName", "PricingQuantity", "PricingUnit", "ConsumedQuantity", "ConsumedUnit", "SkuId", "SkuPriceId",
     "ListUnitPrice", "ContractedUnitPrice", "SubAccountId", "SubAccountName", "x_PriceKind", "x_Model", "x_Calls",
-    "x_Tokens", "x_Unpriced",
+    "x_Tokens", "x_Unpriced", "x_EstimatedCost",
 ]
 
 
@@ -79,6 +79,7 @@ def _day_rows(bill: TenantBill) -> list[Charge]:
         row.cost += c.cost
         row.list_cost += c.list_cost
         row.contracted_cost += c.contracted_cost
+        row.estimated_cost += c.estimated_cost
         row.calls += c.calls
     return list(grouped.values())
 
@@ -149,6 +150,8 @@ def focus_rows(bill: TenantBill, version: str = DEFAULT_FOCUS_VERSION, issuer: s
             "x_Calls": str(c.calls),
             "x_Tokens": str(tokens) if tokens is not None else "",
             "x_Unpriced": "false",
+            # The part of BilledCost resting on usage genops estimated (a stream without usage), not measured.
+            "x_EstimatedCost": money_json(c.estimated_cost),
         }
         out.append({col: values[col] for col in columns})
     out.extend(_unpriced_rows(bill, columns, issuer, perspective))
@@ -168,7 +171,7 @@ def _unpriced_rows(bill: TenantBill, columns: list[str], issuer: str, perspectiv
             "PricingQuantity": "", "PricingUnit": "", "ConsumedQuantity": str(tokens), "ConsumedUnit": "Tokens",
             "SkuId": f"{u.provider}:{u.model}", "SkuPriceId": "", "ListUnitPrice": "", "ContractedUnitPrice": "",
             "x_PriceKind": "unpriced", "x_Model": u.model, "x_Calls": str(u.calls), "x_Tokens": str(tokens),
-            "x_Unpriced": "true",
+            "x_Unpriced": "true", "x_EstimatedCost": "",
         }
         out.append({col: values[col] for col in columns})
     return out

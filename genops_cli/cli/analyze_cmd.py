@@ -161,6 +161,14 @@ def _table(result: Any, console: Any) -> None:
     if result.simulated_excluded:
         console.print(f"{result.simulated_excluded} simulated run(s) excluded (--include-simulated to count them)",
                       markup=False)
+    sources = result.usage_sources
+    if sources.estimated_calls:
+        share = sources.estimated_share
+        console.print(f"{sources.estimated_calls} of {sources.calls} model call(s) rest on estimated usage "
+                      f"({money(sources.estimated_cost)}"
+                      + (f", {share * 100:.1f}% of cost" if share is not None else "")
+                      + "): the provider did not report it (streams without stream_options.include_usage)",
+                      markup=False)
 
 
 def _num(value: float | None) -> str:

@@ -22,6 +22,7 @@ from typing import Any
 
 from genops_cli.errors import RunCostCapReached
 from genops_cli.models import CallRecord
+from genops_cli.money import money_json
 from genops_cli.tracking.capture import ComponentProfile
 from genops_cli.tracking.usage import is_embedder, is_llm_component, provider_for
 
@@ -202,7 +203,7 @@ class AgentOutcome:
         return {
             "instance": self.instance, "name": self.name, "path": self.path, "steps": self.steps,
             "max_steps": self.max_steps, "exit_reason": self.exit_reason, "exit_tool": self.exit_tool,
-            "hit_max_steps": self.hit_cap, "llm_calls": self.llm_calls, "cost": format(self.cost, "f"),
+            "hit_max_steps": self.hit_cap, "llm_calls": self.llm_calls, "cost": money_json(self.cost),
             "status": self.status,
         }
 

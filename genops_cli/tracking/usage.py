@@ -59,6 +59,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from genops_cli.models import TokenUsage
+from genops_cli.money import money_json
 
 logger = logging.getLogger(__name__)
 
@@ -827,7 +828,7 @@ class UsageSourceShare:
     def to_json(self) -> dict[str, Any]:
         share = self.estimated_share
         return {"calls": self.calls, "estimated_calls": self.estimated_calls, "missing_calls": self.missing_calls,
-                "estimated_cost": format(self.estimated_cost, "f"),
+                "estimated_cost": money_json(self.estimated_cost),
                 "estimated_share": format(share, "f") if share is not None else None}
 
 

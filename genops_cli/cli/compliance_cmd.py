@@ -27,7 +27,12 @@ REPORT_EPILOG = """[bold]Examples[/bold]
   genops compliance report --json"""
 VERIFY_EPILOG = """[bold]Examples[/bold]
   genops compliance verify
+  genops compliance verify --checkpoints /mnt/audit/genops.checkpoints.jsonl
   genops compliance verify --ledger postgresql://genops@db/genops --json"""
+CHECKPOINT_EPILOG = """[bold]Examples[/bold]
+  genops compliance checkpoint --out /mnt/audit/genops.checkpoints.jsonl
+  genops compliance checkpoint --webhook https://logs.example/ingest/genops --json
+  */15 * * * * genops compliance checkpoint --out /mnt/audit/genops.checkpoints.jsonl   (cron)"""
 
 
 @app.command("report", epilog=REPORT_EPILOG)
@@ -123,21 +128,30 @@ def verify_cmd(
     json_output: bool = typer.Option(False, "--json", help="JSON on stdout."),
     expect_head: str = typer.Option(None, "--expect-head", help="Fail unless the chain head hash is this value "
                                                                 "(recorded earlier, outside the ledger)."),
+    checkpoints: Path = typer.Option(None, "--checkpoints", envvar="GENOPS_CHECKPOINT_FILE",
+                                     help="Checkpoint file written by `genops compliance checkpoint`: every "
+                                          "checkpointed head must still be in the chain (detects deleted tails)."),
 ) -> None:
     """Recompute the audit hash chain from the stored rows; exit 1 naming the first altered, inserted or deleted
     run or row."""
     from genops_cli.ledger import audit
+    from genops_cli.ledger.checkpoints import check_checkpoints, read_checkpoints
 
     settings = load_cli_settings()
-    with open_cli_reader_ledger(settings).read() as tx:
+    ledger = open_cli_reader_ledger(settings)
+    with ledger.read() as tx:
         checked, problems = audit.verify(tx)
         seq, head = audit.chain_head(tx)
     anchored = expect_head is None or expect_head.strip().lower() == head
-    ok = not problems and anchored
+    tail = check_checkpoints(ledger, read_checkpoints(checkpoints)) if checkpoints else None
+    ok = not problems and anchored and not (tail and tail.problems)
     if json_output:
         print_json({"ok": ok, "entries": checked, "head_seq": seq, "head_hash": head,
-                    "expected_head": expect_head, "problems": [p.to_json() for p in problems]})
+                    "expected_head": expect_head, "problems": [p.to_json() for p in problems],
+                    "checkpoints": tail.to_json() if tail else None})
     else:
+        for message in (tail.problems if tail else []):
+            typer.echo(f"audit chain tail: {message}", err=True)
         if problems:
             first = problems[0]
             typer.echo(f"audit chain BROKEN: {first.message}", err=True)
@@ -149,6 +163,44 @@ def verify_cmd(
             typer.echo(f"audit chain head {head} (entry {seq}) is not the expected {expect_head}: the log was "
                        "rewritten or truncated since that head was recorded", err=True)
         if ok:
-            stdout_console().print(f"audit chain intact: {checked} entries verified; head {head} (entry {seq})")
+            against = f"; {tail.checked} checkpoint(s) matched" if tail else ""
+            stdout_console().print(f"audit chain intact: {checked} entries verified; head {head} (entry {seq})"
+                                   f"{against}", markup=False)
     if not ok:
         raise typer.Exit(1)
+
+
+@app.command("checkpoint", epilog=CHECKPOINT_EPILOG)
+@handle_errors
+def checkpoint_cmd(
+    out: Path = typer.Option(None, "--out", envvar="GENOPS_CHECKPOINT_FILE",
+                             help="Append the checkpoint to this JSONL file (keep it outside the ledger's reach)."),
+    webhook: str = typer.Option(None, "--webhook", help="POST the checkpoint as JSON to this URL."),
+    json_output: bool = typer.Option(False, "--json", help="Print the checkpoint as JSON on stdout."),
+    skip_verify: bool = typer.Option(False, "--no-verify", help="Checkpoint without verifying the chain first "
+                                                               "(faster on very large ledgers)."),
+) -> None:
+    """Record the audit chain's head outside the ledger, so that later deletion of the newest records or a
+    rewritten chain is detected by `compliance verify --checkpoints`. The chain is verified first: a broken chain
+    is never checkpointed (exit 1)."""
+    from genops_cli.ledger import audit
+    from genops_cli.ledger.checkpoints import append_checkpoint, post_checkpoint, take_checkpoint
+
+    if out is None and webhook is None and not json_output:
+        raise UsageError("checkpoint: give --out FILE and/or --webhook URL (or --json to print it)")
+    ledger = open_cli_reader_ledger(load_cli_settings())
+    if not skip_verify:
+        with ledger.read() as tx:
+            _checked, problems = audit.verify(tx)
+        if problems:
+            typer.echo(f"not checkpointed: audit chain BROKEN: {problems[0].message}", err=True)
+            raise typer.Exit(1)
+    checkpoint = take_checkpoint(ledger)
+    if out is not None:
+        append_checkpoint(out, checkpoint)
+        info(f"checkpoint: entry {checkpoint.seq} {checkpoint.entry_hash[:16]}... appended to {out}")
+    if webhook is not None:
+        status = post_checkpoint(webhook, checkpoint)
+        info(f"checkpoint: entry {checkpoint.seq} posted (HTTP {status})")
+    if json_output:
+        print_json(checkpoint.to_json())

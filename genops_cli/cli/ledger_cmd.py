@@ -1,4 +1,4 @@
-"""`genops ledger info|drain|migrate|export`: look after the ledger itself."""
+"""`genops ledger info|drain|migrate|export|purge|hold`: look after the ledger itself."""
 
 from __future__ import annotations
 
@@ -105,7 +105,8 @@ def migrate_cmd(
 @app.command("export")
 @handle_errors
 def export_cmd(
-    table: str = typer.Option(..., "--table", help="runs | calls"),
+    table: str = typer.Option(..., "--table", help="runs | calls | audit_log | policy_events | budgets | alerts | "
+                                                   "ledger_merges | purges | legal_holds"),
     fmt: str = typer.Option("csv", "--format", help="csv | jsonl | parquet (--json: jsonl)."),
     out: str = typer.Option(..., "--out", help="Output file."),
 ) -> None:
@@ -116,5 +117,117 @@ def export_cmd(
 
     if fmt == "json":  # the --json alias every command takes: JSON lines for a table export
         fmt = "jsonl"
-    count = export_table(open_cli_reader_ledger(load_cli_settings()), table, fmt, Path(out))
+    count = export_table(open_cli_reader_ledger(load_cli_settings(), complete=True), table, fmt, Path(out))
     info(f"wrote {count} {table} rows to {out}")
+
+
+PURGE_EPILOG = """[bold]Examples[/bold]
+  genops ledger purge --customer acme-corp --reason "erasure request 2026-118" --yes
+  genops ledger purge --before 2025-01-01 --dry-run
+  genops ledger purge --before 2025-01-01 --reason "retention: 24 months" --yes --json"""
+
+
+@app.command("purge", epilog=PURGE_EPILOG)
+@handle_errors
+def purge_cmd(
+    customer: str = typer.Option(None, "--customer", "--tenant", help="Remove every run of this customer (erasure)."),
+    before: str = typer.Option(None, "--before", help="Remove runs started before this date (YYYY-MM-DD, UTC) or "
+                                                      "ISO datetime (retention)."),
+    reason: str = typer.Option(None, "--reason", help="Why (kept in the tombstone, e.g. the request id)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Count what would be removed; change nothing."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do it without asking (cron, scripts)."),
+    json_output: bool = typer.Option(False, "--json", help="JSON summary on stdout."),
+) -> None:
+    """Delete runs (with their calls and policy events) for an erasure request or a retention period. The audit
+    chain stays verifiable: a tombstone records what was purged (a customer only as a hash). Runs under a legal
+    hold are never purged (exit 3)."""
+    from genops_cli.analysis.periods import parse_when
+    from genops_cli.errors import UsageError
+    from genops_cli.ledger.retention import PurgeCriteria, purge
+
+    criteria = PurgeCriteria(customer=customer, before=parse_when(before, "--before") if before else None)
+    ledger = open_cli_reader_ledger(load_cli_settings())
+    preview = purge(ledger, criteria, reason=reason, dry_run=True)
+    if dry_run or preview.runs == 0:
+        _print_purge(preview, json_output)
+        return
+    if not yes:
+        import sys
+
+        if not sys.stdin.isatty():
+            raise UsageError(f"purge would remove {preview.runs} run(s): pass --yes to confirm (or --dry-run)")
+        if not typer.confirm(f"Remove {preview.runs} run(s) and {sum(preview.rows.values()) - preview.runs} "
+                             "related rows from the ledger?", err=True):
+            raise typer.Exit(1)
+    _print_purge(purge(ledger, criteria, reason=reason), json_output)
+
+
+def _print_purge(result: object, json_output: bool) -> None:
+    doc = result.to_json()  # type: ignore[attr-defined]
+    if json_output:
+        print_json(doc)
+        return
+    verb = "would remove" if doc["dry_run"] else "removed"
+    rows = ", ".join(f"{n} {t}" for t, n in doc["rows_removed"].items() if n)
+    stdout_console().print(f"{verb} {doc['runs_removed']} run(s) ({rows or 'nothing else'})"
+                           + (f"; tombstone {doc['purge_id']}" if doc["purge_id"] else ""), markup=False)
+
+
+hold_app = typer.Typer(no_args_is_help=True, help="Legal holds: runs in a held scope are never purged.")
+app.add_typer(hold_app, name="hold")
+
+
+@hold_app.command("set")
+@handle_errors
+def hold_set_cmd(
+    scope: str = typer.Argument(..., help="global, customer:ID, team:NAME, project:NAME, environment:NAME, "
+                                          "pipeline:NAME or user:ID"),
+    reason: str = typer.Option(..., "--reason", help="Case, request or regulation the hold is for."),
+    json_output: bool = typer.Option(False, "--json", help="JSON on stdout."),
+) -> None:
+    """Place a legal hold (audited with who placed it)."""
+    from genops_cli.ledger.retention import place_hold
+
+    hold = place_hold(open_cli_ledger(load_cli_settings()), scope, reason)
+    if json_output:
+        print_json(hold.to_json())
+    else:
+        stdout_console().print(f"hold {hold.hold_id} placed on {hold.scope}", markup=False)
+
+
+@hold_app.command("release")
+@handle_errors
+def hold_release_cmd(
+    hold: str = typer.Argument(..., help="Hold id (a unique prefix is enough) or scope."),
+    json_output: bool = typer.Option(False, "--json", help="JSON on stdout."),
+) -> None:
+    """Release a legal hold (audited, with the hold as it was)."""
+    from genops_cli.ledger.retention import release_hold
+
+    released = release_hold(open_cli_ledger(load_cli_settings()), hold)
+    if json_output:
+        print_json([h.to_json() for h in released])
+    else:
+        for h in released:
+            stdout_console().print(f"hold {h.hold_id} on {h.scope} released", markup=False)
+
+
+@hold_app.command("list")
+@handle_errors
+def hold_list_cmd(
+    include_released: bool = typer.Option(False, "--all", help="Released holds too."),
+    json_output: bool = typer.Option(False, "--json", help="JSON on stdout."),
+) -> None:
+    """Legal holds in force (or all of them)."""
+    from genops_cli.ledger.retention import list_holds
+
+    holds = list_holds(open_cli_reader_ledger(load_cli_settings()), include_released)
+    if json_output:
+        print_json([h.to_json() for h in holds])
+        return
+    console = stdout_console()
+    if not holds:
+        console.print("no legal holds", markup=False)
+    for h in holds:
+        state = f"released {h.released_at:%Y-%m-%d}" if h.released_at else "in force"
+        console.print(f"{h.hold_id}  {h.scope}  {state}  {h.reason}", markup=False)

@@ -8,10 +8,12 @@ deleted.
     with ledger.read() as tx:
         checked, problems = audit.verify(tx)     # problems in ledger order; [] means intact
 
-Each entry stores `payload_hash` (sha256 of the subject's rows as stored, read back in the same transaction)
-and `entry_hash` = sha256(seq, time, kind, subject, payload_hash, prev_hash). Changing a covered row breaks the
-payload hash of the subject's latest entry; changing, inserting or deleting an audit entry breaks the chain;
-rows without any entry are reported as inserted outside genops.
+Each entry stores `payload_hash` (sha256 of the subject's rows as stored, read back in the same transaction),
+the `actor` who made the write (OS user@host, `GENOPS_ACTOR`, or the principal given to the Python API), for
+changes of a subject updated in place (budgets) the values `before` and `after` (`change`, JSON), and
+`entry_hash` = sha256(seq, time, kind, subject, payload_hash, prev_hash[, actor, change]). Changing a covered
+row breaks the payload hash of the subject's latest entry; changing, inserting or deleting an audit entry breaks
+the chain; rows without any entry are reported as inserted outside genops.
 
 Design choices:
 - Rows are normalized (Decimal at 10 places, naive-UTC ISO timestamps, floats rounded) and sorted by their
@@ -22,16 +24,25 @@ Design choices:
 - `append` must run inside `Ledger.write()`: DuckDB writers hold the exclusive file lock and PostgreSQL writers
   the audit-chain advisory lock from the start of the transaction, so concurrent writers cannot fork the chain
   (and `seq` is a primary key: a fork could not even be stored).
-- The chain proves internal consistency. Someone able to rewrite the whole table can recompute it: record the
-  head hash (`genops compliance verify` prints it) somewhere else and compare with `--expect-head`.
+- The chain proves internal consistency. Someone able to rewrite the whole table, or delete its newest entries,
+  can recompute it: `genops compliance checkpoint` writes the head outside the ledger (a file, a webhook) and
+  `verify --checkpoints FILE` proves that every checkpointed head is still in the chain.
+- A purge (`genops ledger purge`, erasure or retention) deletes rows and records a tombstone (`purges`,
+  `purged_subjects`, itself an audited subject): the purged subjects' entries stay in the chain and verify
+  accepts their absence.
 """
 
 from __future__ import annotations
 
 import functools
+import getpass
 import hashlib
 import json
-from collections.abc import Sequence
+import os
+import socket
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -51,10 +62,47 @@ SUBJECTS: dict[str, list[tuple[str, str]]] = {
     "policy": [("policy_events", "event_id")],
     "alert": [("alerts", "alert_id")],
     "merge": [("ledger_merges", "merge_id")],
+    "purge": [("purges", "purge_id"), ("purged_subjects", "purge_id")],
+    "hold": [("legal_holds", "hold_id")],
+    "policy_snapshot": [("policy_snapshots", "policy_hash")],
 }
 
 #: Kinds whose subject may legitimately disappear (a removed budget appends an entry after the delete).
 _REMOVABLE = {"budget"}
+
+_actor: ContextVar[str | None] = ContextVar("genops_audit_actor", default=None)
+
+
+@functools.cache
+def _process_actor() -> str:
+    try:
+        user = getpass.getuser()
+    except Exception:  # no login name (containers with arbitrary uids)
+        user = f"uid:{os.getuid()}" if hasattr(os, "getuid") else "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+def current_actor() -> str:
+    """Who is writing: the principal set with `acting_as`, else GENOPS_ACTOR, else OS user@host."""
+    return _actor.get() or os.environ.get("GENOPS_ACTOR") or _process_actor()
+
+
+@contextmanager
+def acting_as(principal: str | None) -> Iterator[None]:
+    """Attribute the audit entries written inside the block to `principal` (e.g. the API caller's identity)."""
+    token = _actor.set(principal or None)
+    try:
+        yield
+    finally:
+        _actor.reset(token)
+
+
+def change_record(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> str:
+    """The JSON stored in `audit_log.change`: the subject's rows (normalized) before and after the write."""
+    def strip(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [{k: v for k, v in r.items() if k != "table"} for r in rows]
+
+    return json.dumps({"before": strip(before), "after": strip(after)}, sort_keys=True, default=str)
 
 
 _LEGACY_MONEY_QUANTUM = Decimal("1E-10")
@@ -147,13 +195,21 @@ def payload_digest(rows: list[dict[str, Any]]) -> str:
     return hashlib.sha256(json.dumps(rows, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def entry_digest(seq: int, at: datetime, kind: str, subject_id: str, payload_hash: str, prev_hash: str) -> str:
-    body = json.dumps([seq, _norm(at), kind, subject_id, payload_hash, prev_hash])
-    return hashlib.sha256(body.encode()).hexdigest()
+def entry_digest(seq: int, at: datetime, kind: str, subject_id: str, payload_hash: str, prev_hash: str,
+                 actor: str | None = None, change: str | None = None) -> str:
+    fields: list[Any] = [seq, _norm(at), kind, subject_id, payload_hash, prev_hash]
+    if actor is not None or change is not None:  # entries written before actors were recorded keep their digest
+        fields += [actor, change]
+    return hashlib.sha256(json.dumps(fields).encode()).hexdigest()
 
 
-def append(tx: Tx, kind: str, subject_id: str, at: datetime | None = None) -> str:
-    """Append an entry for `subject_id` (already written in this transaction). Returns the entry hash."""
+def append(tx: Tx, kind: str, subject_id: str, at: datetime | None = None,
+           before: list[dict[str, Any]] | None = None) -> str:
+    """Append an entry for `subject_id` (already written in this transaction). Returns the entry hash.
+
+    `before`: the subject's payload read before this write (`subject_payload`), for subjects changed in place or
+    removed; the entry then records the values before and after.
+    """
     if kind not in SUBJECTS:
         raise ValueError(f"unknown audit kind {kind!r}; expected one of {', '.join(SUBJECTS)}")
     # No lock taken here: every write transaction already holds the chain lock (DuckDB: the exclusive writer
@@ -162,17 +218,21 @@ def append(tx: Tx, kind: str, subject_id: str, at: datetime | None = None) -> st
     at = (at or datetime.now(timezone.utc)).astimezone(timezone.utc).replace(tzinfo=None)
     last_seq, prev = chain_head(tx)
     seq = last_seq + 1
-    p_hash = payload_digest(subject_payload(tx, kind, subject_id))
-    e_hash = entry_digest(seq, at, kind, subject_id, p_hash, prev)
+    payload = subject_payload(tx, kind, subject_id)
+    p_hash = payload_digest(payload)
+    actor = current_actor()
+    change = change_record(before, payload) if before is not None else None
+    e_hash = entry_digest(seq, at, kind, subject_id, p_hash, prev, actor, change)
     tx.execute(
-        "INSERT INTO audit_log (seq, recorded_at, kind, subject_id, payload_hash, prev_hash, entry_hash) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [seq, at, kind, subject_id, p_hash, prev, e_hash],
+        "INSERT INTO audit_log (seq, recorded_at, kind, subject_id, payload_hash, prev_hash, entry_hash, actor, "
+        "change) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [seq, at, kind, subject_id, p_hash, prev, e_hash, actor, change],
     )
     return e_hash
 
 
-_AUDIT_COLUMNS = ["seq", "recorded_at", "kind", "subject_id", "payload_hash", "prev_hash", "entry_hash"]
+AUDIT_COLUMNS = ["seq", "recorded_at", "kind", "subject_id", "payload_hash", "prev_hash", "entry_hash", "actor",
+                 "change"]
 
 
 def append_many(tx: Tx, entries: Sequence[tuple[str, str, list[dict[str, Any]]]],
@@ -184,16 +244,17 @@ def append_many(tx: Tx, entries: Sequence[tuple[str, str, list[dict[str, Any]]]]
         return None
     at = (at or datetime.now(timezone.utc)).astimezone(timezone.utc).replace(tzinfo=None)
     seq, prev = chain_head(tx)
+    actor = current_actor()
     rows = []
     for kind, subject_id, payload in entries:
         if kind not in SUBJECTS:
             raise ValueError(f"unknown audit kind {kind!r}; expected one of {', '.join(SUBJECTS)}")
         seq += 1
         p_hash = payload_digest(payload)
-        e_hash = entry_digest(seq, at, kind, subject_id, p_hash, prev)
-        rows.append((seq, at, kind, subject_id, p_hash, prev, e_hash))
+        e_hash = entry_digest(seq, at, kind, subject_id, p_hash, prev, actor)
+        rows.append((seq, at, kind, subject_id, p_hash, prev, e_hash, actor, None))
         prev = e_hash
-    tx.insert_rows("audit_log", _AUDIT_COLUMNS, rows)
+    tx.insert_rows("audit_log", AUDIT_COLUMNS, rows)
     return prev
 
 
@@ -245,17 +306,15 @@ def verify(tx: Tx) -> tuple[int, list[VerifyProblem]]:
     problems: list[VerifyProblem] = []
     prev = GENESIS
     latest: dict[tuple[str, str], tuple[int, str]] = {}
-    entries = tx.query(
-        "SELECT seq, recorded_at, kind, subject_id, payload_hash, prev_hash, entry_hash FROM audit_log ORDER BY seq"
-    )
+    entries = tx.query(f"SELECT {', '.join(AUDIT_COLUMNS)} FROM audit_log ORDER BY seq")
     expected_seq = 1
-    for seq, at, kind, subject_id, p_hash, prev_hash, e_hash in entries:
+    for seq, at, kind, subject_id, p_hash, prev_hash, e_hash, actor, change in entries:
         seq = int(seq)
         if seq != expected_seq:
             problems.append(VerifyProblem("chain", "audit_log", str(expected_seq), expected_seq,
                                           f"audit entries {expected_seq}..{seq - 1} are missing (deleted)"))
         expected_seq = seq + 1
-        if prev_hash != prev or entry_digest(seq, at, kind, subject_id, p_hash, prev_hash) != e_hash:
+        if prev_hash != prev or entry_digest(seq, at, kind, subject_id, p_hash, prev_hash, actor, change) != e_hash:
             problems.append(VerifyProblem("chain", "audit_log", subject_id, seq,
                                           f"audit entry {seq} ({kind} {subject_id}) was altered or the chain "
                                           "broken before it"))
@@ -266,10 +325,13 @@ def verify(tx: Tx) -> tuple[int, list[VerifyProblem]]:
             problems.append(VerifyProblem("chain", "audit_log", subject_id, seq,
                                           f"audit entry {seq} has an unknown kind {kind!r}"))
     grouped, primary = _stored_subjects(tx)
+    purged = {(str(k), str(s)) for k, s in tx.query("SELECT kind, subject_id FROM purged_subjects")}
     # Only the latest entry of a subject must match what is stored now (budgets are updated in place).
     for (kind, subject_id), (seq, p_hash) in latest.items():
         rows = grouped.get((kind, subject_id), [])
         table = SUBJECTS[kind][0][0]
+        if (kind, subject_id) not in primary and (kind, subject_id) in purged:
+            continue  # removed by a recorded purge (its tombstone is itself covered by the chain)
         if (kind, subject_id) not in primary and kind not in _REMOVABLE:
             problems.append(VerifyProblem("deleted", table, subject_id, seq,
                                           f"{kind} {subject_id} was deleted from {table} (audit entry {seq})"))
@@ -302,13 +364,13 @@ def verify_imported_chains(tx: Tx, grouped: dict[tuple[str, str], list[dict[str,
         prev, expected, latest_run = GENESIS, 1, {}
         top = max(recorded)
         for batch_names, rows in tx.iter_batches(
-                "SELECT seq, recorded_at, kind, subject_id, payload_hash, prev_hash, entry_hash FROM audit_imports "
-                "WHERE source_id = ? AND seq <= ? ORDER BY seq", [source_id, top]):
+                f"SELECT {', '.join(AUDIT_COLUMNS)} FROM audit_imports WHERE source_id = ? AND seq <= ? ORDER BY seq",
+                [source_id, top]):
             del batch_names
-            for seq, at, kind, subject_id, p_hash, prev_hash, e_hash in rows:
+            for seq, at, kind, subject_id, p_hash, prev_hash, e_hash, actor, change in rows:
                 seq = int(seq)
                 if seq != expected or prev_hash != prev or \
-                        entry_digest(seq, at, kind, subject_id, p_hash, prev_hash) != e_hash:
+                        entry_digest(seq, at, kind, subject_id, p_hash, prev_hash, actor, change) != e_hash:
                     problems.append(VerifyProblem("chain", "audit_imports", subject_id, None,
                                                   f"imported chain {short} is broken at its entry {expected}"))
                     break

@@ -25,7 +25,11 @@ from genops_cli.ledger.schema import CURRENT_VERSION
 from genops_cli.ledger.spool import Spool
 from genops_cli.ledger.store import Ledger, Tx
 
-EXPORT_TABLES = {"runs": "run_id", "calls": "run_id, seq, call_id"}
+#: Exportable tables and their stable order (the audit trail and policy decisions too, for auditors).
+EXPORT_TABLES = {"runs": "run_id", "calls": "run_id, seq, call_id", "audit_log": "seq",
+                 "policy_events": "recorded_at, event_id", "budgets": "scope", "alerts": "fired_at, alert_id",
+                 "ledger_merges": "merged_at, merge_id", "purges": "purged_at, purge_id",
+                 "legal_holds": "placed_at, hold_id"}
 EXPORT_FORMATS = ("csv", "jsonl", "parquet")
 
 

@@ -36,7 +36,6 @@ BATCH_RUNS = 2000
 #: Tables merged by primary key with one audit entry per new subject: table -> (key column, audit kind).
 KEYED_SUBJECTS = {"policy_events": ("event_id", "policy"), "alerts": ("alert_id", "alert"),
                   "budgets": ("scope", "budget"), "ledger_merges": ("merge_id", "merge")}
-_AUDIT_COLUMNS = ["seq", "recorded_at", "kind", "subject_id", "payload_hash", "prev_hash", "entry_hash"]
 
 
 @dataclass
@@ -245,13 +244,13 @@ def _import_chain(source: Ledger, target: Ledger, src: Tx, source_id: str, repor
         while True:
             params: list[Any] = [chain_id] if where else []
             cond = (where + " AND seq > ?") if where else " WHERE seq > ?"
-            rows = src.query(f"SELECT {', '.join(_AUDIT_COLUMNS)} FROM {table}{cond} ORDER BY seq LIMIT ?",
+            rows = src.query(f"SELECT {', '.join(audit.AUDIT_COLUMNS)} FROM {table}{cond} ORDER BY seq LIMIT ?",
                              [*params, last, batch])
             if not rows:
                 break
             last = int(rows[-1][0])
             with target.write() as dst:
-                dst.insert_rows("audit_imports", ["source_id", *_AUDIT_COLUMNS], [[chain_id, *r] for r in rows],
+                dst.insert_rows("audit_imports", ["source_id", *audit.AUDIT_COLUMNS], [[chain_id, *r] for r in rows],
                                 on_conflict="(source_id, seq) DO NOTHING")
             imported += len(rows)
         report(f"audit chain {chain_id[:12]}: {imported} entries imported")

@@ -239,6 +239,8 @@ _V6 = [
 _V7 = [
     "ALTER TABLE audit_log ADD COLUMN IF NOT EXISTS actor VARCHAR",
     "ALTER TABLE audit_log ADD COLUMN IF NOT EXISTS change VARCHAR",
+    "ALTER TABLE audit_imports ADD COLUMN IF NOT EXISTS actor VARCHAR",
+    "ALTER TABLE audit_imports ADD COLUMN IF NOT EXISTS change VARCHAR",
     "ALTER TABLE runs ADD COLUMN IF NOT EXISTS policy_hash VARCHAR",
     "ALTER TABLE runs ADD COLUMN IF NOT EXISTS policy_override VARCHAR",
     """

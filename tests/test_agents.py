@@ -279,3 +279,54 @@ def test_estimated_share_in_analyze_bill_and_focus(openai_server, tmp_path):
     rows = list(csv.DictReader(io.StringIO(focus.stdout)))
     assert sum(Decimal(r["x_EstimatedCost"]) for r in rows if r["x_EstimatedCost"]) == estimated_cost
     assert sum(Decimal(r["BilledCost"]) for r in rows) == total
+
+
+def _failing_chain() -> Pipeline:
+    from haystack.components.builders import ChatPromptBuilder
+
+    pipeline = Pipeline(metadata={"name": "failing"})
+    pipeline.add_component("prompt", ChatPromptBuilder(template=[ChatMessage.from_user("{{ q }}")],
+                                                       required_variables=["q"]))
+    pipeline.add_component("llm", OpenAIChatGenerator(model="gpt-4o-mini", max_retries=0))
+    pipeline.connect("prompt.prompt", "llm.messages")
+    return pipeline
+
+
+def test_failed_call_has_the_same_usage_source_under_the_adapter_and_auto_instrument(openai_server, ledger_path):
+    from genops_cli import auto_instrument, flush, uninstrument
+    from genops_cli.api import GenOpsHaystackAdapter
+
+    openai_server.failures = [{"status": 400, "message": "bad prompt"}, {"status": 400, "message": "bad prompt"}]
+    adapter = GenOpsHaystackAdapter(team="ml")
+    with pytest.raises(Exception), adapter.track_pipeline("failing"):
+        _failing_chain().run({"prompt": {"q": "hi"}})
+    adapter.flush()
+    assert auto_instrument(team="ml")
+    try:
+        with pytest.raises(Exception):
+            _failing_chain().run({"prompt": {"q": "hi"}})
+        flush()
+    finally:
+        uninstrument()
+    rows = ledger_rows("SELECT usage_source, status FROM calls WHERE component_name = 'llm'")
+    assert rows == [("missing", "error"), ("missing", "error")]
+
+
+def test_api_results_carry_agent_outcomes_and_prices_nested_agents(openai_server, anthropic_server, ledger_path):
+    from genops_cli.api import GenOpsHaystackAdapter, get_agent_insights
+
+    _script_nested(openai_server, anthropic_server, inner_times=None)  # the inner agent hits its cap
+    adapter = GenOpsHaystackAdapter(team="research")
+    with adapter.track_pipeline("nested-api") as context:
+        _nested_pipeline(inner_max_steps=2).run({"researcher": _messages("hi")})
+    adapter.flush()
+    [result] = adapter.get_recent_pipeline_results(limit=1)
+    assert result.pipeline_id == context.pipeline_id
+    assert result.cost_by_provider == {"openai": 2 * GPT_4O_MINI_STEP, "anthropic": 2 * HAIKU_STEP}
+    inner = next(a for a in result.agents if a.name == "search_agent")
+    assert (inner.steps, inner.max_steps, inner.exit_reason, inner.cost) == (2, 2, "max_agent_steps",
+                                                                             2 * HAIKU_STEP)
+    assert result.agent_hit_max_steps and result.usage_sources.estimated_calls == 0
+    # The guide's call: the adapter's monitor and the run id.
+    insights = get_agent_insights(adapter.monitor, context.pipeline_id)
+    assert insights["decisions_made"] == 4

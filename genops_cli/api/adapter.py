@@ -440,5 +440,7 @@ def _run_json_from_row(row: dict[str, Any], calls: list[dict[str, Any]]) -> dict
                       "cache_read_tokens": c["cache_read_tokens"], "cache_write_tokens": c["cache_write_tokens"],
                       "reasoning_tokens": c["reasoning_tokens"], "source": c["usage_source"]},
             "cost": str(c["cost"]), "priced": c["priced"], "tool_name": c["tool_name"],
+            **{k: c.get(k) for k in ("visit", "agent_step", "parent_call_id", "component_path", "agent_instance",
+                                     "agent_steps", "agent_max_steps", "exit_reason")},
         } for c in calls],
     }

@@ -9,6 +9,8 @@ from decimal import Decimal
 from typing import Any
 
 from genops_cli.models import CallRecord, RunRecord, quantize_money, utcnow
+from genops_cli.tracking.agents import AgentOutcome, agent_outcomes
+from genops_cli.tracking.usage import UsageSourceShare, usage_source_share
 
 # -- results ------------------------------------------------------------------------------------------------
 
@@ -68,6 +70,15 @@ class HaystackPipelineResult:
     policy_result: str = "ALLOWED"
     policy_reason_code: str | None = None
     unpriced_models: list[str] = field(default_factory=list)
+    #: Each agent run (nested agents too): steps, cap, exit reason (final_answer, max_agent_steps, ...), cost.
+    agents: list[AgentOutcome] = field(default_factory=list)
+    #: How much of the cost rests on usage genops estimated (a stream without usage), not measured.
+    usage_sources: UsageSourceShare = field(default_factory=UsageSourceShare)
+
+    @property
+    def agent_hit_max_steps(self) -> bool:
+        """An agent of this run stopped at max_agent_steps before an answer."""
+        return any(a.hit_cap for a in self.agents)
 
     @classmethod
     def from_run(cls, run: RunRecord, calls: list[CallRecord] | None = None,
@@ -101,6 +112,8 @@ class HaystackPipelineResult:
             policy_result=run.policy.result,
             policy_reason_code=run.policy.reason_code,
             unpriced_models=sorted({f"{c.provider or '?'}:{c.model}" for c in calls if c.model and not c.priced}),
+            agents=agent_outcomes(calls),
+            usage_sources=usage_source_share(calls),
         )
 
 

@@ -1,0 +1,262 @@
+"""One run lifecycle on every entry point: an exhausted enforcing budget makes zero provider requests whichever way
+a run starts (CLI run, batch, compare, the Python API's track_pipeline with and without `pipeline=`,
+track_session, auto_instrument, the component mixin; spend still in the spool counts too), and per-call admission
+keeps a looping Agent and 20 concurrent API requests under an enforcing limit (exact Decimal sums)."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import SAMPLES, cli, ledger_rows
+from fakeproviders import ToolLoop
+from ledger_factory import make_run
+
+from genops_cli.models import utcnow
+
+CHAIN = str(SAMPLES / "chain" / "pipeline.yml")
+CHAIN_INPUTS = str(SAMPLES / "chain" / "inputs.json")
+LIMIT = Decimal("0.001")
+
+
+def _ledger() -> Any:
+    from genops_cli.ledger.store import open_ledger
+
+    return open_ledger(os.environ["GENOPS_LEDGER"])
+
+
+def _exhaust(where: str = "ledger") -> None:
+    """An enforcing global daily budget of $0.001 with $0.0035 already spent today (in the ledger, or still in the
+    spool as a run finished by a process whose ingestion has not happened yet)."""
+    from genops_cli.ledger.records import record_run
+    from genops_cli.ledger.spool import Spool
+
+    result = cli("budget", "set", "global", "--daily", str(LIMIT), "--policy", "enforcing")
+    assert result.exit_code == 0, result.stderr
+    spent = make_run(None, utcnow(), [{"model": "gpt-4o", "input": 1000, "output": 100}])
+    assert spent.total_cost == Decimal("0.0035")
+    if where == "spool":
+        Spool(_ledger().spool_dir()).write(spent)
+    else:
+        assert record_run(_ledger(), spent).ok
+
+
+def _chat_pipeline(model: str = "gpt-4o-mini", max_tokens: int = 50) -> Any:
+    from haystack import Pipeline
+    from haystack.components.builders import ChatPromptBuilder
+    from haystack.components.generators.chat import OpenAIChatGenerator
+    from haystack.dataclasses import ChatMessage
+
+    p = Pipeline()
+    p.add_component("prompt", ChatPromptBuilder(template=[ChatMessage.from_user("{{ q }}")], required_variables=["q"]))
+    p.add_component("llm", OpenAIChatGenerator(model=model, generation_kwargs={"max_tokens": max_tokens}))
+    p.connect("prompt.prompt", "llm.messages")
+    return p
+
+
+QUESTION = "Which of our regions had the highest support ticket volume last quarter, and why did it change?"
+
+
+def _blocked_runs() -> list[tuple[str, str | None]]:
+    return ledger_rows("SELECT status, policy_reason_code FROM runs WHERE status = 'blocked'")
+
+
+# -- an exhausted enforcing budget: zero provider requests on every entry point --------------------------------
+
+
+@pytest.mark.parametrize("where", ["ledger", "spool"])
+def test_cli_run(openai_server, where):
+    _exhaust(where)
+    result = cli("run", CHAIN, "--inputs", CHAIN_INPUTS, "--json")
+    assert result.exit_code == 3, result.stderr
+    assert json.loads(result.stdout)["policy"]["reason_code"] == "BUDGET_EXCEEDED"
+    assert openai_server.request_count == 0
+    assert _blocked_runs() == [("blocked", "BUDGET_EXCEEDED")]
+
+
+def test_cli_batch(openai_server, tmp_path):
+    _exhaust()
+    batch = tmp_path / "b.jsonl"
+    line = json.loads(Path(CHAIN_INPUTS).read_text())
+    batch.write_text("\n".join(json.dumps(line) for _ in range(3)) + "\n")
+    result = cli("run", CHAIN, "--inputs", str(batch), "--concurrency", "3", "--json")
+    assert result.exit_code == 3, result.stderr
+    assert openai_server.request_count == 0
+    assert len(_blocked_runs()) == 3
+
+
+def test_cli_compare(openai_server):
+    _exhaust()
+    result = cli("compare", CHAIN, "--inputs", CHAIN_INPUTS, "--model", "gpt-4o-mini", "--model", "gpt-4.1-mini",
+                 "--json")
+    assert result.exit_code == 3, result.stderr
+    assert openai_server.request_count == 0
+    assert len(_blocked_runs()) == 2
+
+
+@pytest.mark.parametrize("with_pipeline", [True, False])
+def test_api_track_pipeline(openai_server, with_pipeline):
+    from genops_cli import BudgetExceededError, GenOpsHaystackAdapter
+
+    _exhaust()
+    adapter = GenOpsHaystackAdapter(team="ml", project="p", daily_budget_limit=None)
+    pipeline = _chat_pipeline()
+    with pytest.raises(BudgetExceededError, match="budget limit"):
+        with adapter.track_pipeline("chat", **({"pipeline": pipeline} if with_pipeline else {})):
+            pipeline.run({"prompt": {"q": QUESTION}})
+    assert openai_server.request_count == 0
+    assert adapter.flush()
+    assert _blocked_runs() == [("blocked", "BUDGET_EXCEEDED")]
+
+
+def test_api_track_session(openai_server):
+    from genops_cli import BudgetExceededError, GenOpsHaystackAdapter
+
+    _exhaust()
+    adapter = GenOpsHaystackAdapter(team="ml", project="p", daily_budget_limit=None)
+    pipeline = _chat_pipeline()
+    with adapter.track_session("s") as session:
+        with pytest.raises(BudgetExceededError):
+            with adapter.track_pipeline("chat"):
+                pipeline.run({"prompt": {"q": QUESTION}})
+    assert openai_server.request_count == 0
+    assert adapter.flush()
+    assert ledger_rows("SELECT status, session_id FROM runs WHERE status = 'blocked'") == [
+        ("blocked", session.session_id)]
+
+
+def test_api_auto_instrument(openai_server):
+    from genops_cli import BudgetExceededError, auto_instrument, uninstrument
+
+    _exhaust()
+    auto_instrument(team="ml", project="p", daily_budget_limit=None)
+    try:
+        pipeline = _chat_pipeline()
+        with pytest.raises(BudgetExceededError, match="budget limit"):
+            pipeline.run({"prompt": {"q": QUESTION}})
+    finally:
+        uninstrument()
+    assert openai_server.request_count == 0
+    assert _blocked_runs() == [("blocked", "BUDGET_EXCEEDED")]
+
+
+def test_api_component_mixin(openai_server):
+    from haystack import component
+    from haystack.components.generators.chat import OpenAIChatGenerator
+    from haystack.dataclasses import ChatMessage
+
+    from genops_cli import BudgetExceededError, GenOpsComponentMixin, GenOpsHaystackAdapter
+
+    @component
+    class InstrumentedGenerator(GenOpsComponentMixin):
+        def __init__(self, model: str) -> None:
+            self.model = model
+            self.generator = OpenAIChatGenerator(model=model, generation_kwargs={"max_tokens": 50})
+
+        @component.output_types(replies=list[ChatMessage])
+        def run(self, messages: list[ChatMessage]) -> dict:
+            with self.track_execution("instrumented") as ctx:
+                result = self.generator.run(messages)
+                ctx.record_output(result)
+                return result
+
+    _exhaust()
+    generator = InstrumentedGenerator(model="gpt-4o-mini")
+    generator.genops_adapter = GenOpsHaystackAdapter(team="ml", project="p", daily_budget_limit=None)
+    with pytest.raises(BudgetExceededError):
+        generator.run([ChatMessage.from_user(QUESTION)])
+    assert openai_server.request_count == 0
+    assert generator.genops_adapter.flush()
+    assert _blocked_runs() == [("blocked", "BUDGET_EXCEEDED")]
+
+
+# -- per-call admission: loops and concurrency never cross an enforcing limit ---------------------------------
+
+
+def _agent_pipeline(max_steps: int = 100) -> Any:
+    from haystack import Pipeline
+    from haystack.components.agents import Agent
+    from haystack.components.generators.chat import OpenAIChatGenerator
+    from haystack.components.retrievers.in_memory import InMemoryBM25Retriever
+    from haystack.document_stores.in_memory import InMemoryDocumentStore
+    from haystack.tools import ComponentTool
+
+    tool = ComponentTool(component=InMemoryBM25Retriever(document_store=InMemoryDocumentStore()), name="web_search",
+                         description="Keyword search.", outputs_to_string={"source": "documents"})
+    agent = Agent(chat_generator=OpenAIChatGenerator(model="gpt-4o-mini", generation_kwargs={"max_tokens": 50}),
+                  tools=[tool], max_agent_steps=max_steps)
+    pipeline = Pipeline()
+    pipeline.add_component("agent", agent)
+    return pipeline
+
+
+# Replies as a real provider bills them: the prompt is at least this long, the reply at most max_tokens.
+AGENT_STEP_USAGE = {"prompt_tokens": 20, "completion_tokens": 50}
+# gpt-4o-mini 0.15 / 0.60 per 1M: 20 x 0.15e-6 + 50 x 0.60e-6
+AGENT_STEP = Decimal("0.000033")
+
+
+def test_looping_agent_stops_before_the_step_that_would_cross(openai_server):
+    from haystack.dataclasses import ChatMessage
+
+    from genops_cli import BudgetExceededError, GenOpsHaystackAdapter
+
+    openai_server.responder = ToolLoop("web_search", times=None, arguments={"query": "x"}, usage=AGENT_STEP_USAGE)
+    limit = Decimal("0.0005")
+    adapter = GenOpsHaystackAdapter(team="agents", project="p", daily_budget_limit=limit,
+                                    governance_policy="enforcing")
+    pipeline = _agent_pipeline()
+    with pytest.raises(BudgetExceededError, match="budget limit"):
+        with adapter.track_pipeline("looping-agent"):
+            pipeline.run({"agent": {"messages": [ChatMessage.from_user("find it")]}})
+    assert adapter.flush()
+    [(status, total, reason)] = ledger_rows("SELECT status, total_cost, policy_reason_code FROM runs")
+    steps = openai_server.count("/chat/completions")
+    assert (status, reason) == ("blocked", "BUDGET_EXCEEDED")
+    assert total == AGENT_STEP * steps <= limit  # every step that ran was paid; none crossed the limit
+    assert steps >= 5  # it looped, and was stopped by the budget, not by max_agent_steps
+    assert ledger_rows("SELECT COUNT(*) FROM calls WHERE span_kind = 'agent_llm' AND status = 'blocked'") == [(1,)]
+
+
+def test_twenty_concurrent_requests_never_cross_the_limit_in_sum(openai_server):
+    from genops_cli import BudgetExceededError, GenOpsHaystackAdapter
+
+    openai_server.usage = {"prompt_tokens": 10, "completion_tokens": 50}  # at most the worst case of each call
+    openai_server.latency = 0.02
+    per_run = Decimal("0.0000315")  # 10 x 0.15e-6 + 50 x 0.60e-6
+    limit = Decimal("0.0002")
+    adapter = GenOpsHaystackAdapter(team="svc", project="p", daily_budget_limit=limit,
+                                    governance_policy="enforcing")
+    pipeline = _chat_pipeline()
+    outcomes: list[str] = []
+    lock = threading.Lock()
+
+    def request(i: int) -> None:
+        try:
+            with adapter.track_pipeline("request", pipeline=pipeline):
+                pipeline.run({"prompt": {"q": f"{QUESTION} ({i})"}})
+            outcome = "ok"
+        except BudgetExceededError:
+            outcome = "blocked"
+        with lock:
+            outcomes.append(outcome)
+
+    threads = [threading.Thread(target=request, args=(i,)) for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert adapter.flush()
+    assert len(outcomes) == 20 and "blocked" in outcomes and "ok" in outcomes
+    [(spent,)] = ledger_rows("SELECT SUM(total_cost) FROM runs")
+    ok = outcomes.count("ok")
+    assert spent == per_run * ok <= limit
+    assert openai_server.count("/chat/completions") == ok
+    assert ledger_rows("SELECT COUNT(*) FROM runs WHERE status = 'blocked'") == [(outcomes.count("blocked"),)]
+    # nothing stays held once every run is recorded
+    assert ledger_rows("SELECT COUNT(*) FROM reservations WHERE released_at IS NULL") == [(0,)]

@@ -293,17 +293,19 @@ def _failing_chain() -> Pipeline:
 
 
 def test_failed_call_has_the_same_usage_source_under_the_adapter_and_auto_instrument(openai_server, ledger_path):
+    from haystack.core.errors import PipelineRuntimeError
+
     from genops_cli import auto_instrument, flush, uninstrument
     from genops_cli.api import GenOpsHaystackAdapter
 
     openai_server.failures = [{"status": 400, "message": "bad prompt"}, {"status": 400, "message": "bad prompt"}]
     adapter = GenOpsHaystackAdapter(team="ml")
-    with pytest.raises(Exception), adapter.track_pipeline("failing"):
+    with pytest.raises(PipelineRuntimeError), adapter.track_pipeline("failing"):
         _failing_chain().run({"prompt": {"q": "hi"}})
     adapter.flush()
     assert auto_instrument(team="ml")
     try:
-        with pytest.raises(Exception):
+        with pytest.raises(PipelineRuntimeError):
             _failing_chain().run({"prompt": {"q": "hi"}})
         flush()
     finally:

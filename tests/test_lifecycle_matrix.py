@@ -260,3 +260,26 @@ def test_twenty_concurrent_requests_never_cross_the_limit_in_sum(openai_server):
     assert ledger_rows("SELECT COUNT(*) FROM runs WHERE status = 'blocked'") == [(outcomes.count("blocked"),)]
     # nothing stays held once every run is recorded
     assert ledger_rows("SELECT COUNT(*) FROM reservations WHERE released_at IS NULL") == [(0,)]
+
+
+def test_a_budget_set_by_another_process_applies_to_the_next_call(openai_server):
+    """No cache window: `genops budget set` in another process touches the ledger's budget stamp, and this
+    process's next call re-reads the budgets (DuckDB; a server ledger re-reads at most 1 s later)."""
+    import subprocess
+    import sys
+
+    from genops_cli import BudgetExceededError, GenOpsHaystackAdapter
+
+    openai_server.usage = {"prompt_tokens": 10, "completion_tokens": 50}
+    adapter = GenOpsHaystackAdapter(team="svc", project="p", daily_budget_limit=None)
+    pipeline = _chat_pipeline()
+    with adapter.track_pipeline("request"):
+        pipeline.run({"prompt": {"q": QUESTION}})  # no budget yet: the "no budgets" answer is now cached
+    assert openai_server.request_count == 1
+    proc = subprocess.run([str(Path(sys.executable).with_name("genops")), "budget", "set", "global", "--daily", "0.00001",
+                           "--policy", "enforcing"], capture_output=True, text=True, env=dict(os.environ))
+    assert proc.returncode == 0, proc.stderr
+    with pytest.raises(BudgetExceededError):
+        with adapter.track_pipeline("request"):
+            pipeline.run({"prompt": {"q": QUESTION}})
+    assert openai_server.request_count == 1

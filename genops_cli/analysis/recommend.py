@@ -40,7 +40,7 @@ from genops_cli.analysis.insights import (
 from genops_cli.analysis.periods import Period
 from genops_cli.ledger.store import Ledger, Tx
 from genops_cli.models import TokenUsage, UnitPrices, quantize_money
-from genops_cli.money import money_json
+from genops_cli.money import money_json, money_text
 
 _MTOK = Decimal(1_000_000)
 
@@ -101,6 +101,9 @@ class Recommendation:
     provider: str | None = None
     basis: dict[str, Any] = field(default_factory=dict)
     parameters: dict[str, Any] = field(default_factory=dict)
+    # Only the largest saving per component counts toward the report's total: two changes to one component are
+    # alternatives (or overlap), never additive.
+    counted: bool = True
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -117,6 +120,7 @@ class Recommendation:
             "reasoning": self.reasoning,
             "parameters": self.parameters,
             "basis": self.basis,
+            "counted_in_total": self.counted,
         }
 
 
@@ -127,10 +131,13 @@ class RecommendationReport:
     runs: int
     calls: int
     recommendations: list[Recommendation]
+    spend: Decimal = ZERO
 
     @property
     def potential_savings(self) -> Decimal:
-        return quantize_money(sum((r.potential_savings for r in self.recommendations), ZERO))
+        """The best saving of each component, added up; never more than the window's spend."""
+        total = sum((r.potential_savings for r in self.recommendations if r.counted), ZERO)
+        return quantize_money(min(total, self.spend))
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -138,6 +145,7 @@ class RecommendationReport:
             "filters": self.filters.to_json(),
             "runs": self.runs,
             "calls": self.calls,
+            "spend": money_json(self.spend),
             "potential_savings": money_json(self.potential_savings),
             "recommendations": [r.to_json() for r in self.recommendations],
         }
@@ -244,12 +252,15 @@ def _volume(u: _Usage, period: Period) -> str:
 
 def _usage_recommendation(u: _Usage, period: Period, **fields: Any) -> Recommendation:
     """A recommendation about one observed (pipeline, component, provider, model), with its volume as basis."""
+    basis = {"period": period.label, "window": period.to_json(), "calls": u.calls, "runs": u.runs,
+             "input_tokens": u.input_tokens, "cache_read_tokens": u.cache_read_tokens, "output_tokens": u.output_tokens}
     return Recommendation(component=u.component, pipeline=u.pipeline, provider=u.provider, current_model=u.model,
-                          current_cost=u.cost, basis={"calls": u.calls, "runs": u.runs, "period": period.label},
-                          **fields)
+                          current_cost=u.cost, basis=basis, **fields)
 
 
 def _model_switch(u: _Usage, period: Period, book: Any) -> list[Recommendation]:
+    """At most one switch per component: the cheapest candidate of the same capability tier, else of the next
+    lower tier; the other cheaper candidates are listed in `parameters.alternatives`, not counted."""
     from genops_cli.pricing import compute_cost
 
     family = model_family(u.provider, u.model)
@@ -267,8 +278,13 @@ def _model_switch(u: _Usage, period: Period, book: Any) -> list[Recommendation]:
             total = quantize_money(total)
             if total < u.cost and (tier not in best or total < best[tier][0]):
                 best[tier] = (total, candidate)
+    if not best:
+        return []
+    chosen = "same" if "same" in best else "lower"
+    alternatives = [{"model": m, "tier": t, "cost": money_json(c), "potential_savings": money_json(u.cost - c)}
+                    for t, (c, m) in sorted(best.items()) if t != chosen]
     out = []
-    for tier, (cost, candidate) in sorted(best.items()):
+    for tier, (cost, candidate) in [(chosen, best[chosen])]:
         savings = u.cost - cost
         tier_text = "the same capability tier" if tier == "same" else "the next lower capability tier"
         out.append(_usage_recommendation(
@@ -276,12 +292,12 @@ def _model_switch(u: _Usage, period: Period, book: Any) -> list[Recommendation]:
             potential_savings=savings, confidence=_confidence(tier, u.calls),
             reasoning=(
                 f"{_volume(u, period)} used {u.input_tokens} input ({u.cache_read_tokens} cached) and "
-                f"{u.output_tokens} output tokens on {u.model} for ${money_json(u.cost)}; the same tokens at "
-                f"{candidate} prices ({tier_text}, same provider) cost ${money_json(cost)} "
+                f"{u.output_tokens} output tokens on {u.model} for {money_text(u.cost)}; the same tokens at "
+                f"{candidate} prices ({tier_text}, same provider) cost {money_text(cost)} "
                 f"({ratio(savings, u.cost) * 100:.1f}% less). Check quality first: genops compare PIPELINE "
                 f"--inputs FILE --model {u.model} --model {candidate}"
             ),
-            parameters={"tier": tier},
+            parameters={"tier": tier, "alternatives": alternatives},
         ))
     return out
 
@@ -308,7 +324,7 @@ def _prompt_caching(u: _Usage, period: Period) -> Recommendation | None:
         reasoning=(
             f"{_volume(u, period)}: every prompt was at least {prefix} tokens and none was read from the prompt "
             f"cache (cache reads 0). If the first {prefix} tokens are shared (instructions, template), putting that "
-            f"static part first and enabling caching saves about ${money_json(savings)} at the stored prices "
+            f"static part first and enabling caching saves about {money_text(savings)} at the stored prices "
             f"(input ${prices.input_mtok}/M vs cache read ${prices.cache_read_mtok}/M)"
         ),
         parameters={"shared_prefix_tokens_assumed": prefix},
@@ -327,7 +343,7 @@ def _max_tokens(u: _Usage, period: Period) -> Recommendation | None:
     if prices is not None and prices.output_mtok is not None:
         drop = Decimal(u.max_tokens - suggested) * prices.output_mtok / _MTOK
         detail = (f"; the worst-case cost reserved per call before it runs drops by "
-                  f"${money_json(drop)} (budgets reserve max_tokens x output price)")
+                  f"{money_text(drop)} (budgets reserve max_tokens x output price)")
     return _usage_recommendation(
         u, period, kind="max_tokens", recommended_model=u.model, recommended_cost=u.cost,
         potential_savings=ZERO, confidence="high" if u.calls >= 100 else "medium",
@@ -375,7 +391,7 @@ def _retriever_top_k(tx: Tx, filters: Filters, period: Period, usages: list[_Usa
                 f"over {runs} run(s), {period.label}, each retrieved document added about {per_doc} generator "
                 f"input tokens (least squares over runs with different document counts): documents are "
                 f"{context['context_share'] * 100:.0f}% of the input. Retrieving {new_k} instead of "
-                f"{avg_docs.normalize()} documents on average saves about ${money_json(savings)}; check answer "
+                f"{avg_docs.normalize()} documents on average saves about {money_text(savings)}; check answer "
                 "quality (a reranker can keep the best documents)"
             ),
             basis={"runs": runs, "period": period.label},
@@ -422,7 +438,7 @@ def _failing_components(tx: Tx, filters: Filters, period: Period) -> list[Recomm
             confidence="medium" if visits >= 20 else "low",
             reasoning=(
                 f"{errors} of {visits} visits failed ({ratio(errors, visits) * 100:.1f}%), {period.label}; failed "
-                f"runs had already spent ${money_json(wasted)}. Last error: {(sample or '')[:160]}. {fix}"
+                f"runs had already spent {money_text(wasted)}. Last error: {(sample or '')[:160]}. {fix}"
             ),
             basis={"visits": visits, "errors": errors, "period": period.label},
             parameters={"transient": transient},
@@ -462,7 +478,7 @@ def _agent_loop(tx: Tx, pipeline: str, path: str, instances: list[AgentInstance]
     if not answered:
         savings = quantize_money(sum((i.cost for i in capped), ZERO))
         suggested = None
-        reasoning = (f"{head}: the agent loops. Its capped runs spent ${money_json(savings)} without an answer; "
+        reasoning = (f"{head}: the agent loops. Its capped runs spent {money_text(savings)} without an answer; "
                      "fix the loop (the tool results it gets, its prompt or exit_conditions) rather than the cap")
     else:
         suggested = max(i.steps for i in answered)
@@ -474,7 +490,7 @@ def _agent_loop(tx: Tx, pipeline: str, path: str, instances: list[AgentInstance]
                     AND c.span_kind = 'agent_llm' AND c.agent_step >= ?""", [*ids, suggested]) or ZERO
         reasoning = (f"{head}; the longest run that answered took {suggested} step(s). "
                      + (f"Capping at {suggested} keeps every answer and cuts only the steps capped runs took "
-                        f"beyond it: ${money_json(savings)}. " if savings else "")
+                        f"beyond it: {money_text(savings)}. " if savings else "")
                      + "The capped runs look like loops: check the tool results they got and exit_conditions")
     return Recommendation(
         kind="agent_loop", component=path, pipeline=pipeline, provider=summary["provider"],
@@ -512,6 +528,12 @@ def recommend(ledger: Ledger, period: Period, filters: Filters | None = None) ->
         recs += _retriever_top_k(tx, filters, period, usages)
         recs += _failing_components(tx, filters, period)
         recs += _agent_loops(tx, filters, period)
+        spend = Decimal(tx.scalar(f"SELECT SUM(r.total_cost) FROM runs r WHERE {where}", params) or 0)
     recs.sort(key=lambda r: (-r.potential_savings, r.pipeline, r.component, r.kind))
-    return RecommendationReport(period, filters, runs, calls, recs)
+    seen: set[tuple[str, str]] = set()
+    for rec in recs:  # largest first: the first of each component counts, the rest are alternatives
+        rec.counted = (rec.pipeline, rec.component) not in seen
+        seen.add((rec.pipeline, rec.component))
+        rec.basis.setdefault("period", period.label)
+    return RecommendationReport(period, filters, runs, calls, recs, spend=spend)
 

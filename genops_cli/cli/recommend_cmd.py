@@ -79,7 +79,8 @@ def _table(report: Any, console: Any) -> None:
             r.kind, f"{r.pipeline} / {r.component}",
             f"{r.current_model or '-'}\n{money(r.current_cost)}",
             f"{r.recommended_model or '-'}\n{money(r.recommended_cost)}",
-            money(r.potential_savings), r.confidence, r.reasoning,
+            money(r.potential_savings) + ("" if r.counted else "\n(alternative)"), r.confidence, r.reasoning,
         )
     console.print(table)
-    console.print(f"potential savings {money(report.potential_savings)} on the recorded volume", markup=False)
+    console.print(f"potential savings {money(report.potential_savings)} of {money(report.spend)} spent in the window "
+                  "(the best change per component; alternatives are not added)", markup=False)

@@ -138,6 +138,8 @@ class Settings:
     spool_alert_minutes: int = 15  # alert when runs wait in the spool longer than this (0: never)
     compliance: ComplianceSettings = field(default_factory=ComplianceSettings)
     simulation_output_tokens: int | None = None
+    #: LLM steps of simulated Agents: a number for all, or {agent or AgentTool name | "default": steps}
+    simulation_agent_steps: int | dict[str, int] | None = None
     pricing_dirs: list[Path] = field(default_factory=list)
     capture_content: bool = False
     otlp_endpoint: str | None = None
@@ -322,6 +324,12 @@ def _apply_file(settings: Settings, loader: _Loader) -> None:
     if simulation.get("output_tokens") is not None:
         settings.simulation_output_tokens = _positive_int(simulation["output_tokens"],
                                                           loader.where("simulation.output_tokens"))
+    steps = simulation.get("agent_steps")
+    if isinstance(steps, dict):
+        settings.simulation_agent_steps = {
+            str(k): _positive_int(v, loader.where(f"simulation.agent_steps.{k}")) for k, v in steps.items()}
+    elif steps is not None:
+        settings.simulation_agent_steps = _positive_int(steps, loader.where("simulation.agent_steps"))
     pricing = _section(loader, data, "pricing")
     for d in pricing.get("dirs") or []:
         path = (loader.path.parent / str(d)).expanduser()

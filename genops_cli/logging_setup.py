@@ -80,8 +80,16 @@ def configure_logging(level: str | int = "WARNING", fmt: str = "text", stream: T
         for old in [h for h in logger.handlers if h.get_name() == _HANDLER_NAME]:
             logger.removeHandler(old)
         logger.addHandler(handler)
-        logger.setLevel(numeric)
+        # Third-party chatter (Haystack's warnings, Python warnings from libraries) only when verbose.
+        logger.setLevel(numeric if name != "haystack" or numeric <= logging.INFO else max(numeric, logging.ERROR))
         logger.propagate = False
+    logging.captureWarnings(True)
+    py_warnings = logging.getLogger("py.warnings")
+    for old in [h for h in py_warnings.handlers if h.get_name() == _HANDLER_NAME]:
+        py_warnings.removeHandler(old)
+    py_warnings.addHandler(handler)
+    py_warnings.setLevel(numeric if numeric <= logging.INFO else logging.ERROR)
+    py_warnings.propagate = False
 
 
 class EventLog:

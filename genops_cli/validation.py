@@ -15,6 +15,7 @@ API key values are never printed, only whether they are set and plausibly format
 from __future__ import annotations
 
 import contextlib
+import importlib
 import io
 import logging
 import os
@@ -414,13 +415,13 @@ def _stored_schema_version(ledger: Any) -> int | None:
 def _check_pipeline(c: _Collector, path: Path, settings: Any, allow_modules: list[str]) -> dict[str, Any] | None:
     from genops_cli.errors import GenopsError
     from genops_cli.execution.loading import (
-        MOVED_COMPONENTS,
         _env_secrets,
         component_type_issues,
         integration_package_for,
         profile_pipeline_data,
         read_pipeline_file,
     )
+    from genops_cli.execution.migrate import missing_optional_dependencies, plan_migrations
 
     try:
         p, _text, data = read_pipeline_file(path)
@@ -438,7 +439,27 @@ def _check_pipeline(c: _Collector, path: Path, settings: Any, allow_modules: lis
                 if package:
                     info["_integration_packages"].add(package)
 
-    type_problems = dict(component_type_issues(p, data, allow_modules))
+    plan = plan_migrations(data)
+    info["_migration"] = plan
+    for fix in plan.fixes:
+        old_type = str(data["components"][fix.component]["type"])
+        new_type = fix.title.rsplit(" -> ", 1)[1]
+        install = f" (pip install {fix.package})" if fix.package else ""
+        c.issue("error", fix.component, f"{old_type} was removed in Haystack 3 or moved out of haystack-ai; its "
+                f"replacement is {new_type}{install}",
+                f"genops validate --fix-issues rewrites it to {new_type} (a diff is shown first)", fix="migrate")
+        for detail in fix.details:
+            if "PromptBuilder -> ChatPromptBuilder" in detail:
+                builder = detail.split(":", 1)[0]
+                c.issue("warning", builder, f"PromptBuilder feeds {fix.component}, which becomes a chat generator",
+                        "genops validate --fix-issues turns it into a ChatPromptBuilder with the same template")
+    for name, message in plan.reports:
+        c.issue("error", name, message, "change it by hand; genops leaves what is not mechanically equivalent alone")
+    migrating = {fix.component for fix in plan.fixes} | {name for name, _ in plan.reports}
+    c.check("no Haystack 2.x classes", not migrating,
+            f"{len(migrating)} component(s) to migrate" if migrating else "none")
+    type_problems = {name: message for name, message in component_type_issues(p, data, allow_modules)
+                     if name not in migrating}
     for name, message in type_problems.items():
         fix = None
         suggestion = message.rsplit("; ", 1)[-1] if "; " in message else "check the component's type"
@@ -450,11 +471,12 @@ def _check_pipeline(c: _Collector, path: Path, settings: Any, allow_modules: lis
     c.check("component types importable", not type_problems,
             f"{len(type_problems)} of {len(data['components'])} component(s) cannot be built" if type_problems
             else f"{len(data['components'])} component(s)")
-    for name, comp in data["components"].items():
-        cls_name = str((comp or {}).get("type", "")).rsplit(".", 1)[-1]
-        if name not in type_problems and cls_name in MOVED_COMPONENTS:
-            c.issue("warning", name, f"{cls_name} is a Haystack 2 era component (string prompts)",
-                    f"use {MOVED_COMPONENTS[cls_name]} with chat generators")
+    missing_deps = missing_optional_dependencies(data)
+    for name, module, package in missing_deps:
+        c.issue("error", name, f"needs the Python module {module}, which it imports only when it runs and is not "
+                "installed", f"pip install {package}", fix=f"pip:{package}")
+    c.check("optional dependencies installed", not missing_deps,
+            ", ".join(sorted({package for _n, _m, package in missing_deps})) + " missing" if missing_deps else "")
 
     profile = profile_pipeline_data(p, data)
     info["name"] = profile.name
@@ -481,8 +503,8 @@ def _check_pipeline(c: _Collector, path: Path, settings: Any, allow_modules: lis
     _check_compliance(c, settings, llms)
     _check_document_stores(c, data)
 
-    if type_problems:
-        c.check("pipeline loads", False, "skipped: fix the component types first")
+    if type_problems or migrating or missing_deps:
+        c.check("pipeline loads", False, "skipped: fix the issues above first")
         return info
     from genops_cli.execution.loading import load_pipeline
 
@@ -516,11 +538,19 @@ def _component_in(message: str, data: dict[str, Any]) -> str | None:
 
 
 def _load_fix(message: str) -> str:
-    if "connections" in message:
+    """The fix for a load failure, from its root cause (never a guess: unknown causes say what to read)."""
+    env = re.search(r"environment variables? (?:are|is) (?:not )?set: \(?'?([A-Z][A-Z0-9_]+)", message) or re.search(
+        r"\b([A-Z][A-Z0-9]*_(?:API_KEY|TOKEN|KEY|SECRET))\b", message)
+    if env and ("not set" in message or "None of the following" in message):
+        return f"export {env.group(1)}=... (or run with --simulate)"
+    package = re.search(r"pip install ['\"]?([\w.\-\[\]]+(?:[<>=][^'\" ]+)?)", message)
+    if package:
+        return f"pip install {package.group(1)}"
+    if ": connections:" in message or "connect" in message.lower() and "socket" in message.lower():
         return "fix the sender/receiver names or socket types in 'connections' (Pipeline.dumps() writes them)"
     if "unknown init parameter" in message:
         return "remove the parameter or upgrade the integration package"
-    return "fix the component's init_parameters"
+    return "the message above names the cause; fix it in the component or the environment"
 
 
 def _required_inputs(pipeline: Any) -> dict[str, list[str]]:
@@ -674,7 +704,7 @@ def planned_fixes(result: ValidationResult) -> list[tuple[str, str]]:
     seen: dict[str, str] = {}
     packages: list[str] = []
     for issue in result.issues:
-        if not issue.fix or issue.fix in seen:
+        if not issue.fix or issue.fix in seen or issue.fix == "migrate":  # the pipeline rewrite runs first
             continue
         if issue.fix.startswith("pip:"):
             packages.append(issue.fix[4:])
@@ -722,11 +752,7 @@ def _apply_one(fix: str, ledger_flag: str | None, config: str | Path | None,
         target.write_text(DEFAULT_CONFIG, encoding="utf-8")
         return f"wrote {target}"
     if fix.startswith("pip:"):
-        command = [sys.executable, "-m", "pip", "install", *fix[4:].split()]
-        code = (run_command or _run)(command)
-        if code != 0:
-            raise RuntimeError(f"{' '.join(command)} exited with {code}")
-        return "installed"
+        return _pip_install(fix[4:].split(), run_command)
     settings = load_settings(config, ledger_flag)
     ledger = open_ledger(resolve_ledger_location(ledger_flag, settings.ledger))
     if fix in ("create_ledger", "migrate_ledger"):
@@ -745,3 +771,97 @@ def _apply_one(fix: str, ledger_flag: str | None, config: str | Path | None,
 
 def _run(command: list[str]) -> int:
     return subprocess.call(command)
+
+
+def _pip_install(packages: list[str], run_command: Callable[[list[str]], int] | None) -> str:
+    """Install each package on its own; pip's output is condensed to one line per package (its last ERROR line
+    when it fails). Raises when any failed, after trying all."""
+    lines, failed = [], []
+    for package in packages:
+        command = [sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "-q", package]
+        if run_command is not None:
+            code, output = run_command(command), ""
+        else:
+            done = subprocess.run(command, capture_output=True, text=True)
+            code, output = done.returncode, f"{done.stdout}\n{done.stderr}"
+        if code == 0:
+            lines.append(f"{package} {_version(package.split('[')[0]) or ''}".strip() + " installed")
+        else:
+            errors = [ln.strip() for ln in output.splitlines() if ln.strip().startswith("ERROR")]
+            reason = errors[-1].removeprefix("ERROR:").strip() if errors else f"pip exited with {code}"
+            lines.append(f"{package} failed ({reason})")
+            failed.append(package)
+    importlib.invalidate_caches()  # the re-check in this process must see what was just installed
+    if failed:
+        raise RuntimeError("; ".join(lines))
+    return "; ".join(lines)
+
+
+# -- pipeline rewrite (--fix-issues) ----------------------------------------------------------------------------
+
+@dataclass
+class PipelineRewrite:
+    """What `rewrite_pipeline` did: applied and declined fixes, what it left alone, where it wrote."""
+
+    source: Path
+    target: Path | None = None
+    backup: Path | None = None
+    applied: list[str] = field(default_factory=list)
+    declined: list[str] = field(default_factory=list)
+    reports: list[tuple[str, str]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"source": str(self.source), "target": str(self.target) if self.target else None,
+                "backup": str(self.backup) if self.backup else None, "applied": self.applied,
+                "declined": self.declined,
+                "left_alone": [{"component": c, "message": m} for c, m in self.reports]}
+
+
+def dump_pipeline(data: dict[str, Any]) -> str:
+    """YAML as Haystack writes it (tuples as !!python/tuple), keys in the file's order."""
+    import yaml
+
+    try:
+        from haystack.marshal.yaml import YamlDumper
+    except ImportError:  # pragma: no cover - every supported Haystack has it
+        YamlDumper = yaml.SafeDumper  # noqa: N806
+    return yaml.dump(data, Dumper=YamlDumper, sort_keys=False, allow_unicode=True, width=120)
+
+
+def rewrite_pipeline(path: str | Path, confirm: Callable[[str, str], bool],
+                     out: str | Path | None = None) -> PipelineRewrite:
+    """Apply the migration table's fixes to a pipeline file, one confirmed fix at a time:
+    `confirm(description, unified diff)` decides each. In place (keeping PIPELINE.bak) unless `out` is given."""
+    import difflib
+    import shutil
+
+    from genops_cli.execution.loading import read_pipeline_file
+    from genops_cli.execution.migrate import plan_migrations
+
+    p, _text, current = read_pipeline_file(path)
+    target = Path(out) if out else p
+    outcome = PipelineRewrite(source=p)
+    skip: set[str] = set()
+    while True:
+        plan = plan_migrations(current)
+        outcome.reports = plan.reports
+        fix = next((f for f in plan.fixes if f.component not in skip), None)
+        if fix is None:
+            break
+        skip.add(fix.component)
+        diff = "".join(difflib.unified_diff(dump_pipeline(current).splitlines(True),
+                                            dump_pipeline(fix.data).splitlines(True),
+                                            fromfile=f"{p} (before)", tofile=str(target)))
+        description = fix.title + "".join(f"\n  - {d}" for d in fix.details)
+        if confirm(description, diff):
+            current = fix.data
+            outcome.applied.append(fix.title)
+        else:
+            outcome.declined.append(fix.title)
+    if outcome.applied:
+        if target.resolve() == p.resolve():
+            outcome.backup = p.with_name(p.name + ".bak")
+            shutil.copy2(p, outcome.backup)
+        target.write_text(dump_pipeline(current), encoding="utf-8")
+        outcome.target = target
+    return outcome

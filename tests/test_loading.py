@@ -21,9 +21,16 @@ CASES = {
 }
 
 
+#: Known classes that are not installed (an integration package) or were removed (Haystack 2.x): --simulate
+#: replaces them with stand-ins, so only a real run fails on them.
+SIMULATE_RUNS = {"missing integration", "removed in haystack 3"}
+
+
 @pytest.mark.parametrize("simulate", [True, False], ids=["simulate", "real"])
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_load_errors_name_file_component_and_field(case, simulate, tmp_path, monkeypatch):
+    if simulate and case in SIMULATE_RUNS:
+        pytest.skip("simulated: covered by test_simulate_replaces_known_missing_classes")
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-unused")
     old, new, expected = CASES[case]
     text = open(sample("rag")).read()

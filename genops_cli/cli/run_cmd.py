@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 from decimal import Decimal
 from typing import Any
 
@@ -85,6 +88,9 @@ def run(
                                  feature=feature, cost_center=cost_center, user_id=user, tags=_parse_tags(tag),
                                  data_classification=classification)
     configure_logging(settings.log_level, log_format)
+    if str(settings.log_level).upper() not in ("DEBUG", "INFO"):
+        # Third-party progress bars (tqdm in embedders, converters) only when verbose.
+        os.environ.setdefault("TQDM_DISABLE", "1")
     if fail_on_agent_cap:
         settings.fail_on_agent_cap = True
     runs = read_inputs(inputs, input_values)
@@ -108,6 +114,14 @@ def run(
     if ttl is not None:
         options.cache_ttl = ttl
     ledger = open_cli_ledger(settings)
-    code = run_batch(settings, ledger, pipeline, runs, options, emit=print_json, warn=warn, info=info,
-                     events=EventLog(log_format, quiet))
+    real_stdout = sys.stdout
+
+    def emit(obj: dict[str, Any]) -> None:
+        print_json(obj, stream=real_stdout)
+
+    # With --json, stdout carries JSON only: whatever the pipeline prints (a streaming callback such as
+    # print_streaming_chunk, a tool's print) goes to stderr while it runs.
+    with contextlib.redirect_stdout(sys.stderr) if json_output else contextlib.nullcontext():
+        code = run_batch(settings, ledger, pipeline, runs, options, emit=emit, warn=warn, info=info,
+                         events=EventLog(log_format, quiet))
     raise typer.Exit(code)

@@ -27,6 +27,40 @@ def _confirm(assume_yes: bool):  # noqa: ANN202 - a small closure factory
     return confirm
 
 
+def _show_diff(description: str, diff: str) -> None:
+    err = stderr_console()
+    err.print(f"fix: {description}", markup=False)
+    for line in diff.splitlines():
+        style = "green" if line.startswith("+") else "red" if line.startswith("-") else None
+        err.print(line, style=style, markup=False, highlight=False)
+
+
+def _rewrite(pipeline: str, out: str | None, assume_yes: bool):  # noqa: ANN202
+    """Rewrite the pipeline file: a unified diff per fix, each confirmed (all with --yes)."""
+    from genops_cli.validation import rewrite_pipeline
+
+    def confirm(description: str, diff: str) -> bool:
+        _show_diff(description, diff)
+        if assume_yes:
+            return True
+        sys.stderr.write("apply this fix? [y/N]: ")
+        sys.stderr.flush()
+        answer = sys.stdin.readline()
+        if not answer:
+            sys.stderr.write("\n")
+            return False
+        return answer.strip().lower() in ("y", "yes")
+
+    rewrite = rewrite_pipeline(pipeline, confirm, out)
+    err = stderr_console()
+    if rewrite.target is not None:
+        kept = f" (original kept as {rewrite.backup})" if rewrite.backup else ""
+        err.print(f"rewrote {rewrite.target}: {len(rewrite.applied)} fix(es) applied{kept}", markup=False)
+    for component, message in rewrite.reports:
+        err.print(f"left alone: {component}: {message}", markup=False)
+    return rewrite
+
+
 @handle_errors
 def validate(
     pipeline: str = typer.Argument(None, help="Haystack pipeline YAML to check as well (optional)."),
@@ -35,16 +69,29 @@ def validate(
     yes: bool = typer.Option(False, "--yes", "-y", help="With --fix-issues: apply every step without asking."),
     allow_module: list[str] = typer.Option(None, "--allow-module", help="Trust another module for component types."),
     json_output: bool = typer.Option(False, "--json", help="JSON only on stdout."),
+    out: str = typer.Option(None, "--out", help="With --fix-issues: write the rewritten pipeline here instead of "
+                            "in place (in place keeps PIPELINE.bak)."),
 ) -> None:
     """Check Python, packages, API keys, .genops.yml, the ledger and optionally a pipeline; suggest fixes."""
+    from genops_cli.errors import UsageError
     from genops_cli.validation import apply_fixes, print_validation_result, validate_haystack_setup
 
+    if out and not (fix_issues and pipeline):
+        raise UsageError("--out needs --fix-issues and a PIPELINE to rewrite")
+    target = {"pipeline": pipeline}
+
     def run_checks():  # noqa: ANN202
-        return validate_haystack_setup(pipeline, provider=provider, config=GLOBAL.config, ledger=GLOBAL.ledger,
-                                       allow_modules=list(allow_module or []))
+        return validate_haystack_setup(target["pipeline"], provider=provider, config=GLOBAL.config,
+                                       ledger=GLOBAL.ledger, allow_modules=list(allow_module or []))
 
     result = run_checks()
     fixes = []
+    rewrite = None
+    if fix_issues and pipeline and any(i.fix == "migrate" for i in result.issues):
+        rewrite = _rewrite(pipeline, out, yes)
+        if rewrite.target is not None:
+            target["pipeline"] = str(rewrite.target)
+            result = run_checks()
     if fix_issues:
         fixes = apply_fixes(result, _confirm(yes), ledger=GLOBAL.ledger, config=GLOBAL.config)
         err = stderr_console()
@@ -54,10 +101,11 @@ def validate(
         if any(o.applied for o in fixes):
             result = run_checks()
     if json_output:
-        out = result.to_json()
+        report = result.to_json()
         if fix_issues:
-            out["fixes"] = [o.to_json() for o in fixes]
-        print_json(out)
+            report["fixes"] = [o.to_json() for o in fixes]
+            report["pipeline_rewrite"] = rewrite.to_json() if rewrite is not None else None
+        print_json(report)
     else:
         print_validation_result(result, stdout_console())
     raise typer.Exit(0 if result.is_valid else 1)

@@ -424,6 +424,7 @@ def run_batch(
     from genops_cli.execution.inputs import prepare_run_data
     from genops_cli.execution.loading import load_pipeline
     from genops_cli.execution.runner import Engine, batch_run_id, new_run_id
+    from genops_cli.execution.simulate import prepare_run
     from genops_cli.ledger.records import drain
 
     events = events or EventLog(options.log_format, options.quiet)
@@ -441,6 +442,7 @@ def run_batch(
                            simulation_output_tokens=settings.simulation_output_tokens,
                            model_overrides=options.model_overrides, init_overrides=init_overrides)
     documents = read_documents(options.documents_path) if options.documents_path else None
+    prepare_run(loaded, settings, ledger, documents is not None, events)
     is_batch = len(runs) > 1 or runs[0].line is not None
     # Every input is checked before anything is spent: a bad line exits 2 with its file:line.
     namespace = "simulated" if loaded.simulated else ""

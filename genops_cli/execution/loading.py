@@ -27,15 +27,6 @@ from genops_cli.tracking.usage import is_embedder, is_llm_component, provider_fo
 
 SIMULATOR_MODULE = "genops_cli.execution.simulate"
 
-#: Where moved/removed Haystack 2.x components went (validate and load errors suggest the replacement).
-MOVED_COMPONENTS = {
-    "OpenAIGenerator": "haystack.components.generators.chat.openai.OpenAIChatGenerator",
-    "AzureOpenAIGenerator": "haystack.components.generators.chat.azure.AzureOpenAIChatGenerator",
-    "HuggingFaceAPIGenerator": "haystack.components.generators.chat.hugging_face_api.HuggingFaceAPIChatGenerator",
-    "HuggingFaceLocalGenerator": "haystack.components.generators.chat.hugging_face_local.HuggingFaceLocalChatGenerator",
-    "PromptBuilder": "haystack.components.builders.chat_prompt_builder.ChatPromptBuilder",
-}
-
 #: haystack_integrations module prefix -> pip package that provides it.
 INTEGRATION_PACKAGES = {
     "haystack_integrations.components.generators.anthropic": "anthropic-haystack",
@@ -99,10 +90,12 @@ def integration_package_for(module: str) -> str | None:
     for prefix, package in INTEGRATION_PACKAGES.items():
         if module == prefix or module.startswith(prefix + "."):
             return package
-    if module.startswith("haystack_integrations."):
-        parts = module.split(".")
-        if len(parts) >= 4:
-            return f"{parts[3].replace('_', '-')}-haystack"
+    from genops_cli.execution.migrate import migration_table
+
+    for row in migration_table().rows:  # classes moved into integration packages
+        if row.package and row.new and (module == row.new.rpartition(".")[0]
+                                        or module.startswith(row.new.rpartition(".")[0] + ".")):
+            return row.package
     return None
 
 
@@ -287,22 +280,32 @@ def _type_problem(path: Path, name: str, own_type: str, type_path: str,
     try:
         mod = importlib.import_module(module)
     except ModuleNotFoundError as exc:
-        package = integration_package_for(module)
-        hint = f"pip install {package}" if package else f"install the package that provides {module}"
-        if cls_name in MOVED_COMPONENTS and module.startswith("haystack."):
-            hint = f"it was removed in Haystack 3; use {MOVED_COMPONENTS[cls_name]}"
-        return f"{lead}cannot import {module} ({exc.name} missing); {hint}"
+        return f"{lead}cannot import {module} ({exc.name} missing); {_missing_class_hint(type_path)}"
     except Exception as exc:
-        return (f"{lead}importing {module} failed ({type(exc).__name__}: "
-                f"{_one_line(exc)})")
+        return f"{lead}importing {module} failed ({root_cause(exc)})"
     if not hasattr(mod, cls_name):
-        hint = (
-            f"it was removed or moved in Haystack 3; use {MOVED_COMPONENTS[cls_name]}"
-            if cls_name in MOVED_COMPONENTS
-            else "check the class name and the installed package version"
-        )
-        return f"{lead}{module} has no {cls_name}; {hint}"
+        return f"{lead}{module} has no {cls_name}; {_missing_class_hint(type_path)}"
     return None
+
+
+def _missing_class_hint(type_path: str) -> str:
+    """The fix for a class that cannot be imported: its migration (from the table), the integration package that
+    provides its module, or the closest real class. A package is named only when it is known, never guessed."""
+    from genops_cli.execution.migrate import closest_class, migration_table
+
+    row = migration_table().find(type_path)
+    if row is not None:
+        if row.kind == "report" or not row.new:
+            return f"it was removed in Haystack 3; {row.advice}"
+        install = f" (pip install {row.package})" if row.package else ""
+        return (f"it was removed or moved in Haystack 3: use {row.new}{install}; "
+                "genops validate --fix-issues rewrites it")
+    package = integration_package_for(type_path.rpartition(".")[0])
+    if package:
+        return f"pip install {package}"
+    closest = closest_class(type_path)
+    return (f"unknown class path; the closest known class is {closest}" if closest
+            else "unknown class path; check the class name and the package that provides it")
 
 
 def _nested_types(comp: dict[str, Any]) -> list[str]:
@@ -340,8 +343,34 @@ def _check_secrets(path: Path, data: dict[str, Any]) -> set[str]:
 
 
 def _one_line(exc: BaseException) -> str:
-    text = re.sub(r"\s+", " ", str(exc)).strip()
-    return text[:400]
+    return re.sub(r"\s+", " ", str(exc)).strip()
+
+
+_OBJECT_REPR = re.compile(r"<([\w.]+?)(?: object)? at 0x[0-9a-fA-F]+>")
+_DATA_DUMP = re.compile(r" with the following data: .*? Original error: ", re.S)
+
+
+def root_cause(exc: BaseException) -> str:
+    """The innermost cause of a (Haystack) error, whole: `DeserializationError` and `ComponentError` wrap the
+    real problem (an unset variable, a missing module) after a dump of the component's data; the dump and
+    `<object at 0x...>` reprs are removed, the sentence is never cut."""
+    chain: list[BaseException] = []
+    inner: BaseException | None = exc
+    while inner is not None and all(inner is not e for e in chain):
+        chain.append(inner)
+        inner = inner.__cause__ or (None if inner.__suppress_context__ else inner.__context__)
+    # The innermost error is the cause, except that Haystack's own import error says what to install.
+    inner = next((e for e in chain if isinstance(e, ImportError) and "pip install" in str(e)), chain[-1])
+    text = str(inner) or type(inner).__name__
+    if inner is exc and "Original error: " in text:
+        text = text.rsplit("Original error: ", 1)[1]
+    text = _DATA_DUMP.sub(": ", text)
+    text = _OBJECT_REPR.sub(lambda m: f"<{m.group(1).rsplit('.', 1)[-1]}>", text)
+    text = re.sub(r"\s+", " ", text).strip()
+    if isinstance(inner, ImportError) and not isinstance(inner, ModuleNotFoundError) or (
+            isinstance(inner, ModuleNotFoundError) and inner.name):
+        return text if "pip install" in text or "Run '" in text else f"{type(inner).__name__}: {text}"
+    return f"{type(inner).__name__}: {text}"
 
 
 def pipeline_display_name(path: Path, data: dict[str, Any]) -> str:
@@ -411,6 +440,7 @@ def load_pipeline(
         allow.append(SIMULATOR_MODULE)
     elif check_secrets:
         secrets = _check_secrets(p, data)
+    _check_optional_dependencies(p, data)
 
     state: dict[str, str | None] = {"component": None}
 
@@ -426,6 +456,17 @@ def load_pipeline(
     return LoadedPipeline(pipeline=pipeline, profile=profile, path=p, data=data, simulated=simulate,
                           secret_env_vars=secrets, allow_modules=list(allow_modules or []),
                           simulated_components=replaced)
+
+
+def _check_optional_dependencies(path: Path, data: dict[str, Any]) -> None:
+    """Fail before a run on a module a component imports only when it runs (nltk, trafilatura, pypdf...)."""
+    from genops_cli.execution.migrate import missing_optional_dependencies
+
+    for name, module, package in missing_optional_dependencies(data):
+        raise PipelineLoadError(
+            f"{path}: component '{name}': needs the Python module {module} (imported only when it runs), which is "
+            f"not installed; pip install {package} (genops validate {path} --fix-issues --yes installs it)"
+        )
 
 
 def _apply_init_overrides(value: Any, overrides: dict[str, Any]) -> None:
@@ -497,8 +538,8 @@ def _load_error_message(path: Path, data: dict[str, Any], component: str | None,
                 f"{path}: component '{component}' ({comp.get('type')}): unknown init parameter '{field_name}'; "
                 "remove it or check the component's documentation"
             )
-        return f"{path}: component '{component}' ({comp.get('type')}): {type(exc).__name__}: {text}"
-    return f"{path}: {type(exc).__name__}: {text}"
+        return f"{path}: component '{component}' ({comp.get('type')}): {root_cause(exc)}"
+    return f"{path}: {root_cause(exc)}"
 
 
 def profile_from_pipeline(pipeline: Any, name: str | None = None) -> PipelineProfile:

@@ -336,6 +336,46 @@ def reply_template_to_chat(template: str, variable: str) -> str:
     return out
 
 
+# -- unknown class paths --------------------------------------------------------------------------------------------
+
+@functools.cache
+def _installed_classes() -> dict[str, str]:
+    """Class name -> public class path of the installed Haystack and integration components (read from the
+    source files, nothing imported)."""
+    import importlib.util
+    from pathlib import Path
+
+    found: dict[str, str] = {}
+    for package in ("haystack", "haystack_integrations"):
+        spec = importlib.util.find_spec(package)
+        for root in (spec.submodule_search_locations or []) if spec else []:
+            base = Path(root)
+            for source in base.rglob("*.py"):
+                if source.name.startswith("_") or "test" in source.parts:
+                    continue
+                module = ".".join((package, *source.relative_to(base).with_suffix("").parts))
+                try:
+                    text = source.read_text(encoding="utf-8")
+                except OSError:
+                    continue
+                for cls in re.findall(r"^class ([A-Z]\w+)", text, flags=re.M):
+                    found.setdefault(cls, f"{module}.{cls}")
+    return found
+
+
+def closest_class(type_path: str) -> str | None:
+    """The known class (installed, or named in the migration table) whose name is closest to `type_path`'s."""
+    import difflib
+
+    name = type_path.rpartition(".")[2]
+    candidates = dict(_installed_classes())
+    for row in migration_table().rows:  # replacements only: a removed class is no suggestion
+        if row.new:
+            candidates.setdefault(row.new.rpartition(".")[2], row.new)
+    match = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+    return candidates[match[0]] if match else None
+
+
 # -- optional dependencies ----------------------------------------------------------------------------------------
 
 def missing_optional_dependencies(data: dict[str, Any]) -> list[tuple[str, str, str]]:

@@ -672,6 +672,19 @@ def _memory_store(store: Any) -> dict[str, Any]:
                                 "embedding_similarity_function": "cosine"}}
 
 
+def _replaceable(type_path: str) -> bool:
+    """A class is simulated when it exists here, or is known to exist elsewhere (a removed Haystack 2.x class in
+    the migration table, a class of a known integration package that is not installed). A class path that
+    matches nothing known (a typo) is left for the loader to report."""
+    if _real_class(type_path) is not None:
+        return True
+    from genops_cli.execution.loading import integration_package_for
+    from genops_cli.execution.migrate import migration_table
+
+    return migration_table().find(type_path) is not None or integration_package_for(
+        type_path.rpartition(".")[0]) is not None
+
+
 def _is_server_store(value: dict[str, Any]) -> bool:
     type_path = value.get("type")
     return (isinstance(type_path, str) and ".document_stores." in f".{type_path}"
@@ -700,7 +713,7 @@ def simulate_components(data: dict[str, Any], profile: PipelineProfile, output_t
                 replaced.append(Simulated(path, type_path, "InMemoryDocumentStore"))
                 return store
             family = family_of(type_path)
-            if family is not None:
+            if family is not None and _replaceable(type_path):
                 prof = profile.components.get(top_name) if top_name else None
                 name = type_path.rsplit(".", 1)[-1]
                 provider = prof.provider if prof is not None and prof.provider else provider_for(
@@ -767,3 +780,54 @@ def recorded_agent_steps(ledger: Any, pipeline_name: str) -> dict[str, list[int]
     for component_name, _run_id, count in rows:
         out.setdefault(component_name, []).append(int(count))
     return {name: sorted(counts) for name, counts in out.items()}
+
+
+# -- what the run says before it starts ---------------------------------------------------------------------------
+
+def prepare_run(loaded: Any, settings: Any, ledger: Any, has_documents: bool, events: Any) -> None:
+    """Before the first run of a loaded pipeline: set simulated Agents' steps (configured, else recorded history),
+    say what was simulated, and warn about retrievers over in-memory stores that nothing fills."""
+    if loaded.simulated:
+        recorded: dict[str, list[int]] = {}
+        configured = getattr(settings, "simulation_agent_steps", None)
+        if not isinstance(configured, int):
+            try:
+                recorded = recorded_agent_steps(ledger, loaded.profile.name)
+            except Exception:  # no ledger yet, or unreadable: the default steps apply
+                recorded = {}
+        steps = apply_agent_steps(loaded.pipeline, configured, recorded)
+        replaced = ", ".join(f"{s.path} ({s.original_type.rsplit('.', 1)[-1]} -> {s.stand_in})"
+                             for s in loaded.simulated_components)
+        events.info("simulate.components", f"simulated: {replaced or 'nothing (no model-backed component)'}",
+                    components=len(loaded.simulated_components))
+        if steps:
+            described = ", ".join(f"{name}: {'recorded ' + str(v) if isinstance(v, list) else v}"
+                                  for name, v in steps.items())
+            events.info("simulate.agent_steps", f"simulated agent LLM steps: {described}")
+        for item in loaded.simulated_components:
+            if item.note:
+                events.warning("simulate.unavailable", f"{item.path}: {item.original_type} {item.note}; "
+                               "a real run needs it (genops validate --fix-issues)")
+    if not has_documents:
+        for message in empty_retriever_stores(loaded):
+            events.warning("documents.empty", message)
+
+
+def empty_retriever_stores(loaded: Any) -> list[str]:
+    """One warning per retriever that reads an empty in-memory store (its contents are never serialized, so
+    without --documents it retrieves nothing)."""
+    from genops_cli.execution.documents import in_memory_stores
+
+    out = []
+    for name, store, _needs_embeddings in in_memory_stores(loaded):
+        instance = loaded.pipeline.get_component(name) if name in dict(loaded.pipeline.walk()) else None
+        if "Retriever" not in type(instance).__name__ and not getattr(instance, "tools", None):
+            continue
+        try:
+            empty = store.count_documents() == 0
+        except Exception:  # a store that cannot count is not ours to judge
+            continue
+        if empty:
+            out.append(f"component '{name}' retrieves from an in-memory document store that is empty; pass "
+                       "--documents FILE.jsonl to fill it")
+    return out

@@ -153,21 +153,16 @@ class _Loader:
     """Reads YAML keeping each key's line, so errors can say `.genops.yml:12 budgets.timezone: ...`."""
 
     def __init__(self, path: Path) -> None:
-        import yaml
+        from genops_cli.safe_load import parse_yaml_document, read_text
 
         self.path = path
         self.lines: dict[str, int] = {}
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from None
-        try:
-            node = yaml.compose(text)
-            self.data = yaml.safe_load(text) or {}
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f"{path}:{mark.line + 1}" if mark else str(path)
-            raise ConfigError(f"{where}: malformed YAML ({getattr(exc, 'problem', exc)}); fix the syntax") from None
+        if path.is_dir():
+            raise ConfigError(f"{path}: is a directory; pass the .genops.yml file")
+        text = read_text(path, "config", ConfigError)
+        # Bounded (size, aliases, depth) and strict: a key given twice is an error naming its line.
+        data, node = parse_yaml_document(text, str(path), "config", ConfigError, strict_keys=True)
+        self.data = data if data is not None else {}
         if not isinstance(self.data, dict):
             raise ConfigError(f"{path}: the config must be a mapping of keys (e.g. 'ledger: ...')")
         if node is not None:
@@ -232,12 +227,13 @@ def parse_thresholds(value: Any, where: str = "--alert-at") -> tuple[int, ...]:
 def _apply_file(settings: Settings, loader: _Loader) -> None:
     data = loader.data
     known = {"ledger", "haystack", "attribution", "budgets", "reservation", "alerts", "compliance", "simulation",
-             "pricing", "observability", "providers", "logging", "agents", "billing"}
+             "pricing", "observability", "providers", "logging", "limits", "redact", "billing", "agents"}
     for key in data:
         if key not in known:
             raise ConfigError(f"{loader.where(key)}: unknown key; expected one of {', '.join(sorted(known))}")
     if data.get("ledger") is not None:
         settings.ledger = str(data["ledger"])
+    _apply_safety_sections(loader, data)
 
     hay = _section(loader, data, "haystack")
     attr = _section(loader, data, "attribution")
@@ -359,6 +355,17 @@ def _apply_file(settings: Settings, loader: _Loader) -> None:
     _known_keys(loader, "agents", agents_section, ("fail_on_cap",))
     if "fail_on_cap" in agents_section:
         settings.fail_on_agent_cap = parse_bool(agents_section["fail_on_cap"], loader.where("agents.fail_on_cap"))
+
+
+def _apply_safety_sections(loader: _Loader, data: dict[str, Any]) -> None:
+    """`limits:` (input caps, lock wait) and `redact:` (environment variables whose values are secrets)."""
+    from genops_cli import redact, safe_load
+
+    safe_load.configure_from_file(_section(loader, data, "limits"), loader.where)
+    section = _section(loader, data, "redact")
+    _known_keys(loader, "redact", section, ("env_vars",))
+    names = _names(section.get("env_vars") or [], loader.where("redact.env_vars"), lower=False)
+    redact.register_env_vars(names)
 
 
 #: Keys of the guide's `haystack:` section (the adapter's arguments) and of `observability:`.
@@ -564,6 +571,9 @@ def load_settings(config_path: str | Path | None = None, ledger_flag: str | None
     settings = Settings()
     if observe is not None:
         observe("default", settings)
+    from genops_cli.safe_load import reset_file_limits
+
+    reset_file_limits()  # a previous load's `limits:` must not leak into this one (tests, the API)
     path = find_config(config_path)
     if path is not None:
         loader = _Loader(path)

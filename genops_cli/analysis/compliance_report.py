@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from genops_cli.analysis.analyze import ratio
 from genops_cli.analysis.filters import Filters, build_where
-from genops_cli.analysis.periods import Period
+from genops_cli.analysis.periods import Period, window_before
 from genops_cli.errors import UsageError
 from genops_cli.ledger import audit
 from genops_cli.ledger.store import Tx
@@ -63,7 +63,9 @@ def days_period(days: int, now: datetime | None = None) -> Period:
     if days <= 0:
         raise UsageError(f"--days {days}: must be a positive number of days")
     now = now or datetime.now(timezone.utc).replace(tzinfo=None)
-    return Period(now - timedelta(days=days), now, f"last {days} days")
+    if days > timedelta.max.days:
+        raise UsageError(f"--days {days}: out of range; use at most {timedelta.max.days}")
+    return Period(window_before(now, timedelta(days=days), "--days", days), now, f"last {days} days")
 
 
 @dataclass

@@ -36,9 +36,9 @@ def as_ledger(source: Any, caller: str = "insights") -> Ledger:
     from genops_cli.ledger.store import open_ledger, resolve_ledger_location
 
     if isinstance(source, Ledger):
-        return source
+        return caught_up(source)
     if isinstance(source, str | Path) and str(source).strip():
-        return open_ledger(resolve_ledger_location(str(source), None))
+        return caught_up(open_ledger(resolve_ledger_location(str(source), None)))
     ledger = getattr(source, "ledger", None)
     if isinstance(ledger, Ledger):
         flush = getattr(source, "flush", None)
@@ -47,6 +47,20 @@ def as_ledger(source: Any, caller: str = "insights") -> Ledger:
         return ledger
     raise TypeError(f"{caller}: expected a GenOpsHaystackAdapter (or adapter.monitor), a Ledger or a ledger "
                     f"path/URL, got {type(source).__name__}")
+
+
+def caught_up(ledger: Ledger) -> Ledger:
+    """The ledger after ingesting its pending spool files; runs that could not be ingested are named in a
+    warning (logger genops), since the answer does not include them."""
+    import logging
+
+    from genops_cli.ledger.recorder import catch_up
+
+    caught = catch_up(ledger)
+    if caught.pending:
+        logging.getLogger("genops").warning("genops: %s; this answer does not include them",
+                                            caught.message(ledger.spool_dir()))
+    return ledger
 
 
 def _r(value: Any, places: int = 3) -> float | None:

@@ -123,12 +123,13 @@ def _resolve(monitor: Any, pipeline_id: Any, caller: str) -> tuple[Ledger, list[
 
 
 def _ledger_of(monitor: Any, caller: str) -> Ledger:
+    from genops_cli.analysis.insights import caught_up
     from genops_cli.ledger.store import open_ledger, resolve_ledger_location
 
     if isinstance(monitor, Ledger):
-        return monitor
+        return caught_up(monitor)
     if isinstance(monitor, (str, Path)):
-        return open_ledger(resolve_ledger_location(str(monitor), None))
+        return caught_up(open_ledger(resolve_ledger_location(str(monitor), None)))
     ledger = getattr(monitor, "ledger", None)
     if isinstance(ledger, Ledger):
         flush = getattr(monitor, "flush", None)

@@ -117,10 +117,11 @@ def analyze(
 
 
 def _csv(result: Any) -> None:
-    import csv
     import sys
 
-    writer = csv.writer(sys.stdout, lineterminator="\n")
+    from genops_cli.safe_output import csv_writer
+
+    writer = csv_writer(sys.stdout)
     columns = ["key", "cost", "priced", "unpriced_calls", "runs", "calls", "input_tokens", "cache_read_tokens",
                "output_tokens", "share", "latency_p50_ms", "latency_p95_ms", "failure_rate"]
     writer.writerow([result.by if c == "key" else c for c in columns])

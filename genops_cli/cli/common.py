@@ -134,16 +134,30 @@ def open_cli_ledger(settings: Any, notice: bool = True) -> Any:
     return ledger
 
 
-def open_cli_reader_ledger(settings: Any) -> Any:
+def open_cli_reader_ledger(settings: Any, complete: bool = False) -> Any:
     """The ledger for a command that only reads: a DuckDB path that does not exist is an error (exit 2), not an
-    empty report, since it is most often a mistyped --ledger or a missing GENOPS_LEDGER."""
-    from genops_cli.errors import UsageError
+    empty report, since it is most often a mistyped --ledger or a missing GENOPS_LEDGER.
+
+    Runs waiting in the spool are ingested first, so the answer sees every record. When they cannot be (another
+    process holds the ledger, a read-only ledger) the command says how many runs its answer misses, on stderr;
+    with `complete` (a bill, a FOCUS export) it refuses instead: LedgerError, exit 4."""
+    from genops_cli.errors import LedgerError, UsageError
+    from genops_cli.ledger.recorder import catch_up
 
     ledger = open_cli_ledger(settings, notice=False)
     if ledger.backend == "duckdb" and not ledger.exists():
         raise UsageError(f"no ledger at {ledger.location}; check --ledger / GENOPS_LEDGER (a ledger is created by "
                          "the first genops run)")
     report_stale_spool(ledger, settings)
+    caught = catch_up(ledger)
+    if caught.ingested:
+        info(f"ingested {caught.ingested} spooled run(s) first")
+    if caught.pending:
+        message = caught.message(ledger.spool_dir())
+        if complete:
+            raise LedgerError(f"{message}: refusing to bill without them; retry once the ledger can be written, "
+                              "or run `genops ledger drain` first")
+        warn(f"{message}; this answer does not include them")
     return ledger
 
 

@@ -185,7 +185,7 @@ def report(
     bill_period = billing.parse_billing_period(period, from_, to)
     settings = load_cli_settings()
     bill_issuer = billing.issuer_from_settings(settings, issuer)
-    ledger = open_cli_reader_ledger(settings)
+    ledger = open_cli_reader_ledger(settings, complete=True)  # a bill never silently misses spooled runs
 
     if all_tenants:
         directory = Path(out_dir)

@@ -24,6 +24,8 @@ from genops_cli.errors import UsageError
 from genops_cli.ledger.schema import CURRENT_VERSION
 from genops_cli.ledger.spool import Spool
 from genops_cli.ledger.store import Ledger, Tx
+from genops_cli.redact import redactor
+from genops_cli.safe_output import csv_writer
 
 #: Exportable tables and their stable order (the audit trail and policy decisions too, for auditors).
 EXPORT_TABLES = {"runs": "run_id", "calls": "run_id, seq, call_id", "audit_log": "seq",
@@ -75,18 +77,22 @@ def _json_value(value: Any) -> Any:
     return value
 
 
-def _write_rows(tx: Tx, table: str, fmt: str, out: Path) -> int:
+def _write_rows(tx: Tx, table: str, fmt: str, out: Path, spreadsheet_safe: bool = True) -> int:
+    """Stream a table to CSV or JSONL. CSV cells that a spreadsheet would run as formulas are neutralised, except
+    for the internal staging file of a Parquet export, which must round-trip exactly."""
     count = 0
+    scrub = redactor()  # rows recorded before a secret was known to genops are masked on the way out too
     with out.open("w", encoding="utf-8", newline="") as fh:
-        writer = csv.writer(fh, lineterminator="\n") if fmt == "csv" else None
+        writer = (csv_writer(fh) if spreadsheet_safe else csv.writer(fh, lineterminator="\n")) if fmt == "csv" \
+            else None
         for names, rows in tx.iter_batches(f"SELECT * FROM {table} ORDER BY {EXPORT_TABLES[table]}"):
             if writer is not None and count == 0:
                 writer.writerow(names)
             for row in rows:
                 if writer is not None:
-                    writer.writerow([_text(v) for v in row])
+                    writer.writerow([scrub(_text(v)) for v in row])
                 else:
-                    fh.write(json.dumps({n: _json_value(v) for n, v in zip(names, row, strict=True)},
+                    fh.write(json.dumps({n: scrub(_json_value(v)) for n, v in zip(names, row, strict=True)},
                                         ensure_ascii=False) + "\n")
             count += len(rows)
     return count
@@ -124,7 +130,7 @@ def _parquet_via_duckdb(ledger: Ledger, table: str, out: Path) -> int:
     with tempfile.TemporaryDirectory(prefix="genops-export-") as tmp:
         staged = Path(tmp) / f"{table}.csv"
         with ledger.read() as tx:
-            count = _write_rows(tx, table, "csv", staged)
+            count = _write_rows(tx, table, "csv", staged, spreadsheet_safe=False)
         conn = duckdb.connect(os.path.join(tmp, "stage.duckdb"))  # a file, so big tables spill to disk
         try:
             _migrate(Tx(conn, "duckdb"))

@@ -39,11 +39,12 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from genops_cli.errors import LedgerError
-from genops_cli.ledger.records import RecordResult, ingest
+from genops_cli.ledger.records import RecordResult, drain, ingest
 from genops_cli.ledger.spool import Spool
 
 if TYPE_CHECKING:
@@ -72,7 +73,8 @@ class Recorder:
         self.config_path = str(config_path) if config_path else None
         self.last_result: RecordResult | None = None
         self._pending: list[tuple[Path, RunRecord | None]] = []  # submitted, not yet ingested (inline mode)
-        self._lock = threading.Lock()
+        # RLock: a signal handler may submit while this thread is inside submit() or flush().
+        self._lock = threading.RLock()
         self._flush_lock = threading.Lock()
         self._ingester: _IngesterProcess | None = None
         self._writable_checked = False
@@ -104,10 +106,14 @@ class Recorder:
         with self._lock:
             self._pending.append((path, run))
 
-    def flush(self, timeout: float | None = 60.0) -> RecordResult:
+    def flush(self, timeout: float | None = 60.0, wait: bool = True) -> RecordResult:
         """Every run submitted so far is in the ledger (result.ok) or safe (fsynced) in the spool (result.error
-        says why, result.spooled which runs wait there)."""
-        with self._flush_lock:
+        says why, result.spooled which runs wait there). With `wait=False` (a signal handler, which may have
+        interrupted a flush of this very thread) a flush already under way is not waited for: the runs are in
+        the spool either way."""
+        if not self._flush_lock.acquire(blocking=wait):
+            return RecordResult(error="a flush was under way; runs stay in the spool for the next command")
+        try:
             if self.mode == "process" and self._ingester is not None:
                 result = self._ingester.flush(timeout)
                 if result is not None:
@@ -121,6 +127,8 @@ class Recorder:
                 result = self._ingest_inline(items)
             self.last_result = result
             return result
+        finally:
+            self._flush_lock.release()
 
     def record(self, run: RunRecord) -> RecordResult:
         self.submit(run)
@@ -218,9 +226,60 @@ def _readline(stream: Any, timeout: float | None) -> str:
     return box[0] if box else ""
 
 
+# -- readers: every record, or say what is missing ------------------------------------------------------------
+@dataclass
+class CatchUp:
+    """What a reader found in the spool before reading: runs it ingested, runs still pending and why."""
+
+    ingested: int = 0
+    pending: int = 0
+    reason: str | None = None
+
+    def message(self, spool_dir: Path) -> str:
+        return (f"{self.pending} run(s) wait in the spool {spool_dir} and are not in the ledger yet "
+                f"({self.reason})")
+
+
+def catch_up(ledger: Ledger) -> CatchUp:
+    """Ingest pending spool files before a read (through the same hooks as any ingestion), without waiting on a
+    ledger that another process holds: then, or when the ledger cannot be written (read-only), count the runs
+    still pending so the reader can say so (and a bill can refuse)."""
+    spool = Spool(ledger.spool_dir())
+    waiting = len(spool)
+    if not waiting:
+        return CatchUp()
+    blocked = _write_blocker(ledger)
+    if blocked:
+        return CatchUp(pending=waiting, reason=blocked)
+    result = drain(ledger, spool)
+    left = len(spool)
+    return CatchUp(ingested=len(result.inserted), pending=left,
+                   reason=(result.error or "unreadable spool files: see genops ledger info") if left else None)
+
+
+def _write_blocker(ledger: Ledger) -> str | None:
+    """Why the ledger cannot be written right now (read-only, locked by another process), or None."""
+    path = getattr(ledger, "path", None)
+    if isinstance(path, Path):
+        if path.exists() and not os.access(path, os.W_OK):
+            return "the ledger file is read-only"
+        if not os.access(path.parent, os.W_OK):
+            return "the ledger's folder is read-only"
+    lock_path = ledger.writer_lock_path()
+    if lock_path is not None and lock_path.exists():
+        from genops_cli.ledger.locking import hold_file_lock
+
+        try:
+            with hold_file_lock(lock_path, exclusive=True, timeout=0.0):
+                pass
+        except LedgerError:
+            return "another process holds the ledger lock"
+    return None
+
+
 # -- one recorder per ledger and process ------------------------------------------------------------------------
 _recorders: dict[str, Recorder] = {}
-_recorders_lock = threading.Lock()
+_recorders_lock = threading.RLock()  # re-entrant: a signal handler may run while it is held
 
 
 def get_recorder(ledger: Ledger, mode: str = "inline", config_path: str | os.PathLike[str] | None = None
@@ -234,11 +293,11 @@ def get_recorder(ledger: Ledger, mode: str = "inline", config_path: str | os.Pat
         return recorder
 
 
-def flush_all(timeout: float | None = 60.0) -> bool:
+def flush_all(timeout: float | None = 60.0, wait: bool = True) -> bool:
     """Flush every recorder of this process: True when all their runs are in their ledgers."""
     with _recorders_lock:
         recorders = list(_recorders.values())
-    return all([r.flush(timeout).ok for r in recorders])
+    return all([r.flush(timeout, wait).ok for r in recorders])
 
 
 def close_all() -> None:
@@ -281,7 +340,7 @@ def record_interrupted(reason: str) -> int:
             count += 1
         except Exception as exc:  # keep going: the other runs and the flush matter more
             _log.error("genops could not record interrupted run %s: %s", run_id, exc)
-    flush_all(timeout=20.0)
+    flush_all(timeout=20.0, wait=False)
     return count
 
 

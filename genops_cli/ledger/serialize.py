@@ -80,7 +80,7 @@ def call_to_json(call: CallRecord) -> dict[str, Any]:
         "started_at": _ts(call.started_at),
         "latency_ms": call.latency_ms,
         "status": call.status,
-        "error": call.error,
+        "error": redact(call.error),
         "visit": call.visit,
         "agent_step": call.agent_step,
         "tool_name": call.tool_name,
@@ -149,7 +149,7 @@ def run_to_json(run: RunRecord) -> dict[str, Any]:
         "started_at": _ts(run.started_at),
         "ended_at": _ts(run.ended_at),
         "status": run.status,
-        "error": run.error,
+        "error": redact(run.error),
         "batch_id": run.batch_id,
         "batch_line": run.batch_line,
         "attempt": run.attempt,
@@ -158,7 +158,7 @@ def run_to_json(run: RunRecord) -> dict[str, Any]:
         "policy": {
             "result": run.policy.result,
             "reason_code": run.policy.reason_code,
-            "message": run.policy.message,
+            "message": redact(run.policy.message),
             "reserved_cost": str(run.policy.reserved_cost),
             "budget_scope": run.policy.budget_scope,
             "reservation_id": run.policy.reservation_id,
@@ -171,7 +171,7 @@ def run_to_json(run: RunRecord) -> dict[str, Any]:
         "cache_hit": run.cache_hit,
         "saved_cost": str(run.saved_cost),
         "calls": [call_to_json(c) for c in run.calls],
-        "policy_events": [_fields_of(e) for e in run.policy_events],
+        "policy_events": [{**_fields_of(e), "message": redact(e.message)} for e in run.policy_events],
         "cost_checks": [{**_fields_of(c), "limit": str(c.limit)} for c in run.cost_checks],
     }
 
@@ -241,7 +241,7 @@ def run_row(run: RunRecord) -> tuple[Any, ...]:
     a = run.attribution
     return (
         run.run_id, run.batch_id, run.session_id, run.pipeline_name, run.pipeline_hash,
-        to_naive_utc(run.started_at), to_naive_utc(run.ended_at), run.status, run.error,
+        to_naive_utc(run.started_at), to_naive_utc(run.ended_at), run.status, redact(run.error),
         a.team, a.project, a.environment, a.customer_id, a.feature, a.cost_center,
         json.dumps(a.tags, sort_keys=True), a.data_classification, run.policy.result, run.policy.reason_code,
         quantize_money(run.policy.reserved_cost), quantize_money(run.total_cost), run.currency, run.simulated,
@@ -259,8 +259,8 @@ def call_row(call: CallRecord) -> tuple[Any, ...]:
         json.dumps(json_safe(u.raw), sort_keys=True) if u.raw is not None else None,
         json.dumps(call.unit_prices.to_json(), sort_keys=True) if call.unit_prices else None,
         quantize_money(call.cost), quantize_money(call.list_cost), call.priced, call.price_snapshot,
-        to_naive_utc(call.started_at), float(call.latency_ms), call.status, call.error, call.documents_retrieved,
-        call.max_tokens,
+        to_naive_utc(call.started_at), float(call.latency_ms), call.status, redact(call.error),
+        call.documents_retrieved, call.max_tokens,
         quantize_money(call.contracted_cost) if call.contracted_cost is not None else None,
         call.component_path, call.agent_instance, call.agent_steps, call.agent_max_steps, call.exit_reason,
     )  # fmt: skip

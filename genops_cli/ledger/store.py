@@ -172,6 +172,10 @@ class Ledger(ABC):
     @abstractmethod
     def spool_dir(self) -> Path: ...
 
+    def writer_lock_path(self) -> Path | None:
+        """The sidecar file writers lock (DuckDB), None when the backend locks inside the database."""
+        return None
+
     def size_bytes(self) -> int | None:
         return None
 
@@ -257,6 +261,9 @@ class DuckDBLedger(Ledger):
     def spool_dir(self) -> Path:
         override = os.environ.get("GENOPS_SPOOL_DIR")
         return Path(override) if override else self.path.with_name(self.path.name + ".spool")
+
+    def writer_lock_path(self) -> Path | None:
+        return self._lock.path
 
     def size_bytes(self) -> int | None:
         return self.path.stat().st_size if self.path.exists() else None

@@ -23,6 +23,7 @@ from genops_cli.models import (
     UnitPrices,
     quantize_money,
 )
+from genops_cli.redact import redact
 
 SPOOL_FORMAT = 1
 

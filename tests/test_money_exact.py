@@ -96,7 +96,7 @@ def _generate(n_calls: int, calls_per_run: int) -> dict[int, tuple[Decimal, int]
                    s.provider, s.model, s.inp, s.cr, s.cw, s.outp, 'reported', s.prices, s.cost, s.cost, TRUE,
                    TIMESTAMP '2026-05-05 12:00:00', 10, 'ok'
             FROM range({n_calls}) t(i) JOIN shapes s ON s.sid = i % {n}""")
-        tx.execute(f"""
+        tx.execute("""
             INSERT INTO runs (run_id, pipeline_name, pipeline_hash, started_at, status, customer_id, total_cost)
             SELECT run_id, 'bulk', 'h', TIMESTAMP '2026-05-05 12:00:00', 'ok', 'odd-corp', SUM(cost)
             FROM calls GROUP BY run_id""")

@@ -147,7 +147,7 @@ class GenopsSpan(Span):
         profile = self._profile()
         model = profile.model if profile is not None else None
         self.admission_ticket = self.capture.before_llm_call(
-            self.component_name or self.operation_name, kind="embedding" if self.span_kind() == "embedding" else "llm",
+            self.path() or self.operation_name, kind="embedding" if self.span_kind() == "embedding" else "llm",
             provider=self._provider(model), model=model, inputs=inputs,
             max_tokens=profile.max_tokens if profile is not None else None) or False
 

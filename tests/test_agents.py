@@ -332,3 +332,12 @@ def test_api_results_carry_agent_outcomes_and_prices_nested_agents(openai_server
     # The guide's call: the adapter's monitor and the run id.
     insights = get_agent_insights(adapter.monitor, context.pipeline_id)
     assert insights["decisions_made"] == 4
+
+
+@pytest.mark.parametrize(("config", "named"), [("agents:\n  fail_on_cap: sometimes\n", "agents.fail_on_cap"),
+                                               ("agents:\n  fail_on_caps: true\n", "fail_on_caps")])
+def test_bad_agents_config_exits_2_naming_the_key(tmp_path, config, named):
+    (tmp_path / ".genops.yml").write_text(config)
+    result = cli("run", str(tmp_path / "missing.yml"), "--input", "a.b=c")
+    assert result.exit_code == 2
+    assert named in result.stderr and "Traceback" not in result.stderr

@@ -934,3 +934,63 @@ def test_provider_ids_exist_in_genai_prices():
 def test_component_kinds(component_type, fully_qualified_type, llm, embedder):
     assert is_llm_component(component_type, fully_qualified_type) is llm
     assert is_embedder(component_type, fully_qualified_type) is embedder
+
+
+def test_request_stream_usage_asks_streaming_chat_completions_generators_only():
+    from genops_cli.tracking.usage import request_stream_usage
+
+    chat = "haystack.components.generators.chat.openai.OpenAIChatGenerator"
+    responses = "haystack.components.generators.chat.openai_responses.OpenAIResponsesChatGenerator"
+    stream = "haystack.components.generators.utils.print_streaming_chunk"
+    components = {
+        "streams": {"type": chat, "init_parameters": {"streaming_callback": stream,
+                                                       "generation_kwargs": {"max_tokens": 9}}},
+        "plain": {"type": chat, "init_parameters": {"streaming_callback": None}},
+        "opted_out": {"type": chat, "init_parameters": {"streaming_callback": stream, "generation_kwargs": {
+            "stream_options": {"include_usage": False}}}},
+        "responses": {"type": responses, "init_parameters": {"streaming_callback": stream}},
+        "agent": {"type": "haystack.components.agents.agent.Agent", "init_parameters": {
+            "streaming_callback": stream, "chat_generator": {"type": chat, "init_parameters": {}}}},
+    }
+    changed = request_stream_usage(components)
+    assert changed == ["streams", "agent/chat_generator"]
+    assert components["streams"]["init_parameters"]["generation_kwargs"] == {
+        "max_tokens": 9, "stream_options": {"include_usage": True}}
+    assert "generation_kwargs" not in components["plain"]["init_parameters"]
+    assert components["opted_out"]["init_parameters"]["generation_kwargs"]["stream_options"] == {
+        "include_usage": False}
+    assert "generation_kwargs" not in components["responses"]["init_parameters"]
+    agent_gen = components["agent"]["init_parameters"]["chat_generator"]["init_parameters"]
+    assert agent_gen["generation_kwargs"] == {"stream_options": {"include_usage": True}}
+
+
+def test_request_stream_usage_live_sets_generation_kwargs_on_built_generators():
+    from haystack import Pipeline
+    from haystack.components.generators.chat import OpenAIChatGenerator
+    from haystack.components.generators.utils import print_streaming_chunk
+    from haystack.utils import Secret
+
+    from genops_cli.tracking.usage import request_stream_usage_live
+
+    key = Secret.from_token("sk-test")
+    pipeline = Pipeline()
+    pipeline.add_component("llm", OpenAIChatGenerator(api_key=key, streaming_callback=print_streaming_chunk))
+    pipeline.add_component("quiet", OpenAIChatGenerator(api_key=key))
+    assert request_stream_usage_live(pipeline) == ["llm"]
+    assert pipeline.get_component("llm").generation_kwargs == {"stream_options": {"include_usage": True}}
+    assert pipeline.get_component("quiet").generation_kwargs == {}
+
+
+def test_exit_reasons_normalized():
+    from genops_cli.errors import RunCostCapReached
+    from genops_cli.tracking.agents import exit_reason
+
+    assert exit_reason("text", ["text"], None) == "final_answer"
+    assert exit_reason("save", ["text", "save"], None) == "exit_condition"
+    assert exit_reason("max_agent_steps", ["text"], None) == "max_agent_steps"
+    assert exit_reason("length", ["text"], None) == "output_limit"
+    assert exit_reason("user_cancelled", ["text"], None) == "hook_stop"
+    assert exit_reason(None, None, RuntimeError("x")) == "error"
+    wrapped = RuntimeError("component failed")
+    wrapped.__cause__ = RunCostCapReached("cap")
+    assert exit_reason(None, None, wrapped) == "budget_stop"

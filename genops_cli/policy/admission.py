@@ -215,9 +215,6 @@ class RunAdmission:
             return
         with self._lock:
             self.spent += cost
-            budgets = self.budgets
-            if budgets is not None and budgets.reserved > 0 and self.spent + self.held > budgets.reserved:
-                budgets.cover(self.spent + self.held)  # reconcile: the hold never falls below the spend
         if self.shared is not None:
             self.shared.add(cost)
 
@@ -225,6 +222,11 @@ class RunAdmission:
         """The admitted call ended (its cost was given to `spend`): its worst case no longer counts."""
         with self._lock:
             self.held -= ticket.amount
+            budgets = self.budgets
+            if budgets is not None and budgets.reserved > 0 and self.spent + self.held > budgets.reserved:
+                # Reconcile: the call cost more than its worst case (usage above the count); the run's hold
+                # never falls below its spend, so other runs see the money before this run is recorded.
+                budgets.cover(self.spent + self.held)
         if ticket.shared and self.shared is not None:
             self.shared.unhold(ticket.amount)
 

@@ -479,7 +479,8 @@ def forget_ledger_budgets(ledger: Ledger | None = None) -> None:
 def has_budgets(ctx: Governed, scopes: Sequence[str]) -> bool:
     """Whether any budget applies to these scopes: config budgets (in memory) or the ledger's (cached copy,
     see `cached_ledger_budgets`)."""
-    if applicable(config_budgets(ctx.settings), scopes):
+    wanted = set(scopes)
+    if any(b.scope in wanted and b.limits() for b in ctx.settings.budgets.scopes):  # config budgets, in memory
         return True
     try:
         return bool(applicable(cached_ledger_budgets(ctx.ledger), scopes))

@@ -1,0 +1,122 @@
+"""Per-call admission cost on the caller's thread: the check genops makes before every LLM/embedding call.
+
+    python benchmarks/admission.py [--calls 2000] [--postgres postgresql://postgres@127.0.0.1:5432/postgres]
+
+Measures, in one process and one run, what the tracer does around each provider call (`RunCapture.before_llm_call`
+with the call's rendered messages, the priced cost handed to admission, `after_llm_call`), for:
+- `no admission`: a capture without a gate (the floor);
+- `no budget`: a run session whose scopes have no budget (the common case: must cost nothing measurable);
+- `budget, in hold`: an enforcing budget applies and the call fits in the run's reservation (the normal case once
+  a run is preflighted: token count + worst-case price, in memory);
+- `budget, top-up`: every call needs the run's ledger reservation raised (a run whose pipeline was unknown at
+  preflight, or an Agent past its estimate): one write transaction under the scope locks per call.
+Prints p50 / p99 in microseconds and each case's p99 ratio to `no budget`. The goal: `budget, in hold` p99 <= 1 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HAYSTACK_TELEMETRY_ENABLED", "False")
+
+
+def _messages() -> list[Any]:
+    from haystack.dataclasses import ChatMessage
+
+    context = " ".join(f"Document {i}: quarterly support volume rose in region {i % 7}." for i in range(40))
+    return [ChatMessage.from_system("Answer from the documents only."),
+            ChatMessage.from_user(f"{context}\n\nQuestion: which region grew most, and why?")]
+
+
+def _session(ledger_location: str, *, budget: bool, estimate: Decimal) -> Any:
+    from genops_cli.config import load_settings
+    from genops_cli.execution.loading import LoadedPipeline
+    from genops_cli.execution.runner import Engine, RunOptions
+    from genops_cli.execution.session import RunSession
+    from genops_cli.ledger.store import open_ledger
+    from genops_cli.models import Attribution, Budget
+    from genops_cli.tracking.capture import ComponentProfile, PipelineProfile
+
+    settings = load_settings(None, ledger_location, Attribution(team="bench"))
+    if budget:
+        settings.budgets.scopes.append(Budget(scope="team:bench", daily=Decimal("1000"), policy="enforcing",
+                                              source="config"))
+    engine = Engine(settings, open_ledger(ledger_location))
+    profile = PipelineProfile(name="bench", path="<bench>", pipeline_hash="bench", components={
+        "llm": ComponentProfile("llm", "OpenAIChatGenerator", "haystack.OpenAIChatGenerator", provider="openai",
+                                model="gpt-4o-mini", max_tokens=256, is_llm=True)})
+    session = RunSession(engine, LoadedPipeline(pipeline=None, profile=profile, path=Path("<bench>"), data={}),
+                         RunOptions(attribution=Attribution(team="bench")))
+    session.preflight({}, estimate=lambda: estimate)
+    session.open_capture()
+    return session
+
+
+def _time_calls(capture: Any, calls: int, inputs: dict[str, Any]) -> list[float]:
+    cost = Decimal("0.00002")
+    out = []
+    for _ in range(calls):
+        t0 = time.perf_counter()
+        ticket = capture.before_llm_call("llm", provider="openai", model="gpt-4o-mini", inputs=inputs,
+                                         max_tokens=256)
+        if capture.admission is not None:
+            capture.admission.spend(cost)
+        capture.after_llm_call(ticket)
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def _floor(calls: int, inputs: dict[str, Any]) -> list[float]:
+    from genops_cli.tracking.capture import RunCapture
+
+    return _time_calls(RunCapture("floor"), calls, inputs)
+
+
+def _p(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1e6
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--calls", type=int, default=2000)
+    parser.add_argument("--topup-calls", type=int, default=200)
+    parser.add_argument("--postgres", default=None, help="also measure top-ups on this PostgreSQL ledger")
+    args = parser.parse_args()
+    inputs = {"messages": _messages(), "generation_kwargs": {"max_tokens": 256}}
+    with tempfile.TemporaryDirectory() as tmp:
+        duck = str(Path(tmp) / "ledger.duckdb")
+        _time_calls(_session(duck, budget=True, estimate=Decimal("10")).capture, 50, inputs)  # warm-up
+        results: dict[str, list[float]] = {
+            "no admission": _floor(args.calls, inputs),
+            "no budget": _time_calls(_session(duck, budget=False, estimate=Decimal(0)).capture, args.calls, inputs),
+            "budget, in hold": _time_calls(_session(duck, budget=True, estimate=Decimal("10")).capture, args.calls,
+                                           inputs),
+            "budget, top-up (DuckDB)": _time_calls(_session(duck, budget=True, estimate=Decimal(0)).capture,
+                                                   args.topup_calls, inputs),
+        }
+        if args.postgres:
+            results["budget, top-up (PostgreSQL)"] = _time_calls(
+                _session(args.postgres, budget=True, estimate=Decimal(0)).capture, args.topup_calls, inputs)
+    base = _p(results["no budget"], 0.99)
+    print(f"{'case':28} {'calls':>6} {'p50 us':>9} {'p99 us':>9} {'mean us':>9} {'p99/no budget':>14}")
+    for name, samples in results.items():
+        p99 = _p(samples, 0.99)
+        print(f"{name:28} {len(samples):6d} {_p(samples, 0.5):9.1f} {p99:9.1f} "
+              f"{statistics.fmean(samples) * 1e6:9.1f} {p99 / base:14.2f}")
+    in_hold = _p(results["budget, in hold"], 0.99)
+    print(f"budget applicable, call within the run's hold: p99 {in_hold:.1f} us (goal <= 1000 us): "
+          f"{'OK' if in_hold <= 1000 else 'OVER'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

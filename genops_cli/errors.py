@@ -1,4 +1,4 @@
-"""Errors with their exit codes (the CLI contract in DESIGN §6).
+"""Errors with their exit codes (a contract scripts and cron jobs rely on; README "Output and exit codes").
 
 0 success; 1 a pipeline run failed; 2 bad usage, config, pipeline file or input; 3 blocked by a budget or
 compliance policy; 4 the ledger could not be written (records left in the spool).

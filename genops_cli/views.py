@@ -1,4 +1,4 @@
-"""How a run is shown: the `--json` object of DESIGN §6 and the rich summary table.
+"""How a run is shown: the `--json` object (a contract, see README "Output and exit codes") and the rich summary table.
 
     run_to_output(run)            # dict ready for json.dumps (money as decimal strings)
     render_run_table(run, console)

@@ -18,7 +18,7 @@ from genops_cli.money import quantity, total_text
 
 FORMATS = ("table", "json", "csv")
 
-# Shared by analyze and recommend: the report filters (DESIGN §6).
+# Shared by analyze and recommend: the report filters.
 SINCE = typer.Option(None, "--since", help="Window ending now: 30m, 24h, 7d, 2w (default 30d).")
 FROM = typer.Option(None, "--from", help="Start date YYYY-MM-DD or ISO datetime (UTC).")
 TO = typer.Option(None, "--to", help="End date (inclusive day) or ISO datetime (UTC); default now.")

@@ -1,4 +1,5 @@
-"""The ledger schema and its migrations, kept in one place (DESIGN §5 is the contract for names).
+"""The ledger schema and its migrations, kept in one place (table and column names are a contract: SQL over the
+ledger relies on them).
 
 Each migration is a list of statements in the SQL subset that DuckDB and PostgreSQL share. Timestamps are
 stored as naive UTC `TIMESTAMP` (both engines, no timezone module needed); money is DECIMAL/NUMERIC(18,10);

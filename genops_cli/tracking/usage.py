@@ -2,7 +2,8 @@
 
 Every integration reports usage its own way (docs/ARCHITECTURE.md, "Where usage lives"). This module reads all of
 them and returns one shape: `input_tokens` INCLUDES cache reads and writes, `output_tokens` INCLUDES reasoning,
-the breakdowns sit beside them, and `raw` keeps a JSON-safe copy of what the provider sent so history can be re-derived later.
+the breakdowns sit beside them, and `raw` keeps a JSON-safe copy of what the provider sent so history can be
+re-derived later.
 
 Where usage is found in a component output (or an agent step's `{"replies": [...]}`):
 

@@ -341,3 +341,26 @@ def test_bad_agents_config_exits_2_naming_the_key(tmp_path, config, named):
     result = cli("run", str(tmp_path / "missing.yml"), "--input", "a.b=c")
     assert result.exit_code == 2
     assert named in result.stderr and "Traceback" not in result.stderr
+
+
+def test_failing_tool_that_stops_the_agent_is_its_exit_reason(openai_server):
+    from haystack.tools import Tool
+
+    def broken(query: str) -> str:
+        raise ValueError("search backend down")
+
+    openai_server.usage = dict(OPENAI_USAGE)
+    openai_server.responder = ToolLoop("web_search", times=1, arguments={"query": "x"})
+    tool = Tool(name="web_search", description="Search.", function=broken,
+                parameters={"type": "object", "properties": {"query": {"type": "string"}}})
+    pipeline = Pipeline()
+    pipeline.add_component("agent", Agent(chat_generator=OpenAIChatGenerator(model="gpt-4o-mini"), tools=[tool],
+                                          raise_on_tool_invocation_failure=True))
+    capture = RunCapture("run-tool-error", profile_from_pipeline(pipeline, "agents"), pricer=_pricer)
+    with capture_run(capture), pytest.raises(Exception, match="search backend down"):
+        pipeline.run({"agent": _messages()})
+    [outcome] = agent_outcomes(capture.calls)
+    assert (outcome.exit_reason, outcome.status, outcome.llm_calls, outcome.cost) == (
+        "tool_error", "error", 1, GPT_4O_MINI_STEP)
+    [tool_row] = [c for c in capture.calls if c.span_kind == "tool"]
+    assert tool_row.status == "error" and tool_row.component_path == "agent/tool:web_search"

@@ -72,7 +72,7 @@ def test_gpt_4o_mini_cost_is_exact(book):
     assert priced.priced is True
     assert priced.cost == Decimal("0.000450")
     assert priced.cost == quantize_money(Decimal("0.00045"))
-    assert priced.cost.as_tuple().exponent == -10  # quantized to the ledger precision
+    assert priced.cost.as_tuple().exponent == -18  # at the ledger precision (DECIMAL(38,18))
     assert priced.list_cost == priced.cost == priced.contracted_cost
     assert priced.unit_prices.input_mtok == Decimal("0.15") and priced.unit_prices.output_mtok == Decimal("0.6")
     assert priced.source == "genai-prices"
@@ -111,7 +111,7 @@ def test_cache_price_falls_back_to_input_price(book):
     ("gpt-4o-mini-2024-07-18", "gpt-4o-mini", "openai"),
     ("claude-3-haiku-20240307", "claude-3-haiku", "anthropic"),
     ("gpt-4.1-2025-04-14", "gpt-4.1", "openai"),
-    ("claude-sonnet-4-20250514", "claude-sonnet-4-0", "anthropic"),
+    ("claude-3-7-sonnet-20250219", "claude-3-7-sonnet-latest", "anthropic"),
 ])
 def test_dated_model_ids_match_through_genai_prices(book, dated, canonical, provider):
     rp = book.resolve(dated, provider, AT)
@@ -556,3 +556,62 @@ def test_cli_module_does_not_import_haystack():
             "bad = [m for m in sys.modules if m == 'haystack' or m.startswith('haystack.')]; "
             "sys.exit(1 if bad else 0)")
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+# -- long-context tiers, float artefacts, dated overlays, overlay vs genai-prices -------------------------------
+
+LATE = datetime(2026, 5, 1, tzinfo=UTC)
+
+
+def test_claude_sonnet_4_over_200k_input_tokens_pays_the_long_context_rate(book):
+    # Over 200k input tokens (cache included) every token is at $6 / $22.50 per 1M (cliff), below at $3 / $15.
+    big = book.price(TokenUsage(input_tokens=250_000, output_tokens=1000), "claude-sonnet-4-20250514", "anthropic",
+                     at=LATE)
+    assert big.cost == Decimal("1.5225") and big.source == "overlay:long_context.yml"
+    small = book.price(TokenUsage(input_tokens=200_000, output_tokens=1000), "claude-sonnet-4-20250514",
+                       "anthropic", at=LATE)
+    assert small.cost == Decimal("0.615")
+    cached = book.price(TokenUsage(input_tokens=300_000, cache_read_tokens=250_000, output_tokens=0),
+                        "claude-sonnet-4-20250514", "anthropic", at=LATE)
+    assert cached.cost == Decimal("0.45")  # 50k x 6 + 250k x 0.60 per 1M
+    # Before the 1M context window existed the overlay is not in force: genai-prices' price applies; the dated id
+    # reports under genai-prices' canonical id either way.
+    early = book.resolve("claude-sonnet-4-20250514", "anthropic", datetime(2025, 6, 1, tzinfo=UTC))
+    assert early is not None and (early.source, early.model) == ("genai-prices", "claude-sonnet-4-0")
+    assert book.resolve("claude-sonnet-4-20250514", "anthropic", LATE).model == "claude-sonnet-4-0"
+
+
+def test_overlay_tiers_are_validated(tmp_path):
+    (tmp_path / "bad.yml").write_text(
+        "models:\n  - id: m\n    provider: p\n    prices: {input_mtok: '1'}\n"
+        "    tiers: [{above_input_tokens: 0, prices: {input_mtok: '2'}}]\n")
+    with pytest.raises(ConfigError, match=r"bad.yml.*tiers\[0\].above_input_tokens"):
+        PriceBook([tmp_path], use_env=False, include_bundled=False)
+
+
+def test_genai_prices_float_artefacts_are_quantised_on_the_way_in(book):
+    resolved = book.resolve("meta-llama/Llama-3.3-70B-Instruct", "huggingface_together")
+    assert resolved is not None
+    assert (resolved.unit_prices.input_mtok, resolved.unit_prices.output_mtok) == (Decimal("1.04"), Decimal("1.04"))
+
+
+def test_every_bundled_overlay_price_for_a_provider_is_dated(book):
+    undated = [(m.source.name, m.id) for m in book.overlays.models
+               if m.valid_from is None and m.valid_until is None
+               and any(getattr(m.prices, f) for f in ("input_mtok", "output_mtok", "per_call", "per_second"))]
+    assert undated == []
+
+
+def test_check_all_lists_where_overlays_and_genai_prices_disagree():
+    result = runner.invoke(pricing_app, ["check", "--all", "--at", "2026-05-01", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)["disagreements"]
+    tiers = {r["field"]: (r["overlay"], r["genai_prices"]) for r in rows
+             if r["model"] == "claude-sonnet-4-0" and r["kind"] == "tier"}
+    assert tiers["input_mtok above 200000 input tokens"] == ("6", None)
+    assert {"model": "claude-3-haiku", "variant": "batch", "kind": "genai_missing"}.items() <= next(
+        r for r in rows if r["model"] == "claude-3-haiku").items()
+    table = runner.invoke(pricing_app, ["check", "--all"])
+    assert table.exit_code == 0 and "genai-prices" in table.stdout
+    missing = runner.invoke(pricing_app, ["check"])
+    assert missing.exit_code == 2 and "--all" in missing.output

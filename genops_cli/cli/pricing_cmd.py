@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from genops_cli.cli.common import fail, handle_errors, print_json
+from genops_cli.errors import UsageError
 
 if TYPE_CHECKING:
     from genops_cli.pricing import PriceBook, ResolvedPrice
@@ -178,13 +179,22 @@ def list_models(
 @app.command("check")
 @handle_errors
 def check(
-    pipeline: Annotated[str, typer.Argument(help="Haystack pipeline YAML.")],
+    pipeline: Annotated[str | None, typer.Argument(help="Haystack pipeline YAML.")] = None,
     at: Annotated[str | None, typer.Option("--at", help="Price date (YYYY-MM-DD); default now.")] = None,
     tenant: Annotated[str | None, typer.Option("--tenant", help="Apply this tenant's contract.")] = None,
+    all_overlays: Annotated[bool, typer.Option("--all", help="List where the overlays and genai-prices disagree "
+                                                             "(prices, tiers, models genai-prices lacks).")] = False,
     json_output: Annotated[bool, typer.Option("--json", help="JSON on stdout.")] = False,
 ) -> None:
-    """Is every model the pipeline calls priced? Exit 0 when all are, 1 when one is not, 2 on a bad file."""
+    """Is every model the pipeline calls priced? Exit 0 when all are, 1 when one is not, 2 on a bad file.
+    With --all (no pipeline): every overlay entry set against genai-prices, field by field."""
     from genops_cli.execution.loading import profile_pipeline_data, read_pipeline_file
+
+    if all_overlays:
+        _check_all(_parse_at(at), json_output)
+        return
+    if pipeline is None:
+        raise UsageError("give a pipeline YAML to check, or --all to compare the overlays with genai-prices")
 
     path, _text, data = read_pipeline_file(pipeline)
     profile = profile_pipeline_data(path, data)
@@ -217,3 +227,19 @@ def check(
             typer.echo(f"unpriced: {r['component']} ({r['provider'] or '?'}:{r['model'] or 'no model'}); add it to "
                        "an overlay in pricing/ or $GENOPS_PRICING_DIR", err=True)
     raise typer.Exit(1 if unpriced else 0)
+
+
+def _check_all(when: Any, json_output: bool) -> None:
+    found = _book().disagreements(when)
+    if json_output:
+        print_json({"disagreements": [d.to_json() for d in found]})
+        return
+    console = _console()
+    table = Table(title=f"Overlays vs genai-prices: {len(found)} difference(s)", title_justify="left")
+    for column in ("overlay", "provider", "model", "kind", "field", "overlay price", "genai-prices"):
+        table.add_column(column)
+    for d in found:
+        table.add_row(d.source, d.provider, d.model + (f"@{d.variant}" if d.variant else ""), d.kind, d.field,
+                      "-" if d.overlay is None else format(d.overlay, "f"),
+                      "-" if d.genai is None else format(d.genai, "f"))
+    console.print(table)

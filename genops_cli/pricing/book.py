@@ -171,6 +171,24 @@ class ResolvedPrice:
 
 
 @dataclass(frozen=True)
+class PriceDisagreement:
+    """One field where an overlay entry and genai-prices differ (`genops pricing check --all`)."""
+
+    source: str
+    model: str
+    provider: str
+    variant: str | None
+    kind: str  # price | tier | genai_missing
+    field: str
+    overlay: Decimal | None
+    genai: Decimal | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"source": self.source, "provider": self.provider, "model": self.model, "variant": self.variant,
+                "kind": self.kind, "field": self.field, "overlay": _dec(self.overlay), "genai_prices": _dec(self.genai)}
+
+
+@dataclass(frozen=True)
 class PricedUsage:
     """The price of one call. `cost` is what is billed (after contract/markup), quantized to the ledger's
     precision; `priced=False` means no price is known: `cost` is then 0 and must not be read as a price."""
@@ -384,6 +402,43 @@ class PriceBook:
         result.apply_to(call)
         return result
 
+    def disagreements(self, at: datetime | None = None) -> list[PriceDisagreement]:
+        """Where an overlay entry active at `at` and genai-prices price the same (provider, model, variant)
+        differently, field by field (tiers included), and overlay entries genai-prices has no price for."""
+        when = _as_utc(at)
+        out: list[PriceDisagreement] = []
+        for entry in self.overlays.models:
+            if not entry.active(when):
+                continue
+            for provider in entry.providers:
+                if provider == ANY_PROVIDER:
+                    continue
+                out.extend(self._entry_disagreements(entry, provider, when))
+        return out
+
+    def _entry_disagreements(self, entry: OverlayModel, provider: str, when: datetime) -> list[PriceDisagreement]:
+        req = self._request(entry.id + (f"@{entry.variant}" if entry.variant else ""), provider)
+        where = {"source": entry.source.name, "model": entry.id, "provider": provider, "variant": entry.variant}
+        genai_price = None
+        if req.genai is not None and self._genai_period(req, when) is not None:
+            genai_price = req.genai[1].get_prices(when, VARIANT_CONTEXT[entry.variant] if entry.variant else None)
+        extracted = _extract_genai(genai_price) if genai_price is not None else None
+        if extracted is None:
+            return [PriceDisagreement(**where, kind="genai_missing", field="*", overlay=None, genai=None)]
+        genai_prices, genai_tiers, _ignored = extracted
+        out = [PriceDisagreement(**where, kind="price", field=f, overlay=getattr(entry.prices, f),
+                                 genai=getattr(genai_prices, f))
+               for f in TOKEN_PRICE_FIELDS + ("per_call",)
+               if getattr(entry.prices, f) != getattr(genai_prices, f)]
+        mine = {(k, start): getattr(prices, k) for start, prices in entry.tiers for k in TOKEN_PRICE_FIELDS
+                if getattr(prices, k) is not None}
+        theirs = {(k, start): price for k, start, price in genai_tiers}
+        for key, start in sorted(set(mine) | set(theirs)):
+            if mine.get((key, start)) != theirs.get((key, start)):
+                out.append(PriceDisagreement(**where, kind="tier", field=f"{key} above {start} input tokens",
+                                             overlay=mine.get((key, start)), genai=theirs.get((key, start))))
+        return out
+
     def is_known(self, model: str, provider: str | None = None, at: datetime | None = None) -> bool:
         return self.resolve(model, provider, at) is not None
 
@@ -541,6 +596,8 @@ class PriceBook:
             source, snapshot_id = entry.source.source, entry.source.snapshot_id
             valid_from, valid_until = entry.valid_from, entry.valid_until
             context_window, max_out, note = entry.context_window, entry.max_output_tokens, entry.note
+            tiers = [(key, start, getattr(prices, key)) for start, prices in entry.tiers
+                     for key in TOKEN_PRICE_FIELDS if getattr(prices, key) is not None]
             if context_window is None and req.genai is not None:
                 context_window = req.genai[1].context_window
         elif genai_price is not None and req.genai is not None:
@@ -627,6 +684,16 @@ def _requested_id(req: _Request) -> str:
 _Extracted = tuple[UnitPrices, list[tuple[str, int, Decimal]], list[str]]
 
 
+#: genai-prices stores some prices as floats turned into Decimal (1.0399999999999998 for 1.04): prices are taken
+#: to 1e-9 USD per 1M tokens (1e-15 per token), far below any real price step, before they reach a ledger.
+PRICE_QUANTUM = Decimal("1E-9")
+
+
+def quantize_price(value: Decimal) -> Decimal:
+    """A genai-prices unit price without float artefacts: 1.0399999999999998 -> 1.04, 0.18000000000000002 -> 0.18."""
+    return _clean(value.quantize(PRICE_QUANTUM))
+
+
 def _extract_genai(model_price: gp_types.ModelPrice) -> _Extracted | None:
     """Unit prices, tiers and ignored price keys of a genai-prices ModelPrice; None if it has no token prices."""
     values: dict[str, Decimal] = {}
@@ -637,12 +704,12 @@ def _extract_genai(model_price: gp_types.ModelPrice) -> _Extracted | None:
             continue
         if key in TOKEN_PRICE_FIELDS:
             if isinstance(value, gp_types.TieredPrices):
-                values[key] = value.base
-                tiers.extend((key, tier.start, tier.price) for tier in value.tiers)
+                values[key] = quantize_price(value.base)
+                tiers.extend((key, tier.start, quantize_price(tier.price)) for tier in value.tiers)
             else:
-                values[key] = value
+                values[key] = quantize_price(value)
         elif key == "requests_kcount" and not isinstance(value, gp_types.TieredPrices):
-            values["per_call"] = value / Decimal(1000)
+            values["per_call"] = quantize_price(value / Decimal(1000))
         else:
             ignored.append(key)
     if not any(k in values for k in ("input_mtok", "output_mtok", "per_call")):

@@ -47,7 +47,7 @@ MATCH_KINDS = ("equals", "starts_with", "ends_with", "contains", "regex")
 _TOP_KEYS = {"version", "models", "limits", "tenants"}
 _MODEL_KEYS = {
     "id", "provider", "match", "exclude", "variant", "prices", "valid_from", "valid_until",
-    "context_window", "max_output_tokens", "note", "report_as",
+    "context_window", "max_output_tokens", "note", "report_as", "tiers",
 }
 _LIMIT_KEYS = {"model", "provider", "match", "exclude", "max_output_tokens", "context_window", "note"}
 _TENANT_KEYS = {"description", "markup_pct", "discount_pct", "valid_from", "valid_until", "rates"}
@@ -136,6 +136,9 @@ class OverlayModel:
     max_output_tokens: int | None = None
     note: str | None = None
     report_as: str = "id"
+    #: (above_input_tokens, prices): a call with more input tokens (cache included) pays these prices for all
+    #: its tokens of each kind listed (the providers' long-context "cliff" pricing).
+    tiers: tuple[tuple[int, UnitPrices], ...] = ()
 
     def matches(self, model: str, provider: str | None, variant: str | None) -> bool:
         if variant != self.variant or not _providers_match(self.providers, provider):
@@ -530,9 +533,31 @@ def _parse_model(entry: Any, ctx: _Ctx, source: OverlaySource, index: int) -> Ov
         max_output_tokens=_int(entry, "max_output_tokens", ctx),
         note=_str(entry, "note", ctx),
         report_as=_report_as(entry, ctx),
+        tiers=_tiers(entry.get("tiers"), ctx),
         source=source,
         index=index,
     )
+
+
+def _tiers(value: Any, ctx: _Ctx) -> tuple[tuple[int, UnitPrices], ...]:
+    """`tiers: [{above_input_tokens: 200000, prices: {input_mtok: "6", ...}}]` (token prices only)."""
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not value:
+        raise ctx.fail("tiers", "expected a list of {above_input_tokens: N, prices: {...}}")
+    out = []
+    for i, tier in enumerate(value):
+        where = f"tiers[{i}]"
+        if not isinstance(tier, Mapping) or set(tier) != {"above_input_tokens", "prices"}:
+            raise ctx.fail(where, "expected exactly above_input_tokens and prices")
+        start = tier["above_input_tokens"]
+        if isinstance(start, bool) or not isinstance(start, int) or start <= 0:
+            raise ctx.fail(f"{where}.above_input_tokens", f"expected a positive integer, got {start!r}")
+        prices = _prices(tier["prices"], ctx, f"{where}.prices")
+        if prices.per_call is not None or prices.per_second is not None:
+            raise ctx.fail(f"{where}.prices", "tiers hold token prices only (input/cache/output per 1M tokens)")
+        out.append((start, prices))
+    return tuple(sorted(out, key=lambda t: t[0]))
 
 
 def _report_as(entry: Mapping[str, Any], ctx: _Ctx) -> str:

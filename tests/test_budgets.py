@@ -296,7 +296,7 @@ def test_env_budget_and_policy_alias(priced_server, monkeypatch):
     listed = json_lines(cli("budget", "list", "--json").stdout)[0]
     assert listed == [{"scope": "global", "daily": "0.0001000000", "weekly": None, "monthly": None,
                        "policy": "enforcing", "alert_at": [50, 80, 95, 100], "timezone": "UTC",
-                       "source": "config", "updated_at": None}]
+                       "source": "config", "updated_at": None, "webhook": None}]
 
 
 def test_cli_budget_wins_over_config_for_the_same_scope(priced_server, tmp_path):

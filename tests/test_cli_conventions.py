@@ -100,10 +100,12 @@ def test_read_commands_refuse_a_missing_ledger_and_writers_announce_a_new_one(tm
 
     created = cli(*CHAIN[:-1], "--ledger", str(missing), "--json")
     assert created.exit_code == 0, created.stderr
-    assert f"no ledger at {missing} yet; creating it" in created.stderr
+    assert f"created a new ledger at {missing}" in created.stderr
     json_lines(created.stdout)  # stdout is still JSON only
     again = cli(*CHAIN[:-1], "--ledger", str(missing), "--json")
-    assert "creating it" not in again.stderr
+    assert "created a new ledger" not in again.stderr
+    bad = cli("budget", "set", "team:ml", "--daily", "ten", "--ledger", str(tmp_path / "fresh.duckdb"))
+    assert bad.exit_code == 2 and len(bad.stderr.splitlines()) == 1  # the one-line error only
 
 
 def test_config_show_names_each_source_and_masks_secrets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):

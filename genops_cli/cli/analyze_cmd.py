@@ -88,12 +88,12 @@ def analyze(
     dimension(by)  # a bad --by exits 2 before the ledger is opened
     period, filters = scope_from_flags(since, from_, to, team, project, customer, pipeline, environment,
                                        include_simulated, feature, cost_center, user, tag)
+    if insights and not pipeline:
+        raise UsageError("--insights needs --pipeline NAME (the pipeline name as recorded in the ledger)")
+    if insights and output_format == "csv":
+        raise UsageError("--insights: use --format table or json")
     ledger = open_cli_reader_ledger(load_cli_settings())
     if insights:
-        if not pipeline:
-            raise UsageError("--insights needs --pipeline NAME (the pipeline name as recorded in the ledger)")
-        if output_format == "csv":
-            raise UsageError("--insights: use --format table or json")
         _insights(ledger, pipeline, period, filters, output_format)
         return
     result = analyze_costs(ledger, period, filters, by=by, with_daily=output_format == "table")

@@ -95,16 +95,36 @@ def handle_errors(func: F) -> F:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        usage_error = False
         try:
             return func(*args, **kwargs)
         except GenopsError as exc:
+            usage_error = exc.exit_code == EXIT_USAGE
             if os.environ.get("GENOPS_DEBUG"):
                 raise
             raise fail(str(exc), exc.exit_code) from None
+        except typer.Exit as exc:
+            usage_error = exc.exit_code == EXIT_USAGE
+            raise
         except KeyboardInterrupt:
             raise fail("interrupted", 130) from None
+        finally:
+            _announce_new_ledgers(usage_error)
 
     return wrapper  # type: ignore[return-value]
+
+
+# DuckDB ledgers this invocation opened before their file existed: announced once the command ends, if it created
+# them (after a usage error the one-line error stays the only line).
+_NEW_LEDGERS: list[Any] = []
+
+
+def _announce_new_ledgers(usage_error: bool) -> None:
+    while _NEW_LEDGERS:
+        ledger = _NEW_LEDGERS.pop()
+        if not usage_error and ledger.exists():
+            info(f"genops: created a new ledger at {ledger.location} (none existed there; another ledger: "
+                 "--ledger PATH or GENOPS_LEDGER)")
 
 
 def load_cli_settings(**attribution: Any) -> Any:
@@ -124,13 +144,13 @@ def load_cli_settings(**attribution: Any) -> Any:
 
 def open_cli_ledger(settings: Any, notice: bool = True) -> Any:
     """The ledger of this invocation. A DuckDB file that does not exist yet is created by the first write: with
-    `notice`, say so on stderr (a mistyped --ledger must not silently start an empty ledger)."""
+    `notice`, the command says so on stderr when it ends (a mistyped --ledger must not silently start an empty
+    ledger)."""
     from genops_cli.ledger.store import open_ledger, resolve_ledger_location
 
     ledger = open_ledger(resolve_ledger_location(GLOBAL.ledger, settings.ledger))
     if notice and ledger.backend == "duckdb" and not ledger.exists():
-        info(f"genops: no ledger at {ledger.location} yet; creating it (another ledger: --ledger PATH or "
-             "GENOPS_LEDGER)")
+        _NEW_LEDGERS.append(ledger)
     return ledger
 
 

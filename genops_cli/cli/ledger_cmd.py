@@ -113,11 +113,16 @@ def export_cmd(
     """Write a ledger table to a file (money exact, timestamps naive UTC), from either backend."""
     from pathlib import Path
 
-    from genops_cli.ledger.maintenance import export_table
+    from genops_cli.ledger.maintenance import EXPORT_FORMATS, EXPORT_TABLES, export_table
 
     if fmt == "json":  # the --json alias every command takes: JSON lines for a table export
         fmt = "jsonl"
-    count = export_table(open_cli_reader_ledger(load_cli_settings(), complete=True), table, fmt, Path(out))
+    settings = load_cli_settings()
+    if table in EXPORT_TABLES and fmt in EXPORT_FORMATS and Path(out).parent.exists():
+        ledger = open_cli_reader_ledger(settings, complete=True)  # good arguments: now the ledger must exist
+    else:
+        ledger = open_cli_ledger(settings, notice=False)  # export_table names the bad argument first
+    count = export_table(ledger, table, fmt, Path(out))
     info(f"wrote {count} {table} rows to {out}")
 
 

@@ -225,14 +225,18 @@ def _sync_stores(loaded: LoadedPipeline, entry: _SimEntry) -> None:
         fill_stores(entry.loaded, list(docs.values()))
 
 
-def _simulated_calls(loaded: LoadedPipeline, data: dict[str, Any],
-                     documents: list[Any] | None) -> tuple[list[CallRecord], LoadedPipeline]:
+def _simulated_calls(loaded: LoadedPipeline, data: dict[str, Any], documents: list[Any] | None,
+                     agent_steps: tuple[Any, dict[str, list[int]]] | None = None,
+                     ) -> tuple[list[CallRecord], LoadedPipeline]:
+    from genops_cli.execution.simulate import apply_agent_steps
     from genops_cli.tracking.capture import RunCapture
     from genops_cli.tracking.tracer import capture_run, ensure_installed_after_load
 
     entry = simulated_copy(loaded)
     ensure_installed_after_load()
     with entry.lock:
+        if agent_steps is not None:  # the same steps `run --simulate` takes: configured, else recorded
+            apply_agent_steps(entry.loaded.pipeline, *agent_steps)
         _sync_stores(loaded, entry)
         capture = RunCapture("estimate", entry.loaded.profile)
         with capture_run(capture):
@@ -247,6 +251,19 @@ def _simulated_calls(loaded: LoadedPipeline, data: dict[str, Any],
 
 
 # -- helpers ---------------------------------------------------------------------------------------------------
+
+
+def _agent_steps(loaded: LoadedPipeline, settings: Settings, ledger: Ledger | None) -> tuple[Any, dict[str, list[int]]]:
+    from genops_cli.execution.simulate import recorded_agent_steps
+
+    configured = getattr(settings, "simulation_agent_steps", None)
+    recorded: dict[str, list[int]] = {}
+    if ledger is not None and not isinstance(configured, int):
+        try:
+            recorded = recorded_agent_steps(ledger, loaded.profile.name)
+        except Exception:  # no ledger yet: the default steps apply
+            recorded = {}
+    return configured, recorded
 
 
 def _downstream(loaded: LoadedPipeline) -> dict[str, set[str]]:
@@ -428,7 +445,7 @@ def estimate_run(loaded: LoadedPipeline, data: dict[str, Any], settings: Setting
     now = now or utcnow()
     estimate = RunEstimate(pipeline=loaded.profile.name, method="simulation")
     try:
-        calls = _pass_calls(*_simulated_calls(loaded, data, documents))
+        calls = _pass_calls(*_simulated_calls(loaded, data, documents, _agent_steps(loaded, settings, ledger)))
         estimate.notes.append("input tokens counted from a simulated run (rendered messages, local retrievers "
                               "and tools, offline tokenizers)")
     except Exception as exc:  # the estimate must not fail the run: fall back to a static count, and say so

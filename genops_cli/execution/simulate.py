@@ -721,6 +721,9 @@ def simulate_components(data: dict[str, Any], profile: PipelineProfile, output_t
                 new = _stand_in(type_path, params, family, provider, _max_tokens(params), output_tokens)
                 note = "" if _real_class(type_path) is not None else "the real class is not importable here"
                 replaced.append(Simulated(path, type_path, new["type"].rsplit(".", 1)[-1], note))
+                store = params.get("document_store")
+                if family.endswith("retriever") and isinstance(store, dict) and _is_server_store(store):
+                    replaced.append(Simulated(f"{path}.document_store", str(store["type"]), "InMemoryDocumentStore"))
                 return new
         return {k: walk(v, f"{path}.{k}" if k not in ("init_parameters", "data") else path, None)
                 for k, v in value.items()}

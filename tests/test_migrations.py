@@ -1,0 +1,176 @@
+"""Every row of the migration table (genops_cli/execution/migrations.yml): the fix it makes, and that the migrated
+file loads on the installed Haystack (for real when the new class is installed, else under --simulate or with a
+load error that names the row's package)."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+import yaml
+
+from genops_cli.errors import PipelineLoadError
+from genops_cli.execution.loading import load_pipeline
+from genops_cli.execution.migrate import (
+    _NotMechanical,
+    migration_table,
+    missing_optional_dependencies,
+    plan_migrations,
+    reply_template_to_chat,
+)
+
+ROWS = migration_table().rows
+
+
+def _importable(type_path: str) -> bool:
+    module, _, name = type_path.rpartition(".")
+    try:
+        return hasattr(importlib.import_module(module), name)
+    except ImportError:
+        return False
+
+
+def _params(row) -> dict:
+    params = dict(row.when) | dict(row.drop_if_default)
+    if row.params == "tgi_api":
+        params["url"] = "http://localhost:8080"
+    return params
+
+
+def _single(row) -> dict:
+    return {"components": {"comp": {"type": row.old, "init_parameters": _params(row)}}, "connections": []}
+
+
+def _endpoint(row) -> dict:
+    return {"azure_endpoint": "https://example.openai.azure.com"} if "Azure" in row.old else {}
+
+
+def _chain(row) -> dict:
+    return {
+        "components": {
+            "builder": {"type": "haystack.components.builders.prompt_builder.PromptBuilder",
+                        "init_parameters": {"template": "Q: {{ question }}"}},
+            "comp": {"type": row.old,
+                     "init_parameters": {**_params(row), **_endpoint(row), "system_prompt": "Be brief."}},
+            "answers": {"type": "haystack.components.builders.answer_builder.AnswerBuilder", "init_parameters": {}},
+        },
+        "connections": [{"sender": "builder.prompt", "receiver": "comp.prompt"},
+                        {"sender": "comp.replies", "receiver": "answers.replies"},
+                        {"sender": "comp.meta", "receiver": "answers.meta"}],
+    }
+
+
+def test_table_is_versioned_and_names_only_real_packages():
+    table = migration_table()
+    assert table.version >= 1
+    # Package names as their pyproject.toml in deepset-ai/haystack-core-integrations spells them.
+    assert table.packages() <= {
+        "huggingface-api-haystack", "transformers-haystack", "sentence-transformers-haystack", "serperdev-haystack",
+        "searchapi-haystack", "whisper-haystack", "tika-haystack", "azure-form-recognizer-haystack",
+        "langdetect-haystack", "openapi-haystack", "spacy-haystack"}
+    for row in ROWS:
+        assert row.kind in ("move", "text_to_chat", "report")
+        assert (row.new is None) == (row.kind == "report"), row.old
+        if row.new and row.new.startswith("haystack_integrations."):
+            assert row.package, row.old
+
+
+@pytest.mark.parametrize("row", [r for r in ROWS if r.kind == "move"], ids=lambda r: f"{r.old}{dict(r.when)}")
+def test_move_row(row, tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key")
+    plan = plan_migrations(_single(row))
+    assert not plan.reports
+    [fix] = plan.fixes
+    comp = fix.data["components"]["comp"]
+    assert comp["type"] == row.new and fix.package == row.package
+    for key, _value in row.drop_if_default:
+        assert key not in comp["init_parameters"]
+    path = tmp_path / "migrated.yml"
+    path.write_text(yaml.safe_dump(fix.data))
+    if _importable(row.new):
+        load_pipeline(path, check_secrets=False)  # loads on the installed Haystack
+        return
+    try:
+        loaded = load_pipeline(path, simulate=True)
+    except PipelineLoadError as exc:  # not model-backed: the load names the package to install
+        assert f"pip install {row.package}" in str(exc)
+    else:
+        assert loaded.simulated_components and loaded.simulated_components[0].original_type == row.new
+
+
+@pytest.mark.parametrize("row", [r for r in ROWS if r.kind == "text_to_chat"], ids=lambda r: r.old)
+def test_text_to_chat_row(row, tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key")
+    monkeypatch.setenv("AZURE_OPENAI_API_KEY", "a" * 32)
+    [fix] = plan_migrations(_chain(row)).fixes
+    data = fix.data
+    assert data["components"]["comp"]["type"] == row.new
+    assert "system_prompt" not in data["components"]["comp"]["init_parameters"]
+    builder = data["components"]["builder"]
+    assert builder["type"] == "haystack.components.builders.chat_prompt_builder.ChatPromptBuilder"
+    assert [m["role"] for m in builder["init_parameters"]["template"]] == ["system", "user"]
+    assert builder["init_parameters"]["template"][0]["content"] == [{"text": "Be brief."}]
+    assert {"sender": "builder.prompt", "receiver": "comp.messages"} in data["connections"]
+    assert not any(c["sender"] == "comp.meta" for c in data["connections"])
+    path = tmp_path / "migrated.yml"
+    path.write_text(yaml.safe_dump(data))
+    if _importable(row.new) and row.params is None:
+        load_pipeline(path, check_secrets=False)
+    loaded = load_pipeline(path, simulate=True)
+    out = loaded.pipeline.run({"builder": {"question": "why?"}, "answers": {"query": "why?"}})
+    assert out["answers"]["answers"][0].data.startswith("[simulated")
+
+
+@pytest.mark.parametrize("row", [r for r in ROWS if r.kind == "report"], ids=lambda r: r.old)
+def test_report_row_is_never_rewritten(row):
+    plan = plan_migrations(_single(row))
+    assert not plan.fixes
+    [(component, message)] = plan.reports
+    assert component == "comp" and row.advice in message
+
+
+def test_parameter_with_no_equivalent_is_reported_and_left_alone():
+    row = next(r for r in ROWS if r.old.endswith(".TransformersSimilarityRanker"))
+    data = _single(row)
+    data["components"]["comp"]["init_parameters"]["calibration_factor"] = 0.5
+    plan = plan_migrations(data)
+    assert not plan.fixes
+    assert "calibration_factor" in plan.reports[0][1] and "left unchanged" in plan.reports[0][1]
+
+
+def test_system_prompt_without_a_prompt_builder_is_not_mechanical():
+    row = next(r for r in ROWS if r.old.endswith(".OpenAIGenerator"))
+    data = _single(row)
+    data["components"]["comp"]["init_parameters"]["system_prompt"] = "Be brief."
+    plan = plan_migrations(data)
+    assert not plan.fixes and "system_prompt" in plan.reports[0][1]
+
+
+@pytest.mark.parametrize(("template", "expected"), [
+    ("{{ replies[0] }}", "{{ replies[0].text }}"),
+    ("{{ replies[-1] | upper }} and {{ replies[0].text }}", "{{ replies[-1].text | upper }} and {{ replies[0].text }}"),
+    ("{% for r in replies %}- {{ r }}\n{% endfor %}", "{% for r in replies %}- {{ r.text }}\n{% endfor %}"),
+    ("replies[0] outside Jinja stays", "replies[0] outside Jinja stays"),
+])
+def test_reply_templates_adapted(template, expected):
+    assert reply_template_to_chat(template, "replies") == expected
+
+
+@pytest.mark.parametrize("template", ["{{ replies }}", "{{ replies | join(', ') }}", "{% if replies %}x{% endif %}"])
+def test_reply_templates_not_mechanical(template):
+    with pytest.raises(_NotMechanical):
+        reply_template_to_chat(template, "replies")
+
+
+def test_optional_dependency_only_when_the_parameters_need_it(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "nltk" else real(name, *a))
+    splitter = "haystack.components.preprocessors.document_splitter.DocumentSplitter"
+
+    def data(split_by: str) -> dict:
+        return {"components": {"s": {"type": splitter, "init_parameters": {"split_by": split_by}}}}
+
+    assert missing_optional_dependencies(data("sentence")) == [("s", "nltk", "nltk")]
+    assert missing_optional_dependencies(data("word")) == []

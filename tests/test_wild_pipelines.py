@@ -1,0 +1,289 @@
+"""Real-world-shaped pipelines (tests/fixtures/wild): `validate --fix-issues --yes` migrates them, `run --simulate`
+runs them offline with no key, and the migrated files run against the loopback fakes with exact money."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from conftest import cli, json_lines
+
+WILD = Path(__file__).resolve().parent / "fixtures" / "wild"
+
+MESSAGES = [{"role": "user", "content": [{"text": "Research otters and summarise."}]}]
+#: fixture -> run inputs
+INPUTS = {
+    "openai_generator_rag": {"retriever": {"query": "What is X?"}, "prompt_builder": {"query": "What is X?"},
+                             "answer_builder": {"query": "What is X?"}},
+    "prompt_chain": {"draft_prompt": {"topic": "otters"}},
+    "output_adapter": {"prompt_builder": {"text": "I love it"}},
+    "hybrid_elasticsearch": {"text_embedder": {"text": "q"}, "bm25_retriever": {"query": "q"},
+                             "ranker": {"query": "q"}, "prompt_builder": {"query": "q"}},
+    "qdrant_rag": {"embedder": {"text": "q"}, "prompt_builder": {"question": "q"}},
+    "tgi_generator": {"prompt_builder": {"question": "q"}},
+    "hf_api_chat": {"prompt_builder": {"question": "q"}},
+    "web_rag": {"search": {"query": "q"}, "prompt_builder": {"query": "q"}},
+    "websearch_agent": {"agent": {"messages": MESSAGES}},
+    "multi_agent": {"coordinator": {"messages": MESSAGES}},
+    "extractive_reader": {"retriever": {"query": "q"}, "reader": {"query": "q"}},
+    "azure_generator": {"prompt_builder": {"text": "hello"}},
+    "indexing_nltk": {"splitter": {"documents": [{"content": "One. Two. Three. Four."}]}},
+    "dumps_tuple": {"prompt_builder": {"question": "q"}},
+    "streaming_print": {"prompt_builder": {"question": "q"}},
+}
+#: these need a lazily imported package that a --yes run installs from the index (none offline)
+NEEDS_INSTALL = {"web_rag": "trafilatura", "indexing_nltk": "nltk"}
+
+
+@pytest.fixture
+def offline_pip(monkeypatch, tmp_path):
+    """pip may run (validate --yes) but never reaches a network: an empty local index."""
+    empty = tmp_path / "empty-index"
+    empty.mkdir()
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(empty))
+
+
+def _copy(name: str, tmp_path: Path) -> Path:
+    target = tmp_path / f"{name}.yml"
+    shutil.copy(WILD / f"{name}.yml", target)
+    return target
+
+
+def _inputs(name: str, tmp_path: Path) -> str:
+    path = tmp_path / f"{name}.inputs.json"
+    path.write_text(json.dumps(INPUTS[name]))
+    return str(path)
+
+
+def test_every_fixture_has_inputs():
+    assert {p.stem for p in WILD.glob("*.yml")} == set(INPUTS)
+    assert len(INPUTS) >= 12
+
+
+@pytest.mark.parametrize("name", sorted(INPUTS))
+def test_fix_issues_yes_then_simulate_runs_offline_without_keys(name, tmp_path, offline_pip):
+    path = _copy(name, tmp_path)
+    original = path.read_text()
+    fixed = cli("validate", str(path), "--fix-issues", "--yes")
+    assert "Traceback" not in fixed.stderr + fixed.stdout
+    if path.read_text() != original:
+        assert (tmp_path / f"{name}.yml.bak").read_text() == original
+    result = cli("run", str(path), "--simulate", "--inputs", _inputs(name, tmp_path), "--json")
+    assert "Traceback" not in result.stderr
+    if name in NEEDS_INSTALL:
+        # offline the install fails (one line), and the run names the real cause in one line
+        assert f"{NEEDS_INSTALL[name]} failed (" in fixed.stderr
+        assert result.exit_code == 2
+        [line] = result.stderr.strip().splitlines()[-1:]
+        assert f"pip install {NEEDS_INSTALL[name]}" in line
+        return
+    assert result.exit_code == 0, result.stderr
+    [out] = json_lines(result.stdout)
+    assert out["simulated"] is True and out["status"] == "ok"
+    assert "simulated: " in result.stderr
+
+
+def test_migrated_rag_runs_against_fake_with_exact_cost(openai_server, tmp_path, offline_pip):
+    openai_server.usage = {"prompt_tokens": 1000, "completion_tokens": 500}
+    path = _copy("openai_generator_rag", tmp_path)
+    assert cli("validate", str(path), "--fix-issues", "--yes").exit_code in (0, 1)
+    text = path.read_text()
+    assert "OpenAIChatGenerator" in text and "ChatPromptBuilder" in text and "system_prompt" not in text
+    result = cli("run", str(path), "--inputs", _inputs("openai_generator_rag", tmp_path), "--json")
+    assert result.exit_code == 0, result.stderr
+    [out] = json_lines(result.stdout)
+    llm = next(c for c in out["components"] if c["name"] == "llm")
+    assert (llm["input_tokens"], llm["output_tokens"]) == (1000, 500)
+    assert Decimal(llm["cost"]) == Decimal("0.000450")  # gpt-4o-mini: 0.15 / 0.60 USD per 1M tokens
+    assert Decimal(out["total_cost"]) == Decimal("0.000450")
+    # the system prompt moved into a system message: the provider received it
+    request = openai_server.last_request("/chat/completions").body
+    assert request["messages"][0]["role"] == "system"
+    assert request["messages"][0]["content"] == "You answer from the documents only."
+    answers = out["outputs"]["answer_builder"]["answers"]
+    assert answers and answers[0]["data"]
+
+
+def test_migrated_chain_adapts_reply_consumers_and_costs_two_calls(openai_server, tmp_path, offline_pip):
+    openai_server.usage = {"prompt_tokens": 1000, "completion_tokens": 500}
+    path = _copy("prompt_chain", tmp_path)
+    cli("validate", str(path), "--fix-issues", "--yes")
+    assert "{{ replies[0].text }}" in path.read_text()
+    result = cli("run", str(path), "--inputs", _inputs("prompt_chain", tmp_path), "--json")
+    assert result.exit_code == 0, result.stderr
+    [out] = json_lines(result.stdout)
+    assert Decimal(out["total_cost"]) == Decimal("0.000900")
+    assert openai_server.count("/chat/completions") == 2
+
+
+def test_output_adapter_template_reads_reply_text(openai_server, tmp_path, offline_pip):
+    openai_server.usage = {"prompt_tokens": 1000, "completion_tokens": 500}
+    path = _copy("output_adapter", tmp_path)
+    cli("validate", str(path), "--fix-issues", "--yes")
+    assert "replies[0].text | lower" in path.read_text()
+    result = cli("run", str(path), "--inputs", _inputs("output_adapter", tmp_path), "--json")
+    assert result.exit_code == 0, result.stderr
+    [out] = json_lines(result.stdout)
+    assert isinstance(out["outputs"]["adapter"]["output"], str)
+    assert Decimal(out["total_cost"]) == Decimal("0.000450")
+
+
+def test_dumps_output_with_python_tuple_loads_and_runs(openai_server, tmp_path):
+    openai_server.usage = {"prompt_tokens": 1000, "completion_tokens": 500}
+    path = _copy("dumps_tuple", tmp_path)
+    assert "!!python/tuple" in path.read_text()
+    result = cli("run", str(path), "--inputs", _inputs("dumps_tuple", tmp_path), "--json")
+    assert result.exit_code == 0, result.stderr
+    assert Decimal(json_lines(result.stdout)[0]["total_cost"]) == Decimal("0.000450")
+
+
+def test_unsafe_python_tags_stay_refused(tmp_path):
+    path = _copy("dumps_tuple", tmp_path)
+    path.write_text(path.read_text().replace("stop: !!python/tuple", "stop: !!python/object/apply:os.system"))
+    result = cli("run", str(path), "--simulate", "--inputs", _inputs("dumps_tuple", tmp_path))
+    assert result.exit_code == 2
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) >= 1
+
+
+def test_json_stdout_stays_json_when_the_streaming_callback_prints(openai_server, tmp_path):
+    openai_server.usage = {"prompt_tokens": 1000, "completion_tokens": 500}
+    path = _copy("streaming_print", tmp_path)
+    result = cli("run", str(path), "--inputs", _inputs("streaming_print", tmp_path), "--json")
+    assert result.exit_code == 0, result.stderr
+    lines = [line for line in result.stdout.splitlines() if line.strip()]
+    assert len(lines) == 1 and json.loads(lines[0])["status"] == "ok"
+
+
+def test_out_writes_elsewhere_and_keeps_the_original(tmp_path, offline_pip):
+    path = _copy("tgi_generator", tmp_path)
+    original = path.read_text()
+    target = tmp_path / "migrated.yml"
+    result = cli("validate", str(path), "--fix-issues", "--yes", "--out", str(target))
+    assert "Traceback" not in result.stderr
+    assert path.read_text() == original and not (tmp_path / "tgi_generator.yml.bak").exists()
+    migrated = target.read_text()
+    assert "haystack_integrations.components.generators.huggingface_api.HuggingFaceAPIChatGenerator" in migrated
+    assert "api_type: text_generation_inference" in migrated and "url: http://localhost:8080" in migrated
+    assert "--- " in result.stderr and "+++ " in result.stderr  # the unified diff was shown
+    assert "huggingface-api-haystack" in result.stderr
+
+
+def test_declined_fix_leaves_the_file_alone(tmp_path):
+    path = _copy("prompt_chain", tmp_path)
+    original = path.read_text()
+    result = cli("validate", str(path), "--fix-issues", input="n\nn\nn\nn\n")
+    assert path.read_text() == original
+    assert not (tmp_path / "prompt_chain.yml.bak").exists()
+    assert "apply this fix? [y/N]" in result.stderr
+
+
+def test_not_mechanical_change_is_reported_and_left_alone(tmp_path, offline_pip):
+    path = _copy("output_adapter", tmp_path)
+    path.write_text(path.read_text().replace('"{{ replies[0] | lower }}"', '"{{ replies | join(\' \') }}"'))
+    result = cli("validate", str(path), "--fix-issues", "--yes", "--json")
+    assert "OpenAIGenerator" in path.read_text()
+    issues = json.loads(result.stdout)["issues"]
+    assert any(i["component"] == "llm" and "whole list of strings" in i["message"] and "left unchanged" in i["message"]
+               for i in issues)
+
+
+def test_unknown_class_path_gets_closest_real_class_and_no_package(tmp_path):
+    path = _copy("qdrant_rag", tmp_path)
+    path.write_text(path.read_text().replace(
+        "haystack.components.generators.chat.openai.OpenAIChatGenerator",
+        "haystack_integrations.components.generators.openai.OpenAIChatGenerater"))
+    result = cli("validate", str(path), "--json")
+    issue = next(i for i in json.loads(result.stdout)["issues"] if i["component"] == "llm")
+    assert "closest known class is haystack.components.generators.chat.openai.OpenAIChatGenerator" in (
+        issue["fix_suggestion"])
+    assert "pip install" not in issue["fix_suggestion"]
+
+
+def test_tgi_is_a_hugging_face_endpoint_not_mistral(tmp_path):
+    path = _copy("tgi_generator", tmp_path)
+    result = cli("validate", str(path), "--json")
+    out = json.loads(result.stdout)
+    assert out["environment"]["pipeline"]["models"][0]["provider"] == "huggingface"
+    assert not any("MISTRAL" in i["message"] + i["fix_suggestion"] for i in out["issues"])
+
+
+def test_missing_optional_dependency_detected_before_the_run(tmp_path):
+    path = _copy("web_rag", tmp_path)
+    result = cli("validate", str(path), "--json")
+    issues = json.loads(result.stdout)["issues"]
+    assert any(i["component"] == "converter" and i["fix_suggestion"] == "pip install trafilatura" for i in issues)
+
+
+def test_simulated_agent_steps_follow_configuration(tmp_path):
+    path = _copy("websearch_agent", tmp_path)
+    (tmp_path / ".genops.yml").write_text("simulation:\n  agent_steps: 4\n")
+    result = cli("run", str(path), "--simulate", "--inputs", _inputs("websearch_agent", tmp_path), "--json")
+    assert result.exit_code == 0, result.stderr
+    [out] = json_lines(result.stdout)
+    llm_calls = [c for c in out["components"] if c["model"]]
+    assert len(llm_calls) == 4
+    assert "agent: 4" in result.stderr
+
+
+def test_nested_agent_in_agent_tool_is_simulated(tmp_path):
+    path = _copy("multi_agent", tmp_path)
+    (tmp_path / ".genops.yml").write_text("simulation:\n  agent_steps: {coordinator: 2, researcher: 3}\n")
+    result = cli("run", str(path), "--simulate", "--inputs", _inputs("multi_agent", tmp_path), "--json")
+    assert result.exit_code == 0, result.stderr
+    [out] = json_lines(result.stdout)
+    models = [c["model"] for c in out["components"] if c["model"]]
+    # coordinator: tool call + answer; researcher (inside the tool call): 2 tool calls + answer
+    assert models.count("gpt-4o-mini") == 2 and models.count("claude-3-5-haiku-20241022") == 3
+    assert "coordinator.tools[0].agent.chat_generator" in result.stderr
+
+
+def test_server_document_store_becomes_in_memory_filled_from_documents(tmp_path):
+    path = _copy("qdrant_rag", tmp_path)
+    docs = tmp_path / "docs.jsonl"
+    docs.write_text("\n".join(json.dumps({"content": c}) for c in ("otters live in rivers", "cats sleep a lot")))
+    inputs = tmp_path / "in.json"
+    inputs.write_text(json.dumps({"embedder": {"text": "where do otters live"},
+                                  "prompt_builder": {"question": "where do otters live"}}))
+    result = cli("run", str(path), "--simulate", "--inputs", str(inputs), "--documents", str(docs), "--json")
+    assert result.exit_code == 0, result.stderr
+    assert "QdrantDocumentStore -> InMemoryDocumentStore" in result.stderr
+    assert "empty" not in result.stderr
+
+
+def test_empty_in_memory_store_without_documents_warns(tmp_path):
+    path = _copy("extractive_reader", tmp_path)
+    result = cli("run", str(path), "--simulate", "--inputs", _inputs("extractive_reader", tmp_path))
+    assert "component 'retriever' retrieves from an in-memory document store that is empty" in result.stderr
+
+
+def test_estimate_honours_allow_module_for_tool_functions(tmp_path, monkeypatch):
+    (tmp_path / "wildtools.py").write_text("def lookup(query: str) -> str:\n    return 'found: ' + query\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    path = tmp_path / "agent.yml"
+    path.write_text((WILD / "websearch_agent.yml").read_text().replace(
+        """      - type: haystack.tools.component_tool.ComponentTool
+        data:
+          name: web_search
+          description: Search the web for current information.
+          component:
+            type: haystack.components.websearch.serper_dev.SerperDevWebSearch
+            init_parameters:
+              api_key: {type: env_var, env_vars: [SERPERDEV_API_KEY], strict: true}
+              top_k: 3
+""", """      - type: haystack.tools.tool.Tool
+        data:
+          name: lookup
+          description: Look something up.
+          parameters: {type: object, properties: {query: {type: string}}, required: [query]}
+          function: wildtools.lookup
+"""))
+    assert "wildtools.lookup" in path.read_text()
+    inputs = _inputs("websearch_agent", tmp_path)
+    result = cli("estimate", str(path), "--inputs", inputs, "--allow-module", "wildtools", "--json")
+    assert result.exit_code == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["per_run"][0]["method"] == "simulation", out["per_run"][0]["notes"]

@@ -47,6 +47,9 @@ PROVIDER_KEYS: dict[str, tuple[tuple[str, ...], str]] = {
     "aws": (("AWS_ACCESS_KEY_ID",), r"^[A-Z0-9]{16,}$"),
 }
 
+#: Init parameters that hold a provider's API key or token (a component's own Secret for it).
+_KEY_PARAMS = ("api_key", "token", "api_token")
+
 #: haystack_integrations document stores that talk to a server, with the init parameters naming it.
 _SERVER_KEYS = ("url", "hosts", "host", "location", "connection_string", "cluster_url", "http_host")
 
@@ -270,10 +273,14 @@ def _check_keys(c: _Collector, provider: str | None, pipeline_info: dict[str, An
             required.append(p)
     for name in required:
         variables, pattern = PROVIDER_KEYS[name]
+        declared = secret_checked.get(name)
+        if isinstance(declared, tuple) and name != (provider or "").strip().lower():
+            # The pipeline names its own variables for this provider (checked by component above): judge those.
+            variables = declared
         var, status = _key_status(variables, pattern)
         label = " or ".join(variables)
         c.check(f"{name} API key", status == "set", f"{var or label} {status}")
-        if status == "missing" and secret_checked.get(name) and name != (provider or "").strip().lower():
+        if status == "missing" and declared and name != (provider or "").strip().lower():
             continue  # already reported as an unresolvable secret of the pipeline, by component
         if status == "missing":
             c.issue("error", f"provider {name}", f"no API key: {label} is not set",
@@ -283,8 +290,10 @@ def _check_keys(c: _Collector, provider: str | None, pipeline_info: dict[str, An
                     "(wrong prefix, too short or surrounding whitespace)", f"check the value of {var}")
     if not required:
         available = [n for n, s in statuses.items() if s == "set"]
-        c.check("AI provider keys", bool(available), ", ".join(available) or "none set", severity="warning")
-        if not available:
+        implausible = [n for n, s in statuses.items() if s == "implausible"]
+        detail = ", ".join([*available, *(f"{n} (set, implausible)" for n in implausible)]) or "none set"
+        c.check("AI provider keys", bool(available), detail, severity="warning")
+        if not available and not implausible:
             c.issue("warning", "providers", "no provider API key is set (real runs need one; --simulate does not)",
                     "export OPENAI_API_KEY=... (or the key of the provider your pipelines use)")
         for name, status in statuses.items():
@@ -485,13 +494,20 @@ def _check_pipeline(c: _Collector, path: Path, settings: Any, allow_modules: lis
     info["models"] = [{"component": comp.name, "provider": comp.provider, "model": comp.model} for comp in llms]
 
     # Secrets: every env-var secret resolvable (names only, never values).
+    providers_by_component = {
+        name: (prof.inner.provider if prof.inner is not None else prof.provider)
+        for name, prof in profile.components.items()}
     missing_secrets = 0
     for name, comp in data["components"].items():
         for param, env_vars, strict in _env_secrets((comp or {}).get("init_parameters") or {}):
             present = [v for v in env_vars if os.environ.get(v)]
+            own = providers_by_component.get(name)
+            if own in PROVIDER_KEYS and param.split(".")[-1] in _KEY_PARAMS:
+                # the provider's key comes from the variables this pipeline names, not the usual ones
+                info["_secret_checked"][own] = tuple(env_vars)
             for prov, (variables, _pattern) in PROVIDER_KEYS.items():
                 if set(env_vars) & set(variables):
-                    info["_secret_checked"][prov] = True
+                    info["_secret_checked"].setdefault(prov, True)
             if not present and strict:
                 missing_secrets += 1
                 c.issue("error", name, f"init parameter '{param}' needs {' or '.join(env_vars)}, which is not set",

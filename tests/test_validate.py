@@ -205,3 +205,24 @@ def test_library_api_of_the_guide(capsys):
     assert result.get_error_count() == len([i for i in result.issues if i.severity == "error"])
     print_validation_result(result)
     assert "Overall score" in capsys.readouterr().out
+
+
+def test_key_checks_agree_when_a_key_looks_wrong(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "not-a-key")
+    out = _json(cli("validate", "--json"))
+    check = next(c for c in out["checks"] if c["name"] == "AI provider keys")
+    assert "none set" not in check["detail"] and "openai (set, implausible)" in check["detail"]
+    assert any("does not look like a openai key" in i["message"] or "does not look like an openai key" in i["message"]
+               for i in out["issues"])
+    assert "not-a-key" not in json.dumps(out)
+
+
+def test_pipeline_named_key_variable_is_the_one_checked(monkeypatch, tmp_path):
+    monkeypatch.setenv("TEAM_OPENAI_KEY", KEY)
+    text = open(sample("rag")).read().replace("- OPENAI_API_KEY", "- TEAM_OPENAI_KEY")
+    path = tmp_path / "pipeline.yml"
+    path.write_text(text)
+    out = _json(cli("validate", str(path), "--json"))
+    check = next(c for c in out["checks"] if c["name"] == "openai API key")
+    assert check["passed"] and check["detail"] == "TEAM_OPENAI_KEY set"
+    assert not any("OPENAI_API_KEY" in i["message"] for i in out["issues"])

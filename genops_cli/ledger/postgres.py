@@ -157,13 +157,15 @@ class PostgresLedger(Ledger):
 
     @contextmanager
     def read(self) -> Iterator[Tx]:
-        """A READ ONLY transaction (a fresh or older ledger is migrated first, like the DuckDB backend)."""
+        """One snapshot for the whole read: REPEATABLE READ, READ ONLY, DEFERRABLE, so a report never mixes runs
+        and costs committed at different moments while writers go on (a fresh or older ledger is migrated first,
+        like the DuckDB backend)."""
         psycopg = _psycopg()
         self._ensure_schema()
         with self._session() as conn:
             try:
                 with conn.transaction():
-                    conn.execute("SET TRANSACTION READ ONLY")
+                    conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY, DEFERRABLE")
                     yield Tx(conn, self.backend)
             except psycopg.Error as exc:
                 raise self._error("read failed", exc) from None

@@ -72,6 +72,7 @@ def run(
     log_format: str = typer.Option("text", "--log-format", help="text|json for stderr lines (cron)."),
 ) -> None:
     """Run PIPELINE under a tracked context, price every call and append the records to the ledger."""
+    from genops_cli.cli.batch_view import ConsoleBatchView
     from genops_cli.config import CLASSIFICATIONS, normalize_policy
     from genops_cli.errors import UsageError
     from genops_cli.execution.batch import BatchOptions, run_batch
@@ -123,5 +124,5 @@ def run(
     # print_streaming_chunk, a tool's print) goes to stderr while it runs.
     with contextlib.redirect_stdout(sys.stderr) if json_output else contextlib.nullcontext():
         code = run_batch(settings, ledger, pipeline, runs, options, emit=emit, warn=warn, info=info,
-                         events=EventLog(log_format, quiet))
+                         events=EventLog(log_format, quiet), view=ConsoleBatchView)
     raise typer.Exit(code)

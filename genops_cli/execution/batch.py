@@ -193,45 +193,37 @@ class _Recording:
         return self.result
 
 
-class _Progress:
-    """A rich progress bar on a TTY; plain periodic lines (or JSON events) otherwise; nothing with --quiet."""
+class BatchView:
+    """What a batch shows while it runs, on stderr through `events` (plain periodic progress lines, or JSON events)
+    and on stdout through `emit` (one JSON object per run with --json). `genops run` uses the CLI's subclass
+    (`cli/batch_view.py`: a progress bar and the run table on a terminal); library callers get this one."""
 
-    def __init__(self, total: int, events: EventLog, interval: float, enabled: bool) -> None:
+    def __init__(self, total: int, is_batch: bool, options: BatchOptions, events: EventLog,
+                 emit: Callable[[dict[str, Any]], None]) -> None:
         self.total = total
+        self.is_batch = is_batch
+        self.options = options
         self.events = events
-        self.interval = interval
-        self.enabled = enabled and total > 0
+        self.emit = emit
+        self.enabled = is_batch and not options.quiet and total > 0
         self.started = time.monotonic()
         self.last = self.started
-        self.bar: Any = None
-        self.task: Any = None
-        if self.enabled and events.fmt == "text" and not events.quiet:
-            from genops_cli.cli.common import stderr_console
 
-            console = stderr_console()
-            if console.is_terminal:
-                from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    def line(self, text: str, fields: dict[str, Any], ok: bool) -> None:
+        """A finished batch line: ok lines only as JSON log events, the others as warnings."""
+        if not ok:
+            self.events.warning("run.finished", text, **fields)
+        elif self.options.log_format == "json":
+            self.events.info("run.finished", text, **fields)
 
-                self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                    TextColumn("{task.fields[cost]}"), TextColumn("ETA"), TimeRemainingColumn(),
-                                    console=console, transient=False)
-                self.task = self.bar.add_task("runs", total=total, cost="$0")
-                self.bar.start()
+    def render_run(self, run: RunRecord) -> None:
+        """A single run's human summary (the CLI draws a table; library callers read the returned records)."""
 
-    def print(self, message: str) -> None:
-        if self.bar is not None:
-            self.bar.console.print(message, markup=False, highlight=False)
-
-    def update(self, done: int, summary: BatchSummary, force: bool = False) -> None:
+    def progress(self, done: int, summary: BatchSummary, force: bool = False) -> None:
         if not self.enabled:
             return
-        from genops_cli.cli.common import money
-
-        if self.bar is not None:
-            self.bar.update(self.task, completed=done, cost=money(quantize_money(summary.total_cost)))
-            return
         now = time.monotonic()
-        if not force and now - self.last < self.interval:
+        if not force and now - self.last < self.options.progress_interval:
             return
         self.last = now
         elapsed = now - self.started
@@ -247,9 +239,12 @@ class _Progress:
             eta_s=round(eta, 1) if eta is not None else None,
         )
 
-    def stop(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
+    def close(self) -> None:
+        """The batch is over (a progress bar stops here)."""
+
+
+#: Builds the view once the number of lines is known: `view(total, is_batch, options, events, emit)`.
+ViewFactory = Callable[[int, bool, "BatchOptions", EventLog, Callable[[dict[str, Any]], None]], BatchView]
 
 
 def _duration(seconds: float) -> str:
@@ -417,18 +412,44 @@ def run_batch(
     warn: Callable[[str], None] | None = None,
     info: Callable[..., None] | None = None,
     events: EventLog | None = None,
+    view: ViewFactory = BatchView,
 ) -> int:
     """Run every input (a batch when there are several or they come from JSONL) and report; returns the exit
-    code. `warn`/`info` are kept for callers of the single-run API; stderr lines go through `events`."""
-    from genops_cli.execution.documents import read_documents
-    from genops_cli.execution.inputs import prepare_run_data
-    from genops_cli.execution.loading import load_pipeline
-    from genops_cli.execution.runner import Engine, batch_run_id, new_run_id
-    from genops_cli.execution.simulate import prepare_run
-    from genops_cli.ledger.records import drain
+    code. `warn`/`info` are kept for callers of the single-run API; stderr lines go through `events`, what the
+    user sees while it runs through `view` (the CLI passes its console view)."""
+    from genops_cli.execution.runner import Engine, new_run_id
 
     events = events or EventLog(options.log_format, options.quiet)
-    # Leftovers from a crashed or ledger-less earlier invocation go in first (exactly once).
+    _ingest_leftovers(ledger, options, events)
+    loaded, documents, jobs, summary, is_batch = _prepare(settings, ledger, pipeline_path, runs, options, events)
+    engine = Engine(settings, ledger)
+    engine.recorder.ensure_writable()  # nothing spends unless it can be recorded (exit 4, zero requests)
+    recording = _Recording(engine.recorder)
+    runner = _BatchRunner(engine, loaded, options, engine.recorder, events, is_batch,
+                          new_run_id() if is_batch else None, documents)
+    shown = view(len(jobs), is_batch, options, events, emit)
+    tally = _Tally(summary, runner, shown, recording, loaded.simulated)
+    started = time.monotonic()
+    try:
+        _execute(runner, jobs, documents is not None, options, tally)
+    finally:
+        shown.close()
+        recorded = recording.flush()
+    if runner.budget is not None and runner.budget.exhausted and summary.stopped is None and summary.not_started:
+        summary.stopped = "max_cost"
+    summary.elapsed_s = time.monotonic() - started
+    if recorded.error:
+        summary.ledger_error = recorded.error
+        events.error("ledger.error", f"{recorded.error}; records are kept in the spool and ingested by the next "
+                     "genops command")
+    _report_summary(summary, tally.warnings, options, events, emit, is_batch)
+    return summary.exit_code
+
+
+def _ingest_leftovers(ledger: Ledger, options: BatchOptions, events: EventLog) -> None:
+    """Leftovers from a crashed or ledger-less earlier invocation go in first (exactly once)."""
+    from genops_cli.ledger.records import drain
+
     leftover = drain(ledger)
     if leftover.inserted:
         events.info("spool.ingested", f"ingested {len(leftover.inserted)} spooled run(s) left by an earlier "
@@ -437,6 +458,18 @@ def run_batch(
         if options.resume:
             raise LedgerError(f"{leftover.error}; --resume needs the ledger to know which lines are done")
         events.warning("spool.pending", f"{leftover.error}; spooled runs stay pending")
+
+
+def _prepare(settings: Settings, ledger: Ledger, pipeline_path: str, runs: list[RunInput], options: BatchOptions,
+             events: EventLog) -> tuple[Any, list[Any] | None, list[LineJob], BatchSummary, bool]:
+    """Load the pipeline, check every input before anything is spent (a bad line exits 2 with its file:line),
+    number the lines, skip the ones --resume finds done, warm the pipeline up once."""
+    from genops_cli.execution.documents import read_documents
+    from genops_cli.execution.inputs import prepare_run_data
+    from genops_cli.execution.loading import load_pipeline
+    from genops_cli.execution.runner import batch_run_id
+    from genops_cli.execution.simulate import prepare_run
+
     init_overrides = {"max_retries": 0} if options.retries > 0 else None
     loaded = load_pipeline(pipeline_path, allow_modules=options.allow_modules, simulate=options.simulate,
                            simulation_output_tokens=settings.simulation_output_tokens,
@@ -444,7 +477,6 @@ def run_batch(
     documents = read_documents(options.documents_path) if options.documents_path else None
     prepare_run(loaded, settings, ledger, documents is not None, events)
     is_batch = len(runs) > 1 or runs[0].line is not None
-    # Every input is checked before anything is spent: a bad line exits 2 with its file:line.
     namespace = "simulated" if loaded.simulated else ""
     jobs = [
         LineJob(index, run_input, prepare_run_data(loaded.pipeline, run_input),
@@ -465,24 +497,28 @@ def run_batch(
         loaded.pipeline.warm_up()  # once, before the workers share it (clients are created here)
     except Exception:  # noqa: S110 - a warm-up failure (e.g. a missing key) is reported by the run itself
         pass
-    engine = Engine(settings, ledger)
-    engine.recorder.ensure_writable()  # nothing spends unless it can be recorded (exit 4, zero requests)
-    recording = _Recording(engine.recorder)
-    runner = _BatchRunner(engine, loaded, options, engine.recorder, events, is_batch,
-                          new_run_id() if is_batch else None, documents)
-    show_progress = is_batch and not options.quiet
-    progress = _Progress(len(jobs), events, options.progress_interval, show_progress)
-    started = time.monotonic()
-    done = 0
+    return loaded, documents, jobs, summary, is_batch
 
-    run_warnings: dict[tuple[str, str], None] = {}  # estimated usage, agents at their step cap (once each)
 
-    def handle(result: LineResult) -> None:
-        nonlocal done
-        done += 1
+class _Tally:
+    """The main thread's side: counts each finished line into the summary and shows it."""
+
+    def __init__(self, summary: BatchSummary, runner: _BatchRunner, view: BatchView, recording: _Recording,
+                 simulated: bool) -> None:
+        self.summary = summary
+        self.runner = runner
+        self.view = view
+        self.recording = recording
+        self.simulated = simulated
+        self.done = 0
+        self.warnings: dict[tuple[str, str], None] = {}  # estimated usage, agents at their step cap (once each)
+
+    def __call__(self, result: LineResult) -> None:
+        summary, options = self.summary, self.runner.options
+        self.done += 1
         if result.run is not None:
-            for key in _run_warnings(result.run, loaded.simulated):
-                run_warnings.setdefault(key)
+            for key in _run_warnings(result.run, self.simulated):
+                self.warnings.setdefault(key)
         for attempt in result.attempts:
             summary.attempts += 1
             summary.total_cost += attempt.total_cost
@@ -501,47 +537,43 @@ def run_batch(
             summary.blocked += 1
         else:
             summary.failed += 1
-            if options.fail_fast and is_batch and summary.stopped is None:
+            if options.fail_fast and self.runner.is_batch and summary.stopped is None:
                 summary.stopped = "fail_fast"
-        if runner.budget is not None and runner.budget.exhausted and summary.stopped is None:
+        if self.runner.budget is not None and self.runner.budget.exhausted and summary.stopped is None:
             summary.stopped = "max_cost"
-        _report_run(result, options, events, emit, is_batch, progress)
-        progress.update(done, summary)
-        recording.flush_if_due()
+        _report_run(result, self.view)
+        self.view.progress(self.done, summary)
+        self.recording.flush_if_due()
 
-    try:
-        with ThreadPoolExecutor(max_workers=max(1, options.concurrency), thread_name_prefix="genops-run") as pool:
-            pending: set[Future[LineResult]] = set()
-            queue_jobs = list(jobs)
-            if documents is not None and queue_jobs:
-                # The first run fills the in-memory stores (its embedding calls are recorded with it); the others
-                # start once the stores are filled.
-                handle(pool.submit(runner.process, queue_jobs.pop(0)).result())
-            pending = {pool.submit(runner.process, job) for job in queue_jobs}
-            try:
-                while pending:
-                    finished, pending = wait(pending, timeout=min(1.0, options.progress_interval),
-                                             return_when=FIRST_COMPLETED)
-                    for future in finished:
-                        handle(future.result())
-                    if not finished:
-                        progress.update(done, summary)
-            except BaseException:
-                runner.stop.set()  # no new line starts; runs in flight finish and are recorded
-                for future in pending:
-                    future.cancel()
-                raise
-    finally:
-        progress.stop()
-        recorded = recording.flush()
-    if runner.budget is not None and runner.budget.exhausted and summary.stopped is None and summary.not_started:
-        summary.stopped = "max_cost"
-    summary.elapsed_s = time.monotonic() - started
-    if recorded.error:
-        summary.ledger_error = recorded.error
-        events.error("ledger.error", f"{recorded.error}; records are kept in the spool and ingested by the next "
-                     "genops command")
-    for code, message in run_warnings:
+
+def _execute(runner: _BatchRunner, jobs: list[LineJob], fills_stores: bool, options: BatchOptions,
+             tally: _Tally) -> None:
+    """N lines in flight on a thread pool; the main thread tallies each as it finishes."""
+    with ThreadPoolExecutor(max_workers=max(1, options.concurrency), thread_name_prefix="genops-run") as pool:
+        queue_jobs = list(jobs)
+        if fills_stores and queue_jobs:
+            # The first run fills the in-memory stores (its embedding calls are recorded with it); the others
+            # start once the stores are filled.
+            tally(pool.submit(runner.process, queue_jobs.pop(0)).result())
+        pending: set[Future[LineResult]] = {pool.submit(runner.process, job) for job in queue_jobs}
+        try:
+            while pending:
+                finished, pending = wait(pending, timeout=min(1.0, options.progress_interval),
+                                         return_when=FIRST_COMPLETED)
+                for future in finished:
+                    tally(future.result())
+                if not finished:
+                    tally.view.progress(tally.done, tally.summary)
+        except BaseException:
+            runner.stop.set()  # no new line starts; runs in flight finish and are recorded
+            for future in pending:
+                future.cancel()
+            raise
+
+
+def _report_summary(summary: BatchSummary, warnings: dict[tuple[str, str], None], options: BatchOptions,
+                    events: EventLog, emit: Callable[[dict[str, Any]], None], is_batch: bool) -> None:
+    for code, message in warnings:
         events.warning(code, message)
     if summary.unpriced_models:
         events.warning("pricing.unpriced",
@@ -553,35 +585,35 @@ def run_batch(
     elif summary.stopped == "fail_fast":
         events.warning("batch.fail_fast", f"--fail-fast: stopped after a failed run; {summary.not_started} "
                        "line(s) not started")
-    if is_batch:
-        out = summary.to_output()
-        if options.json_output:
-            emit(out)
-        events.info(
-            "batch.summary",
-            f"{summary.runs} runs: {summary.ok} ok, {summary.failed} failed, {summary.blocked} blocked"
-            + (f", {summary.skipped} skipped (--resume)" if summary.skipped else "")
-            + (f", {summary.not_started} not started" if summary.not_started else "")
-            + (f", {summary.cache_hits} cache hits saving ${quantize_money(summary.saved_cost)}"
-               if summary.cache_hits else "")
-            + f"; {summary.attempts} attempts; total ${quantize_money(summary.total_cost)} in {summary.elapsed_s:.1f}s",
-            **{k: v for k, v in out.items() if k != "summary"},
-        )
-    return summary.exit_code
+    if not is_batch:
+        return
+    out = summary.to_output()
+    if options.json_output:
+        emit(out)
+    events.info(
+        "batch.summary",
+        f"{summary.runs} runs: {summary.ok} ok, {summary.failed} failed, {summary.blocked} blocked"
+        + (f", {summary.skipped} skipped (--resume)" if summary.skipped else "")
+        + (f", {summary.not_started} not started" if summary.not_started else "")
+        + (f", {summary.cache_hits} cache hits saving ${quantize_money(summary.saved_cost)}"
+           if summary.cache_hits else "")
+        + f"; {summary.attempts} attempts; total ${quantize_money(summary.total_cost)} in {summary.elapsed_s:.1f}s",
+        **{k: v for k, v in out.items() if k != "summary"},
+    )
 
 
-def _report_run(result: LineResult, options: BatchOptions, events: EventLog, emit: Callable[[dict[str, Any]], None],
-                is_batch: bool, progress: _Progress) -> None:
+def _report_run(result: LineResult, view: BatchView) -> None:
     from genops_cli.views import run_to_output
 
     run = result.run
     assert run is not None
+    options, events = view.options, view.events
     if run.policy.result == "WARNING":
         # Advisory policies let the run go ahead; say so on stderr even when stdout carries JSON.
         events.warning("policy.warning", f"policy WARNING {run.policy.reason_code or ''}: "
                        f"{run.policy.message or 'a policy was exceeded'} (run {run.run_id})",
                        run_id=run.run_id, reason_code=run.policy.reason_code)
-    if run.status == "blocked" and options.json_output and not is_batch:
+    if run.status == "blocked" and options.json_output and not view.is_batch:
         # stdout carries only JSON; stderr (the cron log) still says in one line why nothing was spent.
         events.warning("run.blocked", f"run {run.run_id} BLOCKED {run.policy.reason_code or ''}: "
                        f"{run.error or run.policy.message or 'blocked by policy'}",
@@ -593,13 +625,10 @@ def _report_run(result: LineResult, options: BatchOptions, events: EventLog, emi
         out["attempt"] = run.attempt
         out["attempts"] = max(run.attempt, len(result.attempts))
         out["retries"] = len(result.attempts) - 1
-        emit(out)
-    elif not is_batch and not options.quiet:
-        from genops_cli.cli.common import stdout_console
-        from genops_cli.views import render_run_table
-
-        render_run_table(run, stdout_console())
-    if not is_batch:
+        view.emit(out)
+    elif not view.is_batch and not options.quiet:
+        view.render_run(run)
+    if not view.is_batch:
         return
     text = (f"line {run.batch_line}: {run.status} ${run.total_cost} run {run.run_id}"
             + (" (cache hit)" if run.cache_hit else "")
@@ -607,15 +636,5 @@ def _report_run(result: LineResult, options: BatchOptions, events: EventLog, emi
             + (f" ({run.error})" if run.error else ""))
     fields = dict(run_id=run.run_id, line=run.batch_line, status=run.status, attempt=run.attempt,
                   attempts=max(run.attempt, len(result.attempts)), total_cost=str(run.total_cost),
-                  cache_hit=run.cache_hit,
-                  error=run.error)
-    if run.status == "ok":
-        if progress.bar is not None:
-            return  # the bar shows it
-        if options.log_format == "json":
-            events.info("run.finished", text, **fields)
-        return
-    if progress.bar is not None and not options.quiet:
-        progress.print(text)
-    else:
-        events.warning("run.finished", text, **fields)
+                  cache_hit=run.cache_hit, error=run.error)
+    view.line(text, fields, ok=run.status == "ok")

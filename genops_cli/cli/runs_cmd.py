@@ -122,9 +122,10 @@ def _status_text(status: str) -> str:
 
 
 def _who(attribution: dict[str, Any]) -> str:
-    parts = [attribution.get(k) for k in ("team", "customer_id", "user_id")]
-    tags = ",".join(f"{k}={v}" for k, v in sorted((attribution.get("tags") or {}).items()))
-    return " ".join(p for p in [*parts, tags] if p)
+    names = {"team": "team", "customer_id": "customer", "user_id": "user"}
+    parts = [f"{label}={attribution[key]}" for key, label in names.items() if attribution.get(key)]
+    parts += [f"{k}={v}" for k, v in sorted((attribution.get("tags") or {}).items())]
+    return " ".join(parts)
 
 
 def _table(runs: list[Any]) -> None:
@@ -137,18 +138,18 @@ def _table(runs: list[Any]) -> None:
         return
     table = Table(title=f"{len(runs)} run(s), newest first", title_justify="left")
     for name, justify in (("run", "left"), ("started (UTC)", "left"), ("pipeline", "left"), ("status", "left"),
-                          ("cost", "right"), ("calls", "right"), ("in tok", "right"), ("out tok", "right"),
-                          ("time", "right"), ("policy", "left"), ("team / customer / user / tags", "left")):
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+                          ("cost", "right"), ("tokens in/out", "right"), ("time", "right"), ("policy", "left"),
+                          ("attribution", "left")):
+        table.add_column(name, justify=justify, no_wrap=name != "attribution")  # type: ignore[arg-type]
     for r in runs:
         policy = r.policy_result or "-"
         if r.policy_reason_code:
             policy += f" {r.policy_reason_code}"
         duration = f"{r.duration_ms / 1000:.2f}s" if r.duration_ms is not None else "-"
         table.add_row(
-            r.run_id[:13], r.started_at.strftime("%Y-%m-%d %H:%M:%S"), escape(r.pipeline),
-            _status_text(r.status) + (" sim" if r.simulated else ""), money(r.total_cost), str(r.model_calls),
-            f"{r.input_tokens:,}", f"{r.output_tokens:,}", duration, escape(policy), escape(_who(r.attribution)),
+            r.run_id[:13], r.started_at.strftime("%Y-%m-%d %H:%M"), escape(r.pipeline),
+            _status_text(r.status) + (" sim" if r.simulated else ""), money(r.total_cost),
+            f"{r.input_tokens:,}/{r.output_tokens:,}", duration, escape(policy), escape(_who(r.attribution)),
         )
     console.print(table)
 
@@ -209,12 +210,36 @@ def _node_label(node: Any) -> str:
     facts.append(f"{node.latency_ms:,.0f} ms")
     if node.status != "ok":
         facts.append(_status_text(node.status))
-    for key, value in node.extra.items():
-        facts.append(f"{escape(key)} {escape(str(value))}")
+    facts.extend(_extra_facts(node))
     label = name + "  " + "  ".join(f for f in facts if f)
     if node.error:
         label += f"\n[red]error:[/red] {escape(node.error)}"
     return label
+
+
+# Extra call columns (newer schemas) that the tree leaves to --json: ids and billing views, not what happened.
+_TREE_HIDDEN = {"agent_instance", "contracted_cost", "max_tokens", "documents_retrieved"}
+
+
+def _extra_facts(node: Any) -> list[str]:
+    """Facts from call columns the query does not know by name (agent paths, step counts, exit reasons...)."""
+    from rich.markup import escape
+
+    extra = dict(node.extra)
+    facts = []
+    path = extra.pop("component_path", None)
+    if path and path != node.component_name:
+        facts.append(f"path {escape(str(path))}")
+    steps, max_steps = extra.pop("agent_steps", None), extra.pop("agent_max_steps", None)
+    if steps is not None:
+        facts.append(f"{steps}{f'/{max_steps}' if max_steps is not None else ''} steps")
+    reason = extra.pop("exit_reason", None)
+    if reason:
+        facts.append(f"exit {escape(str(reason))}")
+    if node.extra.get("documents_retrieved") is not None:
+        facts.append(f"{node.extra['documents_retrieved']} documents")
+    facts += [f"{escape(k)} {escape(str(v))}" for k, v in extra.items() if k not in _TREE_HIDDEN]
+    return facts
 
 
 def _add_node(tree: Any, node: Any) -> None:

@@ -30,7 +30,7 @@ from genops_cli.api.settings import (
 )
 from genops_cli.config import normalize_policy
 from genops_cli.errors import BudgetExceededError, PolicyViolationError
-from genops_cli.models import Attribution, RunRecord, quantize_money, utcnow
+from genops_cli.models import Attribution, CallRecord, RunRecord, quantize_money, utcnow
 
 _log = logging.getLogger("genops")
 
@@ -352,6 +352,8 @@ class GenOpsHaystackAdapter:
         """Finish and record the session (once); returns the exception to raise for a blocked run (the API's
         BudgetExceededError / PolicyViolationError instead of Haystack's wrapped error), else `error`."""
         session.finish(error if isinstance(error, Exception) else None)
+        if not self.enable_component_tracking:
+            session.run.calls = provider_calls(session.run.calls)
         session.record()
         if error is not None and session.blocked and not isinstance(error, BudgetExceededError | PolicyViolationError):
             return session.blocked_error()
@@ -390,6 +392,21 @@ class GenOpsHaystackAdapter:
         raised = self._end(session, error)
         if raised is not error and raised is not None:
             raise raised from error
+
+def provider_calls(calls: list[CallRecord]) -> list[CallRecord]:
+    """The calls `enable_component_tracking=False` keeps: those that reach a provider or a tool (they carry the
+    run's cost and usage) and failed ones; visits of components that call nothing (builders, retrievers, custom
+    code) are dropped. A kept call whose parent was dropped hangs from the nearest kept ancestor."""
+    by_id = {c.call_id: c for c in calls}
+    kept = [c for c in calls if c.model is not None or c.span_kind != "component" or c.status != "ok"]
+    kept_ids = {c.call_id for c in kept}
+    for call in kept:
+        parent = call.parent_call_id
+        while parent is not None and parent not in kept_ids:
+            parent = by_id[parent].parent_call_id if parent in by_id else None
+        call.parent_call_id = parent
+    return kept
+
 
 def _name_hash(name: str) -> str:
     import hashlib

@@ -211,6 +211,23 @@ def _pop_context(run: RunRecord) -> tuple[Settings, Ledger] | None:
     return by_id or by_reservation
 
 
+def snapshot_budgets(run: RunRecord, known: set[str]) -> list[Budget]:
+    """Config budgets the recording process applied to the run (its policy snapshot), for scopes this process
+    does not know: a budget given to the Python API in code (`daily_budget_limit=...`) alerts whichever process
+    ingests the run. Their webhook URLs are not in the snapshot: those alerts are stored and printed only."""
+    if not run.policy.snapshot:
+        return []
+    try:
+        entries = json.loads(run.policy.snapshot).get("budgets") or []
+        return [Budget(scope=e["scope"], policy=e.get("policy") or "advisory",
+                       alert_at=tuple(int(x) for x in e.get("alert_at") or ()), timezone=e.get("timezone") or "UTC",
+                       source="config", **{p: Decimal(e[p]) if e.get(p) is not None else None
+                                           for p in ("daily", "weekly", "monthly")})
+                for e in entries if e.get("source") == "config" and e.get("scope") not in known]
+    except (ValueError, KeyError, TypeError, ArithmeticError):  # an unreadable snapshot: the known budgets only
+        return []
+
+
 def evaluate(tx: Tx, run: RunRecord, settings: Settings | None, now: datetime | None = None) -> list[Alert]:
     """Insert an alert row for every threshold the run's budgets have crossed in the run's period and that has
     not fired yet; returns the alerts this call inserted."""
@@ -220,8 +237,9 @@ def evaluate(tx: Tx, run: RunRecord, settings: Settings | None, now: datetime | 
         return []
     now = now or utcnow()
     # The budgets table is read once per insertion group (a grouped ingest evaluates 200 runs in one transaction).
-    budgets = applicable(effective_budgets(tx, settings, memo_ledger_budgets(tx)),
-                         scopes_for_run(run.attribution, run.pipeline_name))
+    scopes = scopes_for_run(run.attribution, run.pipeline_name)
+    budgets = applicable(effective_budgets(tx, settings, memo_ledger_budgets(tx)), scopes)
+    budgets += snapshot_budgets(run, known={b.scope for b in budgets})
     fired: list[Alert] = []
     for budget in budgets:
         for period, limit in budget.limits():

@@ -1,0 +1,317 @@
+"""The integration guide's API Reference and import path: signatures and defaults as documented, every name the
+guide imports from `genops.providers.haystack`, `genops.__version__`, the reference snippets, and settings that
+take effect after construction. Runs against the loopback fakes."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import os
+import re
+import subprocess
+import sys
+from decimal import Decimal
+
+import pytest
+from conftest import REPO, ledger_rows
+from guide_support import GPT4_RUN, GPT35_RUN, fixed_usage, qa_pipeline
+
+GUIDE_NAMES = ("auto_instrument", "GenOpsHaystackAdapter", "GenOpsComponentMixin", "create_rag_adapter",
+               "create_agent_adapter", "get_rag_insights", "get_agent_insights", "analyze_pipeline_costs",
+               "validate_haystack_setup", "print_validation_result", "HaystackPipelineResult",
+               "HaystackComponentResult", "HaystackPipelineContext")
+
+
+def test_every_name_the_guide_imports_comes_from_its_import_path():
+    import genops.providers.haystack as guide
+
+    import genops_cli.api as api
+
+    for name in GUIDE_NAMES:
+        assert hasattr(guide, name), name
+    # One implementation: the guide's path re-exports genops_cli.api (no second copy of its state).
+    assert guide.GenOpsHaystackAdapter is api.GenOpsHaystackAdapter
+    assert guide.auto_instrument is api.auto_instrument
+    assert set(GUIDE_NAMES) <= set(guide.__all__)
+
+
+def test_genops_version_is_the_distribution_version():
+    from importlib.metadata import version
+
+    import genops
+
+    assert genops.__version__ == version("genops-cli")
+    assert re.fullmatch(r"\d+\.\d+\.\d+.*", genops.__version__)
+
+
+def test_guide_import_path_in_a_fresh_interpreter():
+    """What a user's script does first, in a process of its own (the installed mapping, not this test's path)."""
+    code = ("from genops.providers.haystack import auto_instrument, GenOpsHaystackAdapter; import genops; "
+            "print(genops.__version__, auto_instrument.__module__, GenOpsHaystackAdapter.__module__)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd="/",
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 0, proc.stderr
+    version, instrument_module, adapter_module = proc.stdout.split()
+    assert (instrument_module, adapter_module) == ("genops_cli.api.instrument", "genops_cli.api.adapter")
+
+
+def test_adapter_signature_and_defaults_as_documented():
+    from genops.providers.haystack import GenOpsHaystackAdapter
+
+    params = inspect.signature(GenOpsHaystackAdapter).parameters
+    documented = {"team": "default-team", "project": "haystack-integration", "environment": "development",
+                  "daily_budget_limit": 100.0, "monthly_budget_limit": None, "governance_policy": "advisory",
+                  "enable_cost_alerts": True, "enable_component_tracking": True, "enable_pipeline_caching": True}
+    assert list(params)[:len(documented)] == list(documented)
+    assert {name: params[name].default for name in documented} == documented
+    assert any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+    adapter = GenOpsHaystackAdapter()
+    assert (adapter.team, adapter.project, adapter.environment) == (
+        "default-team", "haystack-integration", "development")
+    assert (adapter.daily_budget_limit, adapter.monthly_budget_limit, adapter.governance_policy) == (
+        100.0, None, "advisory")
+    assert (adapter.enable_cost_alerts, adapter.enable_component_tracking, adapter.enable_pipeline_caching) == (
+        True, True, True)
+
+
+def test_documented_environment_variables_set_the_defaults(monkeypatch):
+    """GENOPS_ENVIRONMENT / GENOPS_DAILY_BUDGET_LIMIT / GENOPS_GOVERNANCE_POLICY (the guide's table) replace the
+    documented defaults; an argument given in code still wins, even one equal to the default."""
+    monkeypatch.setenv("GENOPS_ENVIRONMENT", "staging")
+    monkeypatch.setenv("GENOPS_DAILY_BUDGET_LIMIT", "7.5")
+    monkeypatch.setenv("GENOPS_GOVERNANCE_POLICY", "enforcing")
+    monkeypatch.setenv("GENOPS_TEAM", "env-team")
+    from genops.providers.haystack import GenOpsHaystackAdapter
+
+    adapter = GenOpsHaystackAdapter()
+    assert (adapter.team, adapter.environment, adapter.daily_budget_limit, adapter.governance_policy) == (
+        "env-team", "staging", 7.5, "enforcing")
+    explicit = GenOpsHaystackAdapter(team="ml", environment="development", daily_budget_limit=100.0,
+                                     governance_policy="advisory")
+    assert (explicit.team, explicit.environment, explicit.daily_budget_limit, explicit.governance_policy) == (
+        "ml", "development", 100.0, "advisory")
+
+
+def test_config_file_haystack_section_sets_the_defaults(tmp_path):
+    """The guide's `.genops.yml` (haystack: default_team, default_project, daily_budget_limit, governance_policy,
+    plus providers: and observability:) is read as written."""
+    (tmp_path / ".genops.yml").write_text(
+        "haystack:\n  default_team: \"ai-research\"\n  default_project: \"haystack-app\"\n"
+        "  daily_budget_limit: 100.0\n  governance_policy: \"advisory\"\n\n"
+        "providers:\n  openai:\n    default_model: \"gpt-3.5-turbo\"\n    timeout: 30\n"
+        "  anthropic:\n    default_model: \"claude-3-haiku\"\n    timeout: 60\n\n"
+        "observability:\n  export_to: \"datadog\"\n  sampling_rate: 1.0\n")
+    from genops.providers.haystack import GenOpsHaystackAdapter
+
+    adapter = GenOpsHaystackAdapter()
+    assert (adapter.team, adapter.project, adapter.daily_budget_limit, adapter.governance_policy) == (
+        "ai-research", "haystack-app", 100.0, "advisory")
+
+
+def test_limits_and_policy_set_after_construction_apply_to_the_next_run(openai_server):
+    """The guide's "adapter.daily_budget_limit = 200.0" / "adapter.governance_policy = ...": an enforcing limit
+    set on a running adapter stops the next run before any provider request, and lifting it lets runs through."""
+    fixed_usage(openai_server)
+    from genops.providers.haystack import GenOpsHaystackAdapter
+
+    adapter = GenOpsHaystackAdapter(team="ops", project="limits")
+    pipeline = qa_pipeline(model="gpt-4")
+    with adapter.track_pipeline("expensive"):
+        pipeline.run({"prompt_builder": {"question": "q"}})
+    adapter.daily_budget_limit = 0.0001
+    adapter.governance_policy = "enforcing"
+    requests = openai_server.count("/chat/completions")
+    with pytest.raises(RuntimeError, match="budget limit"):
+        with adapter.track_pipeline("expensive"):
+            pipeline.run({"prompt_builder": {"question": "q"}})
+    assert openai_server.count("/chat/completions") == requests
+    assert adapter.get_cost_summary()["daily_budget_limit"] == Decimal("0.0001")
+    adapter.governance_policy = "advisory"
+    with adapter.track_pipeline("expensive") as context:
+        pipeline.run({"prompt_builder": {"question": "q"}})
+    assert context.get_metrics().total_cost == GPT4_RUN
+    from genops_cli.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="governance_policy: unknown policy 'strictest'"):
+        adapter.governance_policy = "strictest"
+
+
+def test_track_pipeline_and_track_session_reference(openai_server):
+    fixed_usage(openai_server)
+    from genops.providers.haystack import GenOpsHaystackAdapter
+
+    adapter = GenOpsHaystackAdapter(team="ref", project="reference")
+    pipeline = qa_pipeline()
+    inputs = {"prompt_builder": {"question": "q"}}
+    items = [inputs, inputs]
+
+    with adapter.track_pipeline("rag-qa", customer_id="acme-corp") as context:
+        result = pipeline.run(inputs)
+        metrics = context.get_metrics()
+
+    with adapter.track_session("batch-processing") as session:
+        # Execute multiple pipelines
+        for item in items:
+            with adapter.track_pipeline("item-pipeline") as ctx:
+                result = pipeline.run(item)
+            session.add_pipeline_result(ctx.get_metrics())
+
+    assert result["llm"]["replies"]
+    assert metrics.total_cost == GPT35_RUN and context.customer_id == "acme-corp"
+    assert (session.total_pipelines, session.total_cost) == (2, 2 * GPT35_RUN)
+
+
+def test_get_cost_summary_reference_keys(openai_server):
+    fixed_usage(openai_server)
+    from genops.providers.haystack import GenOpsHaystackAdapter
+
+    adapter = GenOpsHaystackAdapter(team="ref", project="summary")
+    with adapter.track_pipeline("qa"):
+        qa_pipeline().run({"prompt_builder": {"question": "q"}})
+    summary = adapter.get_cost_summary()
+    assert {"daily_costs", "monthly_costs", "daily_budget_utilization", "cost_by_provider",
+            "total_pipelines_executed"} <= set(summary)
+    assert (summary["daily_costs"], summary["daily_budget_utilization"]) == (GPT35_RUN, Decimal("0.0012"))
+    assert summary["cost_by_provider"] == {"openai": GPT35_RUN}
+    assert summary["total_pipelines_executed"] == 1
+
+
+def test_pipeline_context_reference_methods(openai_server):
+    fixed_usage(openai_server)
+    from genops.providers.haystack import GenOpsHaystackAdapter, HaystackComponentResult
+
+    adapter = GenOpsHaystackAdapter(team="ref", project="context")
+    with adapter.track_pipeline("ctx") as context:
+        qa_pipeline().run({"prompt_builder": {"question": "q"}})
+        context.add_custom_metric("answers", 1)
+        context.add_component_result(HaystackComponentResult(
+            component_name="post_processor", component_type="Custom", execution_time_seconds=0.25,
+            cost=Decimal(0), provider_name="none"))
+    metrics = context.get_metrics()
+    assert metrics.custom_metrics == {"answers": 1}
+    assert {c.component_name for c in metrics.component_results} == {"prompt_builder", "llm", "post_processor"}
+
+
+def test_result_dataclasses_have_the_documented_fields():
+    from genops.providers.haystack import HaystackComponentResult, HaystackPipelineResult
+
+    pipeline_fields = [f.name for f in dataclasses.fields(HaystackPipelineResult)]
+    assert pipeline_fields[:10] == ["pipeline_name", "total_cost", "total_components",
+                                    "total_execution_time_seconds", "cost_by_provider", "cost_by_component",
+                                    "start_time", "end_time", "success", "error_message"]
+    component_fields = [f.name for f in dataclasses.fields(HaystackComponentResult)]
+    assert component_fields[:9] == ["component_name", "component_type", "execution_time_seconds", "cost",
+                                    "provider_name", "model_name", "tokens_used", "success", "error_message"]
+
+
+def test_utility_function_reference(openai_server, capsys):
+    fixed_usage(openai_server)
+    from genops.providers.haystack import (
+        analyze_pipeline_costs,
+        auto_instrument,
+        create_agent_adapter,
+        create_rag_adapter,
+        get_agent_insights,
+        get_rag_insights,
+        validate_haystack_setup,
+    )
+
+    from genops_cli.api import uninstrument
+
+    success = auto_instrument(
+        team="ml-team",
+        project="rag-chatbot",
+        daily_budget_limit=50.0
+    )
+    uninstrument()
+    assert success is True
+
+    result = validate_haystack_setup()
+    if result.is_valid:
+        print("✅ Setup ready!")
+    else:
+        print(f"❌ {result.get_error_count()} errors found")
+
+    rag_adapter = create_rag_adapter(
+        team="research-team",
+        project="document-qa",
+        daily_budget_limit=200.0
+    )
+    agent_adapter = create_agent_adapter(
+        team="ai-agents",
+        project="research-assistant",
+        daily_budget_limit=300.0
+    )
+    assert (rag_adapter.daily_budget_limit, agent_adapter.daily_budget_limit) == (200.0, 300.0)
+    with rag_adapter.track_pipeline("document-qa") as context:
+        qa_pipeline().run({"prompt_builder": {"question": "q"}})
+    pipeline_id = context.pipeline_id
+
+    analysis = analyze_pipeline_costs(rag_adapter, time_period_hours=24)
+    print(f"Total cost: ${analysis['total_cost']:.2f}")
+    for rec in analysis['recommendations']:
+        print(f"💡 {rec['reasoning']}")
+
+    insights = get_rag_insights(rag_adapter.monitor, pipeline_id)
+    print(f"Retrieval latency: {insights['retrieval_latency']:.2f}s")
+    print(f"Generation latency: {insights['generation_latency']:.2f}s")
+
+    insights = get_agent_insights(agent_adapter.monitor, pipeline_id)  # same ledger: any run id works
+    print(f"Decisions made: {insights['decisions_made']}")
+    print(f"Tools used: {insights['tools_used']}")
+
+    out = capsys.readouterr().out.splitlines()
+    assert out[1] == "Total cost: $0.00"
+    assert out[-2:] == ["Decisions made: 1", "Tools used: []"]
+
+
+def test_enable_cost_alerts_controls_budget_alerts(openai_server):
+    """enable_cost_alerts=True (documented: alerts at 80 % utilization) records an alert when spend crosses a
+    threshold of the adapter's budget; False records none."""
+    fixed_usage(openai_server)
+    from genops.providers.haystack import GenOpsHaystackAdapter
+
+    pipeline = qa_pipeline(model="gpt-4")
+    quiet = GenOpsHaystackAdapter(team="quiet", project="alerts", daily_budget_limit=0.07, enable_cost_alerts=False)
+    for _ in range(2):
+        with quiet.track_pipeline("answer"):
+            pipeline.run({"prompt_builder": {"question": "q"}})
+    loud = GenOpsHaystackAdapter(team="loud", project="alerts", daily_budget_limit=0.07, enable_cost_alerts=True)
+    for _ in range(2):
+        with loud.track_pipeline("answer"):
+            pipeline.run({"prompt_builder": {"question": "q"}})
+    quiet.flush()
+    loud.flush()
+    from genops_cli.policy import alerts
+
+    alerts.flush()
+    fired = ledger_rows("SELECT scope, threshold FROM alerts ORDER BY threshold")
+    assert {scope for scope, _ in fired} == {"team:loud"}
+    assert [t for _, t in fired] == [50, 80, 95, 100]
+
+
+def test_enable_component_tracking_false_keeps_only_provider_calls(openai_server):
+    fixed_usage(openai_server)
+    from genops.providers.haystack import GenOpsHaystackAdapter
+
+    adapter = GenOpsHaystackAdapter(team="lean", project="calls", enable_component_tracking=False)
+    with adapter.track_pipeline("qa") as context:
+        qa_pipeline().run({"prompt_builder": {"question": "q"}})
+    assert [c.component_name for c in context.get_metrics().component_results] == ["llm"]
+    assert context.get_metrics().total_cost == GPT35_RUN
+    adapter.flush()
+    assert ledger_rows("SELECT component_name FROM calls") == [("llm",)]
+
+
+def test_enable_pipeline_caching_false_reads_a_changed_pipeline_every_run(openai_server):
+    """Caching keeps what genops learned about a pipeline object (components, models, limits) between runs; with
+    it off, a pipeline changed in place is read again at every run."""
+    fixed_usage(openai_server)
+    from genops.providers.haystack import GenOpsHaystackAdapter
+
+    pipeline = qa_pipeline(model="gpt-4")
+    for caching in (True, False):
+        adapter = GenOpsHaystackAdapter(team="cache", project=str(caching), enable_pipeline_caching=caching)
+        first = adapter._profile(pipeline, "qa")
+        assert (adapter._profile(pipeline, "qa") is first) is caching

@@ -149,17 +149,33 @@ def test_system_prompt_without_a_prompt_builder_is_not_mechanical():
 @pytest.mark.parametrize(("template", "expected"), [
     ("{{ replies[0] }}", "{{ replies[0].text }}"),
     ("{{ replies[-1] | upper }} and {{ replies[0].text }}", "{{ replies[-1].text | upper }} and {{ replies[0].text }}"),
-    ("{% for r in replies %}- {{ r }}\n{% endfor %}", "{% for r in replies %}- {{ r.text }}\n{% endfor %}"),
+    ("{% for r in replies %}- {{ r }}\n{% endfor %}",
+     "{% for r in (replies | map(attribute='text') | list) %}- {{ r }}\n{% endfor %}"),
+    ("{{ replies }}", "{{ (replies | map(attribute='text') | list) }}"),
     ("replies[0] outside Jinja stays", "replies[0] outside Jinja stays"),
 ])
 def test_reply_templates_adapted(template, expected):
     assert reply_template_to_chat(template, "replies") == expected
 
 
-@pytest.mark.parametrize("template", ["{{ replies }}", "{{ replies | join(', ') }}", "{% if replies %}x{% endif %}"])
-def test_reply_templates_not_mechanical(template):
+@pytest.mark.parametrize("template", [
+    "{{ replies[0] }}", "{{ replies }}", "{{ replies | join(', ') }}", "{% if replies %}x{% endif %}",
+    "{% for r in replies %}{{ loop.index }}: {{ r | upper }}\n{% endfor %}", "{{ replies | length }}",
+])
+def test_adapted_template_renders_chat_messages_exactly_as_strings_before(template):
+    from haystack.dataclasses import ChatMessage
+    from jinja2 import Template
+
+    texts = ["first answer", "second answer"]
+    before = Template(template).render(replies=texts)
+    after = Template(reply_template_to_chat(template, "replies")).render(
+        replies=[ChatMessage.from_assistant(t) for t in texts])
+    assert after == before
+
+
+def test_attribute_of_the_reply_list_is_not_mechanical():
     with pytest.raises(_NotMechanical):
-        reply_template_to_chat(template, "replies")
+        reply_template_to_chat("{{ replies.0 }}", "replies")
 
 
 def test_optional_dependency_only_when_the_parameters_need_it(monkeypatch):

@@ -183,12 +183,12 @@ def test_declined_fix_leaves_the_file_alone(tmp_path):
 
 def test_not_mechanical_change_is_reported_and_left_alone(tmp_path, offline_pip):
     path = _copy("output_adapter", tmp_path)
-    path.write_text(path.read_text().replace('"{{ replies[0] | lower }}"', '"{{ replies | join(\' \') }}"'))
+    path.write_text(path.read_text().replace('"{{ replies[0] | lower }}"', '"{{ replies.0 | lower }}"'))
     result = cli("validate", str(path), "--fix-issues", "--yes", "--json")
     assert "OpenAIGenerator" in path.read_text()
     issues = json.loads(result.stdout)["issues"]
-    assert any(i["component"] == "llm" and "whole list of strings" in i["message"] and "left unchanged" in i["message"]
-               for i in issues)
+    assert any(i["component"] == "llm" and "attribute of the 'replies' list" in i["message"]
+               and "left unchanged" in i["message"] for i in issues)
 
 
 def test_unknown_class_path_gets_closest_real_class_and_no_package(tmp_path):

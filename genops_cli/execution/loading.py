@@ -63,6 +63,8 @@ INTEGRATION_PACKAGES = {
     "haystack_integrations.components.embedders.nvidia": "nvidia-haystack",
     "haystack_integrations.components.embedders.fastembed": "fastembed-haystack",
     "haystack_integrations.components.embedders.jina": "jina-haystack",
+    # deepset's experimental package (chat message stores, early components)
+    "haystack_experimental": "haystack-experimental",
 }
 
 _MAX_TOKENS_KEYS = ("max_tokens", "max_completion_tokens", "max_output_tokens", "num_predict", "max_new_tokens")

@@ -316,24 +316,21 @@ def _adapt_template_consumer(data: dict[str, Any], receiver: str, variable: str,
 
 
 def reply_template_to_chat(template: str, variable: str) -> str:
-    """Rewrite the Jinja uses of a `list[str]` variable for `list[ChatMessage]`: `v[0]` -> `v[0].text`, and a
-    loop variable over `v` -> `.text`. Any other use (the whole list printed, a filter on it) is not mechanical."""
+    """Rewrite the Jinja uses of a `list[str]` variable for the `list[ChatMessage]` it becomes, so the template
+    renders exactly what it rendered before: `v[0]` -> `v[0].text`, any other use of `v` (printed whole, looped
+    over, filtered, tested) -> `(v | map(attribute='text') | list)`, the same list of strings. Attribute access
+    on the list itself has no equivalent and is not mechanical."""
     v = re.escape(variable)
-    loop_vars = re.findall(rf"{{%-?\s*for\s+(\w+)\s+in\s+{v}\s*-?%}}", template)
+    texts = f"({variable} | map(attribute='text') | list)"
 
     def fix_expression(match: re.Match[str]) -> str:
-        expr = re.sub(rf"(?<![\w.]){v}\[(-?\d+)\](?!\s*\.|\w)", rf"{variable}[\1].text", match.group(0))
-        if expr.startswith("{{"):
-            for loop_var in loop_vars:
-                expr = re.sub(rf"(?<![\w.]){re.escape(loop_var)}\b(?!\s*\.|\w)", f"{loop_var}.text", expr)
-        return expr
+        expr = match.group(0)
+        if re.search(rf"(?<![\w.]){v}\s*\.(?!text\b)", expr):
+            raise _NotMechanical(f"the template reads an attribute of the '{variable}' list itself")
+        expr = re.sub(rf"(?<![\w.]){v}\[(-?\d+)\](?!\s*\.|\w)", rf"{variable}[\1].text", expr)
+        return re.sub(rf"(?<![\w.'\"]){v}(?![\w'\"]|\[-?\d+\]\.text|\s*=[^=])", texts, expr)
 
-    out = re.sub(r"{{.*?}}|{%.*?%}", fix_expression, template, flags=re.S)
-    for expr in re.findall(r"{{.*?}}|{%.*?%}", out, flags=re.S):
-        rest = re.sub(rf"(?<![\w.]){v}\[-?\d+\]\.text|for\s+\w+\s+in\s+{v}\b", "", expr)
-        if re.search(rf"(?<![\w.]){v}\b", rest):
-            raise _NotMechanical(f"the template uses '{variable}' as a whole list of strings")
-    return out
+    return re.sub(r"{{.*?}}|{%.*?%}", fix_expression, template, flags=re.S)
 
 
 # -- unknown class paths --------------------------------------------------------------------------------------------

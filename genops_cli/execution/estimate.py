@@ -228,8 +228,8 @@ def _sync_stores(loaded: LoadedPipeline, entry: _SimEntry) -> None:
 def _simulated_calls(loaded: LoadedPipeline, data: dict[str, Any], documents: list[Any] | None,
                      agent_steps: tuple[Any, dict[str, list[int]]] | None = None,
                      ) -> tuple[list[CallRecord], LoadedPipeline]:
+    from genops_cli.execution.session import simulation_capture
     from genops_cli.execution.simulate import apply_agent_steps
-    from genops_cli.tracking.capture import RunCapture
     from genops_cli.tracking.tracer import capture_run, ensure_installed_after_load
 
     entry = simulated_copy(loaded)
@@ -238,7 +238,7 @@ def _simulated_calls(loaded: LoadedPipeline, data: dict[str, Any], documents: li
         if agent_steps is not None:  # the same steps `run --simulate` takes: configured, else recorded
             apply_agent_steps(entry.loaded.pipeline, *agent_steps)
         _sync_stores(loaded, entry)
-        capture = RunCapture("estimate", entry.loaded.profile)
+        capture = simulation_capture(entry.loaded)  # neither admitted nor recorded: nothing is spent
         with capture_run(capture):
             if documents and not entry.filled:
                 from genops_cli.execution.documents import fill_stores
@@ -295,16 +295,12 @@ def _llm_profile(loaded: LoadedPipeline, component: str) -> ComponentProfile | N
 
 def output_cap(profile: ComponentProfile | None, model: str | None, provider: str | None,
                settings: Settings) -> tuple[int, str]:
-    """Worst-case output tokens of one LLM call and where the number comes from."""
-    if profile is not None and profile.max_tokens:
-        return profile.max_tokens, "max_tokens"
-    if model:
-        from genops_cli.pricing import get_price_book
+    """Worst-case output tokens of one LLM call and where the number comes from (the same rule per-call
+    admission applies: `policy.admission.worst_output_tokens`)."""
+    from genops_cli.policy.admission import worst_output_tokens
 
-        resolved = get_price_book().resolve(model, provider)
-        if resolved is not None and resolved.max_output_tokens:
-            return resolved.max_output_tokens, "model_output_limit"
-    return settings.max_tokens_cap, "configured_cap"
+    return worst_output_tokens(profile.max_tokens if profile is not None else None, model, provider,
+                               settings.max_tokens_cap)
 
 
 def _agent_spec(loaded: LoadedPipeline, component: str) -> tuple[int, bool] | None:
@@ -444,25 +440,9 @@ def estimate_run(loaded: LoadedPipeline, data: dict[str, Any], settings: Setting
     """
     now = now or utcnow()
     estimate = RunEstimate(pipeline=loaded.profile.name, method="simulation")
-    try:
-        calls = _pass_calls(*_simulated_calls(loaded, data, documents, _agent_steps(loaded, settings, ledger)))
-        estimate.notes.append("input tokens counted from a simulated run (rendered messages, local retrievers "
-                              "and tools, offline tokenizers)")
-    except Exception as exc:  # the estimate must not fail the run: fall back to a static count, and say so
-        from genops_cli.execution.runner import describe_error
-
-        estimate.method = "static"
-        calls = _static_calls(loaded, data)
-        estimate.notes.append(f"simulation pass failed ({describe_error(exc)}); input tokens are a static count of "
-                              "the inputs' text and the prompt templates")
+    calls = _counted_calls(loaded, data, settings, ledger, documents, estimate)
     if history is None:
-        history = {}
-        if ledger is not None:
-            try:
-                history = observed_outputs(ledger, loaded.profile.name)
-            except Exception as exc:  # history only sharpens the expected value
-                estimate.notes.append(f"ledger history unavailable ({type(exc).__name__}); expected = worst case")
-
+        history = _history(ledger, loaded.profile.name, estimate)
     calls = _extrapolate_agents(loaded, calls, settings, estimate)
     reach = _downstream(loaded)
     lines: dict[str, EstimateLine] = {}
@@ -475,61 +455,106 @@ def estimate_run(loaded: LoadedPipeline, data: dict[str, Any], settings: Setting
         line.worst_calls += 1
         line.calls += 1 if call.simulated else 0
         if call.embedding:
-            usage = TokenUsage(input_tokens=call.input_tokens, source="estimated")
-            cost, priced = _price(usage, call.model, call.provider, now, tenant)
-            line.input_tokens += call.input_tokens
-            line.worst_input_tokens += call.input_tokens
-            line.low += cost
-            line.expected += cost
-            line.high += cost
-            line.priced = line.priced and priced
-            continue
-        cap, basis = output_cap(_llm_profile(loaded, call.component), call.model, call.provider, settings)
-        expected_out, expected_basis = cap, basis
-        observed = _observed_for(history, call.component, call.model)
-        if observed is not None:
-            expected_out, expected_basis = min(observed[0], cap), "observed"
-        elif settings.simulation_output_tokens:
-            expected_out, expected_basis = min(settings.simulation_output_tokens, cap), "configured"
-        # Upstream LLM outputs (and this Agent's earlier replies) may be rendered into this call's prompt.
-        upstream = [(w, e) for comp, w, e in seen_llm
-                    if comp == call.component or call.component in reach.get(comp, ())]
-        worst_in = call.input_tokens + sum(w for w, _ in upstream)
-        expected_in = call.input_tokens + sum(e for _, e in upstream)
-        seen_llm.append((call.component, cap, expected_out))
-        high, priced = _price(TokenUsage(input_tokens=worst_in, output_tokens=cap, source="estimated"),
-                              call.model, call.provider, now, tenant)
-        if call.simulated:
-            low, _ = _price(TokenUsage(input_tokens=call.input_tokens, source="estimated"), call.model,
-                            call.provider, now, tenant)
-            expected, _ = _price(TokenUsage(input_tokens=expected_in, output_tokens=expected_out,
-                                            source="estimated"), call.model, call.provider, now, tenant)
-            line.low += low
-            line.expected += expected
-            line.input_tokens += call.input_tokens
-            line.expected_output_tokens += expected_out
-        line.high += high
-        line.worst_input_tokens += worst_in
-        line.output_tokens += cap
-        line.output_basis, line.expected_basis = basis, expected_basis
-        line.priced = line.priced and priced
-        if observed is not None and not any(n.startswith("expected output") for n in line.notes):
-            line.notes.append(f"expected output {observed[0]} tokens: average of {observed[1]} recorded call(s)")
+            _add_embedding(line, call, now, tenant)
+        else:
+            # Upstream LLM outputs (and this Agent's earlier replies) may be rendered into this call's prompt.
+            upstream = [(w, e) for comp, w, e in seen_llm
+                        if comp == call.component or call.component in reach.get(comp, ())]
+            seen_llm.append((call.component, *_add_llm(line, call, upstream, loaded, settings, history, now,
+                                                       tenant)))
     for line in lines.values():
-        line.low, line.expected, line.high = (quantize_money(v) for v in (line.low, line.expected, line.high))
-        if line.kind == "llm" and line.output_basis == "model_output_limit":
-            line.notes.append("max_tokens unset: worst case assumes the model's output limit")
-        elif line.kind == "llm" and line.output_basis == "configured_cap":
-            line.notes.append(f"max_tokens unset and no known output limit: worst case assumes "
-                              f"reservation.max_tokens_cap ({settings.max_tokens_cap})")
-        if line.worst_input_tokens > line.input_tokens and line.kind == "llm":
-            line.notes.append("worst-case input includes the full output of upstream LLM calls")
-        if not line.priced:
-            line.notes.append(f"no price for {line.model}: not included in the estimate")
+        _close_line(line, settings)
     estimate.lines = list(lines.values())
     if estimate.unpriced_models:
         estimate.notes.append(f"unpriced model(s) {', '.join(estimate.unpriced_models)} are not included")
     return estimate
+
+
+def _counted_calls(loaded: LoadedPipeline, data: dict[str, Any], settings: Settings, ledger: Ledger | None,
+                   documents: list[Any] | None, estimate: RunEstimate) -> list[_Call]:
+    """The calls of one simulated pass with their counted input tokens (a static count if it cannot run)."""
+    try:
+        calls = _pass_calls(*_simulated_calls(loaded, data, documents, _agent_steps(loaded, settings, ledger)))
+        estimate.notes.append("input tokens counted from a simulated run (rendered messages, local retrievers "
+                              "and tools, offline tokenizers)")
+        return calls
+    except Exception as exc:  # the estimate must not fail the run: fall back to a static count, and say so
+        from genops_cli.execution.session import describe_error
+
+        estimate.method = "static"
+        estimate.notes.append(f"simulation pass failed ({describe_error(exc)}); input tokens are a static count of "
+                              "the inputs' text and the prompt templates")
+        return _static_calls(loaded, data)
+
+
+def _history(ledger: Ledger | None, pipeline: str,
+             estimate: RunEstimate) -> dict[tuple[str, str], tuple[float, int, int]]:
+    if ledger is None:
+        return {}
+    try:
+        return observed_outputs(ledger, pipeline)
+    except Exception as exc:  # history only sharpens the expected value
+        estimate.notes.append(f"ledger history unavailable ({type(exc).__name__}); expected = worst case")
+        return {}
+
+
+def _add_embedding(line: EstimateLine, call: _Call, now: datetime, tenant: str | None) -> None:
+    cost, priced = _price(TokenUsage(input_tokens=call.input_tokens, source="estimated"), call.model,
+                          call.provider, now, tenant)
+    line.input_tokens += call.input_tokens
+    line.worst_input_tokens += call.input_tokens
+    line.low += cost
+    line.expected += cost
+    line.high += cost
+    line.priced = line.priced and priced
+
+
+def _add_llm(line: EstimateLine, call: _Call, upstream: list[tuple[int, int]], loaded: LoadedPipeline,
+             settings: Settings, history: dict[tuple[str, str], tuple[float, int, int]], now: datetime,
+             tenant: str | None) -> tuple[int, int]:
+    """Add one LLM call's low / expected / worst case to its line; returns its (worst, expected) output tokens."""
+    cap, basis = output_cap(_llm_profile(loaded, call.component), call.model, call.provider, settings)
+    expected_out, expected_basis = cap, basis
+    observed = _observed_for(history, call.component, call.model)
+    if observed is not None:
+        expected_out, expected_basis = min(observed[0], cap), "observed"
+    elif settings.simulation_output_tokens:
+        expected_out, expected_basis = min(settings.simulation_output_tokens, cap), "configured"
+    worst_in = call.input_tokens + sum(w for w, _ in upstream)
+    expected_in = call.input_tokens + sum(e for _, e in upstream)
+    high, priced = _price(TokenUsage(input_tokens=worst_in, output_tokens=cap, source="estimated"),
+                          call.model, call.provider, now, tenant)
+    if call.simulated:
+        low, _ = _price(TokenUsage(input_tokens=call.input_tokens, source="estimated"), call.model,
+                        call.provider, now, tenant)
+        expected, _ = _price(TokenUsage(input_tokens=expected_in, output_tokens=expected_out,
+                                        source="estimated"), call.model, call.provider, now, tenant)
+        line.low += low
+        line.expected += expected
+        line.input_tokens += call.input_tokens
+        line.expected_output_tokens += expected_out
+    line.high += high
+    line.worst_input_tokens += worst_in
+    line.output_tokens += cap
+    line.output_basis, line.expected_basis = basis, expected_basis
+    line.priced = line.priced and priced
+    if observed is not None and not any(n.startswith("expected output") for n in line.notes):
+        line.notes.append(f"expected output {observed[0]} tokens: average of {observed[1]} recorded call(s)")
+    return cap, expected_out
+
+
+def _close_line(line: EstimateLine, settings: Settings) -> None:
+    """Quantize a line's money and say where its numbers come from."""
+    line.low, line.expected, line.high = (quantize_money(v) for v in (line.low, line.expected, line.high))
+    if line.kind == "llm" and line.output_basis == "model_output_limit":
+        line.notes.append("max_tokens unset: worst case assumes the model's output limit")
+    elif line.kind == "llm" and line.output_basis == "configured_cap":
+        line.notes.append(f"max_tokens unset and no known output limit: worst case assumes "
+                          f"reservation.max_tokens_cap ({settings.max_tokens_cap})")
+    if line.worst_input_tokens > line.input_tokens and line.kind == "llm":
+        line.notes.append("worst-case input includes the full output of upstream LLM calls")
+    if not line.priced:
+        line.notes.append(f"no price for {line.model}: not included in the estimate")
 
 
 def _extrapolate_agents(loaded: LoadedPipeline, calls: list[_Call], settings: Settings,

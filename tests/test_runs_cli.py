@@ -164,3 +164,63 @@ def test_run_attributes_user_and_user_budget_blocks_only_that_user(openai_server
     assert allowed.exit_code == 0, allowed.stderr
     listed = json.loads(cli("runs", "--user", "bob", "--json").stdout)
     assert [r["attribution"]["user_id"] for r in listed] == ["bob"]
+
+
+def test_api_user_id_is_listed_and_counts_toward_the_user_budget(openai_server):
+    """`user_id=` in the Python API attributes the run like `--user` does: listed by `genops runs --user` and
+    counted toward a `user:ID` budget."""
+    from haystack import Pipeline
+    from haystack.components.builders import ChatPromptBuilder
+    from haystack.components.generators.chat import OpenAIChatGenerator
+    from haystack.dataclasses import ChatMessage
+
+    from genops_cli import GenOpsHaystackAdapter
+
+    openai_server.usage = {"prompt_tokens": 1000, "completion_tokens": 500}
+    pipeline = Pipeline()
+    pipeline.add_component("prompt", ChatPromptBuilder(template=[ChatMessage.from_user("{{ q }}")],
+                                                       required_variables=["q"]))
+    pipeline.add_component("llm", OpenAIChatGenerator(model="gpt-4o-mini"))
+    pipeline.connect("prompt.prompt", "llm.messages")
+    adapter = GenOpsHaystackAdapter(team="support")
+    with adapter.track_pipeline("helpdesk", user_id="carol") as ctx:
+        pipeline.run({"prompt": {"q": "Where is my invoice?"}})
+    assert adapter.flush()
+
+    listed = json.loads(cli("runs", "--user", "carol", "--json").stdout)
+    assert [r["run_id"] for r in listed] == [ctx.pipeline_id]
+    assert listed[0]["attribution"]["user_id"] == "carol" and listed[0]["total_cost"].startswith("0.00045")
+    status = json.loads(cli("budget", "set", "user:carol", "--daily", "0.001", "--json").stdout)
+    assert status["scope"] == "user:carol"
+    [row] = json.loads(cli("budget", "status", "user:carol", "--json").stdout)
+    assert Decimal(row["spent"]) == Decimal("0.00045")
+
+
+def test_runs_and_tag_grouping_on_postgresql(monkeypatch):
+    """The run list, the run tree, tag filters and `--by tag:KEY` use SQL both engines run unchanged."""
+    import uuid
+
+    import pytest
+
+    base = os.environ.get("GENOPS_TEST_POSTGRES_URL")
+    if not base:
+        pytest.skip("GENOPS_TEST_POSTGRES_URL is not set (e.g. postgresql://postgres@127.0.0.1:5432/postgres)")
+    import psycopg
+
+    schema = f"genops_test_runs_{uuid.uuid4().hex[:10]}"
+    monkeypatch.setenv("GENOPS_LEDGER", f"{base}{'&' if '?' in base else '?'}schema={schema}")
+    try:
+        prod = _run(*AGENT, "--tag", "env=prod", "--user", "alice")
+        dev = _run(*CHAIN, "--tag", "env=dev")
+        listed = json.loads(cli("runs", "--tag", "env=prod", "--json").stdout)
+        assert [r["run_id"] for r in listed] == [prod["run_id"]]
+        detail = json.loads(cli("runs", "show", prod["run_id"][:20], "--json").stdout)
+        assert any(node["steps"] for node in detail["tree"])
+        grouped = json.loads(cli("analyze", "--by", "tag:env", "--include-simulated", "--json").stdout)
+        assert {g["key"]: Decimal(g["cost"]) for g in grouped["groups"]} == {
+            "prod": Decimal(prod["total_cost"]), "dev": Decimal(dev["total_cost"])}
+        tail = cli("runs", "tail", "--once", "--backlog", "1", "--json")
+        assert [r["run_id"] for r in json_lines(tail.stdout)] == [dev["run_id"]]
+    finally:
+        with psycopg.connect(base, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')

@@ -112,11 +112,12 @@ def run_to_output(run: RunRecord, include_outputs: bool = True) -> dict[str, Any
 
 
 def render_run_table(run: RunRecord, console: Any) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     from genops_cli.cli.common import money
 
-    title = f"{run.pipeline_name}  run {run.run_id}" + ("  (simulated)" if run.simulated else "")
+    title = escape(f"{run.pipeline_name}  run {run.run_id}") + ("  (simulated)" if run.simulated else "")
     table = Table(title=title, title_justify="left", show_lines=False)
     for column, justify in (("component", "left"), ("kind", "left"), ("provider", "left"), ("model", "left"),
                             ("in", "right"), ("cached", "right"), ("out", "right"), ("cost", "right"),
@@ -128,12 +129,13 @@ def render_run_table(run: RunRecord, console: Any) -> None:
         totals[0] += u.input_tokens
         totals[1] += u.cache_read_tokens
         totals[2] += u.output_tokens
-        name = c.component_name + (f" [{c.tool_name}]" if c.tool_name else "")
+        # Names are user data: escaped, so a tool shown as "[search]" is text, not rich markup that vanishes.
+        name = escape(c.component_name + (f" [{c.tool_name}]" if c.tool_name else ""))
         if c.agent_step is not None:
             name += f" #{c.agent_step}"
         cost = money(c.cost) if c.priced else "[red]unpriced[/red]"
         table.add_row(
-            name, c.span_kind, c.provider or "", c.model or "",
+            name, c.span_kind, escape(c.provider or ""), escape(c.model or ""),
             str(u.input_tokens) if c.model else "", str(u.cache_read_tokens) if c.model else "",
             str(u.output_tokens) if c.model else "", cost if c.model else "",
             f"{c.latency_ms:.0f} ms", c.status if c.status == "ok" else f"[red]{c.status}[/red]",
@@ -144,7 +146,8 @@ def render_run_table(run: RunRecord, console: Any) -> None:
     console.print(table)
     policy = run.policy
     if policy.result != "ALLOWED" or policy.reason_code:
-        console.print(f"policy: {policy.result} {policy.reason_code or ''} {policy.message or ''}".rstrip())
+        console.print(f"policy: {policy.result} {policy.reason_code or ''} {policy.message or ''}".rstrip(),
+                      markup=False)
     if run.unpriced_models:
         console.print(f"[yellow]unpriced models (cost not included): {', '.join(run.unpriced_models)}[/yellow]")
     for outcome in agent_outcomes(run.calls):
@@ -152,4 +155,4 @@ def render_run_table(run: RunRecord, console: Any) -> None:
         console.print(f"agent {outcome.path or outcome.name}: {outcome.steps} step(s) of {outcome.max_steps}, "
                       f"exit {outcome.exit_reason or '?'}{flag}")
     if run.error:
-        console.print(f"[red]error:[/red] {run.error}", markup=True)
+        console.print(f"[red]error:[/red] {escape(run.error)}", markup=True)

@@ -224,3 +224,9 @@ def test_runs_and_tag_grouping_on_postgresql(monkeypatch):
     finally:
         with psycopg.connect(base, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def test_run_table_shows_tool_names_in_brackets_as_text():
+    result = cli(*AGENT[:-1])  # the table view, not --json
+    assert result.exit_code == 0, result.stderr
+    assert "[search_model_catalog]" in result.stdout

@@ -105,6 +105,13 @@ class ComplianceSettings:
     defaults: ClassificationRules = field(default_factory=ClassificationRules)
     classifications: dict[str, ClassificationRules] = field(default_factory=dict)
     provider_regions: dict[str, str] = field(default_factory=dict)
+    #: customer id -> regions its runs may send data to (checked per call, on the endpoint called)
+    customer_regions: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: rules whose enforcing mode a run's --policy may weaken (True: every rule; empty: none)
+    allow_override: tuple[str, ...] | bool = ()
+
+    def allows_override(self, rule: str) -> bool:
+        return self.allow_override is True or (isinstance(self.allow_override, tuple) and rule in self.allow_override)
 
     def rules_for(self, classification: str | None) -> ClassificationRules:
         """Classification-specific rules, each key falling back to the section-wide default."""
@@ -289,6 +296,7 @@ def _apply_file(settings: Settings, loader: _Loader) -> None:
             sb.policy = normalize_policy(spec["policy"], f"{where}.policy")
         if spec.get("alert_at") is not None:
             sb.alert_at = _thresholds(spec["alert_at"], f"{where}.alert_at")
+        _budget_webhook(sb, spec, where)
         b.scopes.append(sb)
 
     reservation = _section(loader, data, "reservation")
@@ -425,11 +433,65 @@ def _names(value: Any, where: str, lower: bool = True) -> tuple[str, ...]:
 _RULE_KEYS = ("allowed_providers", "allowed_models", "allowed_regions", "max_cost_per_operation")
 
 
+def _check_rule_names(loader: _Loader, prefix: str, rules: ClassificationRules,
+                      defaults: ClassificationRules) -> None:
+    """Names in allow lists must exist: a typo would silently deny (or, in a list meant to narrow, silently allow)
+    what was meant. Providers and models are checked against the price book and the providers genops knows,
+    regions against known region shapes; a model list that no allowed provider can serve is contradictory."""
+    from genops_cli.policy.compliance import rule_name_problems
+
+    providers = rules.allowed_providers if rules.allowed_providers is not None else defaults.allowed_providers
+    for key, message in rule_name_problems(rules.allowed_providers, rules.allowed_models, rules.allowed_regions,
+                                           providers):
+        raise ConfigError(f"{loader.where(f'{prefix}.{key}')}: {message}")
+
+
+def _customer_regions(loader: _Loader, section: dict[str, Any]) -> dict[str, tuple[str, ...]]:
+    spec = section.get("customer_regions")
+    if spec is None:
+        return {}
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{loader.where('compliance.customer_regions')}: must map a customer id to regions, "
+                          "e.g. {acme-corp: [eu]}")
+    out = {}
+    for customer, regions in spec.items():
+        where = loader.where(f"compliance.customer_regions.{customer}")
+        names = _names(regions, where, lower=True)
+        if not names:
+            raise ConfigError(f"{where}: an empty region list would deny every call of this customer; list at "
+                              "least one region (eu, us, apac, local or an exact region)")
+        from genops_cli.policy.compliance import rule_name_problems
+
+        for _key, message in rule_name_problems(None, None, names, None):
+            raise ConfigError(f"{where}: {message}")
+        out[str(customer)] = names
+    return out
+
+
+def _allow_override(loader: _Loader, section: dict[str, Any]) -> tuple[str, ...] | bool:
+    value = section.get("allow_override")
+    if value is None or value is False:
+        return ()
+    if value is True:
+        return True
+    where = loader.where("compliance.allow_override")
+    names = _names(value, where)
+    bad = [n for n in names if n not in COMPLIANCE_RULES]
+    if bad:
+        raise ConfigError(f"{where}: unknown rule {bad[0]!r}; use true or a list of {', '.join(COMPLIANCE_RULES)}")
+    return names
+
+
 def _classification_rules(loader: _Loader, spec: dict[str, Any], prefix: str) -> ClassificationRules:
     rules = ClassificationRules()
     for key in ("allowed_providers", "allowed_models", "allowed_regions"):
         if spec.get(key) is not None:
-            setattr(rules, key, _names(spec[key], loader.where(f"{prefix}.{key}"), lower=key != "allowed_models"))
+            where = loader.where(f"{prefix}.{key}")
+            names = _names(spec[key], where, lower=key != "allowed_models")
+            if not names:
+                raise ConfigError(f"{where}: an empty allow list denies everything; remove the key to allow any, "
+                                  "or list what is allowed")
+            setattr(rules, key, names)
     if spec.get("max_cost_per_operation") is not None:
         rules.max_cost_per_operation = parse_money(spec["max_cost_per_operation"],
                                                    loader.where(f"{prefix}.max_cost_per_operation"))
@@ -440,7 +502,8 @@ def _compliance(loader: _Loader, data: dict[str, Any]) -> ComplianceSettings:
     """Validate `compliance:` and `providers:`; every error names the key and its line."""
     section = _section(loader, data, "compliance")
     out = ComplianceSettings()
-    known = {"mode", "rule_modes", "required_attribution", "classifications", *_RULE_KEYS}
+    known = {"mode", "rule_modes", "required_attribution", "classifications", "customer_regions", "allow_override",
+             *_RULE_KEYS}
     for key in section:
         if key not in known:
             raise ConfigError(f"{loader.where(f'compliance.{key}')}: unknown key; expected one of "
@@ -463,7 +526,10 @@ def _compliance(loader: _Loader, data: dict[str, Any]) -> ComplianceSettings:
         if bad:
             raise ConfigError(f"{where}: unknown attribution field {bad[0]!r}; use {', '.join(ATTRIBUTION_FIELDS)}")
         out.required_attribution = names
+    out.customer_regions = _customer_regions(loader, section)
+    out.allow_override = _allow_override(loader, section)
     out.defaults = _classification_rules(loader, section, "compliance")
+    _check_rule_names(loader, "compliance", out.defaults, out.defaults)
     classes = section.get("classifications") or {}
     if not isinstance(classes, dict):
         raise ConfigError(f"{loader.where('compliance.classifications')}: must map a classification "
@@ -479,6 +545,7 @@ def _compliance(loader: _Loader, data: dict[str, Any]) -> ComplianceSettings:
             if key not in _RULE_KEYS:
                 raise ConfigError(f"{loader.where(f'{prefix}.{key}')}: unknown rule; use {', '.join(_RULE_KEYS)}")
         out.classifications[str(level)] = _classification_rules(loader, spec, prefix)
+        _check_rule_names(loader, prefix, out.classifications[str(level)], out.defaults)
     providers = _section(loader, data, "providers")
     for name, spec in providers.items():
         where = loader.where(f"providers.{name}")
@@ -497,6 +564,19 @@ def _positive_int(value: Any, where: str) -> int:
     if number <= 0:
         raise ConfigError(f"{where}: must be positive")
     return number
+
+
+def _budget_webhook(budget: Budget, spec: dict[str, Any], where: str) -> None:
+    """`webhook_url` / `webhook_format` of one `budgets.scopes` entry: where that budget's alerts are posted."""
+    if spec.get("webhook_url"):
+        url = str(spec["webhook_url"])
+        if not url.startswith(("http://", "https://")):
+            raise ConfigError(f"{where}.webhook_url: must be an http(s) URL")
+        budget.webhook_url = url
+    if spec.get("webhook_format"):
+        from genops_cli.policy.alerts import check_webhook_format
+
+        budget.webhook_format = check_webhook_format(str(spec["webhook_format"]), f"{where}.webhook_format")
 
 
 def _minutes(value: Any, where: str) -> int:

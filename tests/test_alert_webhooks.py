@@ -173,3 +173,16 @@ def test_runs_left_in_the_spool_raise_an_alert_once_per_file(receivers, tmp_path
     second = cli("analyze", "--json")
     assert "waiting in the spool" in second.stderr  # every command that sees them says so
     assert len(hook.bodies) == 1  # but the webhook hears about each stuck file once
+
+
+def test_config_budget_can_name_its_own_webhook(priced, receivers, tmp_path: Path):
+    hook = receivers[0]
+    (tmp_path / ".genops.yml").write_text(
+        "budgets:\n  scopes:\n    \"team:ml\":\n      daily: 0.0004\n      alert_at: [100]\n"
+        f"      webhook_url: {hook.url}\n      webhook_format: teams-messagecard\n")
+    _run_and_flush_team("ml")
+    assert [b["@type"] for b in hook.bodies] == ["MessageCard"]
+    bad = tmp_path / "bad.yml"
+    bad.write_text("budgets:\n  scopes:\n    \"team:ml\": {daily: 1, webhook_format: pager}\n")
+    result = cli("budget", "list", "--config", str(bad))
+    assert result.exit_code == 2 and "webhook_format" in result.stderr

@@ -187,6 +187,10 @@ def _max_tokens(params: dict[str, Any]) -> int | None:
     return None
 
 
+#: Init parameters that name the endpoint a component calls (residency rules need it).
+_ENDPOINT_KEYS = ("api_base_url", "azure_endpoint", "base_url", "api_base", "endpoint", "url")
+
+
 def _profile_component(name: str, type_path: str, params: dict[str, Any]) -> ComponentProfile:
     type_name = type_path.rsplit(".", 1)[-1]
     llm = is_llm_component(type_name, type_path)
@@ -205,6 +209,8 @@ def _profile_component(name: str, type_path: str, params: dict[str, Any]) -> Com
         is_retriever="Retriever" in type_name,
         top_k=params.get("top_k") if isinstance(params.get("top_k"), int) else None,
         streaming=bool(params.get("streaming_callback")),
+        endpoint=next((str(params[k]) for k in _ENDPOINT_KEYS if isinstance(params.get(k), str) and params[k]),
+                      None),
     )
     if llm or emb:
         profile.provider = provider_for(type_name, type_path, profile.model, params)

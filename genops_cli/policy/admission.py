@@ -156,8 +156,9 @@ class RunAdmission:
     """The per-call gate of one run. Thread-safe (async pipelines run calls concurrently)."""
 
     def __init__(self, run: RunRecord, *, max_cost: Decimal | None = None, shared: SharedBudget | None = None,
-                 budgets: BudgetHold | None = None) -> None:
+                 budgets: BudgetHold | None = None, checks: list[AdmissionCheck] | None = None) -> None:
         self.run = run
+        self.checks = list(checks or ())  # this run's own rules (compliance), before the process-wide ones
         self.max_cost = max_cost
         self.shared = shared
         self.budgets = budgets
@@ -169,7 +170,7 @@ class RunAdmission:
     @property
     def active(self) -> bool:
         """Whether any per-call limit can apply (else the tracer skips counting tokens)."""
-        return (self.max_cost is not None or self.shared is not None or bool(_checks)
+        return (self.max_cost is not None or self.shared is not None or bool(_checks) or bool(self.checks)
                 or (self.budgets is not None and (self.budgets.reserved > 0 or self.budgets.applies())))
 
     def admit(self, request: CallRequest) -> _Ticket:
@@ -203,7 +204,7 @@ class RunAdmission:
             return Denial(REASON, (
                 f"run cost cap ${self.max_cost} reached (spent ${quantize_money(self.spent)}); stopped before "
                 f"{request.component} (worst case ${quantize_money(worst)})"), "run:max_cost")
-        for check in list(_checks):
+        for check in [*self.checks, *_checks]:
             denial = check(request, self)
             if denial is not None:
                 return denial
@@ -232,6 +233,15 @@ class RunAdmission:
 
 
 # -- a call's worst case ---------------------------------------------------------------------------------------
+
+
+def requested_model(inputs: Any) -> str | None:
+    """The model a call's own generation_kwargs ask for (it replaces the component's configured model)."""
+    if not isinstance(inputs, Mapping):
+        return None
+    kwargs = inputs.get("generation_kwargs")
+    model = kwargs.get("model") if isinstance(kwargs, Mapping) else None
+    return model if isinstance(model, str) and model else None
 
 
 def requested_max_tokens(inputs: Any) -> int | None:

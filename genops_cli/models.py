@@ -7,6 +7,7 @@ Money is always `decimal.Decimal`; timestamps are timezone-aware UTC datetimes.
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -113,7 +114,7 @@ class CallRecord:
     parent_call_id: str | None = None
     provider: str | None = None
     model: str | None = None
-    usage: TokenUsage = field(default_factory=lambda: TokenUsage(source="none"))
+    usage: TokenUsage = field(default_factory=lambda: TokenUsage(source="missing"))
     # Filled in by pricing:
     unit_prices: UnitPrices | None = None
     cost: Decimal = Decimal(0)
@@ -151,6 +152,11 @@ class PolicyDecision:
     reserved_cost: Decimal = Decimal(0)
     budget_scope: str | None = None
     reservation_id: str | None = None
+    #: sha256 of the policy (rules, modes, applicable budgets) the run was admitted under, and its JSON body
+    policy_hash: str | None = None
+    snapshot: str | None = None
+    #: a governed --policy override that weakened enforcing rules for this run (JSON), if any
+    override: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -158,6 +164,8 @@ class PolicyDecision:
             "reason_code": self.reason_code,
             "message": self.message,
             "reserved_cost": money_json(self.reserved_cost),
+            "policy_hash": self.policy_hash,
+            "override": json.loads(self.override) if self.override else None,
         }
 
 

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from typing import Any
 
@@ -86,6 +87,8 @@ def run_to_output(run: RunRecord, include_outputs: bool = True) -> dict[str, Any
             "reason_code": run.policy.reason_code,
             "message": run.policy.message,
             "reserved_cost": str(run.policy.reserved_cost),
+            "policy_hash": run.policy.policy_hash,
+            "override": json.loads(run.policy.override) if run.policy.override else None,
         },
         "attribution": {
             "team": a.team, "project": a.project, "environment": a.environment, "customer_id": a.customer_id,

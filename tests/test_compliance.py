@@ -109,9 +109,9 @@ def test_max_cost_per_operation_checked_after_the_run(tmp_path, openai_server):
     [out] = json_lines(result.stdout)
     [(rule, code, result_, enforced, message, run_id)] = ledger_rows(
         "SELECT rule, reason_code, result, enforced, message, run_id FROM policy_events")
-    assert (rule, code, result_, enforced, run_id) == ("compliance:max_cost", "x_MAX_COST_PER_OPERATION", "WARNING",
+    assert (rule, code, result_, enforced, run_id) == ("compliance:max_cost", "POLICY_MAX_COST", "WARNING",
                                                        False, out["run_id"])
-    assert "$0.0004500000 exceeds max_cost_per_operation $0.0001" in message
+    assert "$0.000450 exceeds max_cost_per_operation $0.000100" in message
     assert cli("compliance", "verify").exit_code == 0  # the late event is in the audit chain
     _config(tmp_path, "compliance:\n  mode: advisory\n  max_cost_per_operation: 1\n")
     assert _run().exit_code == 0
@@ -174,7 +174,8 @@ def test_compliance_report_counts_violations_classifications_and_spec_conformanc
     assert (spec["runs_checked"], spec["conforming_runs"]) == (3, 1)  # only the first run has team/project/env
     assert (attrs["genops.team"], attrs["genops.project"], attrs["genops.environment"]) == (2, 1, 1)
     assert attrs["genops.policy.result"] == attrs["genops.policy.reason_code"] == 3
-    assert r["audit"]["intact"] is True and r["audit"]["entries"] == 5  # 4 runs + 1 policy event
+    # 4 runs + 1 policy event + the 3 distinct policies the runs were admitted under (one per classification)
+    assert r["audit"]["intact"] is True and r["audit"]["entries"] == 8
     md = cli("compliance", "report", "--format", "md")
     assert "| POLICY_DENY_REGION | 1 | 1 | 1 | compliance:regions |" in md.stdout
     table = cli("compliance", "report")

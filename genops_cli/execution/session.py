@@ -102,13 +102,15 @@ class RunSession:
         first pipeline starts inside the capture (inputs from the tracer) and raises if the run is blocked."""
         from genops_cli.policy.admission import RunAdmission
         from genops_cli.policy.budgets import LedgerBudgetHold
+        from genops_cli.policy.compliance import call_checks
 
         settings = self.engine.settings
         tenant = self.run.attribution.customer_id
         self.admission = RunAdmission(
             self.run, max_cost=self.max_cost, shared=self.options.budget,
             budgets=None if self.run.simulated else LedgerBudgetHold(self.engine, self.run,
-                                                                     self.options.policy_mode))
+                                                                     self.options.policy_mode),
+            checks=call_checks(settings, self.run, self.options.policy_mode))
         self.capture = RunCapture(
             self.run.run_id, self.loaded.profile, pricer=make_pricer(tenant),
             capture_content=settings.capture_content, admission=self.admission, tenant=tenant,

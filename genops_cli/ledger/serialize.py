@@ -162,6 +162,9 @@ def run_to_json(run: RunRecord) -> dict[str, Any]:
             "message": redact(run.policy.message),
             "reserved_cost": str(run.policy.reserved_cost),
             "budget_scope": run.policy.budget_scope,
+            "policy_hash": run.policy.policy_hash,
+            "snapshot": run.policy.snapshot,
+            "override": run.policy.override,
             "reservation_id": run.policy.reservation_id,
         },
         "total_cost": str(run.total_cost),
@@ -199,6 +202,9 @@ def run_from_json(data: dict[str, Any]) -> RunRecord:
             reserved_cost=Decimal(policy.get("reserved_cost", "0")),
             budget_scope=policy.get("budget_scope"),
             reservation_id=policy.get("reservation_id"),
+            policy_hash=policy.get("policy_hash"),
+            snapshot=policy.get("snapshot"),
+            override=policy.get("override"),
         ),
         total_cost=Decimal(data.get("total_cost", "0")),
         currency=data.get("currency", "USD"),
@@ -222,7 +228,7 @@ RUN_COLUMNS = [
     "error", "team", "project", "environment", "customer_id", "feature", "cost_center", "tags",
     "data_classification", "policy_result", "policy_reason_code", "reserved_cost", "total_cost", "currency",
     "simulated", "genops_version", "haystack_version", "cache_hit", "saved_cost", "batch_line", "attempt",
-    "user_id",
+    "user_id", "policy_hash", "policy_override",
 ]  # fmt: skip
 
 CALL_COLUMNS = [
@@ -247,7 +253,7 @@ def run_row(run: RunRecord) -> tuple[Any, ...]:
         json.dumps(a.tags, sort_keys=True), a.data_classification, run.policy.result, run.policy.reason_code,
         quantize_money(run.policy.reserved_cost), quantize_money(run.total_cost), run.currency, run.simulated,
         run.genops_version, run.haystack_version, run.cache_hit, quantize_money(run.saved_cost), run.batch_line,
-        run.attempt, a.user_id,
+        run.attempt, a.user_id, run.policy.policy_hash, run.policy.override,
     )  # fmt: skip
 
 

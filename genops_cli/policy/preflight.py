@@ -33,8 +33,9 @@ def worst(a: PolicyDecision, b: PolicyDecision) -> PolicyDecision:
 
 @dataclass
 class Preflight:
-    """The run's policy verdict and the run cost cap per-call admission enforces (the lowest of `--max-cost`
-    and an enforcing compliance `max_cost_per_operation`)."""
+    """The run's policy verdict and its cost cap (`--max-cost`) for per-call admission. Compliance rules that
+    apply to calls (provider, model, region, `max_cost_per_operation`) are checked per call by
+    `compliance.call_checks`, registered on the run's admission."""
 
     decision: PolicyDecision
     max_cost: Decimal | None
@@ -46,10 +47,27 @@ def preflight(ctx: Governed, profile: PipelineProfile, run: RunRecord, estimate:
     applies), atomically in the ledger."""
     from genops_cli.policy import budgets, compliance
 
-    ruled, compliance_cap = compliance.evaluate(ctx.settings, profile, run, policy_mode)
-    if compliance_cap is not None and (max_cost is None or compliance_cap < max_cost):
-        max_cost = compliance_cap
-    decision = worst(PolicyDecision(result="ALLOWED"), ruled)
-    if decision.result == "BLOCKED":
-        return Preflight(decision, max_cost)  # blocked by a rule: nothing is estimated or reserved
-    return Preflight(worst(decision, budgets.check_and_reserve(ctx, run, estimate, policy_mode)), max_cost)
+    decision = worst(PolicyDecision(result="ALLOWED"), compliance.evaluate(ctx.settings, profile, run, policy_mode))
+    if decision.result != "BLOCKED":  # blocked by a rule: nothing is estimated or reserved
+        decision = worst(decision, budgets.check_and_reserve(ctx, run, estimate, policy_mode))
+    note_policy(ctx, run, decision, policy_mode)
+    return Preflight(decision, max_cost)
+
+
+def note_policy(ctx: Governed, run: RunRecord, decision: PolicyDecision, policy_mode: str | None) -> None:
+    """Put on the run's decision the hash and body of the policy it was admitted under (the compliance rules and
+    modes of its classification, the override, the budgets applicable to it) and any governed override."""
+    from genops_cli.errors import LedgerError
+    from genops_cli.policy import budgets, compliance
+    from genops_cli.policy.scopes import scopes_for_run
+
+    try:
+        stored = budgets.cached_ledger_budgets(ctx.ledger)
+    except LedgerError:
+        stored = []
+    merged = {b.scope: b for b in budgets.config_budgets(ctx.settings)}
+    merged.update({b.scope: b for b in stored})  # a ledger budget replaces the file's for its scope
+    applicable = budgets.applicable([merged[s] for s in sorted(merged)],
+                                    scopes_for_run(run.attribution, run.pipeline_name))
+    decision.policy_hash, decision.snapshot = compliance.policy_snapshot(ctx.settings, run, policy_mode, applicable)
+    decision.override = run.policy.override

@@ -35,6 +35,8 @@ class ComponentProfile:
     #: For an Agent: the profile of its chat generator.
     inner: ComponentProfile | None = None
     streaming: bool = False
+    #: The endpoint the component calls when it sets one (api_base_url, azure_endpoint, ...): residency rules.
+    endpoint: str | None = None
 
 
 @dataclass
@@ -135,12 +137,15 @@ class RunCapture:
         gate = self.admission
         if gate is None or not gate.active:
             return None
-        from genops_cli.policy.admission import CallBlocked, worst_case_request
+        from genops_cli.policy.admission import CallBlocked, requested_model, worst_case_request
 
         if model is None and component_name in self._models:
             model, provider = self._models[component_name]
+        model = requested_model(inputs) or model  # generation_kwargs.model replaces the configured model
+        profile = self.profile_for(component_name)
         request = worst_case_request(self.run_id, component_name, kind, provider, model, inputs, max_tokens,
-                                     self.max_tokens_cap, tenant=self.tenant)
+                                     self.max_tokens_cap, tenant=self.tenant,
+                                     endpoint=profile.endpoint if profile is not None else None)
         try:
             return gate.admit(request)
         except CallBlocked:

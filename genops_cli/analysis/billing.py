@@ -40,6 +40,7 @@ from genops_cli.errors import ConfigError, UsageError
 from genops_cli.ledger.store import Tx
 from genops_cli.models import MONEY_QUANTUM, UnitPrices
 from genops_cli.money import money_json, money_text, quantity, unit_price_text, unpriced_note
+from genops_cli.pricing.book import cost_components
 from genops_cli.tracking.usage import UsageSourceShare
 
 if TYPE_CHECKING:
@@ -131,31 +132,7 @@ def parse_billing_period(period: str | None = None, from_: str | None = None, to
 
 
 # ------------------------------------------------------------------------------------------------ cost split
-
-
-def cost_components(input_tokens: int, cache_read: int, cache_write: int, output_tokens: int,
-                    latency_ms: float | None, prices: UnitPrices) -> list[tuple[str, Decimal, Decimal, Decimal]]:
-    """(kind, quantity in pricing units, unit price, exact cost) per price kind that the call used.
-
-    The same rules as `pricing.compute_cost` (cache reads/writes at the input price when the model has no cache
-    price; uncached input never negative), split by kind; the exact costs sum to compute_cost's result.
-    """
-    input_price = prices.input_mtok if prices.input_mtok is not None else ZERO
-    read_price = prices.cache_read_mtok if prices.cache_read_mtok is not None else input_price
-    write_price = prices.cache_write_mtok if prices.cache_write_mtok is not None else input_price
-    output_price = prices.output_mtok if prices.output_mtok is not None else ZERO
-    uncached = max(input_tokens - cache_read - cache_write, 0)
-    out: list[tuple[str, Decimal, Decimal, Decimal]] = []
-    for kind, tokens, price in (("input", uncached, input_price), ("cached_input", cache_read, read_price),
-                                ("cache_write", cache_write, write_price), ("output", output_tokens, output_price)):
-        if tokens:
-            out.append((kind, Decimal(tokens) / _MTOK, price, Decimal(tokens) * price / _MTOK))
-    if prices.per_call is not None:
-        out.append(("per_call", Decimal(1), prices.per_call, prices.per_call))
-    if prices.per_second is not None and latency_ms:
-        seconds = Decimal(str(latency_ms)) / Decimal(1000)
-        out.append(("per_second", seconds, prices.per_second, prices.per_second * seconds))
-    return out
+# The split itself is the one cost formula, `pricing.book.cost_components`.
 
 
 def allocate(total: Decimal, parts: list[Decimal]) -> list[Decimal] | None:

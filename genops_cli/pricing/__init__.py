@@ -13,6 +13,7 @@ from genops_cli.pricing.book import (
     PriceTier,
     ResolvedPrice,
     compute_cost,
+    cost_components,
     get_price_book,
     reset_price_book,
 )
@@ -42,6 +43,7 @@ __all__ = [
     "TenantContract",
     "bundled_overlay_dir",
     "compute_cost",
+    "cost_components",
     "get_price_book",
     "load_overlay_file",
     "load_overlays",

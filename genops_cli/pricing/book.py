@@ -248,30 +248,36 @@ class PricedUsage:
 # ---------------------------------------------------------------------------------------------- cost
 
 
-def compute_cost(usage: TokenUsage, prices: UnitPrices, latency_ms: float | None = None) -> Decimal:
-    """Exact (unquantized) cost of `usage` at `prices`.
-
-    (input - cache_read - cache_write) * input + cache_read * cache_read (input price if none)
-    + cache_write * cache_write (input price if none) + output * output, all per 1M tokens,
-    + per_call + per_second * latency in seconds. Cached tokens are counted once, at their cache rate.
+def cost_components(input_tokens: int, cache_read: int, cache_write: int, output_tokens: int,
+                    latency_ms: float | None, prices: UnitPrices) -> list[tuple[str, Decimal, Decimal, Decimal]]:
+    """The cost formula, split by price kind: (kind, quantity in pricing units, unit price, exact cost) for each
+    kind the call used. Kinds: input (uncached, never negative), cached_input and cache_write (at the input price
+    when the model has no cache price), output, per_call, per_second (of call latency). Token prices are per 1M
+    tokens; cached tokens are counted once, at their cache rate. Bills show these lines; `compute_cost` sums them.
     """
     zero = Decimal(0)
     input_price = prices.input_mtok if prices.input_mtok is not None else zero
     read_price = prices.cache_read_mtok if prices.cache_read_mtok is not None else input_price
     write_price = prices.cache_write_mtok if prices.cache_write_mtok is not None else input_price
     output_price = prices.output_mtok if prices.output_mtok is not None else zero
-    uncached = max(usage.input_tokens - usage.cache_read_tokens - usage.cache_write_tokens, 0)
-    total = (
-        uncached * input_price
-        + usage.cache_read_tokens * read_price
-        + usage.cache_write_tokens * write_price
-        + usage.output_tokens * output_price
-    ) / _MTOK
+    uncached = max(input_tokens - cache_read - cache_write, 0)
+    out: list[tuple[str, Decimal, Decimal, Decimal]] = []
+    for kind, tokens, price in (("input", uncached, input_price), ("cached_input", cache_read, read_price),
+                                ("cache_write", cache_write, write_price), ("output", output_tokens, output_price)):
+        if tokens:
+            out.append((kind, Decimal(tokens) / _MTOK, price, Decimal(tokens) * price / _MTOK))
     if prices.per_call is not None:
-        total += prices.per_call
+        out.append(("per_call", Decimal(1), prices.per_call, prices.per_call))
     if prices.per_second is not None and latency_ms:
-        total += prices.per_second * Decimal(str(latency_ms)) / Decimal(1000)
-    return total
+        seconds = Decimal(str(latency_ms)) / Decimal(1000)
+        out.append(("per_second", seconds, prices.per_second, prices.per_second * seconds))
+    return out
+
+
+def compute_cost(usage: TokenUsage, prices: UnitPrices, latency_ms: float | None = None) -> Decimal:
+    """Exact (unquantized) cost of `usage` at `prices`: the sum of `cost_components`."""
+    return sum((c[3] for c in cost_components(usage.input_tokens, usage.cache_read_tokens, usage.cache_write_tokens,
+                                              usage.output_tokens, latency_ms, prices)), Decimal(0))
 
 
 def _apply_tiers(prices: UnitPrices, tiers: Sequence[PriceTier], input_tokens: int, attr: str) -> UnitPrices:

@@ -20,7 +20,6 @@ from typer.core import TyperGroup
 
 from genops_cli.errors import EXIT_USAGE, GenopsError
 from genops_cli.money import DISPLAY_PLACES, money_text
-from genops_cli.redact import redact, redact_obj, redactor
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -55,16 +54,22 @@ def warn(message: str) -> None:
     from rich.markup import escape
 
     # The message carries user strings (tenant ids, file names): escaped, so "[/]" is text, not rich markup.
+    from genops_cli.redact import redact
+
     stderr_console().print(f"[yellow]warning:[/yellow] {escape(redact(message) or '')}", markup=True)
 
 
 def info(message: str, quiet: bool = False) -> None:
     if not quiet:
+        from genops_cli.redact import redact
+
         stderr_console().print(redact(message), markup=False)
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
     """Print a one-line error to stderr and return the Exit to raise."""
+    from genops_cli.redact import redact
+
     print(f"error: {redact(message)}", file=sys.stderr)
     return typer.Exit(code)
 
@@ -82,6 +87,8 @@ def _json_default(value: Any) -> Any:
 def print_json(obj: Any, stream: Any = None) -> None:
     """One JSON document on stdout (or `stream`), every string in it with secrets masked (a provider error echoing
     a key)."""
+    from genops_cli.redact import redact_obj, redactor
+
     scrub = redactor()
     text = json.dumps(redact_obj(obj, scrub), default=lambda v: redact_obj(_json_default(v), scrub),
                       ensure_ascii=False)

@@ -5,7 +5,6 @@ This module must stay light: no haystack import.
 
 from __future__ import annotations
 
-import difflib
 import json
 import sys
 from datetime import datetime, timezone
@@ -13,13 +12,13 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from genops_cli.cli.common import fail, handle_errors, print_json
 from genops_cli.errors import UsageError
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from genops_cli.pricing import PriceBook, ResolvedPrice
 
 app = typer.Typer(
@@ -57,6 +56,8 @@ def _parse_at(at: str | None) -> datetime | None:
 
 
 def _console() -> Console:
+    from rich.console import Console
+
     # A terminal gets its own width; pipes get a wide plain table instead of rich's 80-column default.
     return Console() if sys.stdout.isatty() else Console(width=200)
 
@@ -85,6 +86,8 @@ def _unknown_message(book: PriceBook, model: str, provider: str | None, when: st
 
     dirs = ", ".join(str(d) for d in overlay_dirs())
     names = sorted({rp.model.lower() for rp in book.list_models()})
+    import difflib
+
     close = difflib.get_close_matches(base, names, n=3, cutoff=0.6)
     hint = f"; did you mean {', '.join(close)}?" if close else "; see genops pricing list"
     return (f"{message}: neither {book.genai_snapshot_id} nor the overlays ({dirs}) know it{hint} "
@@ -92,6 +95,8 @@ def _unknown_message(book: PriceBook, model: str, provider: str | None, when: st
 
 
 def _show_table(rp: ResolvedPrice, console: Console) -> None:
+    from rich.table import Table
+
     table = Table(title=f"{rp.provider}:{rp.model}", show_header=False, title_justify="left")
     table.add_column("field", style="bold")
     table.add_column("value")
@@ -164,6 +169,8 @@ def list_models(
         typer.echo(json.dumps([rp.to_json() for rp in models], indent=2))
         return
     console = _console()
+    from rich.table import Table
+
     table = Table(title=f"{len(models)} models" + (f" ({provider})" if provider else ""), title_justify="left")
     table.add_column("provider")
     table.add_column("model")
@@ -216,6 +223,8 @@ def check(
         print_json({"pipeline": profile.name, "components": rows, "all_priced": not unpriced})
     else:
         console = _console()
+        from rich.table import Table
+
         table = Table(title=f"{profile.name}: {len(rows)} priced component(s)", title_justify="left")
         for column in ("component", "provider", "model", "priced", "source", "max_tokens"):
             table.add_column(column)
@@ -235,6 +244,8 @@ def _check_all(when: Any, json_output: bool) -> None:
         print_json({"disagreements": [d.to_json() for d in found]})
         return
     console = _console()
+    from rich.table import Table
+
     table = Table(title=f"Overlays vs genai-prices: {len(found)} difference(s)", title_justify="left")
     for column in ("overlay", "provider", "model", "kind", "field", "overlay price", "genai-prices"):
         table.add_column(column)

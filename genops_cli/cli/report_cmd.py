@@ -22,7 +22,6 @@ from genops_cli.cli.common import (
 )
 from genops_cli.errors import UsageError
 from genops_cli.money import total_text
-from genops_cli.safe_output import CsvDictWriter
 
 FORMATS = ("table", "json", "csv", "md", "html", "focus")
 _SUFFIX = {"table": ".txt", "json": ".json", "csv": ".csv", "md": ".md", "html": ".html", "focus": ".focus.csv"}
@@ -70,6 +69,8 @@ def _render(bill: Any, fmt: str, focus_version: str, issuer: Any, width: int | N
     if fmt == "focus":
         focus.write_focus_csv(bill, buffer, focus_version, issuer.name, perspective)
     elif fmt == "csv":
+        from genops_cli.safe_output import CsvDictWriter
+
         writer = CsvDictWriter(buffer, fieldnames=billing.LINE_CSV_COLUMNS)
         writer.writeheader()
         writer.writerows(billing.bill_csv_rows(bill))

@@ -129,6 +129,9 @@ def test_nested_agent_across_providers_is_priced_as_its_own_provider(openai_serv
         "search_agent", 2, 2, 2 * HAIKU_STEP)
     assert outer["exit_reason"] == inner["exit_reason"] == "final_answer"
     assert out["agent_hit_max_steps"] is False
+    # One vocabulary for where usage came from, on every record.
+    assert {source for (source,) in ledger_rows("SELECT DISTINCT usage_source FROM calls")} <= {
+        "reported", "estimated", "missing"}
 
     # The ledger keeps the same: each step belongs to its own agent instance.
     rows = ledger_rows("SELECT c.component_name, c.provider, c.agent_step, a.component_path, a.exit_reason "

@@ -155,7 +155,7 @@ def _record_standalone(component: Any, ctx: ComponentExecutionContext, error: Ba
     capture = session.capture
     extracted = extract_usage(ctx.output, provider=provider) if ctx.output is not None else None
     model = (extracted.model if extracted else None) or configured_model
-    usage = extracted.usage if extracted is not None else TokenUsage(source="missing" if model else "none")
+    usage = extracted.usage if extracted is not None else TokenUsage(source="missing")
     capture.add(CallRecord(
         call_id=capture.new_call_id(), run_id=session.run.run_id, seq=capture.next_seq(), span_kind="component",
         component_name=ctx.component_name, component_type=ctx.component_type, started_at=ctx.started_at,

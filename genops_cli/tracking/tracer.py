@@ -384,8 +384,10 @@ class GenopsSpan(Span):
             model = model or (profile.model if profile else None)
             if model is not None and usage.source in ("none", "missing"):
                 usage = _estimate_usage(self._llm_input, self._llm_output, model, self._provider(model))
-            if usage.source == "none":
-                usage = TokenUsage(source="missing")  # an LLM call (even a failed one) is never "none"
+        if usage.source == "none":
+            # One vocabulary in the ledger: reported | estimated | missing. A failed LLM call, and a record that
+            # made no model call at all (builder, tool, agent container), have no usage: missing, zero tokens.
+            usage = TokenUsage(source="missing", raw=usage.raw)
         status = "ok"
         error_text = None
         if error is not None:

@@ -805,7 +805,8 @@ def is_embedder(component_type: str, fully_qualified_type: str | None = None) ->
 
 #: The usage_source of an LLM or embedding call: the provider reported it, genops counted it offline (a stream
 #: without usage, a simulation), or nothing could be counted (e.g. the call failed before replying). Records
-#: without a model call (builders, tools, agent containers) carry "none".
+#: without a model call (builders, tools, agent containers) carry "missing" too, with zero tokens; "none" only
+#: ever comes out of `extract_usage` (an output with documents and no call), never into a record.
 USAGE_SOURCES = ("reported", "estimated", "missing")
 
 

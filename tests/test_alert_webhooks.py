@@ -173,6 +173,9 @@ def test_runs_left_in_the_spool_raise_an_alert_once_per_file(receivers, tmp_path
     second = cli("analyze", "--json")
     assert "waiting in the spool" in second.stderr  # every command that sees them says so
     assert len(hook.bodies) == 1  # but the webhook hears about each stuck file once
+    writer = cli("run", sample("chain"), "--inputs", sample("chain", "inputs.json"), "--simulate", "--json")
+    assert writer.exit_code == 0 and "waiting in the spool" in writer.stderr
+    assert len(hook.bodies) == 1
 
 
 def test_config_budget_can_name_its_own_webhook(priced, receivers, tmp_path: Path):

@@ -175,8 +175,8 @@ def open_cli_reader_ledger(settings: Any, complete: bool = False) -> Any:
     if ledger.backend == "duckdb" and not ledger.exists():
         raise UsageError(f"no ledger at {ledger.location}; check --ledger / GENOPS_LEDGER (a ledger is created by "
                          "the first genops run)")
-    report_stale_spool(ledger, settings)
     caught = catch_up(ledger)
+    report_stale_spool(ledger, settings)  # what still waits after the catch-up
     if caught.ingested:
         info(f"ingested {caught.ingested} spooled run(s) first")
     if caught.pending:
@@ -194,10 +194,10 @@ def open_cli_writer_ledger(settings: Any) -> Any:
     from genops_cli.ledger.records import drain
 
     ledger = open_cli_ledger(settings)
-    report_stale_spool(ledger, settings)
     result = drain(ledger)
     if result.inserted:
         info(f"ingested {len(result.inserted)} spooled run(s) left by an earlier invocation")
+    report_stale_spool(ledger, settings)  # what still waits after the drain
     return ledger
 
 

@@ -10,7 +10,15 @@ from typing import Any
 
 import typer
 
-from genops_cli.cli.common import handle_errors, info, load_cli_settings, open_cli_ledger, print_json, warn
+from genops_cli.cli.common import (
+    handle_errors,
+    info,
+    load_cli_settings,
+    open_cli_ledger,
+    print_json,
+    report_stale_spool,
+    warn,
+)
 
 
 def _parse_tags(tags: list[str] | None) -> dict[str, str]:
@@ -115,6 +123,7 @@ def run(
     if ttl is not None:
         options.cache_ttl = ttl
     ledger = open_cli_ledger(settings)
+    report_stale_spool(ledger, settings)
     real_stdout = sys.stdout
 
     def emit(obj: dict[str, Any]) -> None:

@@ -590,96 +590,122 @@ class PriceBook:
 
     def _build(self, req: _Request, entry: OverlayModel | None, genai_price: gp_types.ModelPrice | None,
                contract: TenantContract | None, rate: ContractRate | None, tenant: str | None) -> ResolvedPrice | None:
-        tiers: list[tuple[str, int, Decimal]] = []
-        note: str | None = None
-        valid_from = valid_until = None
-        context_window: int | None = None
-        max_out: int | None = None
-        if entry is not None:
-            list_prices = entry.prices
-            provider = req.provider or req.overlay_provider or entry.providers[0]
-            canonical = entry.id if entry.report_as == "id" else _requested_id(req)
-            source, snapshot_id = entry.source.source, entry.source.snapshot_id
-            valid_from, valid_until = entry.valid_from, entry.valid_until
-            context_window, max_out, note = entry.context_window, entry.max_output_tokens, entry.note
-            tiers = [(key, start, getattr(prices, key)) for start, prices in entry.tiers
-                     for key in TOKEN_PRICE_FIELDS if getattr(prices, key) is not None]
-            if context_window is None and req.genai is not None:
-                context_window = req.genai[1].context_window
-        elif genai_price is not None and req.genai is not None:
-            gp, info = req.genai
-            extracted = _extract_genai(genai_price)
-            if extracted is None:
-                return None
-            list_prices, tiers, ignored = extracted
-            provider, canonical = gp.id, info.id
-            source, snapshot_id = "genai-prices", self.genai_snapshot_id
-            context_window = info.context_window
-            if ignored:
-                note = "not applied (usage has no such units): " + ", ".join(ignored)
-        elif rate is not None and rate.prices is not None and contract is not None:
-            # Known only through the tenant's contract: the contracted rate is also its list price.
-            list_prices = rate.prices
-            provider = req.provider or req.overlay_provider or "?"
-            canonical = _requested_id(req)
-            source, snapshot_id = contract.source.source, contract.source.snapshot_id
-        else:
+        base = self._base(req, entry, genai_price, contract, rate)
+        if base is None:
             return None
-
-        names = [canonical.lower(), req.base]
-        lim_out, lim_ctx = self._limits(names, provider)
-        max_out = max_out if max_out is not None else lim_out
-        context_window = context_window if context_window is not None else lim_ctx
-
-        # Tenant contract: contracted = explicit rate or list - discount; billed = contracted + markup.
-        contracted, billed, contract_label = list_prices, list_prices, None
-        discount = markup = Decimal(0)
-        explicit = False
-        if contract is not None:
-            contract_label = contract.label
-            markup = rate.markup_pct if rate is not None and rate.markup_pct is not None else contract.markup_pct
-            if rate is not None and rate.prices is not None:
-                contracted, explicit = rate.prices, True
-            else:
-                discount = rate.discount_pct if rate is not None and rate.discount_pct is not None \
-                    else contract.discount_pct
-                contracted = _scale(list_prices, (_HUNDRED - discount) / _HUNDRED)
-            billed = _scale(contracted, (_HUNDRED + markup) / _HUNDRED)
-            contract_snapshot = contract.source.snapshot_id
-            if snapshot_id != contract_snapshot:
-                snapshot_id = f"{snapshot_id}+contract:{contract.source.name}@{contract.source.sha256[:12]}"
-            if explicit:
-                source = contract.source.source
-
+        lim_out, lim_ctx = self._limits([base.canonical.lower(), req.base], base.provider)
+        terms = _Terms.of(base, contract, rate)
         price_tiers = tuple(
             PriceTier(
                 price_key=key,
                 start_tokens=start,
                 list_price=price,
-                contracted_price=None if explicit else _clean(price * (_HUNDRED - discount) / _HUNDRED),
-                billed_price=None if explicit else _clean(
-                    price * (_HUNDRED - discount) / _HUNDRED * (_HUNDRED + markup) / _HUNDRED),
+                contracted_price=None if terms.explicit else _clean(price * (_HUNDRED - terms.discount) / _HUNDRED),
+                billed_price=None if terms.explicit else _clean(
+                    price * (_HUNDRED - terms.discount) / _HUNDRED * (_HUNDRED + terms.markup) / _HUNDRED),
             )
-            for key, start, price in tiers
+            for key, start, price in base.tiers
         )
         return ResolvedPrice(
-            provider=provider,
-            model=f"{canonical}@{req.variant}" if req.variant else canonical,
-            unit_prices=billed,
-            list_prices=list_prices,
-            contracted_prices=contracted,
-            source=source,
-            snapshot_id=snapshot_id,
-            max_output_tokens=max_out,
-            context_window=context_window,
+            provider=base.provider,
+            model=f"{base.canonical}@{req.variant}" if req.variant else base.canonical,
+            unit_prices=terms.billed,
+            list_prices=base.list_prices,
+            contracted_prices=terms.contracted,
+            source=terms.source,
+            snapshot_id=terms.snapshot_id,
+            max_output_tokens=base.max_out if base.max_out is not None else lim_out,
+            context_window=base.context_window if base.context_window is not None else lim_ctx,
             tiers=price_tiers,
             variant=req.variant,
             tenant=tenant if contract is not None else None,
-            contract=contract_label,
-            valid_from=valid_from,
-            valid_until=valid_until,
-            note=note,
+            contract=terms.label,
+            valid_from=base.valid_from,
+            valid_until=base.valid_until,
+            note=base.note,
         )
+
+    def _base(self, req: _Request, entry: OverlayModel | None, genai_price: gp_types.ModelPrice | None,
+              contract: TenantContract | None, rate: ContractRate | None) -> _Base | None:
+        """The list price and where it comes from: an overlay entry, genai-prices, or only the tenant's contract."""
+        if entry is not None:
+            context_window = entry.context_window
+            if context_window is None and req.genai is not None:
+                context_window = req.genai[1].context_window
+            return _Base(
+                list_prices=entry.prices, provider=req.provider or req.overlay_provider or entry.providers[0],
+                canonical=entry.id if entry.report_as == "id" else _requested_id(req),
+                source=entry.source.source, snapshot_id=entry.source.snapshot_id, valid_from=entry.valid_from,
+                valid_until=entry.valid_until, context_window=context_window, max_out=entry.max_output_tokens,
+                note=entry.note, tiers=[(key, start, getattr(prices, key)) for start, prices in entry.tiers
+                                        for key in TOKEN_PRICE_FIELDS if getattr(prices, key) is not None])
+        if genai_price is not None and req.genai is not None:
+            gp, info = req.genai
+            extracted = _extract_genai(genai_price)
+            if extracted is None:
+                return None
+            list_prices, tiers, ignored = extracted
+            return _Base(list_prices=list_prices, provider=gp.id, canonical=info.id, source="genai-prices",
+                         snapshot_id=self.genai_snapshot_id, context_window=info.context_window, tiers=tiers,
+                         note="not applied (usage has no such units): " + ", ".join(ignored) if ignored else None)
+        if rate is not None and rate.prices is not None and contract is not None:
+            # Known only through the tenant's contract: the contracted rate is also its list price.
+            return _Base(list_prices=rate.prices, provider=req.provider or req.overlay_provider or "?",
+                         canonical=_requested_id(req), source=contract.source.source,
+                         snapshot_id=contract.source.snapshot_id)
+        return None
+
+
+@dataclass
+class _Base:
+    """A model's list price before any tenant contract."""
+
+    list_prices: UnitPrices
+    provider: str
+    canonical: str
+    source: str
+    snapshot_id: str | None
+    valid_from: Any = None
+    valid_until: Any = None
+    context_window: int | None = None
+    max_out: int | None = None
+    note: str | None = None
+    tiers: list[tuple[str, int, Decimal]] = field(default_factory=list)
+
+
+@dataclass
+class _Terms:
+    """A tenant contract applied to a list price: contracted = explicit rate or list - discount; billed =
+    contracted + markup."""
+
+    contracted: UnitPrices
+    billed: UnitPrices
+    source: str
+    snapshot_id: str | None
+    label: str | None = None
+    discount: Decimal = Decimal(0)
+    markup: Decimal = Decimal(0)
+    explicit: bool = False
+
+    @classmethod
+    def of(cls, base: _Base, contract: TenantContract | None, rate: ContractRate | None) -> _Terms:
+        terms = cls(base.list_prices, base.list_prices, base.source, base.snapshot_id)
+        if contract is None:
+            return terms
+        terms.label = contract.label
+        terms.markup = rate.markup_pct if rate is not None and rate.markup_pct is not None else contract.markup_pct
+        if rate is not None and rate.prices is not None:
+            terms.contracted, terms.explicit = rate.prices, True
+            terms.source = contract.source.source
+        else:
+            terms.discount = rate.discount_pct if rate is not None and rate.discount_pct is not None \
+                else contract.discount_pct
+            terms.contracted = _scale(base.list_prices, (_HUNDRED - terms.discount) / _HUNDRED)
+        terms.billed = _scale(terms.contracted, (_HUNDRED + terms.markup) / _HUNDRED)
+        if base.snapshot_id != contract.source.snapshot_id:
+            terms.snapshot_id = (f"{base.snapshot_id}+contract:{contract.source.name}@"
+                                 f"{contract.source.sha256[:12]}")
+        return terms
 
 
 def _requested_id(req: _Request) -> str:

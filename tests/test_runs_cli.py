@@ -50,6 +50,8 @@ def test_runs_lists_newest_first_with_filters_and_formats():
     assert ids("--status", "error") == []
     assert ids("--real-only") == []  # both runs were simulated
 
+    assert ids("--user", "bob") == [r["run_id"] for r in json.loads(cli("runs", "list", "--user", "bob",
+                                                                     "--json").stdout)]
     table = cli("runs")
     assert table.exit_code == 0
     assert first["run_id"][:13] in table.stdout and "chain" in table.stdout and "env=prod" in table.stdout

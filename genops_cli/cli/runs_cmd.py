@@ -98,6 +98,10 @@ def list_runs(
         _table(runs)
 
 
+# `genops runs list ...` is the same as `genops runs ...` (people type both).
+app.command("list", epilog=LIST_EPILOG)(list_runs)
+
+
 def _csv(runs: list[Any]) -> None:
     import sys
 
@@ -161,8 +165,7 @@ def show(
     output_format: str = typer.Option("table", "--format", help="table (a tree) | json."),
     json_output: bool = typer.Option(False, "--json", help="JSON on stdout; the same as --format json."),
 ) -> None:
-    """One run as a tree: component visits -> agent steps -> LLM and tool calls, with tokens, cost, latency,
-    status, errors, the policy decision and the price snapshot."""
+    """One run as a tree (visits, agent steps, LLM and tool calls): tokens, cost, latency, errors, policy, prices."""
     from genops_cli.analysis.runs import run_detail
 
     fmt = check_output_format(output_format, json_output, ("table", "json"))

@@ -201,3 +201,28 @@ def test_strict_configuration(tmp_path, text, fragment):
     assert len(result.stderr.strip().splitlines()) == 1
     validated = cli("validate")  # validate reports it among its checks, with file:line, and fails
     assert validated.exit_code == 1 and fragment in validated.stdout.replace("\n", " ")
+
+
+def test_report_shows_the_rules_in_force_and_exports_csv(tmp_path, openai_server):
+    import csv
+    import io
+
+    _config(tmp_path, MODELS)
+    assert _run(tmp_path, "--classification", "confidential").exit_code == 0
+    _config(tmp_path, MODELS + "  allow_override: true\n")
+    assert _run(tmp_path, "--classification", "confidential", "--policy", "advisory",
+                generation_kwargs={"model": "gpt-4o"}).exit_code == 0
+    report = json.loads(cli("compliance", "report", "--format", "json").stdout)
+    in_force = report["rules_in_force"]
+    assert len(in_force) == 2 and sum(p["runs"] for p in in_force) == 2
+    assert all(p["policy"]["rules"]["allowed_models"] == ["gpt-4o-mini*"] for p in in_force)
+    assert {p["policy"]["policy_override"] for p in in_force} == {None, "advisory"}
+    [override] = report["overrides"]
+    assert "models" in override["override"]["weakened"] and override["override"]["policy"] == "advisory"
+    csv_text = cli("compliance", "report", "--format", "csv").stdout
+    rows = list(csv.DictReader(io.StringIO(csv_text)))
+    assert len(rows) == 2 and {r["policy_result"] for r in rows} == {"ALLOWED", "WARNING"}
+    assert {r["policy_hash"] for r in rows} == {p["policy_hash"] for p in in_force}
+    out = tmp_path / "ops.csv"
+    assert cli("compliance", "report", "--format", "csv", "--out", str(out)).exit_code == 0
+    assert out.read_text() == csv_text

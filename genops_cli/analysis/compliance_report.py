@@ -3,7 +3,7 @@ conformance and the audit-chain status, from the ledger only.
 
     report = compliance_report(tx, days=30, settings=settings)
     report.to_json()            # the `genops compliance report --format json` object
-    render_compliance(report, "html")
+    render_compliance(report, "html")    # or "md", or "csv" (one row per operation)
 
 An operation is a non-simulated run that started in the window. A violation is a `policy_events` row whose
 result is not ALLOWED (compliance and budget rules alike, enforced or only recorded); a compliant operation has
@@ -22,6 +22,7 @@ none. Spec conformance checks, per run, the attributes the GenOps spec v0.1 requ
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -72,6 +73,8 @@ def days_period(days: int, now: datetime | None = None) -> Period:
 class ComplianceReport:
     period: Period
     data: dict[str, Any] = field(default_factory=dict)
+    #: one row per operation (the CSV form), not part of the JSON summary
+    operations: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return self.data
@@ -85,8 +88,9 @@ def compliance_report(tx: Tx, days: int = 30, settings: Settings | None = None, 
     where, params = build_where(Filters(), period, alias="r", simulated=False)
     runs = tx.query_dicts(
         "SELECT r.run_id, r.team, r.project, r.environment, r.pipeline_name, r.data_classification, r.status, "
-        "r.policy_result, r.policy_reason_code, r.reserved_cost, r.total_cost, r.currency, r.genops_version "
-        f"FROM runs r WHERE {where}", params)
+        "r.policy_result, r.policy_reason_code, r.reserved_cost, r.total_cost, r.currency, r.genops_version, "
+        "r.started_at, r.customer_id, r.policy_hash, r.policy_override "
+        f"FROM runs r WHERE {where} ORDER BY r.started_at, r.run_id", params)
     call_stats = {row[0]: row[1:] for row in tx.query(
         "SELECT c.run_id, COUNT(*), "
         "SUM(CASE WHEN c.component_type IS NULL OR c.component_type = '' THEN 1 ELSE 0 END), "
@@ -189,6 +193,9 @@ def compliance_report(tx: Tx, days: int = 30, settings: Settings | None = None, 
         ],
         "spec_conformance": spec,
         "rules": _rules_summary(settings),
+        "rules_in_force": _rules_in_force(tx, runs),
+        "overrides": [{"run_id": r["run_id"], "override": json.loads(r["policy_override"])}
+                      for r in runs if r["policy_override"]],
         "simulated_runs_excluded": True,
     }
     if verify_audit:
@@ -197,7 +204,49 @@ def compliance_report(tx: Tx, days: int = 30, settings: Settings | None = None, 
         data["audit"] = {"entries": checked, "intact": not problems, "problems": len(problems),
                          "first_problem": problems[0].message if problems else None, "head_seq": seq,
                          "head_hash": head}
-    return ComplianceReport(period, data)
+    return ComplianceReport(period, data, _operations(runs, events))
+
+
+def _rules_in_force(tx: Tx, runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The policies the window's runs were admitted under (from policy_snapshots), most used first; runs recorded
+    before genops kept policy hashes are counted under `null`."""
+    counts: dict[str | None, int] = {}
+    for r in runs:
+        counts[r["policy_hash"]] = counts.get(r["policy_hash"], 0) + 1
+    hashes = sorted(h for h in counts if h)
+    bodies = {h: (seen, body) for h, seen, body in tx.query(
+        "SELECT policy_hash, first_seen_at, body FROM policy_snapshots WHERE policy_hash IN "
+        f"({', '.join('?' for _ in hashes)})", hashes)} if hashes else {}
+    out = []
+    for policy_hash, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0] or "")):
+        seen, body = bodies.get(policy_hash, (None, None)) if policy_hash else (None, None)
+        out.append({"policy_hash": policy_hash, "runs": n,
+                    "first_seen_at": seen.isoformat() + "Z" if seen is not None else None,
+                    "policy": json.loads(body) if body else None})
+    return out
+
+
+#: Columns of the CSV form: one row per operation.
+OPERATION_COLUMNS = ["run_id", "started_at", "pipeline", "team", "project", "environment", "customer_id",
+                     "data_classification", "status", "policy_result", "policy_reason_code", "violations",
+                     "enforced_violations", "total_cost", "currency", "policy_hash", "policy_override"]
+
+
+def _operations(runs: list[dict[str, Any]], events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    per_run: dict[str, list[int]] = {}
+    for e in events:
+        counts = per_run.setdefault(e["run_id"], [0, 0])
+        counts[0] += 1
+        counts[1] += 1 if e["enforced"] else 0
+    return [{
+        "run_id": r["run_id"], "started_at": r["started_at"].isoformat() + "Z", "pipeline": r["pipeline_name"],
+        "team": r["team"], "project": r["project"], "environment": r["environment"], "customer_id": r["customer_id"],
+        "data_classification": r["data_classification"], "status": r["status"], "policy_result": r["policy_result"],
+        "policy_reason_code": r["policy_reason_code"], "violations": per_run.get(r["run_id"], [0, 0])[0],
+        "enforced_violations": per_run.get(r["run_id"], [0, 0])[1],
+        "total_cost": money_json(Decimal(r["total_cost"] or 0)), "currency": r["currency"],
+        "policy_hash": r["policy_hash"], "policy_override": r["policy_override"],
+    } for r in runs]
 
 
 def _sum_by(runs: list[dict[str, Any]], key: str) -> dict[str, str]:
@@ -234,8 +283,20 @@ def _rules_summary(settings: Settings | None) -> dict[str, Any] | None:
 
 
 def render_compliance(report: ComplianceReport, fmt: str) -> str:
-    """The report as `md` or `html` (jinja2 templates shipped in the package)."""
+    """The report as `md` or `html` (jinja2 templates shipped in the package), or `csv`: one row per operation,
+    spreadsheet-safe."""
     from genops_cli.analysis.billing import template_env
 
+    if fmt == "csv":
+        import io
+
+        from genops_cli.safe_output import csv_writer
+
+        buffer = io.StringIO()
+        writer = csv_writer(buffer)
+        writer.writerow(OPERATION_COLUMNS)
+        for row in report.operations:
+            writer.writerow(["" if row[c] is None else row[c] for c in OPERATION_COLUMNS])
+        return buffer.getvalue()
     name = {"md": "compliance_report.md.j2", "html": "compliance_report.html.j2"}[fmt]
     return template_env().get_template(name).render(r=report.to_json())

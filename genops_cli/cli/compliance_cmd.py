@@ -18,7 +18,7 @@ from genops_cli.cli.common import (
 from genops_cli.errors import UsageError
 
 app = typer.Typer(no_args_is_help=True)
-FORMATS = ("table", "json", "md", "html")
+FORMATS = ("table", "json", "md", "html", "csv")
 
 
 REPORT_EPILOG = """[bold]Examples[/bold]
@@ -42,7 +42,7 @@ def report_cmd(
     from_: str = typer.Option(None, "--from", help="Start date YYYY-MM-DD or ISO datetime (UTC)."),
     to: str = typer.Option(None, "--to", help="End date (inclusive day) or ISO datetime (UTC); default now."),
     days: int = typer.Option(None, "--days", help="The last N days (the same as --since Nd)."),
-    fmt: str = typer.Option("table", "--format", help="table|json|md|html"),
+    fmt: str = typer.Option("table", "--format", help="table|json|md|html|csv (csv: one row per operation)"),
     out: str = typer.Option(None, "--out", help="Write to this file instead of stdout."),
 ) -> None:
     """Operations, violations (reason codes), cost, providers, classifications, GenOps spec conformance, audit."""
@@ -58,7 +58,7 @@ def report_cmd(
     settings = load_cli_settings()
     with open_cli_reader_ledger(settings).read() as tx:
         report = compliance_report(tx, days if days is not None else 30, settings, period=period)
-    if fmt in ("md", "html"):
+    if fmt in ("md", "html", "csv"):
         text = render_compliance(report, fmt)
     elif fmt == "json" and out:
         import json
@@ -68,7 +68,7 @@ def report_cmd(
         text = None
     if out:
         if text is None:
-            raise UsageError("--out needs --format json, md or html")
+            raise UsageError("--out needs --format json, md, html or csv")
         Path(out).write_text(text, encoding="utf-8")
         info(f"wrote compliance report to {out}")
     elif fmt == "json":
@@ -95,7 +95,11 @@ def _print_table(r: dict[str, Any]) -> None:
     if "audit" in r:
         a = r["audit"]
         console.print(f"audit chain: {'intact' if a['intact'] else 'BROKEN: ' + a['first_problem']} "
-                      f"({a['entries']} entries)")
+                      f"({a['entries']} entries)", markup=False)
+    policies = r.get("rules_in_force") or []
+    if policies:
+        described = ", ".join(f"{(p['policy_hash'] or 'not recorded')[:12]} ({p['runs']} runs)" for p in policies)
+        console.print(f"policies in force: {described}; overrides: {len(r.get('overrides') or [])}", markup=False)
     table = Table(title="Violations by reason code", title_justify="left")
     for col in ("Reason code", "Events", "Enforced", "Runs", "Rules"):
         table.add_column(col)

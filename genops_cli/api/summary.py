@@ -7,9 +7,10 @@ level of `genops.summary` (`logging.getLogger("genops.summary").setLevel(logging
 application has configured no logging, the lines go to stderr (never stdout); otherwise they propagate to the
 application's handlers like any other logger.
 
-"Budget remaining" is the adapter's daily limit minus the scope's spend today, read from the ledger at most once
-every REFRESH_SECONDS and kept current in between with this process's own runs (so the line costs no ledger
-access per run; another process's spend shows up at the next refresh). Without a daily limit, the part is left out.
+"Budget remaining" is the adapter's daily limit minus the scope's spend today, read from the ledger on a
+background thread at most every REFRESH_SECONDS and kept current in between with this process's own runs (so the
+pipeline's thread never waits on the ledger, except the very first line of a process, for at most
+FIRST_REFRESH_WAIT; another process's spend shows up at the next refresh). Without a daily limit it is left out.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 
 summary_log = logging.getLogger("genops.summary")
 REFRESH_SECONDS = 30.0
+FIRST_REFRESH_WAIT = 2.0  # seconds the first line of a process may wait for the first ledger read
 _HANDLER_NAME = "genops-summary-stderr"
 
 
@@ -64,8 +66,11 @@ class RunSummary:
         self._lock = threading.Lock()
         self._baseline: Decimal | None = None  # the scope's spend today in the ledger at the last refresh
         self._refreshed_at = 0.0
+        self._refreshing = False
+        self._first = threading.Event()  # set once the first refresh is done
         self._window_key: str | None = None
-        self._pending: dict[str, Decimal] = {}  # runs of this process since the refresh: run id -> cost
+        self._pending: dict[str, Decimal] = {}  # runs of this process not yet seen in the ledger: id -> cost
+        self._start_refresh()  # at auto_instrument time, so the first run's line rarely waits for it
 
     def log(self, pipeline_name: str, run_id: str, cost: Decimal) -> None:
         if not summary_log.isEnabledFor(logging.INFO):
@@ -85,37 +90,63 @@ class RunSummary:
         budget = self.adapter._budget
         if budget.daily is None:
             return None
-        from genops_cli.policy.periods import window
-
-        w = window("daily", utcnow(), budget.timezone or self.adapter.settings.budgets.timezone)
+        key = self._window().key
         with self._lock:
-            if w.key != self._window_key:
+            if key != self._window_key:
                 self._pending.clear()  # a new day: earlier runs count toward the previous one
+                self._window_key = key
+                self._refreshed_at = 0.0
             self._pending[run_id] = cost
-            if (self._baseline is None or w.key != self._window_key
-                    or time.monotonic() - self._refreshed_at > REFRESH_SECONDS):
-                self._refresh(w)
+            stale = time.monotonic() - self._refreshed_at > REFRESH_SECONDS
+        if stale:
+            self._start_refresh()
+        if not self._first.wait(FIRST_REFRESH_WAIT):  # only the first line of a process can wait, briefly
+            return None
+        with self._lock:
             spent = (self._baseline or Decimal(0)) + sum(self._pending.values(), Decimal(0))
         return quantize_money(budget.daily - spent)
 
-    def _refresh(self, w: Any) -> None:
+    def _window(self) -> Any:
+        from genops_cli.policy.periods import window
+
+        budget = self.adapter._budget
+        return window("daily", utcnow(), budget.timezone or self.adapter.settings.budgets.timezone)
+
+    def _start_refresh(self) -> None:
+        """Re-read the scope's spend on a background thread: the ledger read (a lock wait, a DuckDB open) never
+        runs on the thread of the pipeline run that logs the line."""
+        with self._lock:
+            if self._refreshing:
+                return
+            self._refreshing = True
+        threading.Thread(target=self._refresh, name="genops-summary-refresh", daemon=True).start()
+
+    def _refresh(self) -> None:
         """Spend today from the ledger; pending runs already in it are dropped (else they would count twice)."""
         from genops_cli.policy.budgets import spent
 
+        w = self._window()
         ledger = self.adapter.ledger
+        baseline, ingested = Decimal(0), set()
         try:
-            if not ledger.exists():
-                self._baseline = Decimal(0)
-            else:
+            if ledger.exists():
                 with ledger.read() as tx:
-                    self._baseline = spent(tx, self.adapter.budget_scope, w.start, w.end)
-                    ids = list(self._pending)
-                    marks = ", ".join("?" for _ in ids)
-                    ingested = {r[0] for r in tx.query(f"SELECT run_id FROM runs WHERE run_id IN ({marks})", ids)}
-                for run_id in ingested:
-                    self._pending.pop(run_id, None)
+                    with self._lock:
+                        ids = list(self._pending)
+                    baseline = spent(tx, self.adapter.budget_scope, w.start, w.end)
+                    if ids:
+                        marks = ", ".join("?" for _ in ids)
+                        ingested = {r[0] for r in tx.query(f"SELECT run_id FROM runs WHERE run_id IN ({marks})",
+                                                           ids)}
         except Exception as exc:  # a summary line never fails a run; the ledger's own errors surface elsewhere
             summary_log.debug("budget remaining not refreshed: %s", exc)
-            self._baseline = self._baseline or Decimal(0)
-        self._refreshed_at = time.monotonic()
-        self._window_key = w.key
+            baseline = self._baseline or Decimal(0)
+        with self._lock:
+            if w.key == (self._window_key or w.key):
+                self._baseline = baseline
+                for run_id in ingested:
+                    self._pending.pop(run_id, None)
+            self._window_key = w.key
+            self._refreshed_at = time.monotonic()
+            self._refreshing = False
+        self._first.set()

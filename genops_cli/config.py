@@ -232,6 +232,7 @@ def parse_thresholds(value: Any, where: str = "--alert-at") -> tuple[int, ...]:
 
 
 def _apply_file(settings: Settings, loader: _Loader) -> None:
+    """Apply a parsed `.genops.yml` to `settings`, section by section; errors name the file, line and key."""
     data = loader.data
     known = {"ledger", "haystack", "attribution", "budgets", "reservation", "alerts", "compliance", "simulation",
              "pricing", "observability", "providers", "logging", "limits", "redact", "billing", "agents"}
@@ -241,7 +242,17 @@ def _apply_file(settings: Settings, loader: _Loader) -> None:
     if data.get("ledger") is not None:
         settings.ledger = str(data["ledger"])
     _apply_safety_sections(loader, data)
+    _apply_attribution(settings, loader, data)
+    _apply_budgets(settings, loader, data)
+    _apply_reservation_and_alerts(settings, loader, data)
+    settings.compliance = _compliance(loader, data)
+    _apply_simulation_and_pricing(settings, loader, data)
+    _apply_observability(settings, loader, data)
+    _known_keys(loader, "haystack", _section(loader, data, "haystack"), HAYSTACK_KEYS)
+    _apply_logging_and_agents(settings, loader, data)
 
+
+def _apply_attribution(settings: Settings, loader: _Loader, data: dict[str, Any]) -> None:
     hay = _section(loader, data, "haystack")
     attr = _section(loader, data, "attribution")
     a = settings.attribution
@@ -259,6 +270,10 @@ def _apply_file(settings: Settings, loader: _Loader) -> None:
             raise ConfigError(f"{where}: use one of {', '.join(CLASSIFICATIONS)}")
         a.data_classification = classification
 
+
+def _apply_budgets(settings: Settings, loader: _Loader, data: dict[str, Any]) -> None:
+    """`budgets:` (and the guide's `haystack:` limits): the global budget and `budgets.scopes`."""
+    hay = _section(loader, data, "haystack")
     budgets = _section(loader, data, "budgets")
     b = settings.budgets
     if "timezone" in budgets:
@@ -278,6 +293,11 @@ def _apply_file(settings: Settings, loader: _Loader) -> None:
                         parse_money(section[key], loader.where(f"{section_name}.{key}")))
     if global_budget.daily or global_budget.monthly or global_budget.weekly:
         b.scopes.append(global_budget)
+    _apply_scope_budgets(settings, loader, budgets)
+
+
+def _apply_scope_budgets(settings: Settings, loader: _Loader, budgets: dict[str, Any]) -> None:
+    b = settings.budgets
     scopes = budgets.get("scopes") or {}
     if not isinstance(scopes, dict):
         raise ConfigError(f"{loader.where('budgets.scopes')}: must map a scope (e.g. 'team:ml') to limits")
@@ -299,6 +319,8 @@ def _apply_file(settings: Settings, loader: _Loader) -> None:
         _budget_webhook(sb, spec, where)
         b.scopes.append(sb)
 
+
+def _apply_reservation_and_alerts(settings: Settings, loader: _Loader, data: dict[str, Any]) -> None:
     reservation = _section(loader, data, "reservation")
     if "max_tokens_cap" in reservation:
         settings.max_tokens_cap = _positive_int(reservation["max_tokens_cap"],
@@ -323,7 +345,8 @@ def _apply_file(settings: Settings, loader: _Loader) -> None:
     if "timeout_seconds" in alerts:
         settings.webhook_timeout = _positive_number(alerts["timeout_seconds"], loader.where("alerts.timeout_seconds"))
 
-    settings.compliance = _compliance(loader, data)
+
+def _apply_simulation_and_pricing(settings: Settings, loader: _Loader, data: dict[str, Any]) -> None:
     simulation = _section(loader, data, "simulation")
     if simulation.get("output_tokens") is not None:
         settings.simulation_output_tokens = _positive_int(simulation["output_tokens"],
@@ -340,6 +363,9 @@ def _apply_file(settings: Settings, loader: _Loader) -> None:
         if not path.is_dir():
             raise ConfigError(f"{loader.where('pricing.dirs')}: {d} is not a directory")
         settings.pricing_dirs.append(path)
+
+
+def _apply_observability(settings: Settings, loader: _Loader, data: dict[str, Any]) -> None:
     obs = _section(loader, data, "observability")
     _known_keys(loader, "observability", obs, OBSERVABILITY_KEYS)
     if "capture_content" in obs:
@@ -355,7 +381,9 @@ def _apply_file(settings: Settings, loader: _Loader) -> None:
         rate = _positive_number(obs["sampling_rate"], loader.where("observability.sampling_rate"))
         if rate > 1:
             raise ConfigError(f"{loader.where('observability.sampling_rate')}: must be between 0 and 1")
-    _known_keys(loader, "haystack", _section(loader, data, "haystack"), HAYSTACK_KEYS)
+
+
+def _apply_logging_and_agents(settings: Settings, loader: _Loader, data: dict[str, Any]) -> None:
     logging_section = _section(loader, data, "logging")
     if logging_section.get("level"):
         settings.log_level = parse_log_level(logging_section["level"], loader.where("logging.level"))

@@ -315,3 +315,21 @@ def test_enable_pipeline_caching_false_reads_a_changed_pipeline_every_run(openai
         adapter = GenOpsHaystackAdapter(team="cache", project=str(caching), enable_pipeline_caching=caching)
         first = adapter._profile(pipeline, "qa")
         assert (adapter._profile(pipeline, "qa") is first) is caching
+
+
+def test_a_limit_lowered_inside_a_tracked_block_stops_the_next_call(openai_server):
+    """Set on a running adapter, an enforcing limit applies to the very next LLM call, in the same run."""
+    fixed_usage(openai_server)
+    from genops.providers.haystack import BudgetExceededError, GenOpsHaystackAdapter
+
+    adapter = GenOpsHaystackAdapter(team="ops", project="mid-run", governance_policy="enforcing")
+    pipeline = qa_pipeline(model="gpt-4")
+    with pytest.raises(BudgetExceededError, match="budget limit"):
+        with adapter.track_pipeline("two-calls") as context:
+            pipeline.run({"prompt_builder": {"question": "first"}})
+            adapter.daily_budget_limit = 0.07  # $0.06 spent: the next call's worst case does not fit
+            pipeline.run({"prompt_builder": {"question": "second"}})
+    assert openai_server.count("/chat/completions") == 1
+    assert context.get_metrics().total_cost == GPT4_RUN
+    adapter.flush()
+    assert ledger_rows("SELECT status, total_cost FROM runs") == [("blocked", GPT4_RUN)]

@@ -85,7 +85,8 @@ class UnitPrices:
     per_second: Decimal | None = None
 
     def to_json(self) -> dict[str, str]:
-        return {k: str(v) for k, v in dataclasses.asdict(self).items() if v is not None}
+        # Flat record: read the fields directly (dataclasses.asdict deep-copies; this runs for every spooled call).
+        return {f.name: str(v) for f in dataclasses.fields(self) if (v := getattr(self, f.name)) is not None}
 
     @classmethod
     def from_json(cls, data: dict[str, Any] | None) -> UnitPrices:
@@ -291,6 +292,9 @@ class RunRecord:
     # Limits checked against the recorded cost when the run is ingested; they travel with the run (spool
     # included), so a run ingested later, by any process, is checked the same way.
     cost_checks: list[CostCheck] = field(default_factory=list)
+    #: who ran it (OS user@host, GENOPS_ACTOR or the API principal): its audit entry names this actor, whichever
+    #: process ingests the run later
+    actor: str | None = None
     outputs: Any = None
 
     @property

@@ -18,6 +18,7 @@ from typing import Any
 from genops_cli.config import Settings
 from genops_cli.execution.loading import LoadedPipeline
 from genops_cli.execution.session import RunSession, describe_error, make_pricer, root_cause
+from genops_cli.ledger.audit import current_actor
 from genops_cli.ledger.recorder import get_recorder, install_signal_handlers
 from genops_cli.ledger.records import RecordResult
 from genops_cli.ledger.store import Ledger
@@ -123,6 +124,7 @@ class Engine:
             simulated=isinstance(loaded, LoadedPipeline) and loaded.simulated,
             genops_version=genops_version(),
             haystack_version=haystack_version(),
+            actor=current_actor(),
         )
 
     def session(self, loaded: LoadedPipeline, options: RunOptions | None = None) -> RunSession:

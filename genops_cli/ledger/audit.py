@@ -235,7 +235,8 @@ AUDIT_COLUMNS = ["seq", "recorded_at", "kind", "subject_id", "payload_hash", "pr
                  "change"]
 
 
-def append_many(tx: Tx, entries: Sequence[tuple[str, str, list[dict[str, Any]]]],
+def append_many(tx: Tx, entries: Sequence[tuple[str, str, list[dict[str, Any]]]
+                                         | tuple[str, str, list[dict[str, Any]], str | None]],
                 at: datetime | None = None) -> str | None:
     """Append one entry per (kind, subject_id, payload) in order, with ONE read of the chain head and one
     multi-row insert. `payload` is what `subject_payload` returns for the subject (or `inserted_payload` for
@@ -244,9 +245,11 @@ def append_many(tx: Tx, entries: Sequence[tuple[str, str, list[dict[str, Any]]]]
         return None
     at = (at or datetime.now(timezone.utc)).astimezone(timezone.utc).replace(tzinfo=None)
     seq, prev = chain_head(tx)
-    actor = current_actor()
+    writer = current_actor()
     rows = []
-    for kind, subject_id, payload in entries:
+    for entry in entries:
+        kind, subject_id, payload = entry[0], entry[1], entry[2]
+        actor = (entry[3] if len(entry) > 3 else None) or writer  # an entry may name its own actor (a run's)
         if kind not in SUBJECTS:
             raise ValueError(f"unknown audit kind {kind!r}; expected one of {', '.join(SUBJECTS)}")
         seq += 1

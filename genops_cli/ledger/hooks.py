@@ -75,15 +75,16 @@ class AuditHook(RunHook):
         from genops_cli.ledger import audit
         from genops_cli.ledger.serialize import CALL_COLUMNS, EVENT_COLUMNS, RUN_COLUMNS
 
-        entries: list[tuple[str, str, list[dict[str, Any]]]] = []
+        entries: list[tuple[str, str, list[dict[str, Any]], str | None]] = []
         for item in batch.inserted:
+            actor = item.run.actor  # who ran it, not the process that happens to ingest it
             for event in item.event_rows:
                 entries.append(("policy", event[0], audit.inserted_payload(
-                    "policy", {"policy_events": [dict(zip(EVENT_COLUMNS, event, strict=True))]})))
+                    "policy", {"policy_events": [dict(zip(EVENT_COLUMNS, event, strict=True))]}), actor))
             entries.append(("run", item.run.run_id, audit.inserted_payload("run", {
                 "runs": [dict(zip(RUN_COLUMNS, item.run_row, strict=True))],
                 "calls": [dict(zip(CALL_COLUMNS, c, strict=True)) for c in item.call_rows],
-            })))
+            }), actor))
         audit.append_many(batch.tx, entries)
 
 

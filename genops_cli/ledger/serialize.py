@@ -155,6 +155,7 @@ def run_to_json(run: RunRecord) -> dict[str, Any]:
         "batch_line": run.batch_line,
         "attempt": run.attempt,
         "session_id": run.session_id,
+        "actor": run.actor,
         "attribution": {**_fields_of(run.attribution), "tags": dict(run.attribution.tags)},
         "policy": {
             "result": run.policy.result,
@@ -194,6 +195,7 @@ def run_from_json(data: dict[str, Any]) -> RunRecord:
         batch_line=data.get("batch_line"),
         attempt=data.get("attempt", 1),
         session_id=data.get("session_id"),
+        actor=data.get("actor"),
         attribution=Attribution(**(data.get("attribution") or {})),
         policy=PolicyDecision(
             result=policy.get("result", "ALLOWED"),

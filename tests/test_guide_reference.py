@@ -305,16 +305,24 @@ def test_enable_component_tracking_false_keeps_only_provider_calls(openai_server
 
 
 def test_enable_pipeline_caching_false_reads_a_changed_pipeline_every_run(openai_server):
-    """Caching keeps what genops learned about a pipeline object (components, models, limits) between runs; with
-    it off, a pipeline changed in place is read again at every run."""
+    """Caching keeps what genops learned about a pipeline object (components, models, limits: its profile and
+    hash) between runs; with it off, a pipeline changed in place is read again at every run."""
     fixed_usage(openai_server)
     from genops.providers.haystack import GenOpsHaystackAdapter
 
-    pipeline = qa_pipeline(model="gpt-4")
+    hashes = {}
     for caching in (True, False):
         adapter = GenOpsHaystackAdapter(team="cache", project=str(caching), enable_pipeline_caching=caching)
-        first = adapter._profile(pipeline, "qa")
-        assert (adapter._profile(pipeline, "qa") is first) is caching
+        pipeline = qa_pipeline(model="gpt-4")
+        for model in ("gpt-4", "gpt-3.5-turbo"):
+            pipeline.get_component("llm").model = model  # changed in place: same object, same components
+            with adapter.track_pipeline("qa", pipeline=pipeline):
+                pipeline.run({"prompt_builder": {"question": "q"}})
+        adapter.flush()
+        hashes[caching] = [r[0] for r in ledger_rows(
+            "SELECT pipeline_hash FROM runs WHERE project = ? ORDER BY started_at", [str(caching)])]
+    assert hashes[True][0] == hashes[True][1]
+    assert hashes[False][0] != hashes[False][1]
 
 
 def test_a_limit_lowered_inside_a_tracked_block_stops_the_next_call(openai_server):

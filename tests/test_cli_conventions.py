@@ -127,6 +127,9 @@ def test_config_show_names_each_source_and_masks_secrets(tmp_path: Path, monkeyp
     assert "s3cr3tT0ken" not in result.stdout
     table = cli("config", "show")
     assert table.exit_code == 0 and "s3cr3tT0ken" not in table.stdout and "file-team" in table.stdout
+    pg = cli("config", "show", "--ledger", "postgresql://genops:hunter2@db.internal:5432/genops", "--json")
+    assert json.loads(pg.stdout)["ledger"]["value"] == "postgresql://genops:***@db.internal:5432/genops"
+    assert "hunter2" not in pg.stdout
 
 
 def test_analyze_groups_by_tag_feature_cost_center_and_user():

@@ -192,7 +192,7 @@ def genops_commands(ledger: Any) -> dict[str, Callable[[], Any]]:
 
     def bill_all() -> Any:
         with ledger.read() as tx:
-            return [billing.tenant_bill(tx, t, month) for t in billing.billed_tenants(tx, month)]
+            return billing.tenant_bills(tx, month)
 
     def compliance() -> Any:
         with ledger.read() as tx:

@@ -260,16 +260,22 @@ def most_expensive_component(tx: Tx, filters: Filters, period: Period | None) ->
 
 def usage_sources(tx: Tx, where: str, params: list[Any]) -> UsageSourceShare:
     """Model calls of the runs matching `where` (alias r) by usage source, with the cost resting on estimates."""
-    calls, estimated, missing, cost, estimated_cost = tx.query(
-        f"""SELECT COUNT(*), SUM(CASE WHEN c.usage_source = 'estimated' THEN 1 ELSE 0 END),
+    return usage_sources_by(tx, where, params, "'all'").get("all", UsageSourceShare())
+
+
+def usage_sources_by(tx: Tx, where: str, params: list[Any], key: str) -> dict[str, UsageSourceShare]:
+    """`usage_sources` per value of the SQL expression `key` (e.g. r.customer_id), in one grouped query."""
+    rows = tx.query(
+        f"""SELECT {key}, COUNT(*), SUM(CASE WHEN c.usage_source = 'estimated' THEN 1 ELSE 0 END),
                    SUM(CASE WHEN c.usage_source = 'missing' THEN 1 ELSE 0 END), SUM(c.cost),
                    SUM(CASE WHEN c.usage_source = 'estimated' THEN c.cost ELSE 0 END)
-            FROM calls c JOIN runs r ON r.run_id = c.run_id WHERE {where} AND c.model IS NOT NULL""",
+            FROM calls c JOIN runs r ON r.run_id = c.run_id WHERE {where} AND c.model IS NOT NULL GROUP BY 1""",
         params,
-    )[0]
-    return UsageSourceShare(calls=int(calls or 0), estimated_calls=int(estimated or 0), missing_calls=int(missing or 0),
-                            cost=cost if cost is not None else ZERO,
-                            estimated_cost=estimated_cost if estimated_cost is not None else ZERO)
+    )
+    return {str(k): UsageSourceShare(calls=int(n or 0), estimated_calls=int(e or 0), missing_calls=int(m or 0),
+                                     cost=cost if cost is not None else ZERO,
+                                     estimated_cost=ec if ec is not None else ZERO)
+            for k, n, e, m, cost, ec in rows}
 
 
 def count_runs(tx: Tx, filters: Filters, period: Period | None, simulated: bool | None = None) -> int:

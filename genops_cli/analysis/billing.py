@@ -33,7 +33,7 @@ from datetime import date, datetime, timedelta, timezone
 from decimal import ROUND_FLOOR, Decimal
 from typing import TYPE_CHECKING, Any
 
-from genops_cli.analysis.analyze import usage_sources
+from genops_cli.analysis.analyze import usage_sources_by
 from genops_cli.analysis.filters import Filters, build_where
 from genops_cli.analysis.periods import Period, parse_when
 from genops_cli.errors import ConfigError, UsageError
@@ -356,21 +356,42 @@ class TenantBill:
         }
 
 
-_CALLS_SQL = """
-SELECT r.run_id, r.pipeline_name, r.started_at, c.started_at, c.provider, c.model, c.input_tokens,
-       c.cache_read_tokens, c.cache_write_tokens, c.output_tokens, c.latency_ms, c.unit_prices, c.cost,
-       c.list_cost, c.priced, c.usage_source
+# One row per (tenant, day, pipeline, provider, model, stored unit prices, priced, estimated): the bill is built
+# from these aggregates, as a provider's invoice is (quantity summed, then x unit price), in one grouped query for
+# one tenant or for all of them.
+_GROUPS_SQL = """
+SELECT r.customer_id, CAST(r.started_at AS DATE), r.pipeline_name, c.provider, c.model, c.unit_prices, c.priced,
+       CASE WHEN c.usage_source = 'estimated' THEN 1 ELSE 0 END,
+       COUNT(*), SUM(c.input_tokens), SUM(c.output_tokens),
+       SUM(CASE WHEN c.input_tokens > c.cache_read_tokens + c.cache_write_tokens
+                THEN c.input_tokens - c.cache_read_tokens - c.cache_write_tokens ELSE 0 END),
+       SUM(c.cache_read_tokens), SUM(c.cache_write_tokens), SUM(c.latency_ms),
+       SUM(c.cost), SUM(c.list_cost), SUM(c.contracted_cost), COUNT(c.contracted_cost),
+       MIN(c.started_at), MAX(c.input_tokens),
+       SUM(CASE WHEN c.input_tokens > c.cache_read_tokens + c.cache_write_tokens THEN 1 ELSE 0 END),
+       SUM(CASE WHEN c.cache_read_tokens > 0 THEN 1 ELSE 0 END),
+       SUM(CASE WHEN c.cache_write_tokens > 0 THEN 1 ELSE 0 END),
+       SUM(CASE WHEN c.output_tokens > 0 THEN 1 ELSE 0 END)
 FROM calls c JOIN runs r ON r.run_id = c.run_id
 WHERE {where} AND (c.model IS NOT NULL OR c.cost <> 0 OR c.list_cost <> 0)
+GROUP BY r.customer_id, CAST(r.started_at AS DATE), r.pipeline_name, c.provider, c.model, c.unit_prices, c.priced,
+         CASE WHEN c.usage_source = 'estimated' THEN 1 ELSE 0 END
 """
 
+#: Calls recorded before schema v5 were rounded to 10 places each: a group's stored total may differ from its
+#: exact aggregate by up to half a unit of the 10th place per call. That much is rounding, folded into the group's
+#: largest line; anything more is shown as an explicit adjustment line, never hidden.
+_LEGACY_ROUNDING = Decimal("0.00000000005")
 
-def _tenant_where(tenant: str, period: BillingPeriod) -> tuple[str, list[Any]]:
-    return build_where(Filters(customer=tenant), period.as_period(), alias="r", simulated=False)
+
+def _tenant_where(tenant: str | None, period: BillingPeriod) -> tuple[str, list[Any]]:
+    where, params = build_where(Filters(customer=tenant), period.as_period(), alias="r", simulated=False)
+    return (where if tenant is not None else f"{where} AND r.customer_id IS NOT NULL"), params
 
 
 class _ListPrices:
-    """List unit prices per call from the price book, used only when they reproduce the stored billed prices."""
+    """List and contracted unit prices from the price book, used only when they reproduce the stored billed
+    prices (so a bill never mixes today's price sheet into yesterday's calls)."""
 
     def __init__(self, book: PriceBook | None, tenant: str) -> None:
         self.book = book
@@ -388,113 +409,199 @@ class _ListPrices:
         return prices[which] if prices[2] == billed else None
 
 
-def _split_call(row: tuple[Any, ...], list_prices: _ListPrices) -> list[tuple[Any, ...]]:
-    """One call -> [(kind, quantity, unit price, list unit price, cost piece, list cost piece, contracted unit price,
-    contracted piece)] summing exactly to its stored cost and list cost."""
-    (_run, _pipe, _rstart, cstart, provider, model, inp, cr, cw, out, latency, prices_json, cost, list_cost,
-     _priced) = row[:15]
-    cost = Decimal(cost)
-    list_cost = Decimal(list_cost)
-    prices = UnitPrices.from_json(json.loads(prices_json)) if prices_json else UnitPrices()
-    comps = cost_components(int(inp), int(cr), int(cw), int(out), latency, prices)
-    exact = [c[3] for c in comps]
-    pieces = allocate(cost, exact)
-    adjustment = ZERO
-    if pieces is None:  # the stored cost does not follow from its unit prices: show the difference, never hide it
-        pieces = [e.quantize(MONEY_QUANTUM) for e in exact]
-        adjustment = cost - sum(pieces, ZERO)
-    # List cost per kind.
-    list_units: list[Decimal | None]
-    list_pieces: list[Decimal] | None = None
-    if list_cost == cost and adjustment == 0:
-        list_units, list_pieces = [c[2] for c in comps], list(pieces)
+@dataclass
+class _Group:
+    """One aggregated row of `_GROUPS_SQL`."""
+
+    tenant: str
+    day: date
+    pipeline: str
+    provider: str
+    model: str
+    prices: UnitPrices
+    priced: bool
+    estimated: bool
+    calls: int
+    input_tokens: int
+    output_tokens: int
+    uncached: int
+    cache_read: int
+    cache_write: int
+    latency_ms: float
+    cost: Decimal
+    list_cost: Decimal
+    contracted_cost: Decimal | None  # None when some calls predate calls.contracted_cost
+    first_at: datetime
+    max_input: int
+    calls_by_kind: dict[str, int]
+
+    @classmethod
+    def from_row(cls, row: tuple[Any, ...]) -> _Group:
+        (tenant, day, pipeline, provider, model, prices_json, priced, est, n, inp, out, uncached, cr, cw, latency,
+         cost, list_cost, contracted, n_contracted, first_at, max_input, n_in, n_cr, n_cw, n_out) = row
+        if isinstance(day, datetime):
+            day = day.date()
+        prices = UnitPrices.from_json(json.loads(prices_json)) if prices_json else UnitPrices()
+        return cls(str(tenant), day, pipeline, provider or "unknown", model or "unknown", prices, bool(priced),
+                   bool(est), int(n), int(inp or 0), int(out or 0), int(uncached or 0), int(cr or 0), int(cw or 0),
+                   float(latency or 0), Decimal(cost or 0), Decimal(list_cost or 0),
+                   Decimal(contracted) if n_contracted == n and contracted is not None else None, first_at,
+                   int(max_input or 0), {"input": int(n_in or 0), "cached_input": int(n_cr or 0),
+                                         "cache_write": int(n_cw or 0), "output": int(n_out or 0)})
+
+    def components(self, prices: UnitPrices) -> list[tuple[str, Decimal, Decimal, Decimal]]:
+        """(kind, quantity, unit price, exact cost) of the aggregated usage at `prices`: the one cost formula on
+        summed quantities (per-call prices count every call)."""
+        out = []
+        for kind, qty, unit, cost in cost_components(self.uncached + self.cache_read + self.cache_write,
+                                                     self.cache_read, self.cache_write, self.output_tokens,
+                                                     self.latency_ms, prices):
+            if kind == "per_call":
+                qty, cost = Decimal(self.calls), unit * self.calls
+            out.append((kind, qty, unit, cost))
+        return out
+
+    def calls_of(self, kind: str) -> int:
+        return self.calls_by_kind.get(kind, self.calls)
+
+
+def _fit(total: Decimal, exact: list[Decimal], calls: int) -> tuple[list[Decimal], Decimal]:
+    """Pieces for `exact` that sum to `total`: exact when they do; a legacy rounding difference folded into the
+    largest piece; else the exact pieces and the difference as an adjustment."""
+    pieces = list(exact)
+    diff = total - sum(exact, ZERO)
+    if diff == 0 or not pieces:
+        return pieces, diff
+    if abs(diff) <= _LEGACY_ROUNDING * calls:
+        largest = max(range(len(pieces)), key=lambda i: (pieces[i], -i))
+        pieces[largest] += diff
+        return pieces, ZERO
+    return pieces, diff
+
+
+def _split_group(g: _Group, list_prices: _ListPrices) -> list[tuple[Any, ...]]:
+    """One group -> [(kind, quantity, unit price, list unit price, cost, list cost, contracted unit price,
+    contracted cost, calls)] summing exactly to the group's stored cost and list cost."""
+    comps = g.components(g.prices)
+    pieces, adjustment = _fit(g.cost, [c[3] for c in comps], g.calls)
+    kinds = [c[0] for c in comps]
+
+    def other(which: int) -> list[tuple[str, Decimal, Decimal, Decimal]] | None:
+        found = list_prices.for_call(g.model, g.provider, g.first_at, g.max_input, g.prices, which)
+        if found is None:
+            return None
+        alt = g.components(found)
+        return alt if [c[0] for c in alt] == kinds else None
+
+    if g.list_cost == g.cost and adjustment == 0:
+        list_units: list[Decimal | None] = [c[2] for c in comps]
+        list_pieces, list_rest = list(pieces), ZERO
+    elif (lcomps := other(0)) is not None:
+        list_units = [c[2] for c in lcomps]
+        list_pieces, list_rest = _fit(g.list_cost, [c[3] for c in lcomps], g.calls)
+    else:  # no list price sheet reproduces the stored prices: list cost in proportion to the billed pieces
+        weight = sum(pieces, ZERO)
+        list_pieces = [g.list_cost * p / weight for p in pieces] if weight else [ZERO for _ in pieces]
+        list_rest = g.list_cost - sum(list_pieces, ZERO)
+        list_units = [(c[2] * g.list_cost / g.cost).normalize() if g.cost else None for c in comps]
+    ccomps = other(1)
+    if ccomps is not None:
+        c_units = [c[2] for c in ccomps]
+        c_pieces = [c[3] for c in ccomps] if g.contracted_cost is None else \
+            _fit(g.contracted_cost, [c[3] for c in ccomps], g.calls)[0]
     else:
-        lp = list_prices.for_call(model, provider, cstart, int(inp), prices)
-        list_units = [None] * len(comps)
-        if lp is not None:
-            lcomps = cost_components(int(inp), int(cr), int(cw), int(out), latency, lp)
-            by_kind = {c[0]: c for c in lcomps}
-            if set(by_kind) == {c[0] for c in comps}:
-                list_pieces = allocate(list_cost, [by_kind[c[0]][3] for c in comps])
-                list_units = [by_kind[c[0]][2] for c in comps]
-        if list_pieces is None:
-            weight = sum(exact, ZERO)
-            shares = [list_cost * e / weight for e in exact] if weight else \
-                [list_cost if i == 0 else ZERO for i in range(len(comps))]
-            list_pieces = allocate(list_cost, shares) or [s.quantize(MONEY_QUANTUM) for s in shares]
-            if cost:
-                list_units = [(c[2] * list_cost / cost).quantize(MONEY_QUANTUM).normalize() for c in comps]
-    contracted = _contracted_parts(row, list_prices, prices, comps, pieces)
-    out_rows = [(c[0], c[1], c[2], list_units[i], pieces[i], list_pieces[i], *contracted[i])
-                for i, c in enumerate(comps)]
-    list_rest = list_cost - sum(list_pieces, ZERO)
-    if adjustment or list_rest or not comps and (cost or list_cost):
-        out_rows.append(("adjustment", Decimal(1), adjustment, list_rest, adjustment, list_rest, adjustment,
-                         adjustment))
-    return out_rows
+        c_units, c_pieces = [c[2] for c in comps], list(pieces)
+    out = [(c[0], c[1], c[2], list_units[i], pieces[i], list_pieces[i], c_units[i], c_pieces[i], g.calls_of(c[0]))
+           for i, c in enumerate(comps)]
+    if adjustment or list_rest or (not comps and (g.cost or g.list_cost)):
+        out.append(("adjustment", Decimal(1), adjustment, list_rest, adjustment, list_rest, adjustment, adjustment,
+                    g.calls))
+    return out
 
 
-def _contracted_parts(row: tuple[Any, ...], list_prices: _ListPrices, prices: UnitPrices,
-                      comps: list[tuple[str, Decimal, Decimal, Decimal]],
-                      pieces: list[Decimal]) -> list[tuple[Decimal, Decimal]]:
-    """(contracted unit price, contracted cost) per component: the tenant's contracted rate before resale markup
-    (FOCUS ContractedUnitPrice x PricingQuantity), from the price book when it reproduces the stored billed prices,
-    else the billed price (no markup known)."""
-    (_run, _pipe, _rstart, cstart, provider, model, inp, cr, cw, out, latency, *_rest) = row
-    cp = list_prices.for_call(model, provider, cstart, int(inp), prices, which=1)
-    if cp is not None:
-        by_kind = {c[0]: c for c in cost_components(int(inp), int(cr), int(cw), int(out), latency, cp)}
-        if set(by_kind) == {c[0] for c in comps}:
-            return [(by_kind[c[0]][2], by_kind[c[0]][3]) for c in comps]
-    return [(c[2], pieces[i]) for i, c in enumerate(comps)]
+@dataclass
+class _Accumulator:
+    """A tenant's bill while the grouped rows are read."""
+
+    charges: dict[tuple[Any, ...], Charge] = field(default_factory=dict)
+    unpriced: dict[tuple[str, str], int] = field(default_factory=dict)
+    unpriced_usage: dict[tuple[date, str, str], list[int]] = field(default_factory=dict)
+
+    def add(self, g: _Group, list_prices: _ListPrices) -> None:
+        if not g.priced:
+            key = (g.provider, g.model)
+            self.unpriced[key] = self.unpriced.get(key, 0) + g.calls
+            usage = self.unpriced_usage.setdefault((g.day, g.provider, g.model), [0, 0, 0])
+            usage[0] += g.calls
+            usage[1] += g.input_tokens
+            usage[2] += g.output_tokens
+            return
+        for kind, qty, unit, list_unit, piece, list_piece, c_unit, c_piece, calls in _split_group(g, list_prices):
+            key = (g.day, g.pipeline, g.provider, g.model, kind, unit, list_unit, c_unit)
+            charge = self.charges.get(key)
+            if charge is None:
+                self.charges[key] = charge = Charge(g.day, g.pipeline, g.provider, g.model, kind, unit, list_unit,
+                                                    contracted_unit_price=c_unit)
+            charge.quantity += qty
+            charge.cost += piece
+            charge.list_cost += list_piece
+            charge.contracted_cost += c_piece
+            if g.estimated:
+                charge.estimated_cost += piece
+            charge.calls += calls
 
 
 def tenant_bill(tx: Tx, tenant: str, period: BillingPeriod, settings: Settings | None = None,
                 book: PriceBook | None = None) -> TenantBill:
     """The bill of `tenant` for `period`, from the ledger only (the price book only splits list cost)."""
-    where, params = _tenant_where(tenant, period)
+    return _bills(tx, period, settings, book, tenant)[0]
+
+
+def tenant_bills(tx: Tx, period: BillingPeriod, settings: Settings | None = None,
+                 book: PriceBook | None = None) -> list[TenantBill]:
+    """The bill of every tenant with a non-simulated run in `period` (`report --all-tenants`): one grouped query
+    for all of them, not one per tenant."""
+    return _bills(tx, period, settings, book, None)
+
+
+def _bills(tx: Tx, period: BillingPeriod, settings: Settings | None, book: PriceBook | None,
+           tenant: str | None) -> list[TenantBill]:
     if book is None:
         from genops_cli.pricing import get_price_book
 
         book = get_price_book()
-    list_prices = _ListPrices(book, tenant)
-    charges: dict[tuple[Any, ...], Charge] = {}
-    unpriced: dict[tuple[str, str], int] = {}
-    unpriced_usage: dict[tuple[date, str, str], list[int]] = {}
-    for row in tx.query(_CALLS_SQL.format(where=where), params):
-        pipeline, run_started, priced = row[1], row[2], row[14]
-        provider, model = row[4] or "unknown", row[5] or "unknown"
-        if not priced:
-            unpriced[(provider, model)] = unpriced.get((provider, model), 0) + 1
-            usage = unpriced_usage.setdefault((run_started.date(), provider, model), [0, 0, 0])
-            usage[0] += 1
-            usage[1] += int(row[6])
-            usage[2] += int(row[9])
-            continue
-        for kind, qty, unit_price, list_unit, piece, list_piece, c_unit, c_piece in _split_call(row, list_prices):
-            key = (run_started.date(), pipeline, provider, model, kind, unit_price, list_unit, c_unit)
-            charge = charges.get(key)
-            if charge is None:
-                charges[key] = charge = Charge(run_started.date(), pipeline, provider, model, kind, unit_price,
-                                               list_unit, contracted_unit_price=c_unit)
-            charge.quantity += qty
-            charge.cost += piece
-            charge.list_cost += list_piece
-            charge.contracted_cost += c_piece
-            if row[15] == "estimated":
-                charge.estimated_cost += piece
-            charge.calls += 1
-    run_rows = tx.query(f"SELECT r.status, COUNT(*), MIN(r.currency), MAX(r.currency) FROM runs r WHERE {where} "
-                        "GROUP BY r.status", params)
+    where, params = _tenant_where(tenant, period)
+    acc: dict[str, _Accumulator] = {}
+    prices: dict[str, _ListPrices] = {}
+    for row in tx.query(_GROUPS_SQL.format(where=where), params):
+        g = _Group.from_row(row)
+        acc.setdefault(g.tenant, _Accumulator()).add(g, prices.setdefault(g.tenant, _ListPrices(book, g.tenant)))
+    runs: dict[str, list[tuple[Any, ...]]] = {}
+    for row in tx.query(f"SELECT r.customer_id, r.status, COUNT(*), MIN(r.currency), MAX(r.currency) FROM runs r "
+                        f"WHERE {where} GROUP BY r.customer_id, r.status", params):
+        runs.setdefault(str(row[0]), []).append(row[1:])
+    prev_where, prev_params = _tenant_where(tenant, period.previous())
+    previous = {str(r[0]): (Decimal(r[1] or 0), int(r[2] or 0)) for r in tx.query(
+        f"SELECT r.customer_id, SUM(r.total_cost), COUNT(*) FROM runs r WHERE {prev_where} GROUP BY r.customer_id",
+        prev_params)}
+    budgets = {str(r[0]): r[1:] for r in tx.query(
+        "SELECT scope, monthly_limit, policy FROM budgets WHERE scope LIKE 'customer:%'")}
+    sources = usage_sources_by(tx, where, params, "r.customer_id")
+    names = [tenant] if tenant is not None else sorted(set(runs) | set(acc))
+    return [_assemble(name, period, acc.get(name, _Accumulator()), runs.get(name, []),
+                      previous.get(name, (ZERO, 0)), budgets, sources.get(name, UsageSourceShare()), settings, book)
+            for name in names]
+
+
+def _assemble(tenant: str, period: BillingPeriod, acc: _Accumulator, run_rows: list[tuple[Any, ...]],
+              previous: tuple[Decimal, int], budgets: dict[str, tuple[Any, ...]], sources: UsageSourceShare,
+              settings: Settings | None, book: PriceBook) -> TenantBill:
     currencies = {c for row in run_rows for c in row[2:] if c}
     if len(currencies) > 1:
         raise UsageError(f"tenant {tenant}: runs in {', '.join(sorted(currencies))}; bill one currency at a time")
-    ordered = sorted(charges.values(), key=lambda c: (c.day, c.pipeline, c.provider, c.model,
-                                                      list(KINDS).index(c.kind), c.unit_price))
+    ordered = sorted(acc.charges.values(), key=lambda c: (c.day, c.pipeline, c.provider, c.model,
+                                                          list(KINDS).index(c.kind), c.unit_price))
     total = sum((c.cost for c in ordered), ZERO)
-    previous = period.previous()
-    prev_where, prev_params = _tenant_where(tenant, previous)
-    prev_row = tx.query(f"SELECT SUM(r.total_cost), COUNT(*) FROM runs r WHERE {prev_where}", prev_params)[0]
     return TenantBill(
         tenant=tenant,
         period=period,
@@ -504,27 +611,26 @@ def tenant_bill(tx: Tx, tenant: str, period: BillingPeriod, settings: Settings |
         runs=sum(int(r[1]) for r in run_rows),
         runs_by_status={str(r[0]): int(r[1]) for r in sorted(run_rows)},
         charges=ordered,
-        previous_period=previous,
-        previous_period_cost=Decimal(prev_row[0] or 0),
-        previous_period_runs=int(prev_row[1] or 0),
-        budget=_budget(tx, tenant, period, total, settings),
+        previous_period=period.previous(),
+        previous_period_cost=previous[0],
+        previous_period_runs=previous[1],
+        budget=_budget(budgets.get(f"customer:{tenant}"), tenant, period, total, settings),
         contract=_contract(book, tenant, period),
-        unpriced=[{"provider": p, "model": m, "calls": n} for (p, m), n in sorted(unpriced.items())],
-        unpriced_usage=[UnpricedUsage(d, p, m, *v) for (d, p, m), v in sorted(unpriced_usage.items())],
-        usage_sources=usage_sources(tx, where, params),
+        unpriced=[{"provider": p, "model": m, "calls": n} for (p, m), n in sorted(acc.unpriced.items())],
+        unpriced_usage=[UnpricedUsage(d, p, m, *v) for (d, p, m), v in sorted(acc.unpriced_usage.items())],
+        usage_sources=sources,
     )
 
 
-def _budget(tx: Tx, tenant: str, period: BillingPeriod, total: Decimal,
+def _budget(stored: tuple[Any, ...] | None, tenant: str, period: BillingPeriod, total: Decimal,
             settings: Settings | None) -> dict[str, Any] | None:
     """The tenant's monthly budget (`customer:ID` scope, ledger first, then .genops.yml) against this bill."""
     scope = f"customer:{tenant}"
     limit: Decimal | None = None
     policy = None
     source = None
-    rows = tx.query("SELECT monthly_limit, policy FROM budgets WHERE scope = ?", [scope])
-    if rows and rows[0][0] is not None:
-        limit, policy, source = Decimal(rows[0][0]), rows[0][1], "ledger"
+    if stored is not None and stored[0] is not None:
+        limit, policy, source = Decimal(stored[0]), stored[1], "ledger"
     elif settings is not None:
         for sb in settings.budgets.scopes:
             if sb.scope == scope and sb.monthly is not None:

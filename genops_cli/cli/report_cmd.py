@@ -193,8 +193,7 @@ def report(
         if directory.exists() and not directory.is_dir():
             raise UsageError(f"--out-dir {out_dir}: not a directory")
         with ledger.read() as tx:
-            tenants = billing.billed_tenants(tx, bill_period)
-            bills = [billing.tenant_bill(tx, t, bill_period, settings) for t in tenants]
+            bills = billing.tenant_bills(tx, bill_period, settings)
         paths = _tenant_paths(directory, [b.tenant for b in bills], bill_period.label, fmt)
         for bill in bills:
             path = paths[bill.tenant]

@@ -990,6 +990,10 @@ def test_exit_reasons_normalized():
     assert exit_reason("max_agent_steps", ["text"], None) == "max_agent_steps"
     assert exit_reason("length", ["text"], None) == "output_limit"
     assert exit_reason("user_cancelled", ["text"], None) == "hook_stop"
+    # Haystack 2.x keeps no exit reason: told from the steps taken
+    assert exit_reason(None, ["text"], None, steps=5, max_steps=5) == "max_agent_steps"
+    assert exit_reason(None, ["text"], None, steps=2, max_steps=5) == "final_answer"
+    assert exit_reason(None, ["text", "save"], None, steps=2, max_steps=5) is None
     assert exit_reason(None, None, RuntimeError("x")) == "error"
     wrapped = RuntimeError("component failed")
     wrapped.__cause__ = RunCostCapReached("cap")

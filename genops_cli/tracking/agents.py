@@ -45,16 +45,24 @@ _HAYSTACK_REASONS = {"text": FINAL_ANSWER, "max_agent_steps": MAX_AGENT_STEPS, "
 _MAX_TOKENS_KEYS = ("max_tokens", "max_completion_tokens", "max_output_tokens", "num_predict", "max_new_tokens")
 
 
-def exit_reason(raw: Any, exit_conditions: Iterable[str] | None, error: BaseException | None) -> str | None:
+def exit_reason(raw: Any, exit_conditions: Iterable[str] | None, error: BaseException | None,
+                steps: int | None = None, max_steps: int | None = None) -> str | None:
     """The normalized reason an agent run stopped (see `EXIT_REASONS`), None when nothing tells.
 
         exit_reason("text", ["text"], None)                 # 'final_answer'
         exit_reason("save_result", ["save_result"], None)   # 'exit_condition'
         exit_reason(None, None, CallBlocked(...))           # 'budget_stop'
+        exit_reason(None, ["text"], None, steps=5, max_steps=5)   # 'max_agent_steps' (Haystack 2.x)
     """
     if error is not None:
         return _error_reason(error)
     if not isinstance(raw, str) or not raw:
+        # Haystack 2.x keeps no exit reason: all steps used means the cap stopped it; fewer steps with the
+        # default exit condition ("text") means a final answer.
+        if steps is not None and max_steps is not None and steps >= max_steps:
+            return MAX_AGENT_STEPS
+        if steps is not None and list(exit_conditions or ["text"]) == ["text"]:
+            return FINAL_ANSWER
         return None
     if raw in _HAYSTACK_REASONS:
         return _HAYSTACK_REASONS[raw]

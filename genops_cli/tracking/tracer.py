@@ -427,7 +427,8 @@ class GenopsSpan(Span):
         container = self.agent_container()
         if container is None:
             return
-        reason = agents.exit_reason(self.exit_reason_raw, self.exit_conditions, error)
+        reason = agents.exit_reason(self.exit_reason_raw, self.exit_conditions, error, self.agent_steps,
+                                    self.agent_max_steps)
         container.is_agent_container = True
         container.exit_reason = reason
         container.exit_tool = self.exit_reason_raw if reason == agents.EXIT_CONDITION else None

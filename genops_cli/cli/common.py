@@ -243,8 +243,10 @@ _GLOBAL_HELP = {
 }
 
 
+@functools.cache
 def _convention_params() -> dict[str, Any]:
-    """The click parameters the conventions add, built by typer itself (so help renders like any other option)."""
+    """The click parameters the conventions add, built by typer itself (so help renders like any other option).
+    Built once: a parameter holds no per-invocation state, so every command can share it."""
     mini = typer.Typer()
 
     @mini.command()

@@ -171,6 +171,13 @@ def test_agent_stopped_by_max_agent_steps_is_flagged_and_can_fail_the_run(openai
     statuses = ledger_rows("SELECT status FROM runs ORDER BY started_at")
     assert [s for (s,) in statuses] == ["ok", "error", "error"]
 
+    # Three runs, the inner agent never answered: a loop of the inner agent only (the outer one answered).
+    recs = json.loads(cli("recommend", "--format", "json").stdout)["recommendations"]
+    [loop] = [r for r in recs if r["kind"] == "agent_loop"]
+    assert loop["component"] == "researcher/tool:search_agent/search_agent" and loop["provider"] == "anthropic"
+    assert loop["parameters"]["verdict"] == "loops"
+    assert Decimal(loop["potential_savings"]) == 9 * HAIKU_STEP
+
 
 def _streaming_chain(tmp_path: Path, generation_kwargs: dict[str, Any] | None = None) -> str:
     from haystack.components.builders import ChatPromptBuilder

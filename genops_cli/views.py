@@ -92,7 +92,7 @@ def run_to_output(run: RunRecord, include_outputs: bool = True) -> dict[str, Any
         },
         "attribution": {
             "team": a.team, "project": a.project, "environment": a.environment, "customer_id": a.customer_id,
-            "feature": a.feature, "cost_center": a.cost_center, "tags": a.tags,
+            "feature": a.feature, "cost_center": a.cost_center, "user_id": a.user_id, "tags": a.tags,
             "data_classification": a.data_classification,
         },
         "unpriced_models": run.unpriced_models,

@@ -164,6 +164,7 @@ def test_run_attributes_user_and_user_budget_blocks_only_that_user(openai_server
     assert json_lines(blocked.stdout)[0]["policy"]["reason_code"] == "BUDGET_EXCEEDED"
     allowed = cli(*args, "--user", "bob")
     assert allowed.exit_code == 0, allowed.stderr
+    assert json_lines(allowed.stdout)[0]["attribution"]["user_id"] == "bob"
     listed = json.loads(cli("runs", "--user", "bob", "--json").stdout)
     assert [r["attribution"]["user_id"] for r in listed] == ["bob"]
 

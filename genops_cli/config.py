@@ -28,6 +28,8 @@ The file schema (all keys optional)::
     simulation: {output_tokens: 200}
     pricing: {dirs: [./pricing]}
     observability: {capture_content: false, otlp_endpoint: null, service_name: genops}
+    limits: {pipeline_bytes: 4MB, depth: 100, lock_timeout_seconds: 30}   # genops_cli/safe_load.py
+    redact: {env_vars: [VENDOR_CREDENTIAL]}  # values masked everywhere (genops_cli/redact.py)
     agents: {fail_on_cap: false}             # true: a run whose agent hit max_agent_steps fails (exit 1)
 """
 

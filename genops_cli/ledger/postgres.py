@@ -28,6 +28,7 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 from genops_cli.errors import ConfigError, LedgerError
+from genops_cli.ledger.locking import lock_timeout
 from genops_cli.ledger.schema import CURRENT_VERSION, TABLES
 from genops_cli.ledger.store import Ledger, Tx, _migrate, _one_line
 
@@ -189,8 +190,11 @@ class PostgresLedger(Ledger):
             _register_loaders(conn)
             # Naive UTC timestamps everywhere: an aware datetime bound to a TIMESTAMP column converts via the
             # session zone, which must therefore be UTC. search_path makes the schema's tables unqualified.
-            conn.execute("SELECT set_config('TimeZone', 'UTC', false), set_config('search_path', %s, false)",
-                         [_quote_ident(self.schema)])
+            # lock_timeout bounds waits on the advisory locks as well (GENOPS_LOCK_TIMEOUT, like the DuckDB lock):
+            # a stuck writer makes others fail with exit 4 (runs kept in the spool) instead of piling up.
+            conn.execute("SELECT set_config('TimeZone', 'UTC', false), set_config('search_path', %s, false), "
+                         "set_config('lock_timeout', %s, false)",
+                         [_quote_ident(self.schema), f"{max(1, int(lock_timeout() * 1000))}ms"])
         except psycopg.Error as exc:
             raise self._error("cannot connect; check the URL, that the server is up and the role may log in",
                               exc) from None

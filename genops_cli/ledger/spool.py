@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from genops_cli.ledger.locking import fsync_directory
 from genops_cli.ledger.serialize import SPOOL_FORMAT, dumps_run, run_from_json, run_to_json
 from genops_cli.models import RunRecord
 
@@ -71,11 +72,7 @@ class Spool:
             finally:
                 os.close(fd)
         if paths and self.directory.is_dir():
-            dir_fd = os.open(self.directory, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+            fsync_directory(self.directory)
 
     def check_writable(self) -> None:
         """Raise OSError unless a run can be spooled here (the folder is created if needed; a probe file is
@@ -107,11 +104,7 @@ class Spool:
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, final)
-            dir_fd = os.open(self.directory, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+            fsync_directory(self.directory)
         except BaseException:
             if os.path.exists(tmp):
                 os.unlink(tmp)

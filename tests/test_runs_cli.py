@@ -233,3 +233,35 @@ def test_run_table_shows_tool_names_in_brackets_as_text():
     result = cli(*AGENT[:-1])  # the table view, not --json
     assert result.exit_code == 0, result.stderr
     assert "[search_model_catalog]" in result.stdout
+
+
+def test_failed_run_shows_the_component_error_in_list_and_tree(openai_server):
+    openai_server.failures = [{"status": 400, "message": "bad prompt for the test"}]
+    result = cli("run", sample("chain"), "--inputs", sample("chain", "inputs.json"), "--json")
+    assert result.exit_code == 1, result.stderr
+    run = json_lines(result.stdout)[0]
+    listed = json.loads(cli("runs", "--status", "error", "--json").stdout)
+    assert [r["run_id"] for r in listed] == [run["run_id"]] and "bad prompt" in listed[0]["error"]
+    detail = json.loads(cli("runs", "show", run["run_id"], "--json").stdout)
+    failed = [n for n in detail["tree"] if n["status"] == "error"]
+    assert failed and "bad prompt" in failed[0]["error"]
+    shown = cli("runs", "show", run["run_id"]).stdout
+    assert "error" in shown and "bad prompt" in shown
+
+
+def test_runs_tail_stops_cleanly_on_ctrl_c():
+    import signal
+
+    _run(*CHAIN)
+    exe = Path(sys.executable).with_name("genops")
+    follower = subprocess.Popen([str(exe), "runs", "tail", "--interval", "0.1"], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+    try:
+        time.sleep(1.5)
+        follower.send_signal(signal.SIGINT)
+        out, err = follower.communicate(timeout=30)
+    finally:
+        if follower.poll() is None:
+            follower.kill()
+    assert follower.returncode == 0, err
+    assert "chain" in out and "Traceback" not in err

@@ -59,3 +59,20 @@ def test_agent_usage_is_counted_once_per_llm_call_whatever_the_span_shape(openai
     assert all(c.cost == STEP_COST for c in billable)
     assert metrics.total_cost == 2 * STEP_COST
     assert openai_server.count("/chat/completions") == 2
+
+
+def test_simulated_2x_text_generator_pipeline_keeps_its_sockets(tmp_path, monkeypatch):
+    """A Haystack 2.x RAG file (PromptBuilder -> OpenAIGenerator -> AnswerBuilder) runs under simulation on both
+    versions: the stand-in keeps `prompt` and `replies: list[str]` / `meta` (from the real class on 2.x)."""
+    from pathlib import Path
+
+    from genops_cli.execution.loading import load_pipeline
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    wild = Path(__file__).resolve().parent / "fixtures" / "wild" / "openai_generator_rag.yml"
+    loaded = load_pipeline(wild, simulate=True)
+    out = loaded.pipeline.run({"retriever": {"query": "q"}, "prompt_builder": {"query": "q"},
+                               "answer_builder": {"query": "q"}})
+    [answer] = out["answer_builder"]["answers"]
+    assert answer.data.startswith("[simulated gpt-4o-mini reply")
+    assert [s.stand_in for s in loaded.simulated_components] == ["SimulatedTextGenerator"]

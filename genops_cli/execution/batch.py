@@ -475,7 +475,6 @@ def _prepare(settings: Settings, ledger: Ledger, pipeline_path: str, runs: list[
                            simulation_output_tokens=settings.simulation_output_tokens,
                            model_overrides=options.model_overrides, init_overrides=init_overrides)
     documents = read_documents(options.documents_path) if options.documents_path else None
-    prepare_run(loaded, settings, ledger, documents is not None, events)
     is_batch = len(runs) > 1 or runs[0].line is not None
     namespace = "simulated" if loaded.simulated else ""
     jobs = [
@@ -484,6 +483,7 @@ def _prepare(settings: Settings, ledger: Ledger, pipeline_path: str, runs: list[
                 if is_batch and run_input.line is not None else None)
         for index, run_input in enumerate(runs)
     ]
+    prepare_run(loaded, settings, ledger, documents is not None, events)  # after the inputs are known to be good
     summary = BatchSummary()
     if is_batch:
         line_history(ledger, jobs, loaded.profile.pipeline_hash, loaded.simulated)

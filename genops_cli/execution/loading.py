@@ -296,6 +296,15 @@ def _type_problem(path: Path, name: str, own_type: str, type_path: str,
     return None
 
 
+def _haystack_3() -> bool:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return int(version("haystack-ai").split(".")[0]) >= 3
+    except PackageNotFoundError:
+        return True
+
+
 def _missing_class_hint(type_path: str) -> str:
     """The fix for a class that cannot be imported: its migration (from the table), the integration package that
     provides its module, or the closest real class. A package is named only when it is known, never guessed."""
@@ -311,6 +320,12 @@ def _missing_class_hint(type_path: str) -> str:
     package = integration_package_for(type_path.rpartition(".")[0])
     if package:
         return f"pip install {package}"
+    root = type_path.split(".", 1)[0]
+    if root == "haystack" and not _haystack_3():
+        return "it is not in this Haystack (2.x); it comes from Haystack 3: pip install -U 'haystack-ai>=3,<4'"
+    if root not in ("haystack", "haystack_integrations", "haystack_experimental"):
+        # a custom module: only its authors know the package (never guess one)
+        return f"install the package or add the folder that provides the {root} module to PYTHONPATH"
     closest = closest_class(type_path)
     return (f"unknown class path; the closest known class is {closest}" if closest
             else "unknown class path; check the class name and the package that provides it")

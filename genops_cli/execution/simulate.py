@@ -119,12 +119,15 @@ def _class_sockets(cls: type) -> tuple[dict[str, tuple[Any, Any]], dict[str, Any
         if name == "self" or param.kind in (param.VAR_KEYWORD, param.VAR_POSITIONAL):
             continue
         inputs[name] = (hints.get(name, Any), param.default)
-    return inputs, dict(outputs)
+    # Haystack 2.x caches OutputSocket objects, 3.x the types: the socket's type either way.
+    return inputs, {name: getattr(value, "type", value) for name, value in outputs.items()}
 
 
 def mirror_sockets(instance: Any, original_type: str, family: str) -> None:
     """Give `instance` (whose `run` takes **kwargs) the sockets of `original_type`, else of its family."""
-    cls = _real_class(original_type)
+    # The real class's sockets when it is of the same family (a document embedder made from a text embedder's
+    # settings must keep document sockets), else the family's shape.
+    cls = _real_class(original_type) if family_of(original_type) == family else None
     shape = _class_sockets(cls) if cls is not None else None
     inputs, outputs = shape or _family_shapes()[family]
     for name, (kind, default) in inputs.items():
@@ -667,9 +670,17 @@ def _memory_store(store: Any) -> dict[str, Any]:
     """An in-memory store for a server-backed one. Components that pointed at the same server collection share
     one in-memory index (writer and retriever see the same documents)."""
     key = json.dumps(store, sort_keys=True, default=str) if store is not None else "default"
+    params: dict[str, Any] = {"index": f"genops-simulated-{_digest(key)}", "embedding_similarity_function": "cosine"}
+    if _store_takes_shared():
+        params["shared"] = True  # Haystack 3: an index is shared only when asked; 2.x shares by index always
     return {"type": "haystack.document_stores.in_memory.document_store.InMemoryDocumentStore",
-            "init_parameters": {"index": f"genops-simulated-{_digest(key)}", "shared": True,
-                                "embedding_similarity_function": "cosine"}}
+            "init_parameters": params}
+
+
+def _store_takes_shared() -> bool:
+    from haystack.document_stores.in_memory import InMemoryDocumentStore
+
+    return "shared" in inspect.signature(InMemoryDocumentStore.__init__).parameters
 
 
 def _replaceable(type_path: str) -> bool:

@@ -2,7 +2,10 @@
 off the recording process's GIL, through the same hooks as any other ingestion (installed at its start-up from
 the same configuration and environment).
 
-    python -m genops_cli.ledger.ingester --ledger PATH_OR_URL --spool DIR [--config FILE] [--interval 0.2]
+    GENOPS_INGEST_LEDGER=PATH_OR_URL python -m genops_cli.ledger.ingester --spool DIR [--config FILE] [--interval 1]
+
+(The ledger location travels in the environment, not on the command line: a PostgreSQL URL may carry a
+password, and every user can read a process's arguments.)
 
 Protocol on stdin/stdout: each "flush" line is answered, once everything in the spool at that moment was
 ingested (or could not be), with one JSON line {inserted, duplicates, spooled, error, unreadable}. Between
@@ -14,8 +17,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import select
+import os
+import queue
 import sys
+import threading
 from pathlib import Path
 
 from genops_cli.ledger.records import RecordResult, drain
@@ -36,7 +41,6 @@ def _drain(ledger: object, spool: Spool, synced: set[str]) -> RecordResult:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="genops-ingester")
-    parser.add_argument("--ledger", required=True)
     parser.add_argument("--spool", required=True)
     parser.add_argument("--config")
     parser.add_argument("--interval", type=float, default=0.2)
@@ -47,16 +51,22 @@ def main(argv: list[str] | None = None) -> int:
     from genops_cli.policy import alerts
     from genops_cli.startup import install_hooks
 
-    settings = load_settings(args.config, args.ledger)
+    location = os.environ["GENOPS_INGEST_LEDGER"]
+    settings = load_settings(args.config, location)
     install_hooks(settings)
-    ledger = open_ledger(args.ledger)
+    ledger = open_ledger(location)
     spool = Spool(Path(args.spool))
     synced: set[str] = set()
+    requests: queue.SimpleQueue[str] = queue.SimpleQueue()
+    # A reader thread instead of select(): pipes cannot be select()ed on every platform.
+    threading.Thread(target=_read_requests, args=(requests,), daemon=True).start()
     backoff = args.interval
     while True:
-        ready, _, _ = select.select([sys.stdin], [], [], backoff)
-        if ready:
-            line = sys.stdin.readline()
+        try:
+            line = requests.get(timeout=backoff)
+        except queue.Empty:
+            line = None
+        if line is not None:
             if not line:  # the parent is gone
                 _drain(ledger, spool, synced)
                 return 0
@@ -71,6 +81,12 @@ def main(argv: list[str] | None = None) -> int:
             result = _drain(ledger, spool, synced)
             # A ledger that cannot be written (locked, unreachable): retry less often, up to 5 s.
             backoff = min(backoff * 2, 5.0) if result.error else args.interval
+
+
+def _read_requests(requests: queue.SimpleQueue[str]) -> None:
+    for line in sys.stdin:
+        requests.put(line)
+    requests.put("")  # end of input: the parent is gone
 
 
 if __name__ == "__main__":

@@ -177,11 +177,12 @@ class _IngesterProcess:
     result line). Its stdin closing (this process ending, however it ends) makes it drain and exit."""
 
     def __init__(self, location: str, spool_dir: Path, config_path: str | None) -> None:
-        args = [sys.executable, "-m", "genops_cli.ledger.ingester", "--ledger", location,
-                "--spool", str(spool_dir), "--interval", str(INGEST_INTERVAL_S)]
+        args = [sys.executable, "-m", "genops_cli.ledger.ingester", "--spool", str(spool_dir),
+                "--interval", str(INGEST_INTERVAL_S)]
         if config_path:
             args += ["--config", config_path]
-        self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        env = {**os.environ, "GENOPS_INGEST_LEDGER": location}  # not in argv: a URL may carry a password
+        self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
                                      bufsize=1, start_new_session=True)  # a terminal's Ctrl-C is the parent's
         self._lock = threading.Lock()
 

@@ -374,3 +374,33 @@ def test_failing_tool_that_stops_the_agent_is_its_exit_reason(openai_server):
         "tool_error", "error", 1, GPT_4O_MINI_STEP)
     [tool_row] = [c for c in capture.calls if c.span_kind == "tool"]
     assert tool_row.status == "error" and tool_row.component_path == "agent/tool:web_search"
+
+
+def test_agent_inside_a_pipeline_tool_uses_its_own_generator_settings(openai_server, anthropic_server):
+    from haystack.components.builders import ChatPromptBuilder
+    from haystack.tools import PipelineTool
+
+    openai_server.usage, anthropic_server.usage = dict(OPENAI_USAGE), dict(ANTHROPIC_USAGE)
+    openai_server.responder = ToolLoop("research", times=1, arguments={"question": "find"}, final="done")
+    anthropic_server.responder = ToolLoop("web_search", times=1, arguments={"query": "q"}, final="found")
+    inner = Pipeline()
+    inner.add_component("prompt", ChatPromptBuilder(template=[ChatMessage.from_user("{{ question }}")],
+                                                    required_variables=["question"]))
+    inner.add_component("inner_agent", Agent(
+        chat_generator=AnthropicChatGenerator(model="claude-3-5-haiku-20241022", generation_kwargs={"max_tokens": 77}),
+        tools=[_search_tool()], max_agent_steps=3))
+    inner.connect("prompt.prompt", "inner_agent.messages")
+    tool = PipelineTool(pipeline=inner, name="research", description="Research a question.",
+                        input_mapping={"question": ["prompt.question"]},
+                        output_mapping={"inner_agent.last_message": "answer"})
+    pipeline = Pipeline()
+    pipeline.add_component("researcher", Agent(chat_generator=OpenAIChatGenerator(model="gpt-4o-mini"), tools=[tool]))
+    capture = _capture(pipeline, {"researcher": _messages("hi")})
+
+    inner_steps = [c for c in capture.sorted_calls() if c.component_path == "researcher/tool:research/inner_agent/"
+                   "chat_generator"]
+    assert [(c.provider, c.max_tokens, c.cost) for c in inner_steps] == [("anthropic", 77, HAIKU_STEP)] * 2
+    outcomes = {o.path: o for o in agent_outcomes(capture.calls)}
+    assert outcomes["researcher/tool:research/inner_agent"].exit_reason == "final_answer"
+    assert outcomes["researcher/tool:research/inner_agent"].cost == 2 * HAIKU_STEP
+    assert capture.cost == 2 * HAIKU_STEP + 2 * GPT_4O_MINI_STEP

@@ -145,17 +145,36 @@ def live_generator_profile(name: str, generator: Any) -> ComponentProfile:
     return profile
 
 
-def agent_of_tool(tools: Any, tool_name: str | None) -> Any | None:
-    """The Agent a tool named `tool_name` wraps (AgentTool, or a ComponentTool around an Agent), else None."""
+def _find_tool(tools: Any, tool_name: str | None) -> Any | None:
     if not tool_name or tools is None:
         return None
-    for tool in _flatten_tools(tools):
-        if getattr(tool, "name", None) != tool_name:
-            continue
-        component = getattr(tool, "component", None) or getattr(tool, "_component", None)
-        if component is not None and getattr(component, "chat_generator", None) is not None:
-            return component
+    return next((t for t in _flatten_tools(tools) if getattr(t, "name", None) == tool_name), None)
+
+
+def agent_of_tool(tools: Any, tool_name: str | None) -> Any | None:
+    """The Agent a tool named `tool_name` wraps (AgentTool, or a ComponentTool around an Agent), else None."""
+    tool = _find_tool(tools, tool_name)
+    component = getattr(tool, "_component", None) if tool is not None else None
+    return component if getattr(component, "chat_generator", None) is not None else None
+
+
+def agent_in_tool_pipeline(tools: Any, tool_name: str | None, component_name: str | None) -> Any | None:
+    """The Agent component `component_name` of the pipeline a tool runs (PipelineTool, or a ComponentTool
+    around a SuperComponent), else None."""
+    tool = _find_tool(tools, tool_name)
+    if tool is None or not component_name:
         return None
+    for holder in (tool, getattr(tool, "_component", None)):
+        pipeline = getattr(holder, "_pipeline", None) or getattr(holder, "pipeline", None)
+        get_component = getattr(pipeline, "get_component", None)
+        if not callable(get_component):
+            continue
+        try:
+            component = get_component(component_name)
+        except Exception:  # not a component of that pipeline
+            continue
+        if getattr(component, "chat_generator", None) is not None:
+            return component
     return None
 
 

@@ -292,7 +292,16 @@ class GenopsSpan(Span):
                 profile = self.capture.profile_for(container.component_name)
                 if profile is not None:
                     return profile.inner or profile
-            return None
+                return None
+            # An Agent component of a pipeline a tool runs (PipelineTool): found in that tool's pipeline.
+            tool = container._nearest((AGENT_TOOL,))
+            outer = tool.agent_run() if tool is not None else None
+            if tool is None or outer is None:
+                return None
+            agent = agents.agent_in_tool_pipeline(outer.agent_tools, tool.tool_name, container.component_name)
+            if agent is None:
+                return None
+            return agents.live_generator_profile(container.component_name or "agent", agent.chat_generator)
         # A nested Agent: the calling agent's tools hold the live Agent behind this run's tool.
         tool = self._nearest((AGENT_TOOL,))
         outer = tool.agent_run() if tool is not None else None

@@ -34,6 +34,7 @@ def compare(
     project: str = typer.Option(None, "--project", help="Attribution: project (genops.project)."),
     customer: str = typer.Option(None, "--customer", help="Attribution: customer / tenant id."),
     environment: str = typer.Option(None, "--environment", help="Attribution: environment, e.g. production."),
+    user: str = typer.Option(None, "--user", help="Attribution: the end user (selects user:ID budgets)."),
     json_output: bool = typer.Option(False, "--json", help="JSON only on stdout."),
     allow_unpriced: bool = typer.Option(False, "--allow-unpriced",
                                         help="Run models genops cannot price (their cost is reported as unknown)."),
@@ -46,7 +47,8 @@ def compare(
 
     if not inputs:
         raise UsageError("--inputs FILE is required (JSON object or JSONL batch)")
-    settings = load_cli_settings(team=team, project=project, customer_id=customer, environment=environment)
+    settings = load_cli_settings(team=team, project=project, customer_id=customer, environment=environment,
+                                 user_id=user)
     runs = read_inputs(inputs)
     docs = read_documents(documents) if documents else None
     ledger = open_cli_writer_ledger(settings)

@@ -23,6 +23,7 @@ def estimate(
     project: str = typer.Option(None, "--project", help="Attribution: project (genops.project)."),
     customer: str = typer.Option(None, "--customer", help="Customer / tenant (contracted prices, budgets)."),
     environment: str = typer.Option(None, "--environment", help="Attribution: environment, e.g. production."),
+    user: str = typer.Option(None, "--user", help="Attribution: the end user (selects user:ID budgets)."),
     json_output: bool = typer.Option(False, "--json", help="JSON only on stdout."),
     allow_unpriced: bool = typer.Option(False, "--allow-unpriced",
                                         help="Estimate even when a model has no price (its calls are left out)."),
@@ -37,7 +38,8 @@ def estimate(
     from genops_cli.execution.inputs import read_inputs
     from genops_cli.execution.loading import load_pipeline
 
-    settings = load_cli_settings(team=team, project=project, customer_id=customer, environment=environment)
+    settings = load_cli_settings(team=team, project=project, customer_id=customer, environment=environment,
+                                 user_id=user)
     runs = read_inputs(inputs, input_values)
     if not runs:
         raise UsageError("no inputs: pass --inputs FILE (JSON or JSONL), --inputs - for stdin, or --input c.s=v")

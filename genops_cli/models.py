@@ -238,16 +238,6 @@ class CostCheck:
 
 
 @dataclass
-class CostCheck:
-    """A cost limit a run is checked against once its cost is known (compliance max_cost_per_operation)."""
-
-    rule: str
-    limit: Decimal
-    mode: str  # enforcing | advisory | monitoring
-    classification: str
-
-
-@dataclass
 class Attribution:
     """Who a run is for: the GenOps attribution attributes."""
 
@@ -299,9 +289,6 @@ class RunRecord:
     saved_cost: Decimal = Decimal(0)
     calls: list[CallRecord] = field(default_factory=list)
     policy_events: list[PolicyEvent] = field(default_factory=list)
-    # Limits checked against the recorded cost when the run is ingested; they travel with the run (spool
-    # included), so a run ingested later, by any process, is checked the same way.
-    cost_checks: list[CostCheck] = field(default_factory=list)
     # Limits checked against the recorded cost when the run is ingested; they travel with the run (spool
     # included), so a run ingested later, by any process, is checked the same way.
     cost_checks: list[CostCheck] = field(default_factory=list)

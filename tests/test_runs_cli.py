@@ -247,6 +247,7 @@ def test_failed_run_shows_the_component_error_in_list_and_tree(openai_server):
     assert failed and "bad prompt" in failed[0]["error"]
     shown = cli("runs", "show", run["run_id"]).stdout
     assert "error" in shown and "bad prompt" in shown
+    assert f"{failed[0]['name']} {failed[0]['type']}" in shown  # a pipeline component shows its own name
 
 
 def test_runs_tail_stops_cleanly_on_ctrl_c():

@@ -197,7 +197,7 @@ def _node_label(node: Any) -> str:
 
     if node.span_kind == "tool":
         name = f"tool [bold]{escape(node.tool_name or node.component_name)}[/bold]"
-    elif node.span_kind in ("agent_llm", "chat_generator", "embedding") or node.model:
+    elif node.span_kind != "component":  # a call inside a component: an agent step's LLM call, an inner generator
         name = f"{escape(node.span_kind)} {escape(node.component_type)}"
     else:
         visit = f" (visit {node.visit})" if node.visit and node.visit > 1 else ""

@@ -33,8 +33,6 @@ from genops_cli.analysis.filters import Filters, build_where
 from genops_cli.analysis.insights import (
     AgentInstance,
     agent_instances,
-    context_tokens_per_document,
-    pipeline_where,
     summarize_agent,
 )
 from genops_cli.analysis.periods import Period
@@ -210,29 +208,30 @@ class _Usage:
 def _observed_usage(tx: Tx, filters: Filters, period: Period | None) -> list[_Usage]:
     where, params = build_where(filters, period, "r")
     scope = f"{where} AND c.model IS NOT NULL AND c.priced AND c.span_kind <> 'embedding'"
-    stats = tx.query(
-        f"""SELECT r.pipeline_name, c.component_name, c.provider, c.model, COUNT(*), COUNT(DISTINCT c.run_id),
-                   MIN(c.input_tokens), MAX(c.output_tokens), {percentile(tx.backend, 0.95, 'c.output_tokens')},
-                   MIN(c.max_tokens)
-            FROM calls c JOIN runs r ON r.run_id = c.run_id WHERE {scope}
-            GROUP BY r.pipeline_name, c.component_name, c.provider, c.model""",
-        params,
-    )
-    out: dict[tuple[str, str, str | None, str], _Usage] = {}
-    for pipeline, comp, provider, model, calls, runs, min_in, max_out, p95_out, max_tokens in stats:
-        u = _Usage(pipeline, comp, provider, model, calls=int(calls), runs=int(runs), min_input=int(min_in or 0),
-                   max_output=int(max_out or 0), p95_output=float(p95_out or 0),
-                   max_tokens=int(max_tokens) if max_tokens is not None else None)
-        out[u.key()] = u
-    money = tx.query(
-        f"""SELECT r.pipeline_name, c.component_name, c.provider, c.model, r.customer_id, c.unit_prices, COUNT(*),
+    # One scan: per (pipeline, component, provider, model) the volume figures, and per tenant x unit prices below
+    # it the money (GROUPING SETS; GROUPING(...) = 1 marks the coarser rows).
+    keys = "r.pipeline_name, c.component_name, c.provider, c.model"
+    rows = tx.query(
+        f"""SELECT {keys}, r.customer_id, c.unit_prices, GROUPING(r.customer_id, c.unit_prices),
+                   COUNT(*), COUNT(DISTINCT c.run_id), MIN(c.input_tokens), MAX(c.output_tokens),
+                   {percentile(tx.backend, 0.95, 'c.output_tokens')}, MIN(c.max_tokens),
                    SUM(c.cost), SUM(c.input_tokens), SUM(c.cache_read_tokens), SUM(c.cache_write_tokens),
                    SUM(c.output_tokens)
             FROM calls c JOIN runs r ON r.run_id = c.run_id WHERE {scope}
-            GROUP BY r.pipeline_name, c.component_name, c.provider, c.model, r.customer_id, c.unit_prices""",
+            GROUP BY GROUPING SETS (({keys}), ({keys}, r.customer_id, c.unit_prices))""",
         params,
     )
-    for pipeline, comp, provider, model, tenant, prices, calls, cost, inp, cr, cw, outp in money:
+    out: dict[tuple[str, str, str | None, str], _Usage] = {}
+    for (pipeline, comp, provider, model, _t, _p, coarse, calls, runs, min_in, max_out, p95_out, max_tokens,
+         *_money) in rows:
+        if coarse:
+            out[(pipeline, comp, provider, model)] = _Usage(
+                pipeline, comp, provider, model, calls=int(calls), runs=int(runs), min_input=int(min_in or 0),
+                max_output=int(max_out or 0), p95_output=float(p95_out or 0),
+                max_tokens=int(max_tokens) if max_tokens is not None else None)
+    for pipeline, comp, provider, model, tenant, prices, coarse, calls, *_stats, cost, inp, cr, cw, outp in rows:
+        if coarse:
+            continue
         u = out[(pipeline, comp, provider, model)]
         usage = TokenUsage(int(inp or 0), int(cr or 0), int(cw or 0), int(outp or 0), source="reported")
         u.cost += cost if cost is not None else ZERO
@@ -357,19 +356,62 @@ def _max_tokens(u: _Usage, period: Period) -> Recommendation | None:
     )
 
 
+def _context_by_pipeline(tx: Tx, filters: Filters, period: Period) -> dict[str, dict[str, Any]]:
+    """`insights.context_tokens_per_document` for every pipeline at once: the least-squares sums are computed in
+    one grouped query (per run: x = documents retrieved, y = generator input tokens), not one query per pipeline."""
+    where, params = build_where(filters, period, "r")
+    rows = tx.query(
+        f"""WITH per_run AS (
+                SELECT r.pipeline_name AS pipeline,
+                       SUM(CASE WHEN c.documents_retrieved IS NOT NULL THEN c.documents_retrieved ELSE 0 END) AS x,
+                       SUM(CASE WHEN c.model IS NOT NULL AND c.span_kind <> 'embedding' THEN c.input_tokens
+                                ELSE 0 END) AS y,
+                       SUM(CASE WHEN c.documents_retrieved IS NOT NULL THEN 1 ELSE 0 END) AS retrievals
+                FROM calls c JOIN runs r ON r.run_id = c.run_id WHERE {where}
+                GROUP BY r.pipeline_name, c.run_id)
+            SELECT pipeline, COUNT(*), COUNT(DISTINCT x), SUM(x), SUM(y), SUM(x * x), SUM(x * y)
+            FROM per_run WHERE retrievals > 0 AND y <> 0 GROUP BY pipeline""",
+        params,
+    )
+    out: dict[str, dict[str, Any]] = {}
+    for pipeline, n, distinct_x, sx, sy, sxx, sxy in rows:
+        n, sx, sy, sxx, sxy = int(n), int(sx or 0), int(sy or 0), int(sxx or 0), int(sxy or 0)
+        if n < 3 or int(distinct_x) < 2:
+            continue
+        slope = (n * sxy - sx * sy) / (n * sxx - sx * sx)
+        if slope <= 0:
+            continue
+        mean_x, mean_y = sx / n, sy / n
+        out[pipeline] = {"runs": n, "tokens_per_document": round(slope, 1), "avg_documents": round(mean_x, 3),
+                         "context_share": round(min(1.0, slope * mean_x / mean_y), 4) if mean_y else None}
+    return out
+
+
+def _retrievers(tx: Tx, filters: Filters, period: Period) -> dict[str, str]:
+    """The busiest retriever component of each pipeline (one grouped query)."""
+    where, params = build_where(filters, period, "r")
+    rows = tx.query(
+        f"""SELECT r.pipeline_name, c.component_name, COUNT(*) FROM calls c JOIN runs r ON r.run_id = c.run_id
+            WHERE {where} AND c.documents_retrieved IS NOT NULL GROUP BY r.pipeline_name, c.component_name""",
+        params,
+    )
+    best: dict[str, tuple[int, str]] = {}
+    for pipeline, component, count in rows:
+        key = (-int(count), str(component))  # most retrievals, then the first name
+        if pipeline not in best or key < best[pipeline]:
+            best[pipeline] = key
+    return {p: key[1] for p, key in best.items()}
+
+
 def _retriever_top_k(tx: Tx, filters: Filters, period: Period, usages: list[_Usage]) -> list[Recommendation]:
     out = []
+    contexts = _context_by_pipeline(tx, filters, period)
+    retrievers = _retrievers(tx, filters, period)
     for pipeline in sorted({u.pipeline for u in usages}):
-        where, params = pipeline_where(pipeline, period, filters)
-        context = context_tokens_per_document(tx, where, params)
+        context = contexts.get(pipeline)
         if not context or (context["context_share"] or 0) < CONTEXT_DOMINATES_SHARE or context["avg_documents"] < 2:
             continue
-        retriever = tx.query(
-            f"""SELECT c.component_name, COUNT(*) FROM calls c JOIN runs r ON r.run_id = c.run_id
-                WHERE {where} AND c.documents_retrieved IS NOT NULL GROUP BY c.component_name
-                ORDER BY COUNT(*) DESC, c.component_name LIMIT 1""",
-            params,
-        )
+        retriever = [(retrievers[pipeline],)] if pipeline in retrievers else []
         generators = [u for u in usages if u.pipeline == pipeline]
         main = max(generators, key=lambda u: u.calls)
         prices = main.main_prices()

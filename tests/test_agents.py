@@ -404,3 +404,28 @@ def test_agent_inside_a_pipeline_tool_uses_its_own_generator_settings(openai_ser
     assert outcomes["researcher/tool:research/inner_agent"].exit_reason == "final_answer"
     assert outcomes["researcher/tool:research/inner_agent"].cost == 2 * HAIKU_STEP
     assert capture.cost == 2 * HAIKU_STEP + 2 * GPT_4O_MINI_STEP
+
+
+def test_generator_inside_a_pipeline_tool_is_profiled_from_that_pipeline(openai_server):
+    from haystack.components.builders import ChatPromptBuilder
+    from haystack.tools import PipelineTool
+
+    openai_server.usage = dict(OPENAI_USAGE)
+    openai_server.responder = ToolLoop("summarize", times=1, arguments={"text": "long text"}, final="ok")
+    inner = Pipeline()
+    inner.add_component("prompt", ChatPromptBuilder(template=[ChatMessage.from_user("Summarize {{ text }}")],
+                                                    required_variables=["text"]))
+    inner.add_component("llm", OpenAIChatGenerator(model="gpt-4o-mini", generation_kwargs={"max_tokens": 33}))
+    inner.connect("prompt.prompt", "llm.messages")
+    tool = PipelineTool(pipeline=inner, name="summarize", description="Summarize a text.",
+                        input_mapping={"text": ["prompt.text"]}, output_mapping={"llm.replies": "summary"})
+    pipeline = Pipeline()
+    pipeline.add_component("llm", Agent(chat_generator=OpenAIChatGenerator(model="gpt-4o-mini"), tools=[tool]))
+    capture = _capture(pipeline, {"llm": _messages("summarize it")})
+
+    [summary] = [c for c in capture.calls if c.component_path == "llm/tool:summarize/llm"]
+    # The outer component is also named "llm" (an Agent): its profile must not be taken for the inner one.
+    assert (summary.span_kind, summary.provider, summary.max_tokens, summary.cost) == (
+        "component", "openai", 33, GPT_4O_MINI_STEP)
+    assert summary.agent_instance == next(c.call_id for c in capture.calls if c.component_path == "llm"
+                                          and c.span_kind == "component")

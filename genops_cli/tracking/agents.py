@@ -159,8 +159,14 @@ def agent_of_tool(tools: Any, tool_name: str | None) -> Any | None:
 
 
 def agent_in_tool_pipeline(tools: Any, tool_name: str | None, component_name: str | None) -> Any | None:
-    """The Agent component `component_name` of the pipeline a tool runs (PipelineTool, or a ComponentTool
-    around a SuperComponent), else None."""
+    """The Agent component `component_name` of the pipeline a tool runs, else None."""
+    component = component_in_tool_pipeline(tools, tool_name, component_name)
+    return component if getattr(component, "chat_generator", None) is not None else None
+
+
+def component_in_tool_pipeline(tools: Any, tool_name: str | None, component_name: str | None) -> Any | None:
+    """The component `component_name` of the pipeline a tool runs (PipelineTool, or a ComponentTool around a
+    SuperComponent), else None."""
     tool = _find_tool(tools, tool_name)
     if tool is None or not component_name:
         return None
@@ -170,11 +176,9 @@ def agent_in_tool_pipeline(tools: Any, tool_name: str | None, component_name: st
         if not callable(get_component):
             continue
         try:
-            component = get_component(component_name)
+            return get_component(component_name)
         except Exception:  # not a component of that pipeline
             continue
-        if getattr(component, "chat_generator", None) is not None:
-            return component
     return None
 
 

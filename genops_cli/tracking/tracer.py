@@ -320,8 +320,23 @@ class GenopsSpan(Span):
             profile = self.capture.profile_for(agent.component_name if agent else None)
             return profile.inner if profile and profile.inner else profile
         if not self._top_level():
-            return None  # a component of a nested pipeline: a same-named outer component says nothing of it
+            # A component of a nested pipeline (a same-named outer component says nothing of it): profiled
+            # live when a tool's pipeline holds it.
+            if not self._generator_profile_known:
+                self._generator_profile_known = True
+                self._generator_profile = self._tool_pipeline_profile()
+            return self._generator_profile
         return self.capture.profile_for(self.component_name)
+
+    def _tool_pipeline_profile(self) -> ComponentProfile | None:
+        if not self.is_llm_span():
+            return None
+        tool = self._nearest((AGENT_TOOL,))
+        outer = tool.agent_run() if tool is not None else None
+        if tool is None or outer is None:
+            return None
+        component = agents.component_in_tool_pipeline(outer.agent_tools, tool.tool_name, self.component_name)
+        return agents.live_generator_profile(self.component_name or "?", component) if component is not None else None
 
     def _provider(self, model: str | None) -> str | None:
         profile = self._profile()

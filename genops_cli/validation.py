@@ -451,12 +451,15 @@ def _check_pipeline(c: _Collector, path: Path, settings: Any, allow_modules: lis
     plan = plan_migrations(data)
     info["_migration"] = plan
     for fix in plan.fixes:
-        old_type = str(data["components"][fix.component]["type"])
-        new_type = fix.title.rsplit(" -> ", 1)[1]
+        old_type, new_type = fix.old_type, fix.new_type
         install = f" (pip install {fix.package})" if fix.package else ""
-        c.issue("error", fix.component, f"{old_type} was removed in Haystack 3 or moved out of haystack-ai; its "
-                f"replacement is {new_type}{install}",
-                f"genops validate --fix-issues rewrites it to {new_type} (a diff is shown first)", fix="migrate")
+        if old_type == new_type:
+            c.issue("error", fix.component, f"{fix.title}: {'; '.join(fix.details)}",
+                    "genops validate --fix-issues rewrites them (a diff is shown first)", fix="migrate")
+        else:
+            c.issue("error", fix.component, f"{old_type} was removed in Haystack 3 or moved out of haystack-ai; "
+                    f"its replacement is {new_type}{install}",
+                    f"genops validate --fix-issues rewrites it to {new_type} (a diff is shown first)", fix="migrate")
         for detail in fix.details:
             if "PromptBuilder -> ChatPromptBuilder" in detail:
                 builder = detail.split(":", 1)[0]

@@ -34,6 +34,10 @@ def _params(row) -> dict:
     params = dict(row.when) | dict(row.drop_if_default)
     if row.params == "tgi_api":
         params["url"] = "http://localhost:8080"
+    if row.params == "agent_tool_invoker":
+        params["chat_generator"] = {"type": "haystack.components.generators.chat.openai.OpenAIChatGenerator",
+                                    "init_parameters": {"model": "gpt-4o-mini"}}
+        params["tool_invoker_kwargs"] = {"max_workers": 2, "enable_streaming_callback_passthrough": True}
     return params
 
 
@@ -85,6 +89,9 @@ def test_move_row(row, tmp_path, monkeypatch):
     assert comp["type"] == row.new and fix.package == row.package
     for key, _value in row.drop_if_default:
         assert key not in comp["init_parameters"]
+    if row.params == "agent_tool_invoker":
+        assert comp["init_parameters"]["tool_concurrency_limit"] == 2
+        assert comp["init_parameters"]["tool_streaming_callback_passthrough"] is True
     path = tmp_path / "migrated.yml"
     path.write_text(yaml.safe_dump(fix.data))
     if _importable(row.new):
@@ -190,3 +197,19 @@ def test_optional_dependency_only_when_the_parameters_need_it(monkeypatch):
 
     assert missing_optional_dependencies(data("sentence")) == [("s", "nltk", "nltk")]
     assert missing_optional_dependencies(data("word")) == []
+
+
+def test_nested_component_moves_inside_an_agent_tool():
+    data = yaml.safe_load(open(__file__.replace("test_migrations.py", "fixtures/wild/websearch_agent.yml")))
+    [fix] = plan_migrations(data).fixes
+    tool = fix.data["components"]["agent"]["init_parameters"]["tools"][0]["data"]["component"]
+    assert tool["type"] == "haystack_integrations.components.websearch.serperdev.SerperDevWebSearch"
+    assert fix.package == "serperdev-haystack" and fix.component == "agent"
+
+
+def test_agent_without_removed_parameters_is_not_touched():
+    data = {"components": {"agent": {"type": "haystack.components.agents.agent.Agent", "init_parameters": {
+        "chat_generator": {"type": "haystack.components.generators.chat.openai.OpenAIChatGenerator",
+                           "init_parameters": {"model": "gpt-4o-mini"}}}}}}
+    plan = plan_migrations(data)
+    assert not plan.fixes and not plan.reports

@@ -120,6 +120,8 @@ class Fix:
     details: list[str] = field(default_factory=list)
     package: str | None = None
     data: dict[str, Any] = field(default_factory=dict)
+    old_type: str = ""
+    new_type: str = ""
 
 
 @dataclass
@@ -137,7 +139,8 @@ class _NotMechanical(Exception):
 
 
 def plan_migrations(data: dict[str, Any]) -> MigrationPlan:
-    """The fixes (each on top of the previous) and the reports for a pipeline read from YAML."""
+    """The fixes (each on top of the previous) and the reports for a pipeline read from YAML. Components nested
+    in init parameters (an Agent's tools, a ComponentTool's component, document stores) move too."""
     table = migration_table()
     plan = MigrationPlan()
     current = copy.deepcopy(data)
@@ -146,28 +149,70 @@ def plan_migrations(data: dict[str, Any]) -> MigrationPlan:
         if not isinstance(comp, dict) or not isinstance(comp.get("type"), str):
             continue
         row = table.find(comp["type"], comp.get("init_parameters") or {})
-        if row is None:
-            continue
-        if row.kind == "report" or not row.new:
-            plan.reports.append((name, f"{comp['type']} was removed in Haystack 3; {row.advice or 'no replacement'}"))
-            continue
-        attempt = copy.deepcopy(current)
-        try:
-            fix = _apply_row(attempt, name, row)
-        except _NotMechanical as exc:
-            plan.reports.append((name, f"{comp['type']} -> {row.new}: {exc}; left unchanged"))
-            continue
-        fix.data = attempt
-        plan.fixes.append(fix)
-        current = attempt
+        if row is not None:
+            current = _plan_one(plan, current, name, [], row)
+        for where in _nested_paths(current["components"][name].get("init_parameters"), []):
+            node = _node(current["components"][name]["init_parameters"], where)
+            nested = table.find(node["type"], node.get("init_parameters") or {})
+            if nested is not None:
+                current = _plan_one(plan, current, name, ["init_parameters", *where], nested)
     return plan
 
 
-def _apply_row(data: dict[str, Any], name: str, row: Migration) -> Fix:
-    comp = data["components"][name]
+def _nested_paths(value: Any, where: list[Any]) -> list[list[Any]]:
+    """Paths to the {type, init_parameters} dicts nested in a component's init parameters."""
+    found: list[list[Any]] = []
+    if isinstance(value, dict):
+        if where and isinstance(value.get("type"), str) and isinstance(value.get("init_parameters"), dict):
+            found.append(where)
+        for key, child in value.items():
+            found += _nested_paths(child, [*where, key])
+    elif isinstance(value, list):
+        for i, child in enumerate(value):
+            found += _nested_paths(child, [*where, i])
+    return found
+
+
+def _node(root: Any, where: list[Any]) -> Any:
+    for key in where:
+        root = root[key]
+    return root
+
+
+def _plan_one(plan: MigrationPlan, current: dict[str, Any], name: str, where: list[Any],
+              row: Migration) -> dict[str, Any]:
+    """Plan one row on the component `name` (or the node nested at `where` in it); returns the data after it."""
+    node = _node(current["components"][name], where)
+    label = name if not where else f"{name} ({'.'.join(str(k) for k in where[1:])})"
+    if row.kind == "report" or not row.new:
+        plan.reports.append((name, f"{label}: {node['type']} was removed in Haystack 3; "
+                                   f"{row.advice or 'no replacement'}"))
+        return current
+    if where and row.kind == "text_to_chat":
+        plan.reports.append((name, f"{label}: {node['type']} was removed in Haystack 3; use {row.new} there "
+                                   "(its prompt and replies change shape); left unchanged"))
+        return current
+    attempt = copy.deepcopy(current)
+    try:
+        fix = _apply_row(attempt, name, where, row)
+    except _NotMechanical as exc:
+        plan.reports.append((name, f"{label}: {node['type']} -> {row.new}: {exc}; left unchanged"))
+        return current
+    if fix is None:
+        return current
+    fix.data = attempt
+    plan.fixes.append(fix)
+    return attempt
+
+
+def _apply_row(data: dict[str, Any], name: str, where: list[Any], row: Migration) -> Fix | None:
+    comp = _node(data["components"][name], where)
     old_type = comp["type"]
     params = dict(comp.get("init_parameters") or {})
-    fix = Fix(component=name, title=f"{name}: {old_type.rsplit('.', 1)[-1]} -> {row.new}", package=row.package)
+    label = name if not where else f"{name} ({'.'.join(str(k) for k in where[1:])})"
+    title = (f"{label}: {old_type.rsplit('.', 1)[-1]} -> {row.new}" if old_type != row.new
+             else f"{label}: {old_type.rsplit('.', 1)[-1]} init parameters for Haystack 3")
+    fix = Fix(component=name, title=title, package=row.package, old_type=old_type, new_type=str(row.new))
     for key, value in row.drop_if_default:
         if key in params:
             if params[key] != value:
@@ -180,6 +225,10 @@ def _apply_row(data: dict[str, Any], name: str, row: Migration) -> Fix:
             fix.details.append(f"renamed init parameter '{old_key}' -> '{new_key}'")
     if row.params == "tgi_api":
         _tgi_api_params(params, fix)
+    elif row.params == "agent_tool_invoker":
+        _agent_tool_invoker(params, fix)
+    if old_type == row.new and not fix.details:
+        return None  # a parameter row with nothing to change here
     comp["type"] = row.new
     comp["init_parameters"] = params
     if row.kind == "text_to_chat":
@@ -187,6 +236,23 @@ def _apply_row(data: dict[str, Any], name: str, row: Migration) -> Fix:
     if row.package:
         fix.details.append(f"needs pip install {row.package}")
     return fix
+
+
+def _agent_tool_invoker(params: dict[str, Any], fix: Fix) -> None:
+    """Agent(tool_invoker_kwargs=...) of Haystack 2.x -> the Agent's own tool parameters in Haystack 3."""
+    if "tool_invoker_kwargs" not in params:
+        return
+    kwargs = params.pop("tool_invoker_kwargs") or {}
+    mapping = {"max_workers": "tool_concurrency_limit",
+               "enable_streaming_callback_passthrough": "tool_streaming_callback_passthrough"}
+    unknown = sorted(set(kwargs) - set(mapping))
+    if unknown:
+        raise _NotMechanical(f"tool_invoker_kwargs {', '.join(unknown)} have no Haystack 3 equivalent")
+    for old_key, new_key in mapping.items():
+        if old_key in kwargs:
+            params[new_key] = kwargs[old_key]
+    fix.details.append("tool_invoker_kwargs -> the Agent's tool_concurrency_limit / "
+                       "tool_streaming_callback_passthrough" if kwargs else "dropped 'tool_invoker_kwargs: null'")
 
 
 def _tgi_api_params(params: dict[str, Any], fix: Fix) -> None:

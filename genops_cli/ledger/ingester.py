@@ -10,7 +10,9 @@ password, and every user can read a process's arguments.)
 Protocol on stdin/stdout: each "flush" line is answered, once everything in the spool at that moment was
 ingested (or could not be), with one JSON line {inserted, duplicates, spooled, error, unreadable}. Between
 requests it ingests whatever appears in the spool every `--interval` seconds. End of stdin (the parent ended,
-however) -> a last drain, then exit.
+however) -> a last drain, then exit. Idle for `--idle-exit` seconds (nothing spooled, no request) -> exit too:
+the recorder starts a new ingester with its next run, so a process that tracked a few runs long ago does not
+keep one alive.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import os
 import queue
 import sys
 import threading
+import time
 from pathlib import Path
 
 from genops_cli.ledger.records import RecordResult, drain
@@ -43,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="genops-ingester")
     parser.add_argument("--spool", required=True)
     parser.add_argument("--config")
-    parser.add_argument("--interval", type=float, default=0.2)
+    parser.add_argument("--interval", type=float, default=1.0)
+    parser.add_argument("--idle-exit", type=float, default=60.0)
     args = parser.parse_args(argv)
 
     from genops_cli.config import load_settings
@@ -61,11 +65,17 @@ def main(argv: list[str] | None = None) -> int:
     # A reader thread instead of select(): pipes cannot be select()ed on every platform.
     threading.Thread(target=_read_requests, args=(requests,), daemon=True).start()
     backoff = args.interval
+    idle_since = time.monotonic()
     while True:
         try:
             line = requests.get(timeout=backoff)
         except queue.Empty:
             line = None
+        waiting = bool(spool.pending())
+        if line is not None or waiting:
+            idle_since = time.monotonic()
+        elif time.monotonic() - idle_since > args.idle_exit:
+            return 0
         if line is not None:
             if not line:  # the parent is gone
                 _drain(ledger, spool, synced)
@@ -77,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
                                          "unreadable": result.unreadable}) + "\n")
             sys.stdout.flush()
             continue
-        if spool.pending():
+        if waiting:
             result = _drain(ledger, spool, synced)
             # A ledger that cannot be written (locked, unreachable): retry less often, up to 5 s.
             backoff = min(backoff * 2, 5.0) if result.error else args.interval

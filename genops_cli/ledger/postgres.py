@@ -21,7 +21,7 @@ import hashlib
 import os
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -127,12 +127,27 @@ class PostgresLedger(Ledger):
         return Path.home() / ".genops" / "spool" / digest
 
     def exists(self) -> bool:
-        with self._session() as conn:
-            return self._stored_version(conn) is not None
+        return self._probe("cannot read the ledger", lambda conn: self._stored_version(conn) is not None)
+
+    def _probe(self, what: str, query: Callable[[Any], Any]) -> Any:
+        """A read outside a transaction, retried once on a fresh connection when a reused one turns out dead
+        (server restart, idle timeout, a backend terminated by an administrator); then a LedgerError (exit 4),
+        never a driver traceback."""
+        psycopg = _psycopg()
+        for attempt in (1, 2):
+            try:
+                with self._session() as conn:
+                    return query(conn)
+            except psycopg.OperationalError as exc:
+                if attempt == 2:
+                    raise self._error(what, exc) from None
+            except psycopg.Error as exc:
+                raise self._error(what, exc) from None
+        return None
 
     def size_bytes(self) -> int | None:
         """Total on-disk size (tables, indexes, TOAST) of the ledger's tables in its schema."""
-        with self._session() as conn:
+        def query(conn: Any) -> int | None:
             row = conn.execute(
                 "SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
                 "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relkind = 'r' "
@@ -140,6 +155,8 @@ class PostgresLedger(Ledger):
                 [self.schema, [*TABLES, "schema_version"]],
             ).fetchone()
             return int(row[0]) if row and row[0] else None
+
+        return self._probe("cannot read the ledger size", query)
 
     @contextmanager
     def write(self) -> Iterator[Tx]:

@@ -341,7 +341,10 @@ def test_api_results_carry_agent_outcomes_and_prices_nested_agents(openai_server
     assert result.agent_hit_max_steps and result.usage_sources.estimated_calls == 0
     # The guide's call: the adapter's monitor and the run id.
     insights = get_agent_insights(adapter.monitor, context.pipeline_id)
-    assert insights["decisions_made"] == 4
+    assert insights["decisions_made"] == 4 and insights["agent_hit_max_steps"] is True
+    agents = {a["path"]: a for a in insights["agents"]}
+    assert agents["researcher/tool:search_agent/search_agent"]["exit_reasons"] == {"max_agent_steps": 1}
+    assert agents["researcher"]["exit_reasons"] == {"final_answer": 1}
 
 
 @pytest.mark.parametrize(("config", "named"), [("agents:\n  fail_on_cap: sometimes\n", "agents.fail_on_cap"),

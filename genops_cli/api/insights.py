@@ -18,6 +18,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from genops_cli.analysis.insights import AgentInstance, agent_instances, summarize_agent
 from genops_cli.ledger.store import Ledger, Tx
 from genops_cli.models import quantize_money
 
@@ -72,7 +73,8 @@ def get_agent_insights(monitor: Any, pipeline_id: Any) -> dict[str, Any]:
     """Decisions and tools for one run (or the average run of a pipeline): decisions_made (LLM calls: an
     Agent's steps or generator calls), agent_steps, tools_used (names, in order of first use), tool_calls,
     tool_success_rate (0.0 when no tool was called), tools (per tool: calls, ok), total_cost,
-    cost_per_decision."""
+    cost_per_decision; agents (per agent, a nested Agent on its own: runs, steps, exit_reasons, verdict, cost)
+    and agent_hit_max_steps."""
     ledger, run_ids, label = _resolve(monitor, pipeline_id, "get_agent_insights")
     with ledger.read() as tx:
         where, params = _runs_in(run_ids)
@@ -85,7 +87,11 @@ def get_agent_insights(monitor: Any, pipeline_id: Any) -> dict[str, Any]:
             f"FROM calls c WHERE {where} AND c.span_kind = 'tool' GROUP BY 1 ORDER BY MIN(c.started_at), 4",
             params)
         totals = _run_totals(tx, run_ids)
+        instances = agent_instances(tx, where.replace("c.run_id", "r.run_id", 1), params)
     n = len(run_ids)
+    by_agent: dict[str, list[AgentInstance]] = {}
+    for instance in instances:
+        by_agent.setdefault(instance.path, []).append(instance)
     tool_calls = sum(int(calls) for _, calls, _, _ in tools)
     tool_ok = sum(int(ok or 0) for _, _, ok, _ in tools)
     decisions = int(decisions or 0)
@@ -98,6 +104,8 @@ def get_agent_insights(monitor: Any, pipeline_id: Any) -> dict[str, Any]:
         "tool_success_rate": round(tool_ok / tool_calls, 4) if tool_calls else 0.0,
         "tools": {name: {"calls": int(calls), "ok": int(ok or 0)} for name, calls, ok, _ in tools},
         "cost_per_decision": quantize_money(Decimal(decision_cost) / decisions) if decisions else None,
+        "agents": [summarize_agent(path, group) for path, group in sorted(by_agent.items())],
+        "agent_hit_max_steps": any(i.exit_reason == "max_agent_steps" for i in instances),
     }
 
 

@@ -242,3 +242,48 @@ def test_reads_that_cannot_ingest_say_what_they_miss_and_a_bill_refuses(openai_s
     bill = cli("report", "--tenant", "acme", "--period", time.strftime("%Y-%m", time.gmtime()), "--format", "json")
     assert bill.exit_code == 0, bill.stderr
     assert ledger_rows("SELECT COUNT(*) FROM runs") == [(4,)]
+
+
+def test_sigterm_under_an_application_handler_lets_the_run_finish_and_records_it_whole(openai_server):
+    """A service with its own SIGTERM handler (graceful shutdown: requests finish): genops chains to it, the run
+    in flight goes on, and it is recorded once, whole (status ok, both calls), not as interrupted."""
+    openai_server.usage = {"prompt_tokens": 1000, "completion_tokens": 200}
+    release = threading.Event()
+    seen = []
+
+    def responder(body: dict[str, Any]) -> str:
+        seen.append(1)
+        if len(seen) == 2:
+            release.wait(30)
+        return "ok"
+
+    openai_server.responder = responder
+    script = f"""
+import json, os, signal
+stopping = []
+signal.signal(signal.SIGTERM, lambda signum, frame: stopping.append(signum))
+from haystack import Pipeline
+from genops_cli.api import auto_instrument
+auto_instrument(team="ml", cost_summary=False)
+pipe = Pipeline.loads(open({CHAIN!r}).read())
+pipe.run(json.load(open({CHAIN_INPUTS!r})))
+print("graceful" if stopping else "no signal", flush=True)
+"""
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=dict(os.environ))
+    try:
+        deadline = time.monotonic() + 60
+        while len(seen) < 2 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.02)
+        assert len(seen) == 2, proc.stderr.read() if proc.poll() is not None else "timeout"
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        release.set()
+        out, err = proc.communicate(timeout=60)
+    finally:
+        release.set()
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0 and out.strip() == "graceful", err
+    cli("ledger", "drain")
+    assert ledger_rows("SELECT status, total_cost FROM runs") == [("ok", DRAFTER + REVIEWER)]

@@ -317,24 +317,29 @@ atexit.register(close_all)
 
 
 # -- runs in flight and interrupts -------------------------------------------------------------------------------
-#: run_id -> (recorder, snapshot): the snapshot builds the run as it stands (calls so far, status interrupted).
-_in_flight: dict[str, tuple[Recorder, Callable[[str], RunRecord]]] = {}
+#: run_id -> (recorder, snapshot, thread id): the snapshot builds the run as it stands (calls so far, status
+#: interrupted); the thread is the one executing it.
+_in_flight: dict[str, tuple[Recorder, Callable[[str], RunRecord], int]] = {}
 
 
 @contextlib.contextmanager
 def in_flight(recorder: Recorder, run_id: str, snapshot: Callable[[str], RunRecord]) -> Iterator[None]:
-    """Mark a run as executing: on SIGTERM/SIGINT, `snapshot(reason)` is recorded as the interrupted run."""
-    _in_flight[run_id] = (recorder, snapshot)
+    """Mark a run as executing: if the process is interrupted while it runs, `snapshot(reason)` is recorded as
+    the interrupted run (see `_on_signal` for when)."""
+    _in_flight[run_id] = (recorder, snapshot, threading.get_ident())
     try:
         yield
     finally:
         _in_flight.pop(run_id, None)
 
 
-def record_interrupted(reason: str) -> int:
-    """Record every run in flight as interrupted (spend so far) and flush every recorder; returns how many."""
+def record_interrupted(reason: str, thread: int | None = None) -> int:
+    """Record the runs in flight (all, or those executing on `thread`) as interrupted with the spend so far, and
+    flush every recorder; returns how many were recorded."""
     count = 0
-    for run_id, (recorder, snapshot) in list(_in_flight.items()):
+    for run_id, (recorder, snapshot, owner) in list(_in_flight.items()):
+        if thread is not None and owner != thread:
+            continue
         _in_flight.pop(run_id, None)
         try:
             recorder.submit(snapshot(reason))
@@ -349,18 +354,36 @@ _previous: dict[int, Any] = {}
 
 
 def _on_signal(signum: int, frame: Any) -> None:
+    """What is cut is recorded as interrupted; what goes on is recorded when it ends (a run is recorded once, and
+    the first record of a run id wins, so a run that finishes must not have been recorded as interrupted).
+    - previous action ends the process (SIGTERM's default): every run in flight, then the process ends by the
+      signal, as it would have without genops;
+    - SIGINT's default (KeyboardInterrupt in the main thread): the runs of the main thread; runs on worker
+      threads go on (a batch lets them finish) and are recorded when they end;
+    - a handler of the application (e.g. a server's graceful shutdown, where requests finish): finished runs are
+      flushed and that handler runs; runs still in flight when the interpreter exits are recorded then."""
     name = signal.Signals(signum).name
-    record_interrupted(f"interrupted by {name}")
     previous = _previous.get(signum, signal.SIG_DFL)
-    if callable(previous):
-        previous(signum, frame)
-    elif previous == signal.SIG_IGN:
+    if previous == signal.SIG_IGN:
         return
-    elif signum == signal.SIGINT:
+    if signum == signal.SIGINT and previous in (signal.SIG_DFL, signal.default_int_handler):
+        record_interrupted(f"interrupted by {name}", thread=threading.main_thread().ident)
         raise KeyboardInterrupt
-    else:  # default action: end the process by that signal, as it would have without genops
-        signal.signal(signum, signal.SIG_DFL)
-        os.kill(os.getpid(), signum)
+    if callable(previous):
+        flush_all(timeout=20.0, wait=False)
+        previous(signum, frame)
+        return
+    record_interrupted(f"interrupted by {name}")
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+
+
+def _record_left_in_flight() -> None:
+    if _in_flight:
+        record_interrupted("interrupted: the process exited while the run was in flight")
+
+
+atexit.register(_record_left_in_flight)  # registered after close_all, so it runs first
 
 
 def install_signal_handlers() -> bool:

@@ -223,6 +223,22 @@ def test_looping_agent_stops_before_the_step_that_would_cross(openai_server):
     assert ledger_rows("SELECT COUNT(*) FROM calls WHERE span_kind = 'agent_llm' AND status = 'blocked'") == [(1,)]
 
 
+def test_looping_agent_on_the_cli_stops_before_the_step_that_would_cross(openai_server, tmp_path):
+    openai_server.responder = ToolLoop("web_search", times=None, arguments={"query": "x"}, usage=AGENT_STEP_USAGE)
+    limit = Decimal("0.0005")
+    assert cli("budget", "set", "global", "--daily", str(limit), "--policy", "enforcing").exit_code == 0
+    path = tmp_path / "agent.yml"
+    path.write_text(_agent_pipeline().dumps())
+    result = cli("run", str(path), "--input", 'agent.messages=[{"role": "user", "content": [{"text": "find"}]}]',
+                 "--json")
+    assert result.exit_code == 3, result.stderr
+    out = json.loads(result.stdout)
+    steps = openai_server.count("/chat/completions")
+    assert (out["status"], out["policy"]["reason_code"]) == ("blocked", "BUDGET_EXCEEDED")
+    assert Decimal(out["total_cost"]) == AGENT_STEP * steps <= limit
+    assert steps >= 5
+
+
 def test_twenty_concurrent_requests_never_cross_the_limit_in_sum(openai_server):
     from genops_cli import BudgetExceededError, GenOpsHaystackAdapter
 
@@ -234,6 +250,7 @@ def test_twenty_concurrent_requests_never_cross_the_limit_in_sum(openai_server):
                                     governance_policy="enforcing")
     pipeline = _chat_pipeline()
     outcomes: list[str] = []
+    reasons: list[str] = []
     lock = threading.Lock()
 
     def request(i: int) -> None:
@@ -241,8 +258,9 @@ def test_twenty_concurrent_requests_never_cross_the_limit_in_sum(openai_server):
             with adapter.track_pipeline("request", pipeline=pipeline):
                 pipeline.run({"prompt": {"q": f"{QUESTION} ({i})"}})
             outcome = "ok"
-        except BudgetExceededError:
+        except BudgetExceededError as exc:
             outcome = "blocked"
+            reasons.append(str(exc))
         with lock:
             outcomes.append(outcome)
 
@@ -252,7 +270,7 @@ def test_twenty_concurrent_requests_never_cross_the_limit_in_sum(openai_server):
     for t in threads:
         t.join()
     assert adapter.flush()
-    assert len(outcomes) == 20 and "blocked" in outcomes and "ok" in outcomes
+    assert len(outcomes) == 20 and "blocked" in outcomes and "ok" in outcomes, reasons[:2]
     [(spent,)] = ledger_rows("SELECT SUM(total_cost) FROM runs")
     ok = outcomes.count("ok")
     assert spent == per_run * ok <= limit
@@ -276,8 +294,9 @@ def test_a_budget_set_by_another_process_applies_to_the_next_call(openai_server)
     with adapter.track_pipeline("request"):
         pipeline.run({"prompt": {"q": QUESTION}})  # no budget yet: the "no budgets" answer is now cached
     assert openai_server.request_count == 1
-    proc = subprocess.run([str(Path(sys.executable).with_name("genops")), "budget", "set", "global", "--daily", "0.00001",
-                           "--policy", "enforcing"], capture_output=True, text=True, env=dict(os.environ))
+    genops = str(Path(sys.executable).with_name("genops"))
+    proc = subprocess.run([genops, "budget", "set", "global", "--daily", "0.00001", "--policy", "enforcing"],
+                          capture_output=True, text=True, env=dict(os.environ))
     assert proc.returncode == 0, proc.stderr
     with pytest.raises(BudgetExceededError):
         with adapter.track_pipeline("request"):

@@ -431,19 +431,23 @@ def _pass_calls(records: list[CallRecord], sim: LoadedPipeline) -> list[_Call]:
 def estimate_run(loaded: LoadedPipeline, data: dict[str, Any], settings: Settings, ledger: Ledger | None = None,
                  *, documents: list[Any] | None = None, tenant: str | None = None,
                  now: datetime | None = None,
-                 history: dict[tuple[str, str], tuple[float, int, int]] | None = None) -> RunEstimate:
+                 history: dict[tuple[str, str], tuple[float, int, int]] | None = None,
+                 extrapolate_agents: bool = True) -> RunEstimate:
     """Estimate one run of `loaded` with `data` (the dict `Pipeline.run` takes). Never calls a provider.
 
     `ledger` (optional) supplies recorded output sizes for the expected value (`history`, the result of
     `observed_outputs`, saves reading them again for every line of a batch); `documents` are the
-    `--documents` the first run will write (and embed); `tenant` applies contracted prices.
+    `--documents` the first run will write (and embed); `tenant` applies contracted prices. Without
+    `extrapolate_agents` an Agent counts only the steps the simulation took (a run's preflight: per-call admission
+    then holds each further step's worst case before it is made).
     """
     now = now or utcnow()
     estimate = RunEstimate(pipeline=loaded.profile.name, method="simulation")
     calls = _counted_calls(loaded, data, settings, ledger, documents, estimate)
     if history is None:
         history = _history(ledger, loaded.profile.name, estimate)
-    calls = _extrapolate_agents(loaded, calls, settings, estimate)
+    if extrapolate_agents:
+        calls = _extrapolate_agents(loaded, calls, settings, estimate)
     reach = _downstream(loaded)
     lines: dict[str, EstimateLine] = {}
     seen_llm: list[tuple[str, int, int]] = []  # (component, worst output, expected output) of earlier LLM calls

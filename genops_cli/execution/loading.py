@@ -584,7 +584,8 @@ def profile_from_pipeline(pipeline: Any, name: str | None = None) -> PipelinePro
     register_pipeline_secrets(data)
     metadata = getattr(pipeline, "metadata", None) or {}
     display = name or str(metadata.get("name") or "pipeline")
-    profile = PipelineProfile(name=display, path=f"<python:{display}>", pipeline_hash=pipeline_hash(data))
+    profile = PipelineProfile(name=display, path=f"<python:{display}>", pipeline_hash=pipeline_hash(data),
+                              serialized=data)
     for comp_name, comp in components.items():
         profile.components[comp_name] = _profile_component(comp_name, comp["type"], comp["init_parameters"])
     return profile

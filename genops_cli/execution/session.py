@@ -89,8 +89,12 @@ class RunSession:
     def _estimate(self, data: dict[str, Any]) -> Decimal:
         from genops_cli.execution.estimate import estimate_run
 
+        if not self.loaded.data and self.loaded.profile.serialized:
+            self.loaded.data = self.loaded.profile.serialized  # a pipeline built in code: simulate its copy
+        # An Agent's further steps are not reserved up front: each is admitted on its own worst case when the
+        # Agent takes it, so a looping Agent stops before the step that would cross a limit.
         return estimate_run(self.loaded, data, self.engine.settings, documents=self.options.documents,
-                            tenant=self.run.attribution.customer_id).high
+                            tenant=self.run.attribution.customer_id, extrapolate_agents=False).high
 
     @property
     def blocked(self) -> bool:

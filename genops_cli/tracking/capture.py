@@ -45,6 +45,9 @@ class PipelineProfile:
     path: str
     pipeline_hash: str
     components: dict[str, ComponentProfile] = field(default_factory=dict)
+    #: A pipeline built in code: its serialized form (components with init parameters, connections), from which
+    #: the estimate builds its simulated copy (a YAML pipeline's is `LoadedPipeline.data`).
+    serialized: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     def llm_components(self) -> list[ComponentProfile]:
         out = []

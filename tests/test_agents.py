@@ -432,3 +432,24 @@ def test_generator_inside_a_pipeline_tool_is_profiled_from_that_pipeline(openai_
         "component", "openai", 33, GPT_4O_MINI_STEP)
     assert summary.agent_instance == next(c.call_id for c in capture.calls if c.component_path == "llm"
                                           and c.span_kind == "component")
+
+
+def test_streaming_agent_steps_are_measured(openai_server, tmp_path):
+    from haystack.components.generators.utils import print_streaming_chunk
+
+    openai_server.usage = dict(OPENAI_USAGE)
+    openai_server.responder = ToolLoop("web_search", times=2, arguments={"query": "x"}, final="answer")
+    pipeline = Pipeline()
+    pipeline.add_component("agent", Agent(chat_generator=OpenAIChatGenerator(model="gpt-4o-mini"),
+                                          tools=[_search_tool()], streaming_callback=print_streaming_chunk))
+    path = tmp_path / "streaming_agent.yml"
+    path.write_text(pipeline.dumps())
+    result = cli("run", str(path), "--input", 'agent.messages=[{"role": "user", "content": [{"text": "hi"}]}]',
+                 "--json")
+    assert result.exit_code == 0, result.stderr
+    out = json.loads(result.stdout.splitlines()[-1])
+    bodies = openai_server.bodies("/chat/completions")
+    assert len(bodies) == 3 and all(b["stream"] and b["stream_options"] == {"include_usage": True} for b in bodies)
+    steps = [c for c in out["components"] if c["span_kind"] == "agent_llm"]
+    assert [(c["usage_source"], Decimal(c["cost"])) for c in steps] == [("reported", GPT_4O_MINI_STEP)] * 3
+    assert out["usage_sources"]["estimated_calls"] == 0

@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from conftest import sample
 from hostile import invoke, summary
@@ -89,6 +90,7 @@ def test_random_bytes_as_pipeline(data):
     invoke(["run", path, "--inputs", CHAIN_INPUTS, "--simulate"], expect={0, 1, 2})
 
 
+@pytest.mark.slow  # most mutants still build and run the pipeline
 @fuzz(25)
 @given(st.sampled_from(PIPELINE_PATHS), json_values, st.booleans())
 def test_mutated_pipeline(path, value, drop):
@@ -176,6 +178,7 @@ def test_random_money_flags(value):
     invoke(["budget", "set", "team:fuzz", "--daily", value, "--json"], expect={0, 2})
 
 
+@pytest.mark.slow  # every example runs the pipeline
 @fuzz(10)
 @given(st.text(max_size=40), st.text(max_size=40))
 def test_random_tenant_and_tag_strings(tenant, tag):

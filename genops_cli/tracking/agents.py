@@ -3,8 +3,9 @@ an agent run stopped.
 
 Haystack tags each `haystack.agent.run` span with the Agent's tools (the live Tool objects) but not with its chat
 generator. A top-level Agent's generator comes from the pipeline profile; an Agent wrapped in an `AgentTool` (or
-any `ComponentTool` around an Agent) is found among the calling agent's tools by the tool's name, and its own
-`chat_generator` says which provider and model its calls go to:
+any `ComponentTool` around an Agent) is found among the calling agent's tools by the tool's name, an Agent (or
+generator) inside a `PipelineTool`'s pipeline by its component name there, and its own `chat_generator` says which
+provider and model its calls go to:
 
     generator_profile_of_tool(outer_tools, "search_agent")   # ComponentProfile(provider="anthropic", ...)
 

@@ -33,6 +33,7 @@ INPUTS = {
     "indexing_nltk": {"splitter": {"documents": [{"content": "One. Two. Three. Four."}]}},
     "dumps_tuple": {"prompt_builder": {"question": "q"}},
     "streaming_print": {"prompt_builder": {"question": "q"}},
+    "mcp_agent": {"agent": {"messages": MESSAGES}},
 }
 #: these need a lazily imported package that a --yes run installs from the index (none offline)
 NEEDS_INSTALL = {"web_rag": "trafilatura", "indexing_nltk": "nltk"}
@@ -287,3 +288,20 @@ def test_estimate_honours_allow_module_for_tool_functions(tmp_path, monkeypatch)
     assert result.exit_code == 0, result.stderr
     out = json.loads(result.stdout)
     assert out["per_run"][0]["method"] == "simulation", out["per_run"][0]["notes"]
+
+
+def test_mcp_tools_become_deterministic_stand_ins_called_in_turn(tmp_path):
+    path = _copy("mcp_agent", tmp_path)
+    (tmp_path / ".genops.yml").write_text("simulation:\n  agent_steps: 4\n")
+    result = cli("run", str(path), "--simulate", "--inputs", _inputs("mcp_agent", tmp_path), "--json")
+    assert result.exit_code == 0, result.stderr
+    [out] = json_lines(result.stdout)
+    assert [c["tool_name"] for c in out["components"] if c.get("tool_name")] == ["fetch", "search", "read_page"]
+    assert "agent.tools[0] (MCPTool -> Tool)" in result.stderr
+
+
+def test_missing_integration_is_named_from_the_package_table(tmp_path):
+    path = _copy("mcp_agent", tmp_path)
+    result = cli("validate", str(path), "--json")
+    issue = next(i for i in json.loads(result.stdout)["issues"] if i["component"] == "agent")
+    assert issue["fix_suggestion"] == "pip install mcp-haystack"

@@ -94,7 +94,11 @@ def integration_package_for(module: str) -> str | None:
             return package
     from genops_cli.execution.migrate import migration_table
 
-    for row in migration_table().rows:  # classes moved into integration packages
+    table = migration_table()
+    package = table.package_for_module(module)
+    if package:
+        return package
+    for row in table.rows:  # classes moved into integration packages
         if row.package and row.new and (module == row.new.rpartition(".")[0]
                                         or module.startswith(row.new.rpartition(".")[0] + ".")):
             return row.package

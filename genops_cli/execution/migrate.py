@@ -64,6 +64,16 @@ class MigrationTable:
     version: int
     rows: tuple[Migration, ...]
     optional: dict[str, tuple[OptionalDependency, ...]]
+    #: haystack_integrations module prefix -> the pip package that provides it
+    integration_packages: dict[str, str] = field(default_factory=dict)
+
+    def package_for_module(self, module: str) -> str | None:
+        """The integration package that provides `module` (longest known prefix), else None."""
+        best = None
+        for prefix, package in self.integration_packages.items():
+            if (module == prefix or module.startswith(prefix + ".")) and (best is None or len(prefix) > len(best[0])):
+                best = (prefix, package)
+        return best[1] if best else None
 
     def find(self, type_path: str, init_parameters: dict[str, Any] | None = None) -> Migration | None:
         params = init_parameters or {}
@@ -106,7 +116,8 @@ def migration_table() -> MigrationTable:
                          for d in deps)
         for type_path, deps in (raw.get("optional_dependencies") or {}).items()
     }
-    return MigrationTable(version=int(raw["version"]), rows=rows, optional=optional)
+    packages = {str(k): str(v) for k, v in (raw.get("integration_packages") or {}).items()}
+    return MigrationTable(version=int(raw["version"]), rows=rows, optional=optional, integration_packages=packages)
 
 
 # -- planning -----------------------------------------------------------------------------------------------------

@@ -696,6 +696,30 @@ def _replaceable(type_path: str) -> bool:
         type_path.rpartition(".")[0]) is not None
 
 
+def simulated_tool(**kwargs: Any) -> str:
+    """What a simulated remote tool (an MCP server's) returns: a deterministic text naming its arguments."""
+    text = json.dumps(kwargs, sort_keys=True, default=str)
+    return f"[simulated tool result {_digest(text)} for {text}]"
+
+
+def _is_remote_tool(type_path: str) -> bool:
+    """Tools that reach a server to list or call their functions (MCP)."""
+    return ".tools.mcp." in f".{type_path}." or type_path.rsplit(".", 1)[-1] in ("MCPTool", "MCPToolset")
+
+
+def _tool_stand_in(type_path: str, data: dict[str, Any]) -> dict[str, Any]:
+    def tool(name: str, description: str | None) -> dict[str, Any]:
+        return {"type": "haystack.tools.tool.Tool", "data": {
+            "name": name, "description": description or f"simulated stand-in for the remote tool {name}",
+            "parameters": {"type": "object", "properties": {"query": {"type": "string"}}, "required": ["query"]},
+            "function": f"{__name__}.simulated_tool"}}
+
+    if type_path.endswith("Toolset"):
+        names = data.get("tool_names") or ["mcp_tool"]
+        return {"type": "haystack.tools.toolset.Toolset", "data": {"tools": [tool(str(n), None) for n in names]}}
+    return tool(str(data.get("name") or "mcp_tool"), data.get("description"))
+
+
 def _is_server_store(value: dict[str, Any]) -> bool:
     type_path = value.get("type")
     return (isinstance(type_path, str) and ".document_stores." in f".{type_path}"
@@ -718,6 +742,10 @@ def simulate_components(data: dict[str, Any], profile: PipelineProfile, output_t
             return value
         type_path = value.get("type")
         params = value.get("init_parameters")
+        if isinstance(type_path, str) and isinstance(value.get("data"), dict) and _is_remote_tool(type_path):
+            new_tool = _tool_stand_in(type_path, value["data"])
+            replaced.append(Simulated(path, type_path, new_tool["type"].rsplit(".", 1)[-1]))
+            return new_tool
         if isinstance(type_path, str) and isinstance(params, dict):
             if _is_server_store(value):
                 store = _memory_store(value)

@@ -305,3 +305,15 @@ def test_missing_integration_is_named_from_the_package_table(tmp_path):
     result = cli("validate", str(path), "--json")
     issue = next(i for i in json.loads(result.stdout)["issues"] if i["component"] == "agent")
     assert issue["fix_suggestion"] == "pip install mcp-haystack"
+
+
+def test_declared_inputs_of_a_hayhooks_style_file_take_one_flat_value(tmp_path, offline_pip):
+    path = _copy("openai_generator_rag", tmp_path)
+    cli("validate", str(path), "--fix-issues", "--yes")
+    assert "inputs:" in path.read_text()  # the rewrite keeps the file's other keys
+    inputs = tmp_path / "flat.json"
+    inputs.write_text(json.dumps({"query": "What is X?"}))
+    result = cli("run", str(path), "--simulate", "--inputs", str(inputs), "--json")
+    assert result.exit_code == 0, result.stderr
+    [out] = json_lines(result.stdout)
+    assert out["outputs"]["answer_builder"]["answers"][0]["query"] == "What is X?"

@@ -46,6 +46,7 @@ from genops_cli.ledger.records import RecordResult, rekeyed_run_id
 from genops_cli.ledger.store import Ledger
 from genops_cli.logging_setup import EventLog
 from genops_cli.models import RunRecord, quantize_money
+from genops_cli.money import money_json, money_text
 
 
 @dataclass
@@ -232,10 +233,10 @@ class BatchView:
         self.events.info(
             "batch.progress",
             f"progress: {done}/{self.total} lines ({summary.ok} ok, {summary.failed} failed, {summary.blocked} "
-            f"blocked), ${quantize_money(summary.total_cost)} spent, {rate:.2f} runs/s"
+            f"blocked), {money_text(summary.total_cost)} spent, {rate:.2f} runs/s"
             + (f", ETA {_duration(eta)}" if eta is not None else ""),
             done=done, total=self.total, ok=summary.ok, failed=summary.failed, blocked=summary.blocked,
-            total_cost=str(quantize_money(summary.total_cost)), runs_per_s=round(rate, 3),
+            total_cost=money_json(summary.total_cost), runs_per_s=round(rate, 3),
             eta_s=round(eta, 1) if eta is not None else None,
         )
 
@@ -478,7 +479,7 @@ def _prepare(settings: Settings, ledger: Ledger, pipeline_path: str, runs: list[
     is_batch = len(runs) > 1 or runs[0].line is not None
     namespace = "simulated" if loaded.simulated else ""
     jobs = [
-        LineJob(index, run_input, prepare_run_data(loaded.pipeline, run_input),
+        LineJob(index, run_input, prepare_run_data(loaded.pipeline, run_input, loaded.declared_inputs),
                 batch_run_id(loaded.profile.pipeline_hash, run_input.line, run_input.raw, namespace)
                 if is_batch and run_input.line is not None else None)
         for index, run_input in enumerate(runs)
@@ -581,7 +582,7 @@ def _report_summary(summary: BatchSummary, warnings: dict[tuple[str, str], None]
                        "priced=false, cost not included; add a price to pricing/*.yml or check the model name")
     if summary.stopped == "max_cost":
         events.warning("batch.max_cost", f"batch cost cap ${options.max_cost} reached (spent "
-                       f"${quantize_money(summary.total_cost)}); {summary.not_started} line(s) not started")
+                       f"{money_text(summary.total_cost)}); {summary.not_started} line(s) not started")
     elif summary.stopped == "fail_fast":
         events.warning("batch.fail_fast", f"--fail-fast: stopped after a failed run; {summary.not_started} "
                        "line(s) not started")
@@ -595,9 +596,9 @@ def _report_summary(summary: BatchSummary, warnings: dict[tuple[str, str], None]
         f"{summary.runs} runs: {summary.ok} ok, {summary.failed} failed, {summary.blocked} blocked"
         + (f", {summary.skipped} skipped (--resume)" if summary.skipped else "")
         + (f", {summary.not_started} not started" if summary.not_started else "")
-        + (f", {summary.cache_hits} cache hits saving ${quantize_money(summary.saved_cost)}"
+        + (f", {summary.cache_hits} cache hits saving {money_text(summary.saved_cost)}"
            if summary.cache_hits else "")
-        + f"; {summary.attempts} attempts; total ${quantize_money(summary.total_cost)} in {summary.elapsed_s:.1f}s",
+        + f"; {summary.attempts} attempts; total {money_text(summary.total_cost)} in {summary.elapsed_s:.1f}s",
         **{k: v for k, v in out.items() if k != "summary"},
     )
 
@@ -630,11 +631,11 @@ def _report_run(result: LineResult, view: BatchView) -> None:
         view.render_run(run)
     if not view.is_batch:
         return
-    text = (f"line {run.batch_line}: {run.status} ${run.total_cost} run {run.run_id}"
+    text = (f"line {run.batch_line}: {run.status} {money_text(run.total_cost)} run {run.run_id}"
             + (" (cache hit)" if run.cache_hit else "")
             + (f" after {len(result.attempts)} attempts" if len(result.attempts) > 1 else "")
             + (f" ({run.error})" if run.error else ""))
     fields = dict(run_id=run.run_id, line=run.batch_line, status=run.status, attempt=run.attempt,
-                  attempts=max(run.attempt, len(result.attempts)), total_cost=str(run.total_cost),
+                  attempts=max(run.attempt, len(result.attempts)), total_cost=money_json(run.total_cost),
                   cache_hit=run.cache_hit, error=run.error)
     view.line(text, fields, ok=run.status == "ok")

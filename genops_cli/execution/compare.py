@@ -170,7 +170,7 @@ def compare_models(settings: Settings, ledger: Ledger, pipeline_path: str, input
         pipeline_name = loaded.profile.name
         row = ModelRow(model=model)
         for index, run_input in enumerate(inputs):
-            data = prepare_run_data(loaded.pipeline, run_input)
+            data = prepare_run_data(loaded.pipeline, run_input, loaded.declared_inputs)
             options = RunOptions(
                 documents=documents if index == 0 else None,
                 extra_tags={"compare_id": compare_id, "compare_model": model},

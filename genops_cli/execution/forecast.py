@@ -119,7 +119,7 @@ def forecast_batch(settings: Settings, ledger: Ledger, loaded: LoadedPipeline, r
     by_component: dict[str, dict[str, Any]] = {}
     unpriced: set[str] = set()
     for index, run_input in enumerate(runs):
-        data = prepare_run_data(loaded.pipeline, run_input)
+        data = prepare_run_data(loaded.pipeline, run_input, loaded.declared_inputs)
         est = estimate_run(loaded, data, settings, ledger=ledger, documents=documents if index == 0 else None,
                            tenant=tenant, history=history)
         out.low += est.low

@@ -165,8 +165,9 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     return value
 
 
-def prepare_run_data(pipeline: Any, run: RunInput) -> dict[str, Any]:
-    """Check a run's data against the pipeline's inputs and coerce it; returns nested data for Pipeline.run."""
+def prepare_run_data(pipeline: Any, run: RunInput, declared: dict[str, list[str]] | None = None) -> dict[str, Any]:
+    """Check a run's data against the pipeline's inputs and coerce it; returns nested data for Pipeline.run.
+    `declared`: the input names a Hayhooks / deepset pipeline file declares ({name: [component.socket, ...]})."""
     spec = pipeline.inputs(include_components_with_connected_inputs=True)
     open_inputs = pipeline.inputs()
     components = set(pipeline.graph.nodes)
@@ -178,6 +179,11 @@ def prepare_run_data(pipeline: Any, run: RunInput) -> dict[str, Any]:
         else:
             flat[key] = value
     for key, value in flat.items():
+        if declared and key in declared:
+            for target in declared[key]:
+                comp, _, socket = target.partition(".")
+                nested.setdefault(comp, {})[socket] = value
+            continue
         targets = [c for c, sockets in open_inputs.items() if key in sockets]
         if not targets:
             hint = _closest(key, [s for sockets in open_inputs.values() for s in sockets] + sorted(components))

@@ -87,6 +87,19 @@ class LoadedPipeline:
     def name(self) -> str:
         return self.profile.name
 
+    @property
+    def declared_inputs(self) -> dict[str, list[str]]:
+        """Input names the file declares (Hayhooks and deepset pipeline files: `inputs: {query: [retriever.query,
+        prompt_builder.query]}`): a run may pass `{"query": ...}` for all of them."""
+        raw = self.data.get("inputs")
+        out: dict[str, list[str]] = {}
+        if isinstance(raw, dict):
+            for name, targets in raw.items():
+                targets = [targets] if isinstance(targets, str) else targets
+                if isinstance(targets, list) and all(isinstance(t, str) and "." in t for t in targets):
+                    out[str(name)] = list(targets)
+        return out
+
 
 def integration_package_for(module: str) -> str | None:
     for prefix, package in INTEGRATION_PACKAGES.items():

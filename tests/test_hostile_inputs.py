@@ -363,6 +363,27 @@ def test_hostile_flag_values_exit_2(args):
     invoke(args)
 
 
+SPOOL_FILES: dict[str, bytes] = {
+    "deep json": b"[" * 100_000 + b"]" * 100_000,
+    "a list": b"[1, 2]",
+    "run id is a number": b'{"run_id": 5}',
+    "not utf-8": b"\xff\xfe",
+    "group file of garbage": b'{"runs": [1, "x", null]}',
+}
+
+
+@pytest.mark.parametrize("name", sorted(SPOOL_FILES))
+def test_damaged_or_planted_spool_file_never_breaks_later_commands(isolated, name):
+    """A spool file that is not a run (disk damage, a planted file) is reported and kept; commands go on."""
+    spool = Path(str(isolated) + ".spool")
+    spool.mkdir(parents=True, exist_ok=True)
+    prefix = "group-0123456789abcdef.3" if name.startswith("group") else "0190a0a0-0000-7000-8000-000000000000.1"
+    (spool / f"{prefix}.json").write_bytes(SPOOL_FILES[name])
+    invoke(["ledger", "drain"], expect={0, 4})
+    invoke(["runs", "--json"], expect={0})
+    invoke(["run", CHAIN, "--inputs", CHAIN_INPUTS, "--simulate", "--json"], expect={0})
+
+
 def test_zz_hostile_inputs_tally():
     """Printed with -s: the number of hostile cases this module ran, with hangs and tracebacks (both 0)."""
     from hostile import TALLY

@@ -316,10 +316,14 @@ def describe_error(exc: BaseException) -> str:
     """One line: the failing component (Haystack wraps it) and the provider's own message, secrets masked."""
     import re
 
+    from genops_cli.execution.loading import root_cause as root_cause_text
     from genops_cli.redact import redact
 
-    root = root_cause(exc)
     component = getattr(exc, "component_name", None)
-    text = re.sub(r"\s+", " ", str(root)).strip()[:500]
+    # The innermost cause, whole sentences only (a provider may answer with a page of HTML), no object reprs.
+    text = root_cause_text(exc)
+    if len(text) > 1000:
+        cut = max(text.rfind(". ", 0, 1000), text.rfind("; ", 0, 1000))
+        text = text[: cut + 1] + " [...]" if cut > 200 else re.sub(r"\s+\S*$", "", text[:1000]) + " [...]"
     prefix = f"component '{component}': " if component else ""
-    return redact(f"{prefix}{type(root).__name__}: {text}") or ""
+    return redact(f"{prefix}{text}") or ""

@@ -54,7 +54,8 @@ def _version(value: bool) -> None:
 def main_options(
     ledger: str = typer.Option(None, "--ledger", envvar="GENOPS_LEDGER",
                                help="Ledger path (DuckDB) or postgresql:// URL. Default ~/.genops/ledger.duckdb."),
-    config: str = typer.Option(None, "--config", help="Path of .genops.yml (default: ./.genops.yml)."),
+    config: str = typer.Option(None, "--config",
+                               help="Path of .genops.yml (default: ./.genops.yml; env GENOPS_CONFIG)."),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
 ) -> None:
     common.GLOBAL.ledger = ledger
@@ -84,11 +85,11 @@ def _register() -> None:
     app.command("estimate")(estimate_cmd.estimate)
     app.command("compare")(compare_cmd.compare)
     app.command("validate")(validate_cmd.validate)
+    app.add_typer(runs_cmd.app, name="runs", epilog=runs_cmd.LIST_EPILOG,
+                  help="Recorded runs: list (filters), show one as a tree, tail new ones.")
     app.command("analyze")(analyze_cmd.analyze)
     app.command("recommend")(recommend_cmd.recommend)
     app.command("report", epilog=report_cmd.EPILOG)(report_cmd.report)
-    app.add_typer(runs_cmd.app, name="runs", epilog=runs_cmd.LIST_EPILOG,
-                  help="Recorded runs: list (filters), show one as a tree, tail new ones.")
     app.add_typer(compliance_cmd.app, name="compliance", help="Compliance report and audit-chain verification.")
     app.add_typer(budget_cmd.app, name="budget", help="Budgets per scope: set, list, status, remove.")
     app.add_typer(pricing_cmd.app, name="pricing", help="Look up prices: show, list, check a pipeline.")

@@ -11,6 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 from genops_cli.models import CallRecord, RunRecord
+from genops_cli.money import money_json
 from genops_cli.tracking.agents import agent_outcomes
 from genops_cli.tracking.usage import usage_source_share
 
@@ -59,7 +60,7 @@ def call_to_output(call: CallRecord) -> dict[str, Any]:
         "output_tokens": u.output_tokens,
         "reasoning_tokens": u.reasoning_tokens,
         "usage_source": u.source,
-        "cost": str(call.cost),
+        "cost": money_json(call.cost) if call.priced or not call.model else None,
         "latency_ms": round(call.latency_ms, 3),
         "status": call.status,
         "error": call.error,
@@ -77,7 +78,8 @@ def run_to_output(run: RunRecord, include_outputs: bool = True) -> dict[str, Any
         "pipeline_hash": run.pipeline_hash,
         "status": run.status,
         "error": run.error,
-        "total_cost": str(run.total_cost),
+        "total_cost": money_json(run.total_cost),
+        "priced": not run.unpriced_models,
         "currency": run.currency,
         "simulated": run.simulated,
         "started_at": run.started_at.isoformat(),
@@ -86,7 +88,7 @@ def run_to_output(run: RunRecord, include_outputs: bool = True) -> dict[str, Any
             "result": run.policy.result,
             "reason_code": run.policy.reason_code,
             "message": run.policy.message,
-            "reserved_cost": str(run.policy.reserved_cost),
+            "reserved_cost": money_json(run.policy.reserved_cost),
             "policy_hash": run.policy.policy_hash,
             "override": json.loads(run.policy.override) if run.policy.override else None,
         },
@@ -108,7 +110,7 @@ def run_to_output(run: RunRecord, include_outputs: bool = True) -> dict[str, Any
         out["batch_line"] = run.batch_line
     if run.cache_hit:
         out["cache_hit"] = True
-        out["saved_cost"] = str(run.saved_cost)
+        out["saved_cost"] = money_json(run.saved_cost)
     if include_outputs:
         out["outputs"] = jsonable_outputs(run.outputs) if run.outputs is not None else None
     return out

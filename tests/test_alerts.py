@@ -89,9 +89,9 @@ def test_webhook_receives_each_threshold_exactly_once(priced_server, webhook, tm
     assert [b["threshold"] for b in webhook.bodies] == [50, 100]
     fifty, hundred = webhook.bodies
     assert (fifty["event"], fifty["scope"], fifty["period"], fifty["spent"], fifty["limit"], fifty["utilization"]) == (
-        "genops.budget.alert", "global", "daily", "0.0004500000", "0.0009000000", "50.00")
+        "genops.budget.alert", "global", "daily", "0.00045", "0.0009", "50.00")
     assert fifty["run_id"] == first["run_id"] and fifty["policy"] == "advisory"
-    assert (hundred["spent"], hundred["utilization"]) == ("0.0009000000", "100.00")
+    assert (hundred["spent"], hundred["utilization"]) == ("0.0009", "100.00")
     rows = ledger_rows("SELECT threshold, spent, webhook_status FROM alerts ORDER BY threshold")
     assert rows == [(50, RUN_COST, "http 204"), (100, 2 * RUN_COST, "http 204")]
     # each alert is audited when fired and again when its webhook status is stored; the chain verifies

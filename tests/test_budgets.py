@@ -153,9 +153,9 @@ def test_status_projects_the_burn_rate_to_period_end():
     _recorded_run("1.5", day + timedelta(hours=1))
     [row] = status(_ledger(), _settings(), now=day + timedelta(hours=6))  # a quarter of the day gone
     out = row.to_json()
-    assert (out["spent"], out["limit"], out["utilization"]) == ("1.5000000000", "10.0000000000", "15.00")
-    assert (out["projected"], out["projected_utilization"]) == ("6.0000000000", "60.00")
-    assert out["remaining"] == "8.5000000000" and out["period_key"] == "2026-05-04"
+    assert (out["spent"], out["limit"], out["utilization"]) == ("1.5", "10", "15.00")
+    assert (out["projected"], out["projected_utilization"]) == ("6", "60.00")
+    assert out["remaining"] == "8.5" and out["period_key"] == "2026-05-04"
 
 
 # -- policies through `genops run` -----------------------------------------------------------------------------
@@ -297,7 +297,7 @@ def test_env_budget_and_policy_alias(priced_server, monkeypatch):
     assert result.exit_code == 3
     assert priced_server.count("/chat/completions") == 0
     listed = json_lines(cli("budget", "list", "--json").stdout)[0]
-    assert listed == [{"scope": "global", "daily": "0.0001000000", "weekly": None, "monthly": None,
+    assert listed == [{"scope": "global", "daily": "0.0001", "weekly": None, "monthly": None,
                        "policy": "enforcing", "alert_at": [50, 80, 95, 100], "timezone": "UTC",
                        "source": "config", "updated_at": None, "webhook": None}]
 
@@ -312,7 +312,7 @@ def test_cli_budget_wins_over_config_for_the_same_scope(priced_server, tmp_path)
     listed = {b["scope"]: b for b in json_lines(cli("budget", "list", "--json").stdout)[0]}
     # the CLI budget started from the config one (policy kept) and is now in the ledger
     assert (listed["global"]["source"], listed["global"]["daily"], listed["global"]["policy"]) == (
-        "cli", "10.0000000000", "enforcing")
+        "cli", "10", "enforcing")
     assert (listed["team:ml"]["source"], listed["team:ml"]["timezone"]) == ("config", "Europe/Berlin")
     removed = cli("budget", "remove", "team:ml")
     assert removed.exit_code == 2 and ".genops.yml" in removed.stderr
@@ -338,11 +338,11 @@ def test_budget_set_updates_only_given_fields_and_status_json():
     cli("budget", "set", "environment:prod", "--daily", "none", "--weekly", "12.5")
     [budget] = json_lines(cli("budget", "list", "--json").stdout)[0]
     assert (budget["daily"], budget["weekly"], budget["monthly"], budget["policy"]) == (
-        None, "12.5000000000", "50.0000000000", "enforcing")
+        None, "12.5", "50", "enforcing")
     rows = json_lines(cli("budget", "status", "environment:prod", "--json").stdout)[0]
     assert [(r["period"], r["spent"], r["reserved"], r["limit"]) for r in rows] == [
-        ("weekly", "0.0000000000", "0.0000000000", "12.5000000000"),
-        ("monthly", "0.0000000000", "0.0000000000", "50.0000000000")]
+        ("weekly", "0", "0", "12.5"),
+        ("monthly", "0", "0", "50")]
 
 
 @pytest.mark.parametrize("args, needle", [

@@ -33,6 +33,7 @@ from genops_cli.ledger.hooks import InsertBatch, RunHook
 from genops_cli.ledger.serialize import to_naive_utc
 from genops_cli.ledger.store import Ledger, Tx
 from genops_cli.models import Budget, RunRecord, quantize_money, utcnow
+from genops_cli.money import money_json
 from genops_cli.policy.periods import window
 from genops_cli.policy.scopes import scopes_for_run
 
@@ -68,8 +69,8 @@ class Alert:
             "period": self.period,
             "period_key": self.period_key,
             "threshold": self.threshold,
-            "spent": format(quantize_money(self.spent), "f"),
-            "limit": format(quantize_money(self.limit), "f"),
+            "spent": money_json(self.spent),
+            "limit": money_json(self.limit),
             "utilization": str(self.utilization) if self.utilization is not None else None,
             "currency": "USD",
             "policy": self.policy,

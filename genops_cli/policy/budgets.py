@@ -53,6 +53,7 @@ from genops_cli.ledger import audit
 from genops_cli.ledger.serialize import to_naive_utc
 from genops_cli.ledger.store import Ledger, Tx
 from genops_cli.models import Budget, PolicyDecision, PolicyEvent, RunRecord, quantize_money, utcnow
+from genops_cli.money import money_json
 from genops_cli.policy import reservations
 from genops_cli.policy.admission import Denial
 from genops_cli.policy.periods import Window, elapsed_fraction, window
@@ -72,9 +73,8 @@ class Governed(Protocol):
 
 
 def usd(value: Decimal) -> str:
-    """Compact money for messages: $0.00034245 (full precision stays in the ledger and JSON)."""
-    text = format(quantize_money(value).normalize(), "f")
-    return f"${text}"
+    """Exact money for policy messages: $0.00034245 (the amount a limit was compared with, never rounded)."""
+    return f"${money_json(value)}"
 
 
 # -- reading and writing budgets --------------------------------------------------------------------------------
@@ -630,7 +630,7 @@ class BudgetStatus:
 
     def to_json(self) -> dict[str, Any]:
         def m(v: Decimal | None) -> str | None:
-            return format(quantize_money(v), "f") if v is not None else None
+            return money_json(v)
 
         return {
             "scope": self.budget.scope,
@@ -676,7 +676,7 @@ def status(ledger: Ledger, settings: Settings, scope: str | None = None,
                     budget=budget, period=period, window=w, limit=limit, spent=amount, reserved=held,
                     active_reservations=reservations.active_count(tx, budget.scope, w.start, w.end, now),
                     elapsed=elapsed_fraction(w, now),
-                    alerts_fired=[{"threshold": int(a["threshold"]), "spent": format(Decimal(a["spent"]), "f"),
+                    alerts_fired=[{"threshold": int(a["threshold"]), "spent": money_json(a["spent"]),
                                    "fired_at": a["fired_at"].isoformat() if a["fired_at"] else None,
                                    "run_id": a["run_id"], "webhook_status": a["webhook_status"]} for a in fired],
                 ))

@@ -266,3 +266,12 @@ def test_runs_tail_stops_cleanly_on_ctrl_c():
             follower.kill()
     assert follower.returncode == 0, err
     assert "chain" in out and "Traceback" not in err
+
+
+def test_runs_show_completes_run_ids_in_the_shell():
+    first = _run(*CHAIN)
+    result = subprocess.run([str(Path(sys.executable).with_name("genops"))], capture_output=True, text=True,
+                            env={**os.environ, "_GENOPS_COMPLETE": "complete_bash",
+                                 "COMP_WORDS": f"genops runs show {first['run_id'][:10]}", "COMP_CWORD": "3"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [first["run_id"]]

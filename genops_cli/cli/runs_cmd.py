@@ -12,6 +12,7 @@ from genops_cli.cli.common import (
     handle_errors,
     load_cli_settings,
     money,
+    open_cli_ledger,
     open_cli_reader_ledger,
     print_json,
     stdout_console,
@@ -158,10 +159,24 @@ def _table(runs: list[Any]) -> None:
     console.print(table)
 
 
+def _complete_run_id(incomplete: str) -> list[str]:
+    """Shell completion: the newest run ids starting with what was typed (GENOPS_LEDGER / .genops.yml ledger)."""
+    try:
+        from genops_cli.analysis.runs import list_runs as query
+
+        ledger = open_cli_ledger(load_cli_settings(), notice=False)  # quietly: no spool catch-up, no notices
+        if not ledger.exists():
+            return []
+        return [r.run_id for r in query(ledger, None, None, limit=200) if r.run_id.startswith(incomplete)][:20]
+    except Exception:  # completion must never print an error into the user's shell
+        return []
+
+
 @app.command("show", epilog=SHOW_EPILOG)
 @handle_errors
 def show(
-    run_id: str = typer.Argument(..., help="A run id, or a unique prefix of one (see genops runs)."),
+    run_id: str = typer.Argument(..., help="A run id, or a unique prefix of one (see genops runs).",
+                                 autocompletion=_complete_run_id),
     output_format: str = typer.Option("table", "--format", help="table (a tree) | json."),
     json_output: bool = typer.Option(False, "--json", help="JSON on stdout; the same as --format json."),
 ) -> None:

@@ -82,3 +82,41 @@ def test_unknown_input_socket_suggests_the_right_name():
                  "--simulate")
     assert result.exit_code == 2
     assert "prompt_builder.questin" in result.stderr and "question" in result.stderr
+
+
+def test_root_cause_is_whole_and_has_no_object_reprs():
+    from haystack.core.errors import DeserializationError
+
+    from genops_cli.execution.loading import root_cause
+
+    cause = ValueError("None of the following authentication environment variables are set: ('SERPERDEV_API_KEY',) "
+                       + "and the secret <haystack.utils.auth.EnvVarSecret object at 0x7f3a2b1c> could not resolve. "
+                       * 12)
+    try:
+        try:
+            raise cause
+        except ValueError as exc:
+            raise DeserializationError(
+                "Couldn't deserialize component 'search' of class 'SerperDevWebSearch' with the following data: "
+                '{"type": "x", "init_parameters": {"top_k": 3}} Original error: ' + str(exc)) from exc
+    except DeserializationError as wrapped:
+        text = root_cause(wrapped)
+    assert text.startswith("ValueError: None of the following authentication environment variables are set: "
+                           "('SERPERDEV_API_KEY',)")
+    assert "0x7f3a2b1c" not in text and "<EnvVarSecret>" in text
+    assert text.endswith("could not resolve.") and len(text) > 540  # whole, never cut
+    assert "following data" not in text
+
+
+def test_lazy_import_error_keeps_its_install_advice():
+    from genops_cli.execution.loading import root_cause
+
+    try:
+        try:
+            import genops_no_such_module  # noqa: F401
+        except ImportError as exc:
+            raise ImportError("Haystack failed to import the optional dependency 'nltk'. Run 'pip install "
+                              "nltk>=3.9.1'.") from exc
+    except ImportError as wrapped:
+        assert root_cause(wrapped) == ("Haystack failed to import the optional dependency 'nltk'. Run 'pip install "
+                                       "nltk>=3.9.1'.")

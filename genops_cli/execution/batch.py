@@ -47,7 +47,6 @@ from genops_cli.ledger.store import Ledger
 from genops_cli.logging_setup import EventLog
 from genops_cli.models import RunRecord, quantize_money
 from genops_cli.money import money_json, money_text
-from genops_cli.money import money_json, money_text
 
 
 @dataclass

@@ -341,3 +341,21 @@ def test_a_limit_lowered_inside_a_tracked_block_stops_the_next_call(openai_serve
     assert context.get_metrics().total_cost == GPT4_RUN
     adapter.flush()
     assert ledger_rows("SELECT status, total_cost FROM runs") == [("blocked", GPT4_RUN)]
+
+
+def test_analyze_pipeline_costs_of_an_adapter_covers_its_team_and_project(openai_server):
+    fixed_usage(openai_server)
+    from genops.providers.haystack import analyze_pipeline_costs, create_agent_adapter, create_rag_adapter
+
+    rag_adapter = create_rag_adapter(team="research", project="kb")
+    agent_adapter = create_agent_adapter(team="agents", project="assistant")
+    with rag_adapter.track_pipeline("qa"):
+        qa_pipeline().run({"prompt_builder": {"question": "q"}})
+    with agent_adapter.track_pipeline("plan"):
+        qa_pipeline(model="gpt-4").run({"prompt_builder": {"question": "q"}})
+    agent_adapter.flush()
+    assert analyze_pipeline_costs(rag_adapter, time_period_hours=24)["total_cost"] == GPT35_RUN
+    assert analyze_pipeline_costs(agent_adapter, time_period_hours=24)["total_cost"] == GPT4_RUN
+    everything = analyze_pipeline_costs(str(rag_adapter.ledger.location), time_period_hours=24)
+    assert everything["total_cost"] == GPT35_RUN + GPT4_RUN
+    assert analyze_pipeline_costs(rag_adapter, team=None, project=None)["total_cost"] == GPT35_RUN + GPT4_RUN

@@ -24,7 +24,8 @@ __all__ = ["analyze_pipeline_costs", "get_agent_insights", "get_rag_insights"]
 
 
 def analyze_pipeline_costs(adapter: Any, time_period_hours: float = 24, pipeline: str | None = None,
-                           team: str | None = None, customer: str | None = None) -> dict[str, Any]:
+                           team: str | None = None, customer: str | None = None,
+                           project: str | None = None) -> dict[str, Any]:
     """Cost by provider and component over the last `time_period_hours`, with recommendations.
 
     Keys: total_cost, currency, period, runs, cost_by_provider, cost_by_component, cost_by_model,
@@ -34,7 +35,7 @@ def analyze_pipeline_costs(adapter: Any, time_period_hours: float = 24, pipeline
     """
     ledger = as_ledger(adapter)
     period = period_from_hours(time_period_hours)
-    filters = Filters(pipeline=pipeline, team=team, customer=customer)
+    filters = Filters(pipeline=pipeline, team=team, customer=customer, project=project)
     by_component = analyze_costs(ledger, period, filters, by="component")
     by_provider = analyze_costs(ledger, period, filters, by="provider")
     by_model = analyze_costs(ledger, period, filters, by="model")

@@ -31,10 +31,17 @@ _TOP = "c.parent_call_id IS NULL"
 def analyze_pipeline_costs(adapter: Any, time_period_hours: float = 24, **filters: Any) -> dict[str, Any]:
     """Cost by provider, component and model over the last `time_period_hours`, with recommendations (keys:
     total_cost, cost_by_provider, cost_by_component, most_expensive_component, recommendations, ...).
-    `adapter` is an adapter, a Ledger or a ledger path/URL; filters: pipeline, team, customer."""
+
+    `adapter` is an adapter (its team's and project's runs, unless `team=` / `project=` say otherwise), a
+    Ledger or a ledger path/URL (every run); other filters: pipeline, customer."""
     from genops_cli.analysis.api_functions import analyze_pipeline_costs as analyze
 
-    return analyze(_ledger_of(adapter, "analyze_pipeline_costs"), time_period_hours, **filters)
+    ledger = _ledger_of(adapter, "analyze_pipeline_costs")
+    attribution = getattr(getattr(adapter, "settings", None), "attribution", None)
+    if attribution is not None:
+        filters.setdefault("team", attribution.team)
+        filters.setdefault("project", attribution.project)
+    return analyze(ledger, time_period_hours, **filters)
 
 
 def get_rag_insights(monitor: Any, pipeline_id: Any) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from genops_cli.api.settings import (
 from genops_cli.config import normalize_policy
 from genops_cli.errors import BudgetExceededError, PolicyViolationError
 from genops_cli.models import Attribution, CallRecord, RunRecord, quantize_money, utcnow
+from genops_cli.money import money_json
 
 _log = logging.getLogger("genops")
 
@@ -446,8 +447,8 @@ def _run_json_from_row(row: dict[str, Any], calls: list[dict[str, Any]]) -> dict
                         "cost_center": row["cost_center"], "tags": json.loads(row["tags"] or "{}"),
                         "data_classification": row["data_classification"]},
         "policy": {"result": row["policy_result"] or "ALLOWED", "reason_code": row["policy_reason_code"],
-                   "reserved_cost": str(row["reserved_cost"])},
-        "total_cost": str(row["total_cost"]), "currency": row["currency"], "simulated": row["simulated"],
+                   "reserved_cost": money_json(row["reserved_cost"])},
+        "total_cost": money_json(row["total_cost"]), "currency": row["currency"], "simulated": row["simulated"],
         "calls": [{
             "call_id": c["call_id"], "run_id": c["run_id"], "seq": c["seq"], "span_kind": c["span_kind"],
             "component_name": c["component_name"], "component_type": c["component_type"],
@@ -456,7 +457,7 @@ def _run_json_from_row(row: dict[str, Any], calls: list[dict[str, Any]]) -> dict
             "usage": {"input_tokens": c["input_tokens"], "output_tokens": c["output_tokens"],
                       "cache_read_tokens": c["cache_read_tokens"], "cache_write_tokens": c["cache_write_tokens"],
                       "reasoning_tokens": c["reasoning_tokens"], "source": c["usage_source"]},
-            "cost": str(c["cost"]), "priced": c["priced"], "tool_name": c["tool_name"],
+            "cost": money_json(c["cost"]) if c["priced"] else None, "priced": c["priced"], "tool_name": c["tool_name"],
             **{k: c.get(k) for k in ("visit", "agent_step", "parent_call_id", "component_path", "agent_instance",
                                      "agent_steps", "agent_max_steps", "exit_reason")},
         } for c in calls],

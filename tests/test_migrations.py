@@ -213,3 +213,17 @@ def test_agent_without_removed_parameters_is_not_touched():
                            "init_parameters": {"model": "gpt-4o-mini"}}}}}}
     plan = plan_migrations(data)
     assert not plan.fixes and not plan.reports
+
+
+def test_system_prompt_with_braces_stays_literal_in_the_chat_template():
+    from haystack.components.builders import ChatPromptBuilder
+    from haystack.dataclasses import ChatMessage
+
+    row = next(r for r in ROWS if r.old.endswith(".OpenAIGenerator"))
+    data = _chain(row)
+    data["components"]["comp"]["init_parameters"]["system_prompt"] = 'Answer as JSON: {{"answer": "..."}}'
+    [fix] = plan_migrations(data).fixes
+    template = [ChatMessage.from_dict(m) for m in fix.data["components"]["builder"]["init_parameters"]["template"]]
+    rendered = ChatPromptBuilder(template=template).run(question="why?")["prompt"]
+    assert rendered[0].text == 'Answer as JSON: {{"answer": "..."}}'
+    assert rendered[1].text == "Q: why?"

@@ -333,7 +333,9 @@ def _to_chat_prompt_builder(data: dict[str, Any], builder: str, generator: str, 
         raise _NotMechanical(f"PromptBuilder '{builder}' has no string template")
     messages = []
     if system:
-        messages.append(_message("system", system))
+        # system_prompt was sent as it was; in a ChatPromptBuilder it is a template: keep Jinja syntax literal
+        literal = f"{{% raw %}}{system}{{% endraw %}}" if re.search(r"{{|{%|{#", system) else system
+        messages.append(_message("system", literal))
     messages.append(_message("user", template))
     params["template"] = messages
     comp["type"], comp["init_parameters"] = CHAT_PROMPT_BUILDER, params

@@ -317,3 +317,21 @@ def test_declared_inputs_of_a_hayhooks_style_file_take_one_flat_value(tmp_path, 
     assert result.exit_code == 0, result.stderr
     [out] = json_lines(result.stdout)
     assert out["outputs"]["answer_builder"]["answers"][0]["query"] == "What is X?"
+
+
+def test_simulated_agent_takes_the_recorded_steps_by_default(openai_server, tmp_path):
+    from conftest import sample
+    from fakeproviders import tool_call
+
+    openai_server.usage = {"prompt_tokens": 100, "completion_tokens": 20}
+    openai_server.script = [tool_call("search_model_catalog", {"query": "tiers"}),
+                            tool_call("search_model_catalog", {"query": "approval"}), "Tier A needs approval [mc-002]."]
+    real = cli("run", sample("agent"), "--inputs", sample("agent", "inputs.json"), "--documents",
+               sample("agent", "corpus.jsonl"), "--json")
+    assert real.exit_code == 0, real.stderr
+    assert sum(1 for c in json_lines(real.stdout)[0]["components"] if c["model"]) == 3
+    simulated = cli("run", sample("agent"), "--inputs", sample("agent", "inputs.json"), "--documents",
+                    sample("agent", "corpus.jsonl"), "--simulate", "--json")
+    assert simulated.exit_code == 0, simulated.stderr
+    assert "agent: recorded [3]" in simulated.stderr
+    assert sum(1 for c in json_lines(simulated.stdout)[0]["components"] if c["model"]) == 3

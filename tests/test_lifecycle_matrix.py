@@ -5,6 +5,7 @@ keeps a looping Agent and 20 concurrent API requests under an enforcing limit (e
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -302,3 +303,46 @@ def test_a_budget_set_by_another_process_applies_to_the_next_call(openai_server)
         with adapter.track_pipeline("request"):
             pipeline.run({"prompt": {"q": QUESTION}})
     assert openai_server.request_count == 1
+
+
+def test_nested_agent_is_admitted_call_by_call(openai_server, anthropic_server):
+    """An Agent used as a tool (AgentTool) that loops: its own steps, on another provider, are admitted one by one."""
+    from haystack import Pipeline
+    from haystack.components.agents import Agent
+    from haystack.components.generators.chat import OpenAIChatGenerator
+    from haystack.dataclasses import ChatMessage
+    from haystack.tools import AgentTool
+    from haystack_integrations.components.generators.anthropic import AnthropicChatGenerator
+
+    from genops_cli import BudgetExceededError, GenOpsHaystackAdapter
+
+    inner_tool = _agent_pipeline().get_component("agent").tools[0]
+    # No max_tokens on the inner generator: each inner step's worst case is the model's output limit (8192 tokens);
+    # genops reads the model from the inner Agent itself (the pipeline's profile does not see inside a tool).
+    inner = Agent(chat_generator=AnthropicChatGenerator(model="claude-3-5-haiku-20241022"),
+                  tools=[inner_tool], max_agent_steps=100)
+    outer = Agent(chat_generator=OpenAIChatGenerator(model="gpt-4o-mini", generation_kwargs={"max_tokens": 50}),
+                  tools=[AgentTool(agent=inner, name="search_agent", description="Searches.")], max_agent_steps=5)
+    pipeline = Pipeline()
+    pipeline.add_component("researcher", outer)
+    openai_server.responder = ToolLoop("search_agent", times=1, usage=AGENT_STEP_USAGE,
+                                       arguments={"messages": [{"role": "user", "content": "search"}]})
+    # The fake bills close to that limit.
+    anthropic_server.responder = ToolLoop("web_search", times=None, arguments={"query": "q"},
+                                          usage={"input_tokens": 20, "output_tokens": 8000})
+    limit = Decimal("0.2")
+    adapter = GenOpsHaystackAdapter(team="agents", project="p", daily_budget_limit=limit,
+                                    governance_policy="enforcing")
+    # The inner step that would cross is denied inside the tool: Haystack's ToolInvoker hands the outer Agent a
+    # tool error and the outer Agent may still answer (its own step fits). Either way the limit holds.
+    with contextlib.suppress(BudgetExceededError):
+        with adapter.track_pipeline("nested", pipeline=pipeline):
+            pipeline.run({"researcher": {"messages": [ChatMessage.from_user("find it")]}})
+    assert adapter.flush()
+    [(total,)] = ledger_rows("SELECT total_cost FROM runs")
+    # claude-3-5-haiku 0.80 / 4.00 per 1M: 20 x 0.8e-6 + 8000 x 4e-6 per inner step
+    inner_steps = anthropic_server.count("/messages")
+    assert 3 <= inner_steps < 100  # stopped by the budget, not by max_agent_steps
+    assert ledger_rows("SELECT COUNT(*) FROM policy_events WHERE rule LIKE 'budget:%' AND enforced") == [(1,)]
+    outer_steps = openai_server.count("/chat/completions")
+    assert total == AGENT_STEP * outer_steps + Decimal("0.032016") * inner_steps <= limit

@@ -128,7 +128,7 @@ class RunCapture:
             self.calls.append(call)
             self.cost = quantize_money(self.cost + call.cost)
             if call.model:
-                self._models[call.component_name] = (call.model, call.provider)
+                self._models[call.component_path or call.component_name] = (call.model, call.provider)
         if self.admission is not None and call.cost:
             self.admission.spend(call.cost)
 

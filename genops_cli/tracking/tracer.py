@@ -146,10 +146,12 @@ class GenopsSpan(Span):
         assert self.capture is not None
         profile = self._profile()
         model = profile.model if profile is not None else None
+        max_tokens = profile.max_tokens if profile is not None else None
+        if model is None:  # a nested agent or pipeline the profile does not know: ask the generator itself
+            model, max_tokens = _live_generator(self.operation_name)
         self.admission_ticket = self.capture.before_llm_call(
             self.path() or self.operation_name, kind="embedding" if self.span_kind() == "embedding" else "llm",
-            provider=self._provider(model), model=model, inputs=inputs,
-            max_tokens=profile.max_tokens if profile is not None else None) or False
+            provider=self._provider(model), model=model, inputs=inputs, max_tokens=max_tokens) or False
 
     def get_correlation_data_for_logs(self) -> dict[str, Any]:
         data = self.inner.get_correlation_data_for_logs() if self.inner is not None else {}
@@ -469,6 +471,29 @@ class GenopsSpan(Span):
 
 
 _current_span: ContextVar[GenopsSpan | None] = ContextVar("genops_current_span", default=None)
+
+
+def _live_generator(operation_name: str) -> tuple[str | None, int | None]:
+    """(model, max_tokens) of the generator about to be called, read from the caller's frames: the Agent whose
+    step this is (`self.chat_generator`), or the component instance a (nested) pipeline is running. Haystack sets
+    the input content tag from those frames, a few levels up."""
+    import sys
+
+    from genops_cli.policy.admission import requested_max_tokens
+
+    frame = sys._getframe(2)
+    for _ in range(8):
+        if frame is None:
+            break
+        local = frame.f_locals
+        generator = (getattr(local.get("self"), "chat_generator", None) if operation_name == AGENT_LLM
+                     else local.get("instance"))
+        model = getattr(generator, "model", None)
+        if isinstance(model, str) and model:
+            kwargs = getattr(generator, "generation_kwargs", None)
+            return model, requested_max_tokens({"generation_kwargs": kwargs})
+        frame = frame.f_back
+    return None, None
 
 
 def _estimate_usage(inputs: Any, outputs: Any, model: str, provider: str | None) -> TokenUsage:

@@ -69,7 +69,9 @@ class RunSummary:
         self._refreshing = False
         self._first = threading.Event()  # set once the first refresh is done
         self._window_key: str | None = None
+        self._current_window: Any = None
         self._pending: dict[str, Decimal] = {}  # runs of this process not yet seen in the ledger: id -> cost
+        self._pending_total = Decimal(0)  # their sum, kept as runs come and go (no per-line sum)
         self._start_refresh()  # at auto_instrument time, so the first run's line rarely waits for it
 
     def log(self, pipeline_name: str, run_id: str, cost: Decimal) -> None:
@@ -94,8 +96,10 @@ class RunSummary:
         with self._lock:
             if key != self._window_key:
                 self._pending.clear()  # a new day: earlier runs count toward the previous one
+                self._pending_total = Decimal(0)
                 self._window_key = key
                 self._refreshed_at = 0.0
+            self._pending_total += cost - self._pending.get(run_id, Decimal(0))
             self._pending[run_id] = cost
             stale = time.monotonic() - self._refreshed_at > REFRESH_SECONDS
         if stale:
@@ -103,14 +107,20 @@ class RunSummary:
         if not self._first.wait(FIRST_REFRESH_WAIT):  # only the first line of a process can wait, briefly
             return None
         with self._lock:
-            spent = (self._baseline or Decimal(0)) + sum(self._pending.values(), Decimal(0))
+            spent = (self._baseline or Decimal(0)) + self._pending_total
         return quantize_money(budget.daily - spent)
 
     def _window(self) -> Any:
+        """Today's budget window, recomputed only when the day (in the budget's timezone) is over."""
         from genops_cli.policy.periods import window
 
-        budget = self.adapter._budget
-        return window("daily", utcnow(), budget.timezone or self.adapter.settings.budgets.timezone)
+        now = utcnow()
+        current = self._current_window
+        if current is None or not current.contains(now):
+            budget = self.adapter._budget
+            current = window("daily", now, budget.timezone or self.adapter.settings.budgets.timezone)
+            self._current_window = current
+        return current
 
     def _start_refresh(self) -> None:
         """Re-read the scope's spend on a background thread: the ledger read (a lock wait, a DuckDB open) never
@@ -145,7 +155,7 @@ class RunSummary:
             if w.key == (self._window_key or w.key):
                 self._baseline = baseline
                 for run_id in ingested:
-                    self._pending.pop(run_id, None)
+                    self._pending_total -= self._pending.pop(run_id, Decimal(0))
             self._window_key = w.key
             self._refreshed_at = time.monotonic()
             self._refreshing = False

@@ -359,3 +359,18 @@ def test_analyze_pipeline_costs_of_an_adapter_covers_its_team_and_project(openai
     everything = analyze_pipeline_costs(str(rag_adapter.ledger.location), time_period_hours=24)
     assert everything["total_cost"] == GPT35_RUN + GPT4_RUN
     assert analyze_pipeline_costs(rag_adapter, team=None, project=None)["total_cost"] == GPT35_RUN + GPT4_RUN
+
+
+def test_packaging_ships_every_package_and_the_guide_path():
+    """pyproject.toml lists packages explicitly: every genops_cli package (so a wheel install has the API) and
+    `genops` mapped onto genops_cli/alias/genops (the guide's import path, no extra top-level folder)."""
+    import tomllib
+
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(config["packages"])
+    on_disk = {".".join(p.parent.relative_to(REPO).parts) for p in (REPO / "genops_cli").rglob("__init__.py")
+               if "alias" not in p.parts}
+    assert on_disk - {"genops_cli.pricing_overlays"} <= listed
+    assert {"genops", "genops.providers"} <= listed
+    assert config["package-dir"]["genops"] == "genops_cli/alias/genops"
+    assert (REPO / "genops_cli/alias/genops/providers/haystack.py").is_file()

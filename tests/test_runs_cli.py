@@ -29,7 +29,7 @@ def test_runs_lists_newest_first_with_filters_and_formats():
 
     listed = json.loads(cli("runs", "--json").stdout)
     assert [r["run_id"] for r in listed] == [second["run_id"], first["run_id"]]
-    assert listed[1]["total_cost"] == first["total_cost"]
+    assert Decimal(listed[1]["total_cost"]) == Decimal(first["total_cost"])
     assert Decimal(listed[0]["total_cost"]) == Decimal(second["total_cost"])
     assert listed[1]["attribution"]["user_id"] == "alice"
     assert listed[1]["attribution"]["tags"] == {"env": "prod"}
@@ -59,7 +59,7 @@ def test_runs_lists_newest_first_with_filters_and_formats():
     csv_out = cli("runs", "--format", "csv").stdout.splitlines()
     assert csv_out[0].startswith("run_id,started_at,pipeline,status,total_cost")
     assert csv_out[2].startswith(first["run_id"] + ",")
-    assert f",{first['total_cost']}," in csv_out[2]
+    assert f",{Decimal(first['total_cost']).normalize():f}," in csv_out[2]
 
 
 def test_runs_bad_filters_exit_2():
@@ -77,7 +77,7 @@ def test_runs_show_agent_tree_json_and_table():
     assert result.exit_code == 0, result.stderr
     detail = json.loads(result.stdout)
     assert detail["run_id"] == run["run_id"]
-    assert detail["total_cost"] == run["total_cost"]
+    assert Decimal(detail["total_cost"]) == Decimal(run["total_cost"])
     assert detail["policy"]["result"] == "ALLOWED"
     assert detail["price_snapshots"] and detail["price_snapshots"][0].startswith("genai-prices@")
 

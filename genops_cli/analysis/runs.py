@@ -23,7 +23,7 @@ from genops_cli.analysis.filters import Filters, build_where
 from genops_cli.analysis.periods import Period
 from genops_cli.errors import UsageError
 from genops_cli.ledger.store import Ledger, Tx
-from genops_cli.models import quantize_money
+from genops_cli.money import money_json
 
 RUN_STATUSES = ("ok", "error", "blocked")
 
@@ -53,7 +53,8 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def _money(value: Any) -> str:
-    return f"{quantize_money(Decimal(value if value is not None else 0)):f}"
+    """Money in JSON as every genops command writes it (exact, plain decimal string)."""
+    return money_json(value if value is not None else 0) or "0"
 
 
 @dataclass

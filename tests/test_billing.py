@@ -4,6 +4,7 @@ prices, contracts shown as list vs billed, price changes as separate lines, and 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
@@ -185,12 +186,14 @@ def test_all_tenants_writes_one_file_per_tenant(tmp_path):
     result = cli("report", "--all-tenants", "--period", "2026-05", "--out-dir", str(tmp_path / "bills"))
     assert result.exit_code == 0, result.stderr
     files = sorted(p.name for p in (tmp_path / "bills").iterdir())
-    assert files == ["acme-2026-05.json", "globex_eu-2026-05.json"]
-    data = json.loads((tmp_path / "bills" / "globex_eu-2026-05.json").read_text())
+    # a tenant id that is not a safe file name gets a readable slug plus a short hash of the id
+    globex = "globex_eu-" + hashlib.sha256(b"globex/eu").hexdigest()[:8]
+    assert files == ["acme-2026-05.json", f"{globex}-2026-05.json"]
+    data = json.loads((tmp_path / "bills" / f"{globex}-2026-05.json").read_text())
     assert (data["tenant"], data["total_cost"]) == ("globex/eu", "0.00015")
     cli("report", "--all-tenants", "--period", "2026-05", "--out-dir", str(tmp_path / "f"), "--format", "focus")
     assert sorted(p.name for p in (tmp_path / "f").iterdir()) == ["acme-2026-05.focus.csv",
-                                                                  "globex_eu-2026-05.focus.csv"]
+                                                                  f"{globex}-2026-05.focus.csv"]
 
 
 @pytest.mark.parametrize("args, fragment", [

@@ -69,6 +69,8 @@ def test_budget_webhook_posts_slack_blocks(priced, receivers):
     assert shown["webhook"] == {"host": "127.0.0.1", "format": "slack"}
     assert "secret-token" not in result.stdout
     assert "secret-token" not in cli("budget", "list", "--json").stdout
+    table = cli("budget", "list").stdout
+    assert "slack @ 127.0.0.1" in table and "secret-token" not in table
 
     _run_and_flush_team("ml")
     assert len(hook.bodies) == 1

@@ -121,11 +121,13 @@ def list_cmd(json_output: bool = typer.Option(False, "--json", help="JSON on std
     from rich.table import Table
 
     table = Table(title="budgets")
-    for col in ("scope", "daily", "weekly", "monthly", "policy", "alerts at", "timezone", "source"):
+    for col in ("scope", "daily", "weekly", "monthly", "policy", "alerts at", "webhook", "timezone", "source"):
         table.add_column(col, justify="right" if col in ("daily", "weekly", "monthly") else "left")
     for b in budgets:
+        hook = b.to_json()["webhook"]  # host and format only: the URL carries the channel's token
         table.add_row(b.scope, money(b.daily, 2), money(b.weekly, 2), money(b.monthly, 2), b.policy,
-                      ",".join(str(t) for t in b.alert_at), b.timezone, b.source)
+                      ",".join(str(t) for t in b.alert_at), f"{hook['format']} @ {hook['host']}" if hook else "-",
+                      b.timezone, b.source)
     if not budgets:
         info("no budgets; set one with: genops budget set global --daily 50 --policy enforcing")
         return

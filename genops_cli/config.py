@@ -703,4 +703,14 @@ def load_settings(config_path: str | Path | None = None, ledger_flag: str | None
         observe("flag", settings)
     if settings.attribution.data_classification is None:
         settings.attribution.data_classification = "internal"
+    _register_secret_urls(settings)
     return settings
+
+
+def _register_secret_urls(settings: Settings) -> None:
+    """Webhook URLs carry their token in the path (Slack, Teams): masked wherever an error might echo them."""
+    from genops_cli.redact import register_url
+
+    for url in [settings.webhook_url, *(getattr(b, "webhook_url", None) for b in settings.budgets.scopes)]:
+        if url:
+            register_url(url)

@@ -73,6 +73,16 @@ def register_env_vars(names: Any) -> None:
         _explicit_env.update(str(n) for n in names if n)
 
 
+def register_url(url: str) -> None:
+    """A URL whose path, query or password is a credential (webhooks): those parts are masked from now on."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    for secret in (parts.path.strip("/"), parts.query, parts.password):
+        if secret and len(secret) >= _MIN_IMPLICIT:
+            register_value(secret)
+
+
 def register_secret(secret: Any) -> None:
     """A Haystack Secret (env-var or token): its resolved value is masked."""
     env_vars = getattr(secret, "_env_vars", None) or getattr(secret, "env_vars", None)

@@ -220,3 +220,16 @@ def test_registered_value_is_masked_in_any_base64_alignment(monkeypatch):
             for i in range(start, end - 8):
                 assert variant[i:i + 8] not in masked, (prefix, variant, masked)
     assert redact(json.dumps({"k": KEY})) == '{"k": "***"}'
+
+
+def test_webhook_url_token_from_config_is_masked(tmp_path):
+    """A Slack/Teams webhook URL carries its credential in the path: configured in .genops.yml, it is masked in
+    every output (here `config show`, table and JSON)."""
+    token = "T0AAA/B0BBB/XyZsecretToken42"
+    (tmp_path / ".genops.yml").write_text(f"alerts:\n  webhook_url: https://hooks.slack.com/services/{token}\n",
+                                          encoding="utf-8")
+    for args in (["config", "show"], ["config", "show", "--json"]):
+        result = cli(*args)
+        assert result.exit_code == 0, result.stderr
+        assert "hooks.slack.com" in result.stdout
+        assert "XyZsecretToken42" not in result.stdout + result.stderr

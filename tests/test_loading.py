@@ -120,3 +120,15 @@ def test_lazy_import_error_keeps_its_install_advice():
     except ImportError as wrapped:
         assert root_cause(wrapped) == ("Haystack failed to import the optional dependency 'nltk'. Run 'pip install "
                                        "nltk>=3.9.1'.")
+
+
+def test_reexported_class_path_names_the_path_haystack_looks_up(tmp_path, monkeypatch):
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-not-a-real-key")
+    path = tmp_path / "pipeline.yml"
+    path.write_text("components:\n  llm:\n    type: haystack_integrations.components.generators.anthropic."
+                    "AnthropicChatGenerator\n    init_parameters: {model: claude-3-5-haiku-20241022}\n"
+                    "connections: []\n")
+    result = cli("run", str(path), "--input", "llm.messages=hi")
+    assert result.exit_code == 2
+    assert ("Haystack looks AnthropicChatGenerator up as haystack_integrations.components.generators.anthropic.chat."
+            "chat_generator.AnthropicChatGenerator; use that class path") in result.stderr

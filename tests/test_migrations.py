@@ -25,9 +25,12 @@ ROWS = migration_table().rows
 def _importable(type_path: str) -> bool:
     module, _, name = type_path.rpartition(".")
     try:
-        return hasattr(importlib.import_module(module), name)
+        cls = getattr(importlib.import_module(module), name, None)
     except ImportError:
         return False
+    # Haystack's registry knows a component only by the module that defines it
+    assert cls is None or cls.__module__ == module, f"{type_path} is defined in {cls.__module__}"
+    return cls is not None
 
 
 def _params(row) -> dict:
@@ -77,6 +80,8 @@ def test_table_is_versioned_and_names_only_real_packages():
         assert (row.new is None) == (row.kind == "report"), row.old
         if row.new and row.new.startswith("haystack_integrations."):
             assert row.package, row.old
+            # the package that provides the new class is the one the integration table names for its module
+            assert table.package_for_module(row.new.rpartition(".")[0]) == row.package, row.new
 
 
 @pytest.mark.parametrize("row", [r for r in ROWS if r.kind == "move"], ids=lambda r: f"{r.old}{dict(r.when)}")
@@ -203,7 +208,7 @@ def test_nested_component_moves_inside_an_agent_tool():
     data = yaml.safe_load(open(__file__.replace("test_migrations.py", "fixtures/wild/websearch_agent.yml")))
     [fix] = plan_migrations(data).fixes
     tool = fix.data["components"]["agent"]["init_parameters"]["tools"][0]["data"]["component"]
-    assert tool["type"] == "haystack_integrations.components.websearch.serperdev.SerperDevWebSearch"
+    assert tool["type"] == "haystack_integrations.components.websearch.serperdev.websearch.SerperDevWebSearch"
     assert fix.package == "serperdev-haystack" and fix.component == "agent"
 
 

@@ -167,7 +167,8 @@ def test_out_writes_elsewhere_and_keeps_the_original(tmp_path, offline_pip):
     assert "Traceback" not in result.stderr
     assert path.read_text() == original and not (tmp_path / "tgi_generator.yml.bak").exists()
     migrated = target.read_text()
-    assert "haystack_integrations.components.generators.huggingface_api.HuggingFaceAPIChatGenerator" in migrated
+    assert ("haystack_integrations.components.generators.huggingface_api.chat.chat_generator."
+            "HuggingFaceAPIChatGenerator") in migrated
     assert "api_type: text_generation_inference" in migrated and "url: http://localhost:8080" in migrated
     assert "--- " in result.stderr and "+++ " in result.stderr  # the unified diff was shown
     assert "huggingface-api-haystack" in result.stderr

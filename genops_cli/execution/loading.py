@@ -310,6 +310,10 @@ def _type_problem(path: Path, name: str, own_type: str, type_path: str,
         return f"{lead}importing {module} failed ({root_cause(exc)})"
     if not hasattr(mod, cls_name):
         return f"{lead}{module} has no {cls_name}; {_missing_class_hint(type_path)}"
+    defined_in = getattr(getattr(mod, cls_name), "__module__", module)
+    if type_path == own_type and defined_in != module and isinstance(getattr(mod, cls_name), type):
+        # Haystack's component registry knows a class only by the module that defines it, not a re-export
+        return f"{lead}Haystack looks {cls_name} up as {defined_in}.{cls_name}; use that class path"
     return None
 
 

@@ -236,9 +236,15 @@ def _check_packages(c: _Collector, pipeline_info: dict[str, Any] | None) -> None
             c.issue("error", name, f"{name} is not installed", f"pip install {name}", fix=f"pip:{name}")
     hv = packages["haystack-ai"]
     if hv is not None and not hv.startswith("3."):
-        c.check("haystack-ai 3.x", False, hv)
-        c.issue("error", "haystack-ai", f"haystack-ai {hv} is installed; genops needs Haystack 3",
-                "pip install 'haystack-ai>=3,<4'")
+        numbers = tuple(int(p) for p in re.findall(r"\d+", hv)[:2])
+        supported = numbers >= (2, 31)
+        c.check("haystack-ai 3.x", False, hv, severity="warning" if supported else "error")
+        if supported:  # the last 2.x release is supported; Haystack 3 is the target
+            c.issue("warning", "haystack-ai", f"haystack-ai {hv} is Haystack 2.x: genops supports it, Haystack 3 is "
+                    "the target", "pip install 'haystack-ai>=3,<4' (genops validate --fix-issues migrates pipelines)")
+        else:
+            c.issue("error", "haystack-ai", f"haystack-ai {hv} is installed; genops needs haystack-ai 2.31 or 3.x",
+                    "pip install 'haystack-ai>=3,<4'")
     for name in needed:
         c.check(f"integration {name}", packages[name] is not None, packages[name] or "missing")
 

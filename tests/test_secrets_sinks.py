@@ -233,3 +233,32 @@ def test_webhook_url_token_from_config_is_masked(tmp_path):
         assert result.exit_code == 0, result.stderr
         assert "hooks.slack.com" in result.stdout
         assert "XyZsecretToken42" not in result.stdout + result.stderr
+
+
+def test_any_variable_name_holding_the_key(openai_server, monkeypatch, tmp_path):
+    """Property: whatever the variable is called and whatever the key looks like, the echoed key reaches neither
+    stdout nor the ledger (hypothesis picks names and keys; each example is a real run against the fake)."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    template = Path(sample("chain")).read_text(encoding="utf-8")
+
+    @settings(max_examples=8, deadline=None, database=None, derandomize=True,
+              suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+    @given(name=st.from_regex(r"\A[A-Z][A-Z0-9_]{2,24}\Z").filter(lambda n: not n.startswith(("GENOPS", "OPENAI"))),
+           key=st.from_regex(r"\A[A-Za-z0-9][A-Za-z0-9._~-]{11,40}\Z"))
+    def check(name: str, key: str) -> None:
+        monkeypatch.setenv(name, key)
+        openai_server.failures = [{"status": 401, "echo_key": "all"} for _ in range(3)]
+        pipeline = tmp_path / f"{name}.yml"
+        pipeline.write_text(template.replace("- OPENAI_API_KEY", f"- {name}"), encoding="utf-8")
+        result = _run(str(pipeline), "--json")
+        assert result.exit_code == 1, result.stderr
+        stored = repr(ledger_rows("SELECT error FROM runs") + ledger_rows("SELECT error FROM calls"))
+        basic = base64.b64encode(f"apikey:{key}".encode()).decode()
+        for text in (result.stdout, result.stderr, stored):
+            assert key not in text and quote(key + "/", safe="") not in text and basic[12:-4] not in text
+        monkeypatch.delenv(name)
+
+    check()

@@ -648,7 +648,7 @@ def _check_document_stores(c: _Collector, data: dict[str, Any]) -> None:
         c.check(f"{name}: {store_type} server {host}:{port}", reachable, "reachable" if reachable else "unreachable")
         if not reachable:
             c.issue("error", name, f"{store_type} needs a server at {host}:{port}, which is not reachable",
-                    "start the server (or use InMemoryDocumentStore with genops run --documents for local runs)")
+                    "start the server (genops run --simulate uses an in-memory store filled from --documents instead)")
 
 
 def _server_address(params: dict[str, Any]) -> tuple[str, int] | None:

@@ -66,7 +66,7 @@ def test_unwritable_ledger_exits_4_and_the_next_run_drains_the_spool(tmp_path: P
     result = cli("run", sample("chain"), "--inputs", sample("chain", "inputs.json"), "--simulate", "--json")
     assert result.exit_code == 4, result.stderr
     [out] = json_lines(result.stdout)
-    assert len(list(spool.glob("*.json"))) == 1
+    assert Spool(spool).pending_run_ids() == [out["run_id"]]
     assert "spool" in result.stderr
     good = tmp_path / "good.duckdb"
     monkeypatch.setenv("GENOPS_LEDGER", str(good))
@@ -74,7 +74,7 @@ def test_unwritable_ledger_exits_4_and_the_next_run_drains_the_spool(tmp_path: P
     assert result.exit_code == 0, result.stderr
     ids = {row[0] for row in ledger_rows("SELECT run_id FROM runs")}
     assert out["run_id"] in ids and len(ids) == 2
-    assert not list(spool.glob("*.json"))
+    assert Spool(spool).pending_run_ids() == []
 
 
 def test_corrupt_ledger_file_is_a_one_line_exit_4(ledger_path: Path):

@@ -31,9 +31,11 @@ def _python(script: str, timeout: float = 120) -> subprocess.CompletedProcess[st
                           env=dict(os.environ))
 
 
-def _spooled(ledger: str) -> list[Path]:
-    spool = Path(ledger + ".spool")
-    return sorted(p for p in spool.glob("*.json")) if spool.is_dir() else []
+def _spooled(ledger: str) -> list[str]:
+    """Run ids waiting in the ledger's spool."""
+    from genops_cli.ledger.spool import Spool
+
+    return Spool(Path(ledger + ".spool")).pending_run_ids()
 
 
 def test_api_run_survives_os_exit_right_after_pipeline_run(openai_server):

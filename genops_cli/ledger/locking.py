@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from genops_cli.errors import LedgerError
 
@@ -100,3 +101,27 @@ def fsync_directory(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def try_lock(path: Path) -> Any | None:
+    """An exclusive lock on `path` without waiting, held until `unlock(handle)` or the process ends (however it
+    ends: the operating system drops it); None when another process holds it. Spool segments use it to tell a
+    segment still being written from one whose writer is done."""
+    import portalocker
+
+    handle = open(path, "a+b")  # noqa: SIM115 - closed by unlock()
+    try:
+        portalocker.lock(handle, portalocker.LockFlags.EXCLUSIVE | portalocker.LockFlags.NON_BLOCKING)
+    except portalocker.LockException:
+        handle.close()
+        return None
+    return handle
+
+
+def unlock(handle: Any) -> None:
+    import portalocker
+
+    try:
+        portalocker.unlock(handle)
+    finally:
+        handle.close()

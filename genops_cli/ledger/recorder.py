@@ -6,8 +6,9 @@
     result = recorder.flush()                     # every submitted run is in the ledger, or kept in the spool
     result = recorder.record(run)                 # submit + flush (a single `genops run`)
 
-What the caller pays per run: serializing the run and one write + rename of its spool file (`Spool.hand_off`),
-no fsync, no ledger work. Ingestion (ledger transaction, hooks: audit, compliance, alerts, OTel) happens
+What the caller pays per run: serializing the run and ONE os.write of it to this process's open spool segment
+(`Spool.hand_off`): no file created, no fsync, no ledger work. Ingestion (ledger transaction, hooks: audit,
+compliance, alerts, OTel) happens
 - `inline`: at `flush()`, in the calling process, grouped (the CLI: a single run or a batch flushes as it goes);
 - `process`: in a separate ingester process (`genops_cli.ledger.ingester`) started on first use and fed by the
   spool folder, so ledger work never competes for the caller's GIL (long-lived processes: the Python API). It
@@ -38,6 +39,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,6 +143,7 @@ class Recorder:
 
     def close(self) -> None:
         self.flush()
+        self.spool.close_segment()  # closed: whoever ingests it last deletes it
         if self._ingester is not None:
             self._ingester.stop()
             self._ingester = None
@@ -165,7 +168,7 @@ class Recorder:
 
     def _ensure_ingester(self) -> None:
         ingester = self._ingester
-        if ingester is not None and ingester.alive():
+        if ingester is not None and ingester.recently_alive():
             return
         with self._lock:
             if self._ingester is None or not self._ingester.alive():
@@ -185,9 +188,20 @@ class _IngesterProcess:
         self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
                                      bufsize=1, start_new_session=True)  # a terminal's Ctrl-C is the parent's
         self._lock = threading.Lock()
+        self._checked = time.monotonic()
+
+    CHECK_S = 1.0
 
     def alive(self) -> bool:
+        self._checked = time.monotonic()
         return self.proc.poll() is None
+
+    def recently_alive(self) -> bool:
+        """alive(), asked of the OS at most every CHECK_S seconds (a wait system call per run is not free; a run
+        spooled while the ingester is gone is taken by the next one, or by flush)."""
+        if time.monotonic() - self._checked < self.CHECK_S:
+            return True
+        return self.alive()
 
     def flush(self, timeout: float | None) -> RecordResult | None:
         """The ingester's result for everything in the spool now; None when it is gone or did not answer."""

@@ -184,13 +184,16 @@ def ingest(ledger: Ledger, items: list[tuple[Path, RunRecord | None]], spool: Sp
     if not items:
         return result
     remaining: dict[Path, int] = {}
+    released: dict[Path, list[str]] = {}
+    spooled_as = {id(run): run.run_id for _path, run in items if run is not None}  # before any re-keying
     for path, _run in items:
         remaining[path] = remaining.get(path, 0) + 1
 
-    def done(path: Path) -> None:
+    def done(path: Path, run: RunRecord) -> None:
         remaining[path] -= 1
+        released.setdefault(path, []).append(spooled_as[id(run)])
         if remaining[path] == 0:
-            spool.remove(path)
+            spool.release(path, released.pop(path))
 
     try:
         with ledger.session() as session:
@@ -206,7 +209,7 @@ def ingest(ledger: Ledger, items: list[tuple[Path, RunRecord | None]], spool: Sp
                     if run is None:
                         result.unreadable.append(path.name)
                     else:
-                        done(path)
+                        done(path, run)
     except LedgerError as exc:
         result.error = str(exc)
         result.spooled = spool.pending_run_ids()

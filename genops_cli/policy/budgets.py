@@ -452,7 +452,9 @@ def cached_ledger_budgets(ledger: Ledger, max_age: float | None = None) -> list[
     stamp_path = _stamp_path(ledger)
     stamp = _stamp(stamp_path)
     if max_age is None:
-        max_age = STAMPED_CACHE_SECONDS if stamp else BUDGET_CACHE_SECONDS
+        # A DuckDB ledger with no stamp file yet has had no budget set since stamps exist: the first `budget set`
+        # creates the file, and that change of stamp is seen at the next call, as any other.
+        max_age = STAMPED_CACHE_SECONDS if stamp_path is not None else BUDGET_CACHE_SECONDS
     with _ledger_budget_guard:
         hit = _ledger_budget_cache.get(ledger.location)
     if hit is not None and now - hit[0] < max_age and hit[1] == stamp:

@@ -54,7 +54,7 @@ def dimension(by: str) -> tuple[str, str]:
     return found
 
 ZERO = Decimal(0)
-_ZERO_MONEY_SQL = "CAST(0 AS DECIMAL(18,10))"
+_ZERO_MONEY_SQL = "CAST(0 AS DECIMAL(38,18))"
 
 
 def _ms(value: Any) -> float | None:
@@ -167,47 +167,72 @@ def _key_text(value: Any) -> str | None:
     return str(value)
 
 
+# Usage-source figures of model calls (what `usage_sources` reports), as aggregate columns.
+_SOURCE_SUMS = """
+    SUM(CASE WHEN c.model IS NOT NULL THEN 1 ELSE 0 END) AS model_calls,
+    SUM(CASE WHEN c.model IS NOT NULL AND c.usage_source = 'estimated' THEN 1 ELSE 0 END) AS estimated_calls,
+    SUM(CASE WHEN c.model IS NOT NULL AND c.usage_source = 'missing' THEN 1 ELSE 0 END) AS missing_calls,
+    SUM(CASE WHEN c.model IS NOT NULL THEN c.cost END) AS model_cost,
+    SUM(CASE WHEN c.model IS NOT NULL AND c.usage_source = 'estimated' THEN c.cost END) AS estimated_cost"""
+_NO_STATS = "NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
+# Typed: PostgreSQL resolves UNION ALL branches pairwise, and two untyped NULLs would become text.
+_NO_SOURCES = ("CAST(NULL AS BIGINT), CAST(NULL AS BIGINT), CAST(NULL AS BIGINT), CAST(NULL AS DECIMAL(38,18)), "
+               "CAST(NULL AS DECIMAL(38,18))")
+
+# Row kinds of the one grouped statement behind `analyze`: the groups, each component's model cost (for the most
+# expensive component), and the usage-source totals.
+_GROUP, _COMPONENT, _TOTAL = 0, 1, 2
+
+
 def _call_level_sql(tx: Tx, by: str, where: str) -> str:
     key = dimension(by)[1]
     if by == "component":
         # A component's latency and failures are those of its visits (top-level spans), not of its inner steps.
-        scope, extra = "c.parent_call_id IS NULL", ""
+        scope, extra, sets = "c.parent_call_id IS NULL", "", f"({key}), ()"
+        grouping = f"1 + 2 * GROUPING({key})"  # 1: a group, 3: the total
     else:
-        scope, extra = "TRUE", " AND c.model IS NOT NULL"
+        scope, extra, sets = "TRUE", " AND c.model IS NOT NULL", f"({key}), (c.component_name), ()"
+        grouping = f"GROUPING({key}, c.component_name)"  # 1: a group, 2: a component, 3: the total
     lat = f"CASE WHEN {scope} THEN c.latency_ms END"
     return f"""
-        SELECT {key} AS key,
-               SUM(c.cost),
-               COUNT(DISTINCT c.run_id),
-               SUM(CASE WHEN c.model IS NOT NULL THEN 1 ELSE 0 END),
-               SUM(c.input_tokens), SUM(c.cache_read_tokens), SUM(c.output_tokens),
-               {percentile(tx.backend, 0.5, lat)}, {percentile(tx.backend, 0.95, lat)},
-               SUM(CASE WHEN {scope} AND c.status = 'error' THEN 1 ELSE 0 END),
-               SUM(CASE WHEN {scope} THEN 1 ELSE 0 END),
-               SUM(CASE WHEN c.model IS NOT NULL AND NOT c.priced THEN 1 ELSE 0 END)
-        FROM calls c JOIN runs r ON r.run_id = c.run_id
-        WHERE {where}{extra}
-        GROUP BY {key}
+        WITH agg AS (
+            SELECT CAST({key} AS VARCHAR) AS key, c.component_name AS component, {grouping} AS g,
+                   SUM(c.cost) AS cost, COUNT(DISTINCT c.run_id) AS runs,
+                   SUM(CASE WHEN c.model IS NOT NULL THEN 1 ELSE 0 END) AS calls,
+                   SUM(c.input_tokens) AS inp, SUM(c.cache_read_tokens) AS cache, SUM(c.output_tokens) AS outp,
+                   {percentile(tx.backend, 0.5, lat)} AS p50, {percentile(tx.backend, 0.95, lat)} AS p95,
+                   SUM(CASE WHEN {scope} AND c.status = 'error' THEN 1 ELSE 0 END) AS failed,
+                   SUM(CASE WHEN {scope} THEN 1 ELSE 0 END) AS visits,
+                   SUM(CASE WHEN c.model IS NOT NULL AND NOT c.priced THEN 1 ELSE 0 END) AS unpriced,
+                   {_SOURCE_SUMS}
+            FROM calls c JOIN runs r ON r.run_id = c.run_id
+            WHERE {where}{extra}
+            GROUP BY GROUPING SETS ({sets})
+        )
+        SELECT CASE WHEN g = 3 THEN {_TOTAL} WHEN g = 1 THEN {_GROUP} ELSE {_COMPONENT} END,
+               CASE WHEN g = 2 THEN component ELSE key END, *
+        FROM agg
     """
 
 
 def _run_level_sql(tx: Tx, by: str, where: str) -> str:
     key = dimension(by)[1]
     return f"""
-        WITH rc AS (
-            SELECT c.run_id,
+        WITH agg AS (
+            SELECT c.run_id, c.component_name AS component, GROUPING(c.run_id, c.component_name) AS g,
                    SUM(c.cost) AS cost,
                    SUM(CASE WHEN c.model IS NOT NULL THEN 1 ELSE 0 END) AS calls,
                    SUM(c.input_tokens) AS input_tokens,
                    SUM(c.cache_read_tokens) AS cache_read_tokens,
                    SUM(c.output_tokens) AS output_tokens,
                    SUM(CASE WHEN c.parent_call_id IS NULL THEN c.latency_ms ELSE 0 END) AS run_ms,
-                   SUM(CASE WHEN c.model IS NOT NULL AND NOT c.priced THEN 1 ELSE 0 END) AS unpriced
+                   SUM(CASE WHEN c.model IS NOT NULL AND NOT c.priced THEN 1 ELSE 0 END) AS unpriced,
+                   {_SOURCE_SUMS}
             FROM calls c JOIN runs r ON r.run_id = c.run_id
             WHERE {where}
-            GROUP BY c.run_id
+            GROUP BY GROUPING SETS ((c.run_id), (c.component_name), ())
         )
-        SELECT {key} AS key,
+        SELECT {_GROUP}, CAST({key} AS VARCHAR),
                SUM(COALESCE(rc.cost, {_ZERO_MONEY_SQL})),
                COUNT(*),
                SUM(COALESCE(rc.calls, 0)),
@@ -216,46 +241,59 @@ def _run_level_sql(tx: Tx, by: str, where: str) -> str:
                {percentile(tx.backend, 0.5, 'rc.run_ms')}, {percentile(tx.backend, 0.95, 'rc.run_ms')},
                SUM(CASE WHEN r.status = 'error' THEN 1 ELSE 0 END),
                COUNT(*),
-               SUM(COALESCE(rc.unpriced, 0))
-        FROM runs r LEFT JOIN rc ON rc.run_id = r.run_id
+               SUM(COALESCE(rc.unpriced, 0)), {_NO_SOURCES}
+        FROM runs r LEFT JOIN (SELECT * FROM agg WHERE g = 1) rc ON rc.run_id = r.run_id
         WHERE {where}
         GROUP BY {key}
+        UNION ALL
+        SELECT {_COMPONENT}, component, model_cost, {_NO_STATS}, {_NO_SOURCES} FROM agg WHERE g = 2
+        UNION ALL
+        SELECT {_TOTAL}, NULL, NULL, {_NO_STATS}, model_calls, estimated_calls, missing_calls, model_cost,
+               estimated_cost FROM agg WHERE g = 3
     """
 
 
-def group_costs(tx: Tx, by: str, filters: Filters, period: Period | None) -> list[GroupStats]:
-    """Per-group stats (shares left at 0: the caller knows the total)."""
+def group_costs(tx: Tx, by: str, filters: Filters, period: Period | None
+                ) -> tuple[list[GroupStats], str | None, UsageSourceShare]:
+    """Per-group stats (shares left at 0: the caller knows the total), the component with the highest model cost
+    and the usage-source totals, from one grouped statement (GROUPING SETS: one pass over the calls)."""
     level = dimension(by)[0]
     where, params = build_where(filters, period, "r")
     if level == "call":
         rows = tx.query(_call_level_sql(tx, by, where), params)
     else:
         rows = tx.query(_run_level_sql(tx, by, where), params + params)
-    groups = []
-    for key, cost, runs, calls, inp, cache, out, p50, p95, failed, visits, unpriced in rows:
-        groups.append(GroupStats(
-            key=_key_text(key), cost=cost if cost is not None else ZERO, runs=int(runs or 0),
-            calls=int(calls or 0), input_tokens=int(inp or 0), cache_read_tokens=int(cache or 0),
-            output_tokens=int(out or 0), latency_p50_ms=_ms(p50), latency_p95_ms=_ms(p95),
-            failure_rate=ratio(int(failed or 0), int(visits or 0)), unpriced_calls=int(unpriced or 0),
-        ))
+    groups: list[GroupStats] = []
+    components: list[tuple[Decimal, str]] = []
+    sources = UsageSourceShare()
+    for kind, key, *values in rows:
+        if level == "call":
+            values = values[3:]  # the CTE's own key, component and grouping id
+        cost, runs, calls, inp, cache, out, p50, p95, failed, visits, unpriced, *source = values
+        if kind == _TOTAL:
+            n, est, missing, s_cost, est_cost = source
+            sources = UsageSourceShare(calls=int(n or 0), estimated_calls=int(est or 0),
+                                       missing_calls=int(missing or 0), cost=s_cost if s_cost is not None else ZERO,
+                                       estimated_cost=est_cost if est_cost is not None else ZERO)
+        elif kind == _COMPONENT:
+            components.append((source[3] if level == "call" else cost, key))
+        else:
+            groups.append(GroupStats(
+                key=_key_text(key), cost=cost if cost is not None else ZERO, runs=int(runs or 0),
+                calls=int(calls or 0), input_tokens=int(inp or 0), cache_read_tokens=int(cache or 0),
+                output_tokens=int(out or 0), latency_p50_ms=_ms(p50), latency_p95_ms=_ms(p95),
+                failure_rate=ratio(int(failed or 0), int(visits or 0)), unpriced_calls=int(unpriced or 0),
+            ))
     if by == "day":
         groups.sort(key=lambda g: g.key or "")
     else:
         groups.sort(key=lambda g: (-g.cost, g.key is None, g.key or ""))
-    return groups
-
-
-def most_expensive_component(tx: Tx, filters: Filters, period: Period | None) -> str | None:
-    """The component with the highest recorded cost (None when nothing cost anything)."""
-    where, params = build_where(filters, period, "r")
-    row = tx.query(
-        f"""SELECT c.component_name, SUM(c.cost) AS cost FROM calls c JOIN runs r ON r.run_id = c.run_id
-            WHERE {where} AND c.model IS NOT NULL GROUP BY c.component_name
-            ORDER BY cost DESC, c.component_name LIMIT 1""",
-        params,
-    )
-    return row[0][0] if row and row[0][1] and row[0][1] > 0 else None
+    if by == "component":
+        top = next((g.key for g in groups if g.cost > 0 and g.calls > 0), None)
+    else:
+        priced = [(c, name) for c, name in components if c is not None and c > 0]
+        top = min(priced, key=lambda t: (-t[0], t[1]))[1] if priced else None
+    return groups, top, sources
 
 
 def usage_sources(tx: Tx, where: str, params: list[Any]) -> UsageSourceShare:
@@ -307,7 +345,7 @@ def analyze_costs(ledger: Ledger, period: Period | None, filters: Filters | None
     filters = filters or Filters()
     period = period or parse_period(default=None)
     with ledger.read() as tx:
-        groups = group_costs(tx, by, filters, period)
+        groups, top, sources = group_costs(tx, by, filters, period)
         total = sum((g.cost for g in groups), ZERO)
         for g in groups:
             g.share = ratio(g.cost, total)
@@ -315,13 +353,8 @@ def analyze_costs(ledger: Ledger, period: Period | None, filters: Filters | None
             runs = sum(g.runs for g in groups)
         else:
             runs = count_runs(tx, filters, period)
-        if by == "component":
-            top = next((g.key for g in groups if g.cost > 0 and g.calls > 0), None)
-        else:
-            top = most_expensive_component(tx, filters, period)
         excluded = 0 if filters.include_simulated else count_runs(tx, filters, period, simulated=True)
         daily = daily_costs(tx, filters, period) if with_daily else []
-        sources = usage_sources(tx, *build_where(filters, period, "r"))
     return CostAnalysis(
         period=period, filters=filters, by=by, total_cost=total, runs=runs,
         calls=sum(g.calls for g in groups), groups=groups, most_expensive_component=top,

@@ -346,3 +346,95 @@ def test_nested_agent_is_admitted_call_by_call(openai_server, anthropic_server):
     assert ledger_rows("SELECT COUNT(*) FROM policy_events WHERE rule LIKE 'budget:%' AND enforced") == [(1,)]
     outer_steps = openai_server.count("/chat/completions")
     assert total == AGENT_STEP * outer_steps + Decimal("0.032016") * inner_steps <= limit
+
+
+# -- across processes ----------------------------------------------------------------------------------------
+
+PG_URL = os.environ.get("GENOPS_TEST_POSTGRES_URL")
+
+SERVICE = """
+import json, sys, threading
+from haystack import Pipeline
+from haystack.components.builders import ChatPromptBuilder
+from haystack.components.generators.chat import OpenAIChatGenerator
+from haystack.dataclasses import ChatMessage
+from genops_cli import BudgetExceededError, GenOpsHaystackAdapter
+
+def build():
+    p = Pipeline()
+    p.add_component("prompt", ChatPromptBuilder(template=[ChatMessage.from_user("{{ q }}")], required_variables=["q"]))
+    p.add_component("llm", OpenAIChatGenerator(model="gpt-4o-mini", generation_kwargs={"max_tokens": 50}))
+    p.connect("prompt.prompt", "llm.messages")
+    return p
+
+adapter = GenOpsHaystackAdapter(team="svc", project="p", daily_budget_limit=None)
+outcomes = []
+
+def request(i):
+    pipeline = build()
+    try:
+        with adapter.track_pipeline("request"):  # the pipeline is found when it runs
+            pipeline.run({"prompt": {"q": "Which region grew most last quarter, and why? (%d)" % i}})
+        outcomes.append("ok")
+    except BudgetExceededError:
+        outcomes.append("blocked")
+
+threads = [threading.Thread(target=request, args=(i,)) for i in range(int(sys.argv[1]))]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+assert adapter.flush()
+print(json.dumps(outcomes))
+"""
+
+
+@pytest.fixture(params=["duckdb", "postgresql"])
+def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
+    if request.param == "duckdb":
+        yield "duckdb"
+        return
+    if not PG_URL:
+        pytest.skip("GENOPS_TEST_POSTGRES_URL is not set (e.g. postgresql://postgres@127.0.0.1:5432/postgres)")
+    import uuid
+
+    import psycopg
+
+    schema = f"genops_l1_{uuid.uuid4().hex[:12]}"
+    separator = "&" if "?" in PG_URL else "?"
+    monkeypatch.setenv("GENOPS_LEDGER", f"{PG_URL}{separator}schema={schema}")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    yield "postgresql"
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@pytest.mark.slow
+def test_concurrent_requests_in_four_processes_never_cross_the_limit_in_sum(openai_server, backend, tmp_path):
+    """4 service processes x 5 concurrent requests (pipelines the API learns when they run) against one enforcing
+    budget set from the CLI: the ledger's spend never exceeds it, and every request made was paid and recorded."""
+    import subprocess
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+
+    openai_server.usage = {"prompt_tokens": 10, "completion_tokens": 50}  # at most each call's worst case
+    openai_server.latency = 0.05
+    per_run = Decimal("0.0000315")  # 10 x 0.15e-6 + 50 x 0.60e-6
+    limit = Decimal("0.0002")
+    assert cli("budget", "set", "global", "--daily", str(limit), "--policy", "enforcing").exit_code == 0
+    script = tmp_path / "service.py"
+    script.write_text(SERVICE)
+
+    def service(_: int) -> list[str]:
+        proc = subprocess.run([sys.executable, str(script), "5"], capture_output=True, text=True, timeout=240,
+                              env=dict(os.environ), cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+
+    with ThreadPoolExecutor(4) as pool:
+        outcomes = [o for result in pool.map(service, range(4)) for o in result]
+    assert len(outcomes) == 20 and "blocked" in outcomes and "ok" in outcomes
+    [(spent,)] = ledger_rows("SELECT SUM(total_cost) FROM runs")
+    assert spent == per_run * outcomes.count("ok") <= limit
+    assert openai_server.count("/chat/completions") == outcomes.count("ok")
+    assert ledger_rows("SELECT COUNT(*) FROM runs") == [(20,)]

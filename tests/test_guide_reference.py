@@ -374,3 +374,45 @@ def test_packaging_ships_every_package_and_the_guide_path():
     assert {"genops", "genops.providers"} <= listed
     assert config["package-dir"]["genops"] == "genops_cli/alias/genops"
     assert (REPO / "genops_cli/alias/genops/providers/haystack.py").is_file()
+
+
+def test_rag_and_agent_adapter_tracking_switches(openai_server):
+    """create_rag_adapter / create_agent_adapter take the adapter's defaults; enable_retrieval_tracking=False
+    leaves retriever visits out of the records; the switches of cost-bearing calls cannot be turned off."""
+    fixed_usage(openai_server)
+    from genops.providers.haystack import create_agent_adapter, create_rag_adapter
+    from guide_support import rag_pipeline
+
+    assert (create_rag_adapter().team, create_agent_adapter().daily_budget_limit) == ("default-team", 100.0)
+    rag_adapter = create_rag_adapter(team="kb", project="lean", enable_retrieval_tracking=False)
+    with rag_adapter.track_pipeline("rag") as context:
+        rag_pipeline().run({"retriever": {"query": "RAG"}, "prompt_builder": {"question": "RAG?"}})
+    assert [c.component_name for c in context.get_metrics().component_results] == ["prompt_builder", "llm"]
+    assert context.get_metrics().total_cost == GPT35_RUN
+    with pytest.raises(ValueError, match="enable_generation_tracking=False: LLM calls carry the run's cost"):
+        create_rag_adapter(enable_generation_tracking=False)
+    with pytest.raises(ValueError, match="enable_decision_tracking=False"):
+        create_agent_adapter(enable_decision_tracking=False)
+
+
+def test_tracked_calls_keeps_cost_bearing_and_failed_calls():
+    from datetime import datetime, timezone
+
+    from genops_cli.api.adapter import tracked_calls
+    from genops_cli.models import CallRecord
+
+    now = datetime.now(timezone.utc)
+
+    def call(call_id, kind, parent=None, model=None, status="ok", docs=None):
+        return CallRecord(call_id=call_id, run_id="r", seq=0, span_kind=kind, component_name=call_id,
+                          component_type="T", started_at=now, parent_call_id=parent, model=model, status=status,
+                          documents_retrieved=docs)
+
+    calls = [call("agent", "component"), call("step", "agent_llm", "agent", model="gpt-4"),
+             call("tool", "tool", "agent"), call("bad_tool", "tool", "agent", status="error"),
+             call("retriever", "component", docs=3), call("builder", "component")]
+    assert [c.call_id for c in tracked_calls(calls, tools=False)] == [
+        "agent", "step", "bad_tool", "retriever", "builder"]
+    lean = tracked_calls(calls, components=False)
+    assert [c.call_id for c in lean] == ["step", "tool", "bad_tool"]
+    assert {c.parent_call_id for c in lean} == {None}  # their Agent row was dropped

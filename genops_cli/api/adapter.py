@@ -78,6 +78,9 @@ class GenOpsHaystackAdapter:
         self._budget = adapter_budget(self.settings, DEFAULT_DAILY_BUDGET_LIMIT)  # finds the one just built
         self.enable_cost_alerts = enable_cost_alerts
         self.enable_component_tracking = enable_component_tracking
+        # Set by create_rag_adapter / create_agent_adapter: False drops those cost-free records from runs.
+        self.enable_retrieval_tracking = True
+        self.enable_tool_tracking = True
         self.enable_pipeline_caching = enable_pipeline_caching
         self.ledger = open_ledger(resolve_ledger_location(ledger, self.settings.ledger))
         # Runs are ingested by a separate process fed by the spool: the request's thread only spools them.
@@ -353,8 +356,10 @@ class GenOpsHaystackAdapter:
         """Finish and record the session (once); returns the exception to raise for a blocked run (the API's
         BudgetExceededError / PolicyViolationError instead of Haystack's wrapped error), else `error`."""
         session.finish(error if isinstance(error, Exception) else None)
-        if not self.enable_component_tracking:
-            session.run.calls = provider_calls(session.run.calls)
+        if not (self.enable_component_tracking and self.enable_retrieval_tracking and self.enable_tool_tracking):
+            session.run.calls = tracked_calls(session.run.calls, components=self.enable_component_tracking,
+                                              retrieval=self.enable_retrieval_tracking,
+                                              tools=self.enable_tool_tracking)
         session.record()
         if error is not None and session.blocked and not isinstance(error, BudgetExceededError | PolicyViolationError):
             return session.blocked_error()
@@ -394,12 +399,22 @@ class GenOpsHaystackAdapter:
         if raised is not error and raised is not None:
             raise raised from error
 
-def provider_calls(calls: list[CallRecord]) -> list[CallRecord]:
-    """The calls `enable_component_tracking=False` keeps: those that reach a provider or a tool (they carry the
-    run's cost and usage) and failed ones; visits of components that call nothing (builders, retrievers, custom
-    code) are dropped. A kept call whose parent was dropped hangs from the nearest kept ancestor."""
+def tracked_calls(calls: list[CallRecord], *, components: bool = True, retrieval: bool = True,
+                  tools: bool = True) -> list[CallRecord]:
+    """The calls a run keeps when some tracking is off. Calls that reach a provider (they carry the run's cost
+    and usage) and failed calls are always kept. `components=False` drops visits of components that call no
+    provider (builders, retrievers, custom code); `retrieval=False` drops retriever visits; `tools=False` drops
+    tool calls. A kept call whose parent was dropped hangs from the nearest kept ancestor."""
+    def dropped(c: CallRecord) -> bool:
+        if c.model is not None or c.status != "ok":
+            return False
+        if c.span_kind == "tool":
+            return not tools
+        retriever = c.span_kind == "component" and c.documents_retrieved is not None
+        return (not retrieval and retriever) or (not components and c.span_kind == "component")
+
     by_id = {c.call_id: c for c in calls}
-    kept = [c for c in calls if c.model is not None or c.span_kind != "component" or c.status != "ok"]
+    kept = [c for c in calls if not dropped(c)]
     kept_ids = {c.call_id for c in kept}
     for call in kept:
         parent = call.parent_call_id

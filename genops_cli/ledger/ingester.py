@@ -36,10 +36,19 @@ def _drain(ledger: object, spool: Spool, synced: set[str]) -> RecordResult:
     except Exception as exc:  # keep serving: the runs stay in the spool
         result = RecordResult(error=f"ledger write failed ({type(exc).__name__}: {exc})")
     if result.error:
-        kept = [p for p in spool.pending() if p.name not in synced]
-        spool.sync(kept)  # runs that wait in the spool are made durable once, grouped
-        synced.update(p.name for p in kept)
+        # Runs that wait in the spool are made durable, grouped; a segment again when it has grown.
+        kept = [(p, _size(p)) for p in spool.pending()]
+        kept = [(p, size) for p, size in kept if f"{p.name}:{size}" not in synced]
+        spool.sync([p for p, _size_now in kept])
+        synced.update(f"{p.name}:{size}" for p, size in kept)
     return result
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return -1
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -411,7 +411,7 @@ def stale_spool(ledger: Ledger, minutes: int, now: float | None = None) -> Stale
             old.append((age, path))
     if not old:
         return None
-    runs = sum(_runs_in_file(p) for _age, p in old)
+    runs = sum(spool.runs_in(p) for _age, p in old)
     return StaleSpool(str(spool.directory), runs, sorted(p.name for _a, p in old), int(max(a for a, _p in old) // 60),
                       minutes)
 

@@ -416,13 +416,6 @@ def stale_spool(ledger: Ledger, minutes: int, now: float | None = None) -> Stale
                       minutes)
 
 
-def _runs_in_file(path: Any) -> int:
-    """Runs in one spool file: a group file names its count (`group-<uuid>.<count>.json`)."""
-    parts = path.name.split(".")
-    if path.name.startswith("group-") and len(parts) > 2 and parts[1].isdigit():
-        return int(parts[1])
-    return 1
-
 
 def check_stale_spool(ledger: Ledger, settings: Settings) -> StaleSpool | None:
     """Raised by every command that opens the ledger: a line on stderr each time, and the configured webhook once

@@ -232,3 +232,13 @@ def test_system_prompt_with_braces_stays_literal_in_the_chat_template():
     rendered = ChatPromptBuilder(template=template).run(question="why?")["prompt"]
     assert rendered[0].text == 'Answer as JSON: {{"answer": "..."}}'
     assert rendered[1].text == "Q: why?"
+
+
+def test_installed_but_broken_optional_dependency_counts_as_missing(tmp_path, monkeypatch):
+    from genops_cli.execution.migrate import _importable_module
+
+    (tmp_path / "genops_broken_dep.py").write_text("raise ImportError('lxml.html.clean is a separate project')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert _importable_module("genops_broken_dep") is False
+    assert _importable_module("json") is True
+    assert _importable_module("genops_absent_dep") is False

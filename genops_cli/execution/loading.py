@@ -403,13 +403,17 @@ def root_cause(exc: BaseException) -> str:
     while inner is not None and all(inner is not e for e in chain):
         chain.append(inner)
         inner = inner.__cause__ or (None if inner.__suppress_context__ else inner.__context__)
-    # The innermost error is the cause, except that Haystack's own import error says what to install.
-    inner = next((e for e in chain if isinstance(e, ImportError) and "pip install" in str(e)), chain[-1])
+    # The innermost error is the cause; when that is a bare "No module named x", Haystack's own import error
+    # around it says what to install.
+    inner = chain[-1]
+    if type(inner) is ModuleNotFoundError:
+        inner = next((e for e in chain if isinstance(e, ImportError) and "pip install" in str(e)), inner)
     text = str(inner) or type(inner).__name__
     if inner is exc and "Original error: " in text:
         text = text.rsplit("Original error: ", 1)[1]
     text = _DATA_DUMP.sub(": ", text)
     text = _OBJECT_REPR.sub(lambda m: f"<{m.group(1).rsplit('.', 1)[-1]}>", text)
+    text = re.sub(r"\*{5,}", " ", text)  # NLTK frames its messages in rows of stars
     text = re.sub(r"\s+", " ", text).strip()
     if isinstance(inner, ImportError) and not isinstance(inner, ModuleNotFoundError) or (
             isinstance(inner, ModuleNotFoundError) and inner.name):

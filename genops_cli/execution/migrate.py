@@ -454,11 +454,24 @@ def closest_class(type_path: str) -> str | None:
 
 # -- optional dependencies ----------------------------------------------------------------------------------------
 
+def _importable_module(module: str) -> bool:
+    """Installed and importable: a package that is present but fails to import (a missing dependency of its own)
+    is as missing as an absent one."""
+    import importlib
+    import importlib.util
+
+    try:
+        if importlib.util.find_spec(module) is None:
+            return False
+        importlib.import_module(module)
+    except Exception:
+        return False
+    return True
+
+
 def missing_optional_dependencies(data: dict[str, Any]) -> list[tuple[str, str, str]]:
     """(component, module, pip package) for each lazily imported dependency the pipeline will need but cannot
     import here (nltk for sentence splitting, trafilatura for HTMLToDocument, pypdf...)."""
-    import importlib.util
-
     table = migration_table()
     out: list[tuple[str, str, str]] = []
 
@@ -467,7 +480,7 @@ def missing_optional_dependencies(data: dict[str, Any]) -> list[tuple[str, str, 
             deps = table.optional.get(str(value.get("type")))
             params = value.get("init_parameters") if isinstance(value.get("init_parameters"), dict) else {}
             for dep in deps or ():
-                if dep.needed(params) and importlib.util.find_spec(dep.module) is None:
+                if dep.needed(params) and not _importable_module(dep.module):
                     out.append((name, dep.module, dep.package))
             for child in value.values():
                 visit(name, child)

@@ -102,8 +102,8 @@ class BudgetHold(Protocol):
     def applies(self) -> bool:
         """Whether any budget applies to the run now (cheap: cached, at most 1 s stale)."""
 
-    def ensure(self, total: Decimal) -> Denial | None:
-        """Make the run's ledger reservation at least `total`, or deny."""
+    def ensure(self, total: Decimal, ahead: Decimal = Decimal(0)) -> Denial | None:
+        """Make the run's ledger reservation at least `total` (`ahead` more if that fits), or deny."""
 
     def cover(self, total: Decimal) -> None:
         """Raise the reservation to `total` without a check: money already spent (a call that cost more than
@@ -165,6 +165,7 @@ class RunAdmission:
         self.spent = Decimal(0)
         self.held = Decimal(0)
         self.denial: Denial | None = None
+        self._top_ups = 0
         self._lock = threading.Lock()
 
     @property
@@ -189,7 +190,11 @@ class RunAdmission:
             if denial is None and self.budgets is not None:
                 total = self.spent + self.held + worst
                 if total > self.budgets.reserved and self.budgets.applies():
-                    denial = self.budgets.ensure(total)
+                    # Hold a few more calls like this one when there is room (1, 2, 4, then 8 more as the run
+                    # keeps needing top-ups: a looping Agent), so most calls are admitted in memory.
+                    ahead = worst * min(2 ** self._top_ups, 8)
+                    self._top_ups += 1
+                    denial = self.budgets.ensure(total, ahead)
                 if denial is not None and shared:
                     self.shared.unhold(worst)  # type: ignore[union-attr]
             if denial is not None:

@@ -528,7 +528,9 @@ class LedgerBudgetHold:
     def applies(self) -> bool:
         return not self.run.simulated and has_budgets(self.ctx, self.scopes)
 
-    def ensure(self, total: Decimal) -> Denial | None:
+    def ensure(self, total: Decimal, ahead: Decimal = Decimal(0)) -> Denial | None:
+        """Hold `total` (and `ahead` more when that fits every budget without exceeding any: the run's next
+        calls are then admitted in memory instead of one ledger transaction each)."""
         now = utcnow()
         try:
             with self.ctx.ledger.write() as tx:
@@ -536,6 +538,11 @@ class LedgerBudgetHold:
                 budgets = applicable(effective_budgets(tx, self.ctx.settings), self.scopes)
                 if not budgets:
                     return None
+                if ahead > 0:
+                    roomy = evaluate(tx, budgets, total + ahead, now, self.policy_mode, self.run.run_id)
+                    if not any(c.exceeded for c in roomy):
+                        self._hold(tx, total + ahead, now)
+                        return None
                 checks = evaluate(tx, budgets, total, now, self.policy_mode, self.run.run_id)
                 blocking = next((c for c in checks if c.result == "BLOCKED"), None)
                 if blocking is not None:

@@ -336,3 +336,15 @@ def test_simulated_agent_takes_the_recorded_steps_by_default(openai_server, tmp_
     assert simulated.exit_code == 0, simulated.stderr
     assert "agent: recorded [3]" in simulated.stderr
     assert sum(1 for c in json_lines(simulated.stdout)[0]["components"] if c["model"]) == 3
+
+
+def test_fix_issues_json_keeps_stdout_json_and_reports_the_rewrite(tmp_path, offline_pip):
+    path = _copy("prompt_chain", tmp_path)
+    result = cli("validate", str(path), "--fix-issues", "--yes", "--json")
+    report = json.loads(result.stdout)  # the diffs and pip lines went to stderr
+    rewrite = report["pipeline_rewrite"]
+    assert rewrite["target"] == str(path) and rewrite["backup"] == f"{path}.bak"
+    assert [title.split(":")[0] for title in rewrite["applied"]] == ["drafter", "summarizer"]
+    assert "+++ " in result.stderr
+    assert not any(i["component"] in ("drafter", "summarizer") and "removed in Haystack 3" in i["message"]
+                   for i in report["issues"])

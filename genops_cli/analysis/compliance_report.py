@@ -23,7 +23,6 @@ none. Spec conformance checks, per run, the attributes the GenOps spec v0.1 requ
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -43,22 +42,6 @@ if TYPE_CHECKING:
 SPEC_VERSION = "0.1"
 ZERO = Decimal(0)
 POLICY_RESULTS = ("ALLOWED", "WARNING", "BLOCKED", "RATE_LIMITED")
-
-#: spec attribute -> test on a run dict (with `calls`, `untyped_calls`, `unpriced_calls` from the calls table)
-SPEC_ATTRIBUTES: dict[str, Callable[[dict[str, Any]], bool]] = {
-    "genops.team": lambda r: bool(r["team"]),
-    "genops.project": lambda r: bool(r["project"]),
-    "genops.environment": lambda r: bool(r["environment"]),
-    "genops.operation.name": lambda r: bool(r["pipeline_name"]),
-    "genops.operation.type": lambda r: r["untyped_calls"] == 0,
-    "genops.accounting.reserved": lambda r: r["reserved_cost"] is not None,
-    "genops.accounting.actual": lambda r: r["total_cost"] is not None and r["unpriced_calls"] == 0,
-    "genops.accounting.unit": lambda r: bool(r["currency"]),
-    "genops.policy.result": lambda r: r["policy_result"] in POLICY_RESULTS,
-    "genops.policy.reason_code": lambda r: r["policy_result"] == "ALLOWED" or bool(r["policy_reason_code"]),
-    "genops.spec.version": lambda r: bool(r["genops_version"]),
-}
-
 
 def days_period(days: int, now: datetime | None = None) -> Period:
     if days <= 0:
@@ -80,122 +63,140 @@ class ComplianceReport:
         return self.data
 
 
-def compliance_report(tx: Tx, days: int = 30, settings: Settings | None = None, now: datetime | None = None,
-                      period: Period | None = None,
-                      verify_audit: bool = True) -> ComplianceReport:
-    """Build the report for the last `days` days, or for `period` when given (simulated runs excluded)."""
-    period = period or days_period(days, now)
-    where, params = build_where(Filters(), period, alias="r", simulated=False)
-    runs = tx.query_dicts(
-        "SELECT r.run_id, r.team, r.project, r.environment, r.pipeline_name, r.data_classification, r.status, "
-        "r.policy_result, r.policy_reason_code, r.reserved_cost, r.total_cost, r.currency, r.genops_version, "
-        "r.started_at, r.customer_id, r.policy_hash, r.policy_override "
-        f"FROM runs r WHERE {where} ORDER BY r.started_at, r.run_id", params)
-    call_stats = {row[0]: row[1:] for row in tx.query(
-        "SELECT c.run_id, COUNT(*), "
-        "SUM(CASE WHEN c.component_type IS NULL OR c.component_type = '' THEN 1 ELSE 0 END), "
-        "SUM(CASE WHEN c.model IS NOT NULL AND NOT c.priced THEN 1 ELSE 0 END) "
-        f"FROM calls c JOIN runs r ON r.run_id = c.run_id WHERE {where} GROUP BY c.run_id", params)}
-    events = tx.query_dicts(
-        "SELECT e.event_id, e.run_id, e.recorded_at, e.rule, e.result, e.reason_code, e.message, e.enforced "
-        f"FROM policy_events e JOIN runs r ON r.run_id = e.run_id WHERE {where} AND e.result <> 'ALLOWED' "
-        "ORDER BY e.recorded_at DESC, e.event_id", params)
-    providers = tx.query(
-        "SELECT c.provider, COUNT(DISTINCT c.run_id), COUNT(*), SUM(c.input_tokens), SUM(c.output_tokens), "
-        "SUM(c.cost) FROM calls c JOIN runs r ON r.run_id = c.run_id "
-        f"WHERE {where} AND c.model IS NOT NULL GROUP BY c.provider", params)
+#: SQL for each spec attribute, over runs r joined with per-run call stats x (untyped, unpriced).
+SPEC_SQL: dict[str, str] = {
+    "genops.team": "COALESCE(r.team, '') <> ''",
+    "genops.project": "COALESCE(r.project, '') <> ''",
+    "genops.environment": "COALESCE(r.environment, '') <> ''",
+    "genops.operation.name": "COALESCE(r.pipeline_name, '') <> ''",
+    "genops.operation.type": "COALESCE(x.untyped, 0) = 0",
+    "genops.accounting.reserved": "r.reserved_cost IS NOT NULL",
+    "genops.accounting.actual": "r.total_cost IS NOT NULL AND COALESCE(x.unpriced, 0) = 0",
+    "genops.accounting.unit": "COALESCE(r.currency, '') <> ''",
+    "genops.policy.result": f"r.policy_result IN ({', '.join(repr(v) for v in POLICY_RESULTS)})",
+    "genops.policy.reason_code": "r.policy_result = 'ALLOWED' OR COALESCE(r.policy_reason_code, '') <> ''",
+    "genops.spec.version": "COALESCE(r.genops_version, '') <> ''",
+}
+_CLASS_SQL = "CASE WHEN COALESCE(r.data_classification, '') = '' THEN 'unclassified' ELSE r.data_classification END"
+# GROUPING(r.team, r.environment, class, r.policy_hash) of each grouping set.
+_BY_TEAM, _BY_ENV, _BY_CLASS, _BY_POLICY, _ALL = 7, 11, 13, 14, 15
 
-    violating = {e["run_id"] for e in events}
-    currency = sorted({r["currency"] for r in runs if r["currency"]}) or ["USD"]
-    total_cost = sum((Decimal(r["total_cost"] or 0) for r in runs), ZERO)
 
+def _run_groups(tx: Tx, where: str, params: list[Any]) -> list[tuple[Any, ...]]:
+    """Per team, environment, classification and policy hash, and in total: runs, cost, violating runs and their
+    cost, blocked runs and spec-attribute counts, in one statement (the calls are read once, per run)."""
+    flag = "CASE WHEN {} THEN 1 ELSE 0 END"
+    spec = ", ".join(f"SUM({flag.format(cond)})" for cond in SPEC_SQL.values())
+    conforming = " AND ".join(f"({cond})" for cond in SPEC_SQL.values())
+    return tx.query(
+        f"""WITH x AS (
+                SELECT c.run_id, SUM(CASE WHEN c.component_type IS NULL OR c.component_type = '' THEN 1 ELSE 0 END)
+                       AS untyped, SUM(CASE WHEN c.model IS NOT NULL AND NOT c.priced THEN 1 ELSE 0 END) AS unpriced
+                FROM calls c JOIN runs r ON r.run_id = c.run_id WHERE {where} GROUP BY c.run_id),
+            v AS (SELECT DISTINCT e.run_id FROM policy_events e JOIN runs r ON r.run_id = e.run_id
+                  WHERE {where} AND e.result <> 'ALLOWED')
+            SELECT GROUPING(r.team, r.environment, {_CLASS_SQL}, r.policy_hash), r.team, r.environment,
+                   {_CLASS_SQL}, r.policy_hash, COUNT(*), SUM(r.total_cost),
+                   SUM(CASE WHEN v.run_id IS NOT NULL THEN 1 ELSE 0 END),
+                   SUM(CASE WHEN v.run_id IS NOT NULL THEN r.total_cost END),
+                   SUM(CASE WHEN r.status = 'blocked' THEN 1 ELSE 0 END), {spec}, SUM({flag.format(conforming)})
+            FROM runs r LEFT JOIN x ON x.run_id = r.run_id LEFT JOIN v ON v.run_id = r.run_id
+            WHERE {where}
+            GROUP BY GROUPING SETS ((r.team), (r.environment), ({_CLASS_SQL}), (r.policy_hash), ())""",
+        params * 3)
+
+
+def _violations(tx: Tx, where: str, params: list[Any], runs_with: int) -> dict[str, Any]:
+    """Counts per reason code (rules, enforced, distinct runs) and the 50 most recent violations, in SQL."""
+    reason = "COALESCE(e.reason_code, 'UNSPECIFIED')"
+    scope = f"FROM policy_events e JOIN runs r ON r.run_id = e.run_id WHERE {where} AND e.result <> 'ALLOWED'"
+    rows = tx.query(f"""SELECT GROUPING(e.rule), {reason}, e.rule, COUNT(*),
+                               SUM(CASE WHEN e.enforced THEN 1 ELSE 0 END), COUNT(DISTINCT e.run_id)
+                        {scope} GROUP BY GROUPING SETS (({reason}, e.rule), ({reason}))""", params)
     by_reason: dict[str, dict[str, Any]] = {}
-    for e in events:
-        code = e["reason_code"] or "UNSPECIFIED"
-        entry = by_reason.setdefault(code, {"reason_code": code, "count": 0, "enforced": 0, "runs": set(),
-                                            "rules": set()})
-        entry["count"] += 1
-        entry["enforced"] += 1 if e["enforced"] else 0
-        entry["runs"].add(e["run_id"])
-        entry["rules"].add(e["rule"])
-    violations = {
-        "total": len(events),
-        "runs_with_violations": len(violating),
-        "by_reason_code": [
-            {"reason_code": v["reason_code"], "count": v["count"], "enforced": v["enforced"], "runs": len(v["runs"]),
-             "rules": sorted(v["rules"])}
-            for v in sorted(by_reason.values(), key=lambda v: (-v["count"], v["reason_code"]))
-        ],
+    for coarse, code, rule, count, enforced, runs in rows:
+        entry = by_reason.setdefault(code, {"reason_code": code, "count": 0, "enforced": 0, "runs": 0, "rules": []})
+        if coarse:
+            entry.update(count=int(count), enforced=int(enforced or 0), runs=int(runs))
+        else:
+            entry["rules"].append(rule)
+    recent = tx.query_dicts(f"""SELECT e.run_id, e.recorded_at, e.rule, e.result, e.reason_code, e.enforced,
+                                       e.message {scope} ORDER BY e.recorded_at DESC, e.event_id LIMIT 50""", params)
+    return {
+        "total": sum(v["count"] for v in by_reason.values()),
+        "runs_with_violations": runs_with,
+        "by_reason_code": [{**v, "rules": sorted(v["rules"])}
+                           for v in sorted(by_reason.values(), key=lambda v: (-v["count"], v["reason_code"]))],
         "recent": [
             {"run_id": e["run_id"], "recorded_at": e["recorded_at"].isoformat() + "Z", "rule": e["rule"],
              "result": e["result"], "reason_code": e["reason_code"], "enforced": bool(e["enforced"]),
              "message": e["message"]}
-            for e in events[:50]
+            for e in recent
         ],
     }
 
-    classes: dict[str, dict[str, Any]] = {}
-    for r in runs:
-        level = r["data_classification"] or "unclassified"
-        entry = classes.setdefault(level, {"classification": level, "runs": 0, "compliant": 0, "blocked": 0,
-                                           "cost": ZERO})
-        entry["runs"] += 1
-        entry["compliant"] += 0 if r["run_id"] in violating else 1
-        entry["blocked"] += 1 if r["status"] == "blocked" else 0
-        entry["cost"] += Decimal(r["total_cost"] or 0)
+
+def compliance_report(tx: Tx, days: int = 30, settings: Settings | None = None, now: datetime | None = None,
+                      period: Period | None = None, verify_audit: bool = True,
+                      with_operations: bool = True) -> ComplianceReport:
+    """Build the report for the last `days` days, or for `period` when given (simulated runs excluded).
+
+    The summary is computed in SQL (memory does not grow with the number of runs); `with_operations` adds the
+    per-operation rows of the CSV form."""
+    period = period or days_period(days, now)
+    where, params = build_where(Filters(), period, alias="r", simulated=False)
+    groups = _run_groups(tx, where, params)
+    total = next((g for g in groups if g[0] == _ALL), None)
+    n_runs = int(total[5]) if total else 0
+    violating = int(total[7] or 0) if total else 0
+    spec_counts = [int(v or 0) for v in total[10:-1]] if total else [0] * len(SPEC_SQL)
+    currency = [str(c[0]) for c in tx.query(
+        f"SELECT DISTINCT r.currency FROM runs r WHERE {where} AND r.currency IS NOT NULL AND r.currency <> '' "
+        "ORDER BY r.currency", params)] or ["USD"]
+    providers = tx.query(
+        "SELECT c.provider, COUNT(DISTINCT c.run_id), COUNT(*), SUM(c.input_tokens), SUM(c.output_tokens), "
+        "SUM(c.cost) FROM calls c JOIN runs r ON r.run_id = c.run_id "
+        f"WHERE {where} AND c.model IS NOT NULL GROUP BY c.provider", params)
     regions = settings.compliance.provider_regions if settings is not None else {}
     provider_usage = [
-        {"provider": p or "unknown", "region": regions.get((p or "").lower()), "runs": int(n_runs),
+        {"provider": p or "unknown", "region": regions.get((p or "").lower()), "runs": int(n_runs_p),
          "calls": int(n_calls), "input_tokens": int(inp or 0), "output_tokens": int(out or 0),
          "cost": money_json(Decimal(cost or 0))}
-        for p, n_runs, n_calls, inp, out, cost in sorted(providers, key=lambda row: (-(row[5] or 0), row[0] or ""))
+        for p, n_runs_p, n_calls, inp, out, cost in sorted(providers, key=lambda row: (-(row[5] or 0), row[0] or ""))
     ]
-
-    present = dict.fromkeys(SPEC_ATTRIBUTES, 0)
-    conforming = 0
-    for r in runs:
-        stats = call_stats.get(r["run_id"], (0, 0, 0))
-        r.update(calls=int(stats[0] or 0), untyped_calls=int(stats[1] or 0), unpriced_calls=int(stats[2] or 0))
-        ok = True
-        for name, test in SPEC_ATTRIBUTES.items():
-            if test(r):
-                present[name] += 1
-            else:
-                ok = False
-        conforming += 1 if ok else 0
-    spec = {
-        "spec": f"GenOps spec v{SPEC_VERSION}",
-        "runs_checked": len(runs),
-        "conforming_runs": conforming,
-        "share": ratio(conforming, len(runs)),
-        "attributes": [{"attribute": name, "present": n, "share": ratio(n, len(runs))} for name, n in present.items()],
-    }
-
+    classes = [{"classification": g[3], "runs": int(g[5]), "compliant": int(g[5]) - int(g[7] or 0),
+                "blocked": int(g[9] or 0), "cost": money_json(Decimal(g[6] or 0))}
+               for g in sorted((g for g in groups if g[0] == _BY_CLASS), key=lambda g: g[3])]
     data: dict[str, Any] = {
         "period": {**period.to_json(), "days": (period.end - period.start).days},
         "generated_at": datetime.now(timezone.utc).replace(tzinfo=None).isoformat(timespec="seconds") + "Z",
-        "total_operations": len(runs),
-        "compliant_operations": len(runs) - len(violating),
-        "compliance_rate": ratio(len(runs) - len(violating), len(runs)),
-        "blocked_operations": sum(1 for r in runs if r["status"] == "blocked"),
-        "violations": violations,
+        "total_operations": n_runs,
+        "compliant_operations": n_runs - violating,
+        "compliance_rate": ratio(n_runs - violating, n_runs),
+        "blocked_operations": int(total[9] or 0) if total else 0,
+        "violations": _violations(tx, where, params, violating),
         "cost_summary": {
-            "total_cost": money_json(total_cost),
+            "total_cost": money_json(Decimal(total[6] or 0) if total else ZERO),
             "currency": currency[0] if len(currency) == 1 else ",".join(currency),
-            "cost_of_runs_with_violations": money_json(sum(
-                (Decimal(r["total_cost"] or 0) for r in runs if r["run_id"] in violating), ZERO)),
-            "by_team": _sum_by(runs, "team"),
-            "by_environment": _sum_by(runs, "environment"),
+            "cost_of_runs_with_violations": money_json(Decimal(total[8] or 0) if total else ZERO),
+            "by_team": _sum_by(groups, _BY_TEAM, 1),
+            "by_environment": _sum_by(groups, _BY_ENV, 2),
         },
         "provider_usage": provider_usage,
-        "data_classification_breakdown": [
-            {**c, "cost": money_json(c["cost"])} for c in sorted(classes.values(), key=lambda c: c["classification"])
-        ],
-        "spec_conformance": spec,
+        "data_classification_breakdown": classes,
+        "spec_conformance": {
+            "spec": f"GenOps spec v{SPEC_VERSION}",
+            "runs_checked": n_runs,
+            "conforming_runs": int(total[-1] or 0) if total else 0,
+            "share": ratio(int(total[-1] or 0) if total else 0, n_runs),
+            "attributes": [{"attribute": name, "present": n, "share": ratio(n, n_runs)}
+                           for name, n in zip(SPEC_SQL, spec_counts, strict=True)],
+        },
         "rules": _rules_summary(settings),
-        "rules_in_force": _rules_in_force(tx, runs),
-        "overrides": [{"run_id": r["run_id"], "override": json.loads(r["policy_override"])}
-                      for r in runs if r["policy_override"]],
+        "rules_in_force": _rules_in_force(tx, {g[4]: int(g[5]) for g in groups if g[0] == _BY_POLICY}),
+        "overrides": [{"run_id": run_id, "override": json.loads(override)} for run_id, override in tx.query(
+            f"SELECT r.run_id, r.policy_override FROM runs r WHERE {where} AND r.policy_override IS NOT NULL "
+            "ORDER BY r.started_at, r.run_id", params)],
         "simulated_runs_excluded": True,
     }
     if verify_audit:
@@ -204,15 +205,12 @@ def compliance_report(tx: Tx, days: int = 30, settings: Settings | None = None, 
         data["audit"] = {"entries": checked, "intact": not problems, "problems": len(problems),
                          "first_problem": problems[0].message if problems else None, "head_seq": seq,
                          "head_hash": head}
-    return ComplianceReport(period, data, _operations(runs, events))
+    return ComplianceReport(period, data, _operations(tx, where, params) if with_operations else [])
 
 
-def _rules_in_force(tx: Tx, runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _rules_in_force(tx: Tx, counts: dict[str | None, int]) -> list[dict[str, Any]]:
     """The policies the window's runs were admitted under (from policy_snapshots), most used first; runs recorded
     before genops kept policy hashes are counted under `null`."""
-    counts: dict[str | None, int] = {}
-    for r in runs:
-        counts[r["policy_hash"]] = counts.get(r["policy_hash"], 0) + 1
     hashes = sorted(h for h in counts if h)
     bodies = {h: (seen, body) for h, seen, body in tx.query(
         "SELECT policy_hash, first_seen_at, body FROM policy_snapshots WHERE policy_hash IN "
@@ -232,28 +230,33 @@ OPERATION_COLUMNS = ["run_id", "started_at", "pipeline", "team", "project", "env
                      "enforced_violations", "total_cost", "currency", "policy_hash", "policy_override"]
 
 
-def _operations(runs: list[dict[str, Any]], events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    per_run: dict[str, list[int]] = {}
-    for e in events:
-        counts = per_run.setdefault(e["run_id"], [0, 0])
-        counts[0] += 1
-        counts[1] += 1 if e["enforced"] else 0
+def _operations(tx: Tx, where: str, params: list[Any]) -> list[dict[str, Any]]:
+    """One row per operation (the CSV form), with its violation counts."""
+    rows = tx.query_dicts(
+        "SELECT r.run_id, r.started_at, r.pipeline_name, r.team, r.project, r.environment, r.customer_id, "
+        "r.data_classification, r.status, r.policy_result, r.policy_reason_code, r.total_cost, r.currency, "
+        "r.policy_hash, r.policy_override, COALESCE(v.n, 0) AS violations, COALESCE(v.enforced, 0) AS enforced "
+        "FROM runs r LEFT JOIN (SELECT e.run_id, COUNT(*) AS n, SUM(CASE WHEN e.enforced THEN 1 ELSE 0 END) "
+        "AS enforced FROM policy_events e WHERE e.result <> 'ALLOWED' GROUP BY e.run_id) v ON v.run_id = r.run_id "
+        f"WHERE {where} ORDER BY r.started_at, r.run_id", params)
     return [{
         "run_id": r["run_id"], "started_at": r["started_at"].isoformat() + "Z", "pipeline": r["pipeline_name"],
         "team": r["team"], "project": r["project"], "environment": r["environment"], "customer_id": r["customer_id"],
         "data_classification": r["data_classification"], "status": r["status"], "policy_result": r["policy_result"],
-        "policy_reason_code": r["policy_reason_code"], "violations": per_run.get(r["run_id"], [0, 0])[0],
-        "enforced_violations": per_run.get(r["run_id"], [0, 0])[1],
+        "policy_reason_code": r["policy_reason_code"], "violations": int(r["violations"]),
+        "enforced_violations": int(r["enforced"] or 0),
         "total_cost": money_json(Decimal(r["total_cost"] or 0)), "currency": r["currency"],
         "policy_hash": r["policy_hash"], "policy_override": r["policy_override"],
-    } for r in runs]
+    } for r in rows]
 
 
-def _sum_by(runs: list[dict[str, Any]], key: str) -> dict[str, str]:
+def _sum_by(groups: list[tuple[Any, ...]], grouping: int, column: int) -> dict[str, str]:
+    """Cost per team / environment from the grouping-set rows (unset and empty names are "unattributed")."""
     totals: dict[str, Decimal] = {}
-    for r in runs:
-        name = r[key] or "unattributed"
-        totals[name] = totals.get(name, ZERO) + Decimal(r["total_cost"] or 0)
+    for g in groups:
+        if g[0] == grouping:
+            name = g[column] or "unattributed"
+            totals[name] = totals.get(name, ZERO) + Decimal(g[6] or 0)
     return {k: money_json(v) for k, v in sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))}
 
 

@@ -57,7 +57,8 @@ def report_cmd(
     period = parse_period(since, from_, to, default=None) if (since or from_ or to) else None
     settings = load_cli_settings()
     with open_cli_reader_ledger(settings).read() as tx:
-        report = compliance_report(tx, days if days is not None else 30, settings, period=period)
+        report = compliance_report(tx, days if days is not None else 30, settings, period=period,
+                                   with_operations=fmt == "csv")
     if fmt in ("md", "html", "csv"):
         text = render_compliance(report, fmt)
     elif fmt == "json" and out:
@@ -69,7 +70,9 @@ def report_cmd(
     if out:
         if text is None:
             raise UsageError("--out needs --format json, md, html or csv")
-        Path(out).write_text(text, encoding="utf-8")
+        from genops_cli.safe_output import write_output_file
+
+        write_output_file(Path(out), text)
         info(f"wrote compliance report to {out}")
     elif fmt == "json":
         print_json(report.to_json())

@@ -175,7 +175,7 @@ def print_validation_result(result: ValidationResult, console: Any = None) -> No
     """The checklist with the overall score and a fix suggestion per issue (rich; plain when not a TTY)."""
     from rich.console import Console
 
-    console = console or Console(highlight=False)
+    console = console or Console(highlight=False, emoji=False)
     env = result.environment
     mark = "[green]✔[/green]" if result.is_valid else "[red]✘[/red]"
     console.print(f"{mark} [bold]Haystack + genops setup validation[/bold]")

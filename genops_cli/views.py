@@ -120,9 +120,9 @@ def render_run_table(run: RunRecord, console: Any) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from genops_cli.cli.common import money
+    from genops_cli.cli.common import money, styled
 
-    title = escape(f"{run.pipeline_name}  run {run.run_id}") + ("  (simulated)" if run.simulated else "")
+    title = f"{run.pipeline_name}  run {run.run_id}" + ("  (simulated)" if run.simulated else "")
     table = Table(title=title, title_justify="left", show_lines=False)
     for column, justify in (("component", "left"), ("kind", "left"), ("provider", "left"), ("model", "left"),
                             ("in", "right"), ("cached", "right"), ("out", "right"), ("cost", "right"),
@@ -138,12 +138,12 @@ def render_run_table(run: RunRecord, console: Any) -> None:
         name = escape(c.component_name + (f" [{c.tool_name}]" if c.tool_name else ""))
         if c.agent_step is not None:
             name += f" #{c.agent_step}"
-        cost = money(c.cost) if c.priced else "[red]unpriced[/red]"
+        cost = money(c.cost) if c.priced else styled("[red]unpriced[/red]")
         table.add_row(
-            name, c.span_kind, escape(c.provider or ""), escape(c.model or ""),
+            styled(name), c.span_kind, c.provider or "", c.model or "",
             str(u.input_tokens) if c.model else "", str(u.cache_read_tokens) if c.model else "",
             str(u.output_tokens) if c.model else "", cost if c.model else "",
-            f"{c.latency_ms:.0f} ms", c.status if c.status == "ok" else f"[red]{c.status}[/red]",
+            f"{c.latency_ms:.0f} ms", c.status if c.status == "ok" else styled(f"[red]{c.status}[/red]"),
         )
     table.add_section()
     table.add_row("total", "", "", "", str(totals[0]), str(totals[1]), str(totals[2]), money(run.total_cost),
@@ -154,10 +154,11 @@ def render_run_table(run: RunRecord, console: Any) -> None:
         console.print(f"policy: {policy.result} {policy.reason_code or ''} {policy.message or ''}".rstrip(),
                       markup=False)
     if run.unpriced_models:
-        console.print(f"[yellow]unpriced models (cost not included): {', '.join(run.unpriced_models)}[/yellow]")
+        console.print(f"[yellow]unpriced models (cost not included): {escape(', '.join(run.unpriced_models))}"
+                      "[/yellow]", markup=True)
     for outcome in agent_outcomes(run.calls):
         flag = " [yellow](hit max_agent_steps)[/yellow]" if outcome.hit_cap else ""
-        console.print(f"agent {outcome.path or outcome.name}: {outcome.steps} step(s) of {outcome.max_steps}, "
-                      f"exit {outcome.exit_reason or '?'}{flag}")
+        console.print(f"agent {escape(str(outcome.path or outcome.name))}: {outcome.steps} step(s) of "
+                      f"{outcome.max_steps}, exit {escape(str(outcome.exit_reason or '?'))}{flag}", markup=True)
     if run.error:
         console.print(f"[red]error:[/red] {escape(run.error)}", markup=True)

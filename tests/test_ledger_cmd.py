@@ -57,7 +57,7 @@ def test_export_parquet_reads_back_with_exact_types(ledger_path, tmp_path):
 
 
 @pytest.mark.parametrize("args, flag", [
-    (["--table", "budgets", "--format", "csv"], "--table"),
+    (["--table", "secrets", "--format", "csv"], "--table"),
     (["--table", "runs", "--format", "xml"], "--format"),
 ])
 def test_export_bad_flags_are_one_line_usage_errors(tmp_path, args, flag):

@@ -33,20 +33,32 @@ class GlobalOptions:
 GLOBAL = GlobalOptions()
 
 
+# Consoles print text literally by default (markup=False, emoji=False): tenant, team, scope, pipeline and component
+# names are user data, and "[bold]" or "team:a:" in one must print as typed, in tables too. Output that wants
+# styling opts in: `console.print(..., markup=True)` or `styled("[red]...[/red]")`, with user strings escaped.
+
+
 def stderr_console() -> Any:
     from rich.console import Console
 
-    return Console(stderr=True, highlight=False, soft_wrap=True)
+    return Console(stderr=True, highlight=False, soft_wrap=True, markup=False, emoji=False)
 
 
 def stdout_console() -> Any:
     from rich.console import Console
 
-    console = Console(highlight=False)
+    console = Console(highlight=False, markup=False, emoji=False)
     if not console.is_terminal:
         # Cron and pipes: no colour (rich already drops it) and no truncated columns.
-        console = Console(highlight=False, width=160)
+        console = Console(highlight=False, width=160, markup=False, emoji=False)
     return console
+
+
+def styled(markup: str) -> Any:
+    """A rich Text from markup that genops wrote (user strings inside it must be `rich.markup.escape`d)."""
+    from rich.text import Text
+
+    return Text.from_markup(markup, emoji=False)
 
 
 def warn(message: str) -> None:

@@ -29,12 +29,11 @@ def show(
     if fmt == "json":
         print_json({item.key: {"value": item.value, "source": item.source} for item in items})
         return
-    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title="genops settings (flag > env > file > default)", title_justify="left")
     for name in ("setting", "value", "source"):
         table.add_column(name)
     for item in items:
-        table.add_row(item.key, escape(item.value) if item.value is not None else "-", item.source)
+        table.add_row(item.key, item.value if item.value is not None else "-", item.source)
     stdout_console().print(table)

@@ -59,7 +59,7 @@ def _console() -> Console:
     from rich.console import Console
 
     # A terminal gets its own width; pipes get a wide plain table instead of rich's 80-column default.
-    return Console() if sys.stdout.isatty() else Console(width=200)
+    return Console(markup=False, emoji=False) if sys.stdout.isatty() else Console(width=200, markup=False, emoji=False)
 
 
 def _fmt(value: Any) -> str:

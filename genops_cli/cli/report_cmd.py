@@ -86,7 +86,7 @@ def _print_table(bill: Any, file: Any, width: int | None, console: Any = None) -
     from genops_cli.analysis.billing import usd
     from genops_cli.money import quantity, total_text, unit_price_text
 
-    console = console or Console(file=file, width=width, highlight=False, no_color=True)
+    console = console or Console(file=file, width=width, highlight=False, no_color=True, markup=False, emoji=False)
     data = bill.to_json()
     table = Table(title=f"{bill.tenant} - {bill.period.label} ({bill.currency})", title_justify="left")
     for name, justify in (("Description", "left"), ("Provider", "left"), ("Quantity", "right"), ("Unit", "left"),
@@ -236,7 +236,6 @@ def _breakdown(ledger: Any, tenant: str, bill_period: Any, by: str) -> Any:
 
 
 def _print_breakdown(result: Any) -> None:
-    from rich.markup import escape
     from rich.table import Table
 
     from genops_cli.analysis.billing import usd
@@ -246,7 +245,7 @@ def _print_breakdown(result: Any) -> None:
                           ("calls", "right")):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     for g in result.groups:
-        table.add_row(escape(g.key) if g.key is not None else "(none)", usd(g.cost), f"{g.share * 100:.1f}%",
+        table.add_row(g.key if g.key is not None else "(none)", usd(g.cost), f"{g.share * 100:.1f}%",
                       str(g.runs), str(g.calls))
     stdout_console().print(table)
 

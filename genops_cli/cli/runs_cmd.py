@@ -16,6 +16,7 @@ from genops_cli.cli.common import (
     open_cli_reader_ledger,
     print_json,
     stdout_console,
+    styled,
 )
 
 app = typer.Typer(no_args_is_help=False, invoke_without_command=True)
@@ -134,7 +135,6 @@ def _who(attribution: dict[str, Any]) -> str:
 
 
 def _table(runs: list[Any]) -> None:
-    from rich.markup import escape
     from rich.table import Table
 
     console = stdout_console()
@@ -152,9 +152,9 @@ def _table(runs: list[Any]) -> None:
             policy += f" {r.policy_reason_code}"
         duration = f"{r.duration_ms / 1000:.2f}s" if r.duration_ms is not None else "-"
         table.add_row(
-            r.run_id[:13], r.started_at.strftime("%Y-%m-%d %H:%M"), escape(r.pipeline),
-            _status_text(r.status) + (" sim" if r.simulated else ""), money(r.total_cost),
-            f"{r.input_tokens:,}/{r.output_tokens:,}", duration, escape(policy), escape(_who(r.attribution)),
+            r.run_id[:13], r.started_at.strftime("%Y-%m-%d %H:%M"), r.pipeline,  # cells print literally
+            styled(_status_text(r.status) + (" sim" if r.simulated else "")), money(r.total_cost),
+            f"{r.input_tokens:,}/{r.output_tokens:,}", duration, policy, _who(r.attribution),
         )
     console.print(table)
 
@@ -261,7 +261,7 @@ def _extra_facts(node: Any) -> list[str]:
 
 
 def _add_node(tree: Any, node: Any) -> None:
-    branch = tree.add(_node_label(node))
+    branch = tree.add(styled(_node_label(node)))
     for step in node.steps:
         step_branch = branch.add(f"step {step.step}  {money(step.cost)}  {step.latency_ms:,.0f} ms")
         for call in step.calls:
@@ -280,7 +280,7 @@ def render_run_tree(detail: Any, console: Any) -> None:
             f"{'  (simulated)' if s.simulated else ''}  {money(s.total_cost)} {s.currency}")
     if s.duration_ms is not None:
         head += f"  {s.duration_ms:,.0f} ms"
-    tree = Tree(head)
+    tree = Tree(styled(head))
     for node in detail.tree:
         _add_node(tree, node)
     console.print(tree)
@@ -306,7 +306,7 @@ def render_run_tree(detail: Any, console: Any) -> None:
                           + (" (enforced)" if event.enforced else ""), markup=False)
     console.print(f"price snapshot: {', '.join(detail.price_snapshots) or '-'}", markup=False)
     if s.error:
-        console.print(f"[red]error:[/red] {escape(s.error)}")
+        console.print(f"[red]error:[/red] {escape(s.error)}", markup=True)
 
 
 @app.command("tail", epilog=TAIL_EPILOG)
@@ -370,6 +370,6 @@ def _tail_line(run: Any, fmt: str, console: Any) -> None:
     console.print(f"{run.started_at.strftime('%Y-%m-%d %H:%M:%S')}  {run.run_id}  {escape(run.pipeline)}  "
                   f"{_status_text(run.status)}{' sim' if run.simulated else ''}  {money(run.total_cost)}  "
                   f"{run.model_calls} calls  in {run.input_tokens:,} out {run.output_tokens:,}"
-                  f"{escape(policy)}  {escape(_who(run.attribution))}".rstrip())
+                  f"{escape(policy)}  {escape(_who(run.attribution))}".rstrip(), markup=True)
     if run.error:
-        console.print(f"    [red]error:[/red] {escape(run.error)}")
+        console.print(f"    [red]error:[/red] {escape(run.error)}", markup=True)

@@ -11,7 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 from genops_cli.models import CallRecord, RunRecord
-from genops_cli.money import money_json
+from genops_cli.money import money_json, quantity, total_text
 from genops_cli.tracking.agents import agent_outcomes
 from genops_cli.tracking.usage import usage_source_share
 
@@ -141,13 +141,14 @@ def render_run_table(run: RunRecord, console: Any) -> None:
         cost = money(c.cost) if c.priced else styled("[red]unpriced[/red]")
         table.add_row(
             styled(name), c.span_kind, c.provider or "", c.model or "",
-            str(u.input_tokens) if c.model else "", str(u.cache_read_tokens) if c.model else "",
-            str(u.output_tokens) if c.model else "", cost if c.model else "",
+            quantity(u.input_tokens) if c.model else "", quantity(u.cache_read_tokens) if c.model else "",
+            quantity(u.output_tokens) if c.model else "", cost if c.model else "",
             f"{c.latency_ms:.0f} ms", c.status if c.status == "ok" else styled(f"[red]{c.status}[/red]"),
         )
     table.add_section()
-    table.add_row("total", "", "", "", str(totals[0]), str(totals[1]), str(totals[2]), money(run.total_cost),
-                  "", run.status)
+    unpriced = sum(1 for c in run.calls if c.model and not c.priced)
+    table.add_row("total", "", "", "", quantity(totals[0]), quantity(totals[1]), quantity(totals[2]),
+                  total_text(run.total_cost, unpriced), "", run.status)
     console.print(table)
     policy = run.policy
     if policy.result != "ALLOWED" or policy.reason_code:

@@ -7,6 +7,7 @@
 - Markdown: `markdown_text` escapes HTML and the characters that would break a table or start a link.
 - File names from user strings (`report --all-tenants`): `tenant_file_stem` keeps readable names and adds a
   short hash whenever it had to change the name, so distinct tenants never share a file.
+- Report files (`--out`): `write_output_file` writes atomically and replaces regular files only.
 
     writer = csv_writer(fh)              # like csv.writer, cells neutralised
     writer.writerow(["=1+1", "-0.5"])    # -> '=1+1,-0.5
@@ -17,8 +18,11 @@ from __future__ import annotations
 import csv
 import hashlib
 import html
+import os
 import re
+import tempfile
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -76,6 +80,28 @@ def markdown_text(value: Any) -> str:
     text = html.escape(str(value if value is not None else ""), quote=True)
     text = _MD_SPECIAL.sub(r"\\\1", text)
     return re.sub(r"[\r\n]+", " ", text)
+
+
+def write_output_file(path: Path, text: str, flag: str = "--out") -> None:
+    """Write a report atomically (temp file, rename): a cron job never leaves a half-written invoice behind.
+    Only regular files are replaced: a directory or a device (`/dev/full`) is refused, since a rename over a
+    device node would replace the device. Any OSError is a one-line usage error naming the flag."""
+    from genops_cli.errors import UsageError
+
+    if path.exists() and not path.is_file():
+        raise UsageError(f"{flag} {path}: not a regular file (a directory or a device); pass a file name")
+    tmp: str | None = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except OSError as exc:  # a full disk, a read-only folder
+        raise UsageError(f"{flag} {path}: cannot write ({exc.strerror or exc}); choose another place") from None
+    finally:
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")

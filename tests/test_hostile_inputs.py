@@ -8,6 +8,7 @@ Run with `-s` to see the tally: `.venv/bin/python -m pytest -q -s tests/test_hos
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -353,6 +354,11 @@ FLAGS: list[list[str]] = [
     ["ledger", "export", "--table", "users; DROP TABLE runs", "--format", "csv", "--out", "x.csv"],
     ["ledger", "export", "--table", "runs", "--format", "xlsx", "--out", "x.xlsx"],
     ["ledger", "export", "--table", "runs", "--format", "csv", "--out", "/nonexistent/dir/x.csv"],
+    ["ledger", "export", "--table", "runs", "--format", "csv", "--out", "/"],
+    ["--ledger", "/", "runs"],
+    ["--ledger", "", "runs"],
+    ["--ledger", "postgresql://x@[::1", "runs"],
+    ["--ledger", "postgresql://x@host:99999/db", "runs"],
     ["pricing", "show", "gpt-4o-mini", "--at", "99999-01-01"],
     ["pricing", "show", "gpt-4o-mini", "--at", "garbage"],
 ]
@@ -361,6 +367,31 @@ FLAGS: list[list[str]] = [
 @pytest.mark.parametrize("args", FLAGS, ids=[" ".join(a)[:60] for a in FLAGS])
 def test_hostile_flag_values_exit_2(args):
     invoke(args)
+
+
+@pytest.mark.parametrize("target", ["directory", "fifo"])
+def test_report_out_never_replaces_a_directory_or_a_device(tmp_path, target):
+    """`--out` onto something that is not a regular file (a folder, a FIFO or device node such as /dev/full) is
+    refused: an atomic rename over it would replace the device."""
+    path = tmp_path / "target"
+    path.mkdir() if target == "directory" else os.mkfifo(path)
+    invoke(["run", CHAIN, "--inputs", CHAIN_INPUTS, "--simulate", "--json", "--customer", "acme"], expect={0})
+    commands = [["report", "--tenant", "acme", "--format", "json", "--out", str(path)],
+                ["compliance", "report", "--format", "json", "--out", str(path)]]
+    if target == "directory":  # export streams (a FIFO or /dev/stdout are fine targets for it)
+        commands.append(["ledger", "export", "--table", "runs", "--format", "csv", "--out", str(path)])
+    for command in commands:
+        out = invoke(command)
+        assert str(path) in out.stderr
+    assert path.is_dir() if target == "directory" else not path.is_file()
+
+
+def test_export_to_a_full_device_is_one_line():
+    if not Path("/dev/full").exists():
+        pytest.skip("no /dev/full")
+    invoke(["run", CHAIN, "--inputs", CHAIN_INPUTS, "--simulate", "--json"], expect={0})
+    out = invoke(["ledger", "export", "--table", "runs", "--format", "csv", "--out", "/dev/full"])
+    assert "--out /dev/full: cannot write" in out.stderr
 
 
 SPOOL_FILES: dict[str, bytes] = {

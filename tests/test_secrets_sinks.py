@@ -65,16 +65,30 @@ def test_ledger_runs_and_calls_errors(echoing_provider):
     assert_clean(repr(ledger_rows("SELECT * FROM audit_log")), "the audit log")
 
 
-def test_spool_files(echoing_provider, tmp_path, monkeypatch):
-    ledger = tmp_path / "blocked.duckdb"
-    ledger.mkdir()  # a ledger that cannot be opened: the run stays in the spool
-    monkeypatch.setenv("GENOPS_LEDGER", str(ledger))
-    result = _run(echoing_provider, "--json")
-    assert result.exit_code == 4
-    files = list((tmp_path / "blocked.duckdb.spool").glob("*.json"))
+def test_spool_files(echoing_provider, isolated, monkeypatch):
+    """Another process holds the ledger lock: the run cannot be ingested and stays in the spool (exit 4)."""
+    import subprocess
+    import sys
+
+    assert cli("ledger", "info").exit_code in (0, 2)
+    lock = str(isolated) + ".lock"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import fcntl, time\n"
+        f"f = open({lock!r}, 'a+b'); fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); time.sleep(120)")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        monkeypatch.setenv("GENOPS_LOCK_TIMEOUT", "0.5")
+        result = _run(echoing_provider, "--json")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert result.exit_code == 4, result.stderr
+    spool = Path(str(isolated) + ".spool")
+    files = [p for p in spool.iterdir() if p.is_file() and not p.name.endswith((".lock", ".offset"))]
     assert files
     for path in files:
-        assert_clean(path.read_text(encoding="utf-8"), f"spool file {path.name}")
+        assert_clean(path.read_text(encoding="utf-8", errors="replace"), f"spool file {path.name}")
     assert_clean(result.stdout + result.stderr, "output of a spooled run")
 
 

@@ -4,8 +4,6 @@ tenant for a monthly cron (`--all-tenants --period YYYY-MM --out-dir DIR`)."""
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -116,16 +114,9 @@ def _print_table(bill: Any, file: Any, width: int | None, console: Any = None) -
 
 
 def _write(path: Path, text: str) -> None:
-    """Atomic write: a cron job never leaves a half-written invoice behind."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from genops_cli.safe_output import write_output_file
+
+    write_output_file(path, text)
 
 
 @handle_errors

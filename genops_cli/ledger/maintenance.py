@@ -110,9 +110,15 @@ def export_table(ledger: Ledger, table: str, fmt: str, out: Path) -> int:
         raise UsageError(f"--format {fmt!r}: use one of {', '.join(EXPORT_FORMATS)}")
     if out.parent and not out.parent.exists():
         raise UsageError(f"--out {out}: directory {out.parent} does not exist")
+    if out.is_dir():
+        raise UsageError(f"--out {out}: is a directory; pass a file name, e.g. {out / (table + '.' + fmt)}")
     if fmt != "parquet":
         with ledger.read() as tx:
-            return _write_rows(tx, table, fmt, out)
+            try:
+                return _write_rows(tx, table, fmt, out)
+            except OSError as exc:  # a full disk, a read-only folder, a device
+                raise UsageError(f"--out {out}: cannot write ({exc.strerror or exc}); choose another file "
+                                 "or free some space") from None
     order = EXPORT_TABLES[table]
     if ledger.backend == "duckdb":
         with ledger.read() as tx:

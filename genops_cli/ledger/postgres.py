@@ -75,7 +75,12 @@ def _without_password(url: str) -> str:
 
 def parse_url(url: str) -> tuple[str, str]:
     """(libpq conninfo URL without the genops `schema` parameter, schema name)."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - validates the port (ValueError when out of range)
+    except ValueError as exc:
+        raise ConfigError(f"ledger URL {url.split('@')[-1][:80]!r}: not a valid URL ({exc}); use "
+                          "postgresql://user@host:5432/dbname?schema=genops") from None
     query = parse_qsl(parts.query, keep_blank_values=True)
     schema = None
     rest: list[tuple[str, str]] = []

@@ -387,4 +387,10 @@ def open_ledger(location: str) -> Ledger:
         from genops_cli.ledger.postgres import PostgresLedger
 
         return PostgresLedger(location)
+    path = Path(os.path.expanduser(location))
+    if not location.strip() or path.is_dir() or not path.name:
+        from genops_cli.errors import UsageError
+
+        raise UsageError(f"ledger {location!r}: is a directory or empty; pass a file path such as "
+                         f"{path / 'ledger.duckdb'} or a postgresql:// URL")
     return DuckDBLedger(location)

@@ -115,3 +115,21 @@ def _current_month() -> str:
     from datetime import datetime, timezone
 
     return datetime.now(timezone.utc).strftime("%Y-%m")
+
+
+def test_every_csv_writer_goes_through_the_helper():
+    """A new CSV output must use genops_cli.safe_output (the only raw writer left is the Parquet export's internal
+    staging file, which must round-trip values exactly and is never opened by a person)."""
+    import ast
+    from pathlib import Path
+
+    package = Path(__file__).resolve().parent.parent / "genops_cli"
+    raw = []
+    for path in package.rglob("*.py"):
+        if path.name == "safe_output.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "csv" \
+                    and node.attr in ("writer", "DictWriter"):
+                raw.append(f"{path.relative_to(package)}:{node.lineno}")
+    assert len(raw) <= 1 and all(r.startswith("ledger/maintenance.py:") for r in raw), raw

@@ -151,6 +151,9 @@ class Settings:
     simulation_agent_steps: int | dict[str, int] | None = None
     pricing_dirs: list[Path] = field(default_factory=list)
     capture_content: bool = False
+    #: who the runs of this process are recorded as (audit entries): the Python API's `principal=`; None: the OS
+    #: user@host (or GENOPS_ACTOR)
+    actor: str | None = None
     otlp_endpoint: str | None = None
     service_name: str = "genops"
     log_level: str = "WARNING"

@@ -196,3 +196,17 @@ def test_audit_tables_export(openai_server, tmp_path, table):
     assert header
     if table == "audit_log":
         assert "actor" in header and len(out.read_text().splitlines()) > 1
+
+
+def test_the_api_principal_is_the_actor_of_its_runs(openai_server, tmp_path):
+    import json as _json
+
+    from genops.providers.haystack import GenOpsHaystackAdapter
+    from haystack import Pipeline
+
+    pipeline = Pipeline.loads(open(sample("rag")).read())
+    adapter = GenOpsHaystackAdapter(team="ml", principal="svc-checkout@api")
+    with adapter.track_pipeline("rag", pipeline=pipeline):
+        pipeline.run(_json.loads(open(sample("rag", "inputs.json")).read()))
+    adapter.flush()
+    assert {r[0] for r in ledger_rows("SELECT actor FROM audit_log WHERE kind = 'run'")} == {"svc-checkout@api"}

@@ -65,6 +65,7 @@ class GenOpsHaystackAdapter:
         ledger: str | None = None,
         config: str | Path | None = None,
         capture_content: bool | None = None,
+        principal: str | None = None,
         **attributes: Any,
     ) -> None:
         from genops_cli.execution.runner import Engine
@@ -74,6 +75,8 @@ class GenOpsHaystackAdapter:
                                        governance_policy, customer_id, ledger, config, **attributes)
         if capture_content is not None:
             self.settings.capture_content = capture_content
+        # Who the audit trail names for this adapter's runs (a service's caller identity); default OS user@host.
+        self.settings.actor = principal
         # The Budget object the engine reads on every check: the properties below change it in place.
         self._budget = adapter_budget(self.settings, DEFAULT_DAILY_BUDGET_LIMIT)  # finds the one just built
         self.enable_cost_alerts = enable_cost_alerts

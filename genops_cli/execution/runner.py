@@ -124,7 +124,7 @@ class Engine:
             simulated=isinstance(loaded, LoadedPipeline) and loaded.simulated,
             genops_version=genops_version(),
             haystack_version=haystack_version(),
-            actor=current_actor(),
+            actor=self.settings.actor or current_actor(),
         )
 
     def session(self, loaded: LoadedPipeline, options: RunOptions | None = None) -> RunSession:

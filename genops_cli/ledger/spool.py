@@ -107,9 +107,10 @@ class Spool:
     def close_segment(self) -> None:
         """Close this process's open segment (at exit; readers then delete it once ingested)."""
         with self._segment_guard:
-            if self._segment is not None and self._segment.pid == os.getpid():
-                self._segment.close()
-            self._segment = None
+            segment, self._segment = self._segment, None
+            if segment is not None and segment.pid == os.getpid():
+                segment.close()
+                self._delete_if_closed(segment.path)  # already ingested (a flush came first): tidy up now
 
     def sync(self, paths: Sequence[Path]) -> None:
         """fsync spooled files (and the folder) that are to stay in the spool: grouped, one pass for many runs."""

@@ -226,3 +226,35 @@ def test_report_shows_the_rules_in_force_and_exports_csv(tmp_path, openai_server
     out = tmp_path / "ops.csv"
     assert cli("compliance", "report", "--format", "csv", "--out", str(out)).exit_code == 0
     assert out.read_text() == csv_text
+
+
+def test_bedrock_region_from_the_aws_configuration(monkeypatch):
+    from genops_cli.policy.residency import region_of
+
+    monkeypatch.setenv("AWS_REGION", "eu-west-3")
+    assert region_of("aws", None).name == "eu-west-3"
+
+
+def test_call_time_rules_hold_in_batches_and_under_auto_instrument(tmp_path, openai_server):
+    _config(tmp_path, MODELS)
+    lines = tmp_path / "batch.jsonl"
+    base = json.loads(open(sample("rag", "inputs.json")).read())
+    lines.write_text("\n".join(json.dumps({**base, "llm": {"generation_kwargs": {"model": m}}})
+                               for m in ("gpt-4o-mini", "gpt-4o", "gpt-4o-mini")) + "\n")
+    batch = cli("run", sample("rag"), "--inputs", str(lines), "--classification", "confidential", "--json")
+    statuses = [o.get("status") for o in json_lines(batch.stdout) if "run_id" in o]
+    assert statuses == ["ok", "blocked", "ok"]
+    assert openai_server.count("/chat/completions") == 2
+
+    from genops.providers.haystack import auto_instrument, uninstrument
+    from haystack import Pipeline
+
+    auto_instrument(team="ml", data_classification="confidential")
+    try:
+        pipeline = Pipeline.loads(open(sample("rag")).read())
+        with pytest.raises(Exception) as raised:
+            pipeline.run({**base, "llm": {"generation_kwargs": {"model": "gpt-4o"}}})
+        assert "gpt-4o" in str(raised.value)
+    finally:
+        uninstrument()
+    assert openai_server.count("/chat/completions") == 2  # the denied call made no request

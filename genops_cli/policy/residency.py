@@ -105,6 +105,11 @@ def region_of(provider: str | None, endpoint: str | None, static: Mapping[str, s
         return Region(configured.lower(), "config")
     if aws_region:
         return Region(aws_region.lower(), "endpoint")
+    if (provider or "").lower() == "aws" and not endpoint:
+        # Bedrock clients call the region of the AWS configuration when the component names none.
+        configured_region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+        if configured_region:
+            return Region(configured_region.lower(), "endpoint")
     url = endpoint_of(provider, endpoint)
     if not url:
         return Region(None, "unknown")

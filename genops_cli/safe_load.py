@@ -261,20 +261,16 @@ class _LimitHit(Exception):
         self.line = line
 
 
-@functools.cache  # one class per flavour; limits are read per loader instance
-def _loader_class(strict_keys: bool, tuples: bool) -> type:
-    import yaml
-    from yaml.composer import Composer
-    from yaml.constructor import ConstructorError, SafeConstructor
-    from yaml.resolver import Resolver
-
-    try:  # libyaml scans and parses (fast); composition stays in Python so it can be bounded
+@functools.cache
+def _parser_base() -> tuple[type, Callable[[Any, str], None]]:
+    """libyaml scans and parses (fast) when PyYAML has it; composition stays in Python so it can be bounded."""
+    try:
         from yaml._yaml import CParser
 
-        parser_class: type = CParser
-
-        def init_parser(loader: Any, stream: str) -> None:
+        def init_c(loader: Any, stream: str) -> None:
             CParser.__init__(loader, stream)
+
+        return CParser, init_c
     except ImportError:  # pragma: no cover - pure-Python PyYAML
         from yaml.parser import Parser
         from yaml.reader import Reader
@@ -283,62 +279,74 @@ def _loader_class(strict_keys: bool, tuples: bool) -> type:
         class PyParser(Reader, Scanner, Parser):
             pass
 
-        parser_class = PyParser
-
-        def init_parser(loader: Any, stream: str) -> None:
+        def init_py(loader: Any, stream: str) -> None:
             Reader.__init__(loader, stream)
             Scanner.__init__(loader)
             Parser.__init__(loader)
+
+        return PyParser, init_py
+
+
+@functools.cache
+def _composer_class() -> type:
+    from yaml.composer import Composer
+    from yaml.events import AliasEvent
 
     class BoundedComposer(Composer):
         """Counts nodes as if every alias were expanded, tracks depth, refuses recursive aliases."""
 
         def _bound(self, limits: Limits) -> None:
-            self._limits = limits
-            self._nodes = 0
-            self._aliases = 0
-            self._depth = 0
-            self._sizes: dict[str, int] = {}
+            self._limits, self._nodes, self._aliases, self._depth = limits, 0, 0, 0
+            self._sizes: dict[str, int] = {}  # anchor -> expanded node count of its node
 
         def compose_node(self, parent: Any, index: Any) -> Any:
-            from yaml.events import AliasEvent
-
             limits = self._limits
-            if self.check_event(AliasEvent):
-                event = self.peek_event()
+            event = self.peek_event()
+            line = event.start_mark.line + 1
+            if isinstance(event, AliasEvent):
                 self._aliases += 1
                 if self._aliases > limits.yaml_aliases:
                     raise _LimitHit(f"more than {limits.yaml_aliases} YAML aliases; {_raise_hint('yaml_aliases')}",
-                                    event.start_mark.line + 1)
+                                    line)
                 size = self._sizes.get(event.anchor)
-                if size is None and event.anchor in self.anchors:
-                    raise _LimitHit(f"recursive YAML alias *{event.anchor}", event.start_mark.line + 1)
-                self._count(size or 0, event)
+                if size is None and event.anchor in self.anchors:  # its node is still being composed
+                    raise _LimitHit(f"recursive YAML alias *{event.anchor}", line)
+                self._count(size or 0, line)
                 return super().compose_node(parent, index)
-            event = self.peek_event()
-            anchor = getattr(event, "anchor", None)
             self._depth += 1
             if self._depth > limits.depth:
                 raise _LimitHit(f"YAML nested deeper than the depth limit ({limits.depth}); {_raise_hint('depth')}",
-                                event.start_mark.line + 1)
+                                line)
             start = self._nodes
-            self._count(1, event)
+            self._count(1, line)
             node = super().compose_node(parent, index)
             self._depth -= 1
-            if anchor is not None:
-                self._sizes[anchor] = self._nodes - start
+            if getattr(event, "anchor", None) is not None:
+                self._sizes[event.anchor] = self._nodes - start
             return node
 
-        def _count(self, nodes: int, event: Any) -> None:
+        def _count(self, nodes: int, line: int) -> None:
             self._nodes += nodes
             if self._nodes > self._limits.yaml_nodes:
                 raise _LimitHit(f"more than {self._limits.yaml_nodes} YAML nodes once aliases are expanded; "
-                                f"{_raise_hint('yaml_nodes')}", event.start_mark.line + 1)
+                                f"{_raise_hint('yaml_nodes')}", line)
 
-    class BoundedLoader(BoundedComposer, parser_class, SafeConstructor, Resolver):  # type: ignore[misc, valid-type]
+    return BoundedComposer
+
+
+@functools.cache  # one class per flavour; limits are read per loader instance
+def _loader_class(strict_keys: bool, tuples: bool) -> type:
+    import yaml
+    from yaml.constructor import ConstructorError, SafeConstructor
+    from yaml.resolver import Resolver
+
+    parser_class, init_parser = _parser_base()
+    composer_class = _composer_class()
+
+    class BoundedLoader(composer_class, parser_class, SafeConstructor, Resolver):  # type: ignore[misc, valid-type]
         def __init__(self, stream: str) -> None:
             init_parser(self, stream)
-            BoundedComposer.__init__(self)
+            composer_class.__init__(self)
             SafeConstructor.__init__(self)
             Resolver.__init__(self)
             self._bound(current_limits())

@@ -248,8 +248,11 @@ class Spool:
             self.remove(path)
             return
         end = max((self._line_end.pop((path, run_id), 0) for run_id in run_ids), default=0)
-        if end > _offset(path):
-            _write_offset(path, end)
+        try:
+            if end > _offset(path):
+                _write_offset(path, end)
+        except OSError:  # the runs are committed; without the offset they are only read again, as duplicates
+            return
         self._delete_if_closed(path)
 
     def _delete_if_closed(self, path: Path) -> None:

@@ -34,6 +34,7 @@ INPUTS = {
     "dumps_tuple": {"prompt_builder": {"question": "q"}},
     "streaming_print": {"prompt_builder": {"question": "q"}},
     "mcp_agent": {"agent": {"messages": MESSAGES}},
+    "hayhooks_yaml_deploy": {"urls": ["https://example.com/page"], "query": "What is on the page?"},
 }
 #: these need a lazily imported package that a --yes run installs from the index (none offline)
 NEEDS_INSTALL = {"web_rag": "trafilatura", "indexing_nltk": "nltk"}
@@ -348,3 +349,14 @@ def test_fix_issues_json_keeps_stdout_json_and_reports_the_rewrite(tmp_path, off
     assert "+++ " in result.stderr
     assert not any(i["component"] in ("drafter", "summarizer") and "removed in Haystack 3" in i["message"]
                    for i in report["issues"])
+
+
+def test_package_level_class_paths_are_rewritten_to_the_registry_paths(tmp_path, offline_pip):
+    path = _copy("hayhooks_yaml_deploy", tmp_path)
+    result = cli("validate", str(path), "--fix-issues", "--yes", "--json")
+    text = path.read_text()
+    assert "haystack.components.fetchers.link_content.LinkContentFetcher" in text
+    assert "haystack.components.converters.txt.TextFileToDocument" in text
+    assert "haystack.components.builders.chat_prompt_builder.ChatPromptBuilder" in text
+    assert "receiver: llm.messages" in text
+    assert json.loads(result.stdout)["pipeline_rewrite"]["applied"]

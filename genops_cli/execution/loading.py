@@ -215,6 +215,8 @@ def _profile_component(name: str, type_path: str, params: dict[str, Any]) -> Com
     model = params.get("model") or params.get("model_name") or params.get("azure_deployment")
     if model is None and isinstance(params.get("model_id"), str):
         model = params["model_id"]
+    if model is None and (llm or emb):
+        model = default_model(type_path)
     profile = ComponentProfile(
         name=name,
         type_name=type_name,
@@ -235,6 +237,31 @@ def _profile_component(name: str, type_path: str, params: dict[str, Any]) -> Com
     if isinstance(generator, dict) and isinstance(generator.get("type"), str):
         profile.inner = _profile_component(name, generator["type"], generator.get("init_parameters") or {})
     return profile
+
+
+_MODEL_PARAMS = ("model", "azure_deployment", "model_name")
+
+
+def default_model(type_path: str) -> str | None:
+    """The model a component calls when its YAML names none: its class's default (or, for a class removed in
+    Haystack 3, its replacement's), read from the constructor signature."""
+    import inspect
+
+    from genops_cli.execution.migrate import migration_table
+
+    row = migration_table().find(type_path)
+    for candidate in (type_path, row.new if row is not None else None):
+        module, _, name = (candidate or "").rpartition(".")
+        try:
+            cls = getattr(importlib.import_module(module), name)
+            parameters = inspect.signature(cls.__init__).parameters
+        except Exception:  # not importable here: the model stays unknown
+            continue
+        for key in _MODEL_PARAMS:
+            default = parameters[key].default if key in parameters else None
+            if isinstance(default, str) and default:
+                return default
+    return None
 
 
 def _check_types(path: Path, data: dict[str, Any], allow_modules: list[str]) -> None:

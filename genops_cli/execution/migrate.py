@@ -162,12 +162,44 @@ def plan_migrations(data: dict[str, Any]) -> MigrationPlan:
         row = table.find(comp["type"], comp.get("init_parameters") or {})
         if row is not None:
             current = _plan_one(plan, current, name, [], row)
+        else:
+            current = _plan_defining_path(plan, current, name)
         for where in _nested_paths(current["components"][name].get("init_parameters"), []):
             node = _node(current["components"][name]["init_parameters"], where)
             nested = table.find(node["type"], node.get("init_parameters") or {})
             if nested is not None:
                 current = _plan_one(plan, current, name, ["init_parameters", *where], nested)
     return plan
+
+
+def defining_path(type_path: str) -> str | None:
+    """The path Haystack's component registry knows a class by (its defining module), when `type_path` is a
+    package's re-export of it (haystack.components.builders.PromptBuilder); None when it already is, or when
+    the class cannot be imported here."""
+    import importlib
+
+    module, _, name = type_path.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), name, None)
+    except Exception:  # not installed: the loader reports it
+        return None
+    if not isinstance(cls, type) or cls.__module__ == module:
+        return None
+    return f"{cls.__module__}.{name}"
+
+
+def _plan_defining_path(plan: MigrationPlan, current: dict[str, Any], name: str) -> dict[str, Any]:
+    old_type = current["components"][name]["type"]
+    new_type = defining_path(old_type)
+    if new_type is None:
+        return current
+    attempt = copy.deepcopy(current)
+    attempt["components"][name]["type"] = new_type
+    plan.fixes.append(Fix(component=name, title=f"{name}: {old_type} -> {new_type}", old_type=old_type,
+                          new_type=new_type, data=attempt, details=[
+                              "the same class, named by the module that defines it (Haystack's component registry "
+                              "does not know a package's re-export path)"]))
+    return attempt
 
 
 def _nested_paths(value: Any, where: list[Any]) -> list[list[Any]]:
@@ -299,13 +331,14 @@ def _text_to_chat(data: dict[str, Any], name: str, fix: Fix) -> None:
     if system is not None and not isinstance(system, str):
         raise _NotMechanical("system_prompt is not a string")
     conns = _connections(data)
-    feeders = [c for c in conns if _split(c.get("receiver", "")) == (name, "prompt")]
-    if system and not (len(feeders) == 1 and _type_of(data, _split(feeders[0]["sender"])[0]) == PROMPT_BUILDER):
+    # a connection may name the component only ("receiver: llm"): the text generator's one input is `prompt`
+    feeders = [c for c in conns if _split(c.get("receiver", "")) in ((name, "prompt"), (name, ""))]
+    if system and not (len(feeders) == 1 and _is_prompt_builder(_type_of(data, _split(feeders[0]["sender"])[0]))):
         raise _NotMechanical("system_prompt can only move into a system message of the PromptBuilder that feeds "
                              "it; this prompt comes from elsewhere")
     for conn in feeders:
         sender, socket = _split(conn["sender"])
-        if _type_of(data, sender) == PROMPT_BUILDER and socket == "prompt":
+        if _is_prompt_builder(_type_of(data, sender)) and socket in ("prompt", ""):
             _to_chat_prompt_builder(data, sender, name, system, fix)
         conn["receiver"] = f"{name}.messages"
         fix.details.append(f"connection {conn['sender']} -> {name}.prompt now goes to {name}.messages")
@@ -314,6 +347,11 @@ def _text_to_chat(data: dict[str, Any], name: str, fix: Fix) -> None:
                            f"{name}.prompt")
     _adapt_reply_consumers(data, name, fix)
     fix.details.append(f"{name}.replies now carries ChatMessage objects (read .text where a string is needed)")
+
+
+def _is_prompt_builder(type_path: str) -> bool:
+    """Haystack's PromptBuilder, by its defining path or the package's re-export."""
+    return type_path in (PROMPT_BUILDER, "haystack.components.builders.PromptBuilder")
 
 
 def _type_of(data: dict[str, Any], component: str) -> str:
@@ -353,6 +391,7 @@ def _adapt_reply_consumers(data: dict[str, Any], generator: str, fix: Fix) -> No
         sender, socket = _split(conn.get("sender", ""))
         if sender != generator:
             continue
+        socket = socket or "replies"  # "sender: llm" names the generator's first output
         receiver, rsocket = _split(conn.get("receiver", ""))
         rtype = _type_of(data, receiver).rsplit(".", 1)[-1]
         if socket == "meta":

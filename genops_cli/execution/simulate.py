@@ -629,9 +629,13 @@ class Simulated:
         return out
 
 
-def _model_of(params: dict[str, Any]) -> str:
+def _model_of(params: dict[str, Any], type_path: str | None = None) -> str:
     model = params.get("model") or params.get("model_name") or params.get("azure_deployment") or params.get(
         "model_id")
+    if not model and type_path:
+        from genops_cli.execution.loading import default_model
+
+        model = default_model(type_path)
     if isinstance(model, dict):  # TGI / HF API generators: api_params {"model": ...} or {"url": ...}
         model = None
     api_params = params.get("api_params")
@@ -644,7 +648,7 @@ def _stand_in(type_path: str, params: dict[str, Any], family: str, provider: str
               max_tokens: int | None, output_tokens: int | None) -> dict[str, Any]:
     cls = _STAND_INS[family]
     target = f"{__name__}.{cls.__name__}"
-    model = _model_of(params)
+    model = _model_of(params, type_path)
     common = {"model": model, "provider": provider, "original_type": type_path}
     if family == "chat_generator":
         init = {**common, "max_tokens": max_tokens, "output_tokens": output_tokens}

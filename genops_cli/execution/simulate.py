@@ -762,7 +762,7 @@ def simulate_components(data: dict[str, Any], profile: PipelineProfile, output_t
                 provider = prof.provider if prof is not None and prof.provider else provider_for(
                     name, type_path, _model_of(params), params)
                 new = _stand_in(type_path, params, family, provider, _max_tokens(params), output_tokens)
-                note = "" if _real_class(type_path) is not None else "the real class is not importable here"
+                note = "" if _real_class(type_path) is not None else "not installed here"
                 replaced.append(Simulated(path, type_path, new["type"].rsplit(".", 1)[-1], note))
                 store = params.get("document_store")
                 if family.endswith("retriever") and isinstance(store, dict) and _is_server_store(store):
@@ -852,8 +852,8 @@ def prepare_run(loaded: Any, settings: Any, ledger: Any, has_documents: bool, ev
             events.info("simulate.agent_steps", f"simulated agent LLM steps: {described}")
         for item in loaded.simulated_components:
             if item.note:
-                events.warning("simulate.unavailable", f"{item.path}: {item.original_type} {item.note}; "
-                               "a real run needs it (genops validate --fix-issues)")
+                events.warning("simulate.unavailable", f"{item.path}: {item.original_type} is {item.note} "
+                               "(simulated anyway); a real run needs it: genops validate --fix-issues --yes")
     if not has_documents:
         for message in empty_retriever_stores(loaded):
             events.warning("documents.empty", message)

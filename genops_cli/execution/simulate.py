@@ -620,7 +620,7 @@ class Simulated:
     path: str  # "llm", "agent.chat_generator", "agent.tools[0].component"
     original_type: str
     stand_in: str
-    note: str = ""  # e.g. "the real class is not importable here"
+    note: str = ""  # e.g. "not installed here"
 
     def to_json(self) -> dict[str, str]:
         out = {"path": self.path, "original_type": self.original_type, "stand_in": self.stand_in}

@@ -136,6 +136,16 @@ def test_limits_are_configurable_by_env_and_config(tmp_path):
     invoke(["run", CHAIN, "--inputs", CHAIN_INPUTS, "--simulate", "--json"], expect={0})
 
 
+@pytest.mark.parametrize(("var", "value"), [
+    ("GENOPS_MAX_DEPTH", "abc"), ("GENOPS_MAX_DEPTH", "0"), ("GENOPS_MAX_DEPTH", "100000"),
+    ("GENOPS_MAX_PIPELINE_BYTES", "1XB"), ("GENOPS_MAX_PIPELINE_BYTES", "-5"), ("GENOPS_MAX_YAML_NODES", "1.5"),
+    ("GENOPS_LOCK_TIMEOUT", "-1"), ("GENOPS_LOCK_TIMEOUT", "soon"), ("GENOPS_LOCK_TIMEOUT", "1e9"),
+])
+def test_bad_limit_values_in_the_environment_exit_2(var, value):
+    out = invoke(["run", CHAIN, "--inputs", CHAIN_INPUTS, "--simulate"], env={var: value})
+    assert var in out.stderr
+
+
 def test_tuple_tag_from_pipeline_dumps_still_loads(tmp_path):
     """Loader parity with Haystack: Pipeline.dumps() writes tuples as !!python/tuple, which must load."""
     text = VALID_PIPELINE.replace("metadata: {}", "metadata: {sizes: !!python/tuple [1, 2]}")

@@ -471,7 +471,9 @@ def _prepare(settings: Settings, ledger: Ledger, pipeline_path: str, runs: list[
     from genops_cli.execution.runner import batch_run_id
     from genops_cli.execution.simulate import prepare_run
 
-    init_overrides = {"max_retries": 0} if options.retries > 0 else None
+    init_overrides: dict[str, Any] = {"max_retries": 0} if options.retries > 0 else {}
+    if str(settings.log_level).upper() not in ("DEBUG", "INFO"):
+        init_overrides["progress_bar"] = False  # components' own tqdm bars only when verbose
     loaded = load_pipeline(pipeline_path, allow_modules=options.allow_modules, simulate=options.simulate,
                            simulation_output_tokens=settings.simulation_output_tokens,
                            model_overrides=options.model_overrides, init_overrides=init_overrides)

@@ -100,7 +100,8 @@ def document_embedder_for(loaded: LoadedPipeline) -> Any | None:
                     kwargs[key] = params[key]
             if isinstance(params.get("api_key"), dict):
                 kwargs["api_key"] = Secret.from_dict(params["api_key"])
-            return OpenAIDocumentEmbedder(**kwargs)
+            # genops' own indexing step: its progress is the run's, never a third-party bar
+            return OpenAIDocumentEmbedder(**kwargs, progress_bar=False)
     return None
 
 

@@ -256,6 +256,8 @@ def test_concurrent_genops_run_processes_are_all_recorded(pg_url, openai_server,
 @pytest.mark.slow
 def test_unreachable_ledger_exits_4_keeps_the_spool_and_next_run_drains(tmp_path, monkeypatch):
     """The database does not exist yet (a real connection failure); once it does, the next run ingests."""
+    from genops_cli.ledger.spool import Spool
+
     database = f"genops_test_{uuid.uuid4().hex[:10]}"
     url = url_with(PG_URL or "", database=database, password="s3cret-pw")
     home = tmp_path / "home"
@@ -270,7 +272,7 @@ def test_unreachable_ledger_exits_4_keeps_the_spool_and_next_run_drains(tmp_path
         spooled_run = json_lines(failed.stdout)[0]["run_id"]
         no_password = url.replace(":s3cret-pw@", "@")
         spool = home / ".genops" / "spool" / hashlib.sha256(no_password.encode()).hexdigest()[:16]
-        assert [p.name.split(".")[0] for p in spool.glob("*.json")] == [spooled_run]
+        assert Spool(spool).pending_run_ids() == [spooled_run]
         assert "s3cret-pw" not in str(spool)
 
         info = genops_subprocess("ledger", "info", env=env)
@@ -284,7 +286,7 @@ def test_unreachable_ledger_exits_4_keeps_the_spool_and_next_run_drains(tmp_path
         assert ok.returncode == 0, ok.stderr
         new_run = json_lines(ok.stdout)[0]["run_id"]
         assert sorted(r[0] for r in pg_rows(url, "SELECT run_id FROM runs")) == sorted([spooled_run, new_run])
-        assert list(spool.glob("*.json")) == []
+        assert Spool(spool).pending_run_ids() == []
     finally:
         with admin() as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')

@@ -232,8 +232,9 @@ def test_recorder_ingester_process_takes_leftover_group_files():
 
 
 def test_budget_list_is_cached_per_ledger_and_own_changes_apply_at_once():
-    """`_has_budgets` reads the ledger's budgets at most once per BUDGET_CACHE_SECONDS; this process's own
-    `budget set`/`remove` invalidate the copy; a budget written by another process is seen after the TTL."""
+    """`has_budgets` reads the ledger's budgets from a per-process copy; this process's own `budget set`/`remove`
+    invalidate it; a budget written straight into the table (not through `set_budget`, so without touching the
+    ledger's budget stamp) is seen once the copy is older than `max_age`."""
     from genops_cli.config import load_settings
     from genops_cli.policy import budgets
 

@@ -211,7 +211,7 @@ def _sync_stores(loaded: LoadedPipeline, entry: _SimEntry) -> None:
     from dataclasses import replace
 
     from genops_cli.execution.documents import fill_stores, in_memory_stores
-    from genops_cli.tracking.capture import RunCapture
+    from genops_cli.execution.session import simulation_capture
     from genops_cli.tracking.tracer import capture_run
 
     real_total = _store_total(loaded)
@@ -221,7 +221,7 @@ def _sync_stores(loaded: LoadedPipeline, entry: _SimEntry) -> None:
     for _, store, _ in in_memory_stores(loaded):
         for doc in store.filter_documents():
             docs.setdefault(doc.id, replace(doc, embedding=None))
-    with capture_run(RunCapture("estimate-sync", entry.loaded.profile)):
+    with capture_run(simulation_capture(entry.loaded, "estimate-sync")):
         fill_stores(entry.loaded, list(docs.values()))
 
 

@@ -9,14 +9,15 @@
               (policy.admission) admits the call's worst case or stops the run before it (zero requests)
     finish    calls sorted, totals, status: ok | error | blocked (preflight or a denied call: BUDGET_EXCEEDED,
               with the spend so far)
-    record    through the session's recorder (synchronous spool + ingest for `genops run` and compare, the
-              batch's writer thread, the API's background writer); the ledger's after-insert hooks run there
+    record    through the recorder (`ledger.recorder`: spool first; ingested at once for `genops run` and
+              compare, by the batch's flushes, by the ingester process for the Python API); the ledger's hooks
+              (audit, compliance, alerts, OTel) run once per run there
 
-    session = RunSession(engine, loaded, options)
-    if session.preflight(data).result != "BLOCKED":
-        with session.capturing():
-            session.run.outputs = loaded.pipeline.run(data)
-    outcome = session.close(error)
+    session = engine.session(loaded, options)             # Engine.run does exactly this
+    if session.preflight(data).result == "BLOCKED":
+        outcome = session.close()                         # recorded as blocked; nothing ran
+    else:
+        outcome = session.close(session.execute(data))    # a failure is kept on the run, not raised
 
 Entry points: `Engine.run` (CLI run, batch lines, compare), `estimate`'s simulated pass (`simulation_capture`:
 no preflight, no record), the Python API (`genops_cli.api`: track_pipeline, auto_instrument, the mixin).

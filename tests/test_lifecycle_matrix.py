@@ -438,3 +438,41 @@ def test_concurrent_requests_in_four_processes_never_cross_the_limit_in_sum(open
     assert spent == per_run * outcomes.count("ok") <= limit
     assert openai_server.count("/chat/completions") == outcomes.count("ok")
     assert ledger_rows("SELECT COUNT(*) FROM runs") == [(20,)]
+
+
+def test_an_admission_check_sees_every_call_and_can_stop_one(openai_server):
+    """The per-call hook: a registered check receives each call's component, provider, model and worst case before
+    the request, and a Denial stops the run there (no request; the run is blocked with the check's reason)."""
+    from genops_cli.policy.admission import (
+        CallRequest,
+        Denial,
+        RunAdmission,
+        register_admission_check,
+        unregister_admission_check,
+    )
+
+    seen: list[CallRequest] = []
+
+    def no_gpt4o(request: CallRequest, run: RunAdmission) -> Denial | None:
+        seen.append(request)
+        if request.model == "gpt-4o":
+            return Denial("POLICY_DENY_MODEL", f"{request.component}: gpt-4o is not allowed here", "test:no-gpt-4o")
+        return None
+
+    openai_server.usage = {"prompt_tokens": 10, "completion_tokens": 50}
+    register_admission_check(no_gpt4o)
+    try:
+        result = cli("run", CHAIN, "--inputs", CHAIN_INPUTS, "--json")
+    finally:
+        unregister_admission_check(no_gpt4o)
+    assert result.exit_code == 3, result.stderr
+    out = json.loads(result.stdout)
+    assert (out["status"], out["policy"]["reason_code"]) == ("blocked", "POLICY_DENY_MODEL")
+    assert openai_server.count("/chat/completions") == 1  # the drafter ran; the reviewer was never called
+    assert [(r.component, r.provider, r.model, r.output_tokens, r.output_basis) for r in seen] == [
+        ("drafter", "openai", "gpt-4o-mini", 512, "max_tokens"), ("reviewer", "openai", "gpt-4o", 512, "max_tokens")]
+    assert all(r.input_tokens > 0 and r.worst_case > 0 and r.priced for r in seen)
+    # gpt-4o: 2.50 / 10.00 per 1M
+    reviewer = seen[1]
+    assert reviewer.worst_case == (Decimal(reviewer.input_tokens) * Decimal("2.50")
+                                   + Decimal(512) * Decimal("10.00")) / Decimal(1_000_000)

@@ -429,14 +429,7 @@ def _stored_schema_version(ledger: Any) -> int | None:
 
 def _check_pipeline(c: _Collector, path: Path, settings: Any, allow_modules: list[str]) -> dict[str, Any] | None:
     from genops_cli.errors import GenopsError
-    from genops_cli.execution.loading import (
-        _env_secrets,
-        component_type_issues,
-        integration_package_for,
-        profile_pipeline_data,
-        read_pipeline_file,
-    )
-    from genops_cli.execution.migrate import missing_optional_dependencies, plan_migrations
+    from genops_cli.execution.loading import integration_package_for, profile_pipeline_data, read_pipeline_file
 
     try:
         p, _text, data = read_pipeline_file(path)
@@ -453,6 +446,29 @@ def _check_pipeline(c: _Collector, path: Path, settings: Any, allow_modules: lis
                 package = integration_package_for(type_path.rpartition(".")[0])
                 if package:
                     info["_integration_packages"].add(package)
+    migrating = _check_migrations(c, data, info)
+    blocked = _check_component_types(c, p, data, allow_modules, migrating)
+
+    profile = profile_pipeline_data(p, data)
+    info["name"] = profile.name
+    llms = profile.llm_components()
+    info["_providers"] = sorted({comp.provider for comp in llms if comp.provider})
+    info["models"] = [{"component": comp.name, "provider": comp.provider, "model": comp.model} for comp in llms]
+    _check_pipeline_secrets(c, data, profile, info)
+    _check_prices(c, llms)
+    _check_compliance(c, settings, llms)
+    _check_document_stores(c, data)
+    if blocked:
+        c.check("pipeline loads", False, "skipped: fix the issues above first")
+        return info
+    _check_loads(c, p, data, allow_modules, info, profile.name)
+    return info
+
+
+def _check_migrations(c: _Collector, data: dict[str, Any], info: dict[str, Any]) -> set[str]:
+    """One issue per fix the migration table makes (and per change it leaves to the user); the components
+    concerned."""
+    from genops_cli.execution.migrate import plan_migrations
 
     plan = plan_migrations(data)
     info["_migration"] = plan
@@ -476,6 +492,15 @@ def _check_pipeline(c: _Collector, path: Path, settings: Any, allow_modules: lis
     migrating = {fix.component for fix in plan.fixes} | {name for name, _ in plan.reports}
     c.check("no Haystack 2.x classes", not migrating,
             f"{len(migrating)} component(s) to migrate" if migrating else "none")
+    return migrating
+
+
+def _check_component_types(c: _Collector, p: Path, data: dict[str, Any], allow_modules: list[str],
+                           migrating: set[str]) -> bool:
+    """Types that cannot be built and optional modules that are missing; True when the pipeline cannot load."""
+    from genops_cli.execution.loading import component_type_issues
+    from genops_cli.execution.migrate import missing_optional_dependencies
+
     type_problems = {name: message for name, message in component_type_issues(p, data, allow_modules)
                      if name not in migrating}
     for name, message in type_problems.items():
@@ -495,14 +520,13 @@ def _check_pipeline(c: _Collector, path: Path, settings: Any, allow_modules: lis
                 "installed", f"pip install {package}", fix=f"pip:{package}")
     c.check("optional dependencies installed", not missing_deps,
             ", ".join(sorted({package for _n, _m, package in missing_deps})) + " missing" if missing_deps else "")
+    return bool(type_problems or migrating or missing_deps)
 
-    profile = profile_pipeline_data(p, data)
-    info["name"] = profile.name
-    llms = profile.llm_components()
-    info["_providers"] = sorted({comp.provider for comp in llms if comp.provider})
-    info["models"] = [{"component": comp.name, "provider": comp.provider, "model": comp.model} for comp in llms]
 
-    # Secrets: every env-var secret resolvable (names only, never values).
+def _check_pipeline_secrets(c: _Collector, data: dict[str, Any], profile: Any, info: dict[str, Any]) -> None:
+    """Every env-var secret resolvable (names only, never values); which variables hold each provider's key."""
+    from genops_cli.execution.loading import _env_secrets
+
     providers_by_component = {
         name: (prof.inner.provider if prof.inner is not None else prof.provider)
         for name, prof in profile.components.items()}
@@ -524,13 +548,10 @@ def _check_pipeline(c: _Collector, path: Path, settings: Any, allow_modules: lis
     c.check("secrets resolvable", missing_secrets == 0,
             f"{missing_secrets} missing" if missing_secrets else "all set")
 
-    _check_prices(c, llms)
-    _check_compliance(c, settings, llms)
-    _check_document_stores(c, data)
 
-    if type_problems or migrating or missing_deps:
-        c.check("pipeline loads", False, "skipped: fix the issues above first")
-        return info
+def _check_loads(c: _Collector, p: Path, data: dict[str, Any], allow_modules: list[str], info: dict[str, Any],
+                 name: str) -> None:
+    from genops_cli.errors import GenopsError
     from genops_cli.execution.loading import load_pipeline
 
     try:
@@ -540,10 +561,9 @@ def _check_pipeline(c: _Collector, path: Path, settings: Any, allow_modules: lis
         component = _component_in(message, data) or ("connections" if ": connections:" in message else p.name)
         c.check("pipeline loads", False, "see issues")
         c.issue("error", component, re.sub(r"^.*?(component '[^']+'|connections): ", "", message), _load_fix(message))
-        return info
-    c.check("pipeline loads", True, f"{profile.name}: connections valid")
+        return
+    c.check("pipeline loads", True, f"{name}: connections valid")
     info["required_inputs"] = _required_inputs(loaded.pipeline)
-    return info
 
 
 def _types_in(comp: dict[str, Any]) -> list[str]:

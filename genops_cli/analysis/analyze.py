@@ -188,11 +188,13 @@ def _call_level_sql(tx: Tx, by: str, where: str) -> str:
     key = dimension(by)[1]
     if by == "component":
         # A component's latency and failures are those of its visits (top-level spans), not of its inner steps.
-        scope, extra, sets = "c.parent_call_id IS NULL", "", f"({key}), ()"
-        grouping = f"1 + 2 * GROUPING({key})"  # 1: a group, 3: the total
+        scope, extra, sets = "c.parent_call_id IS NULL", "", f"({key})"
+        grouping = "1"  # every row is a group
     else:
-        scope, extra, sets = "TRUE", " AND c.model IS NOT NULL", f"({key}), (c.component_name), ()"
-        grouping = f"GROUPING({key}, c.component_name)"  # 1: a group, 2: a component, 3: the total
+        scope, extra, sets = "TRUE", " AND c.model IS NOT NULL", f"({key}), (c.component_name)"
+        grouping = f"GROUPING({key}, c.component_name)"  # 1: a group, 2: a component
+    # No grand-total set: the groups partition the calls, so the usage-source totals are their sum (a total set
+    # would also sort every latency once more for its percentiles).
     lat = f"CASE WHEN {scope} THEN c.latency_ms END"
     return f"""
         WITH agg AS (
@@ -253,6 +255,12 @@ def _run_level_sql(tx: Tx, by: str, where: str) -> str:
     """
 
 
+def _share(n: Any, estimated: Any, missing: Any, cost: Any, estimated_cost: Any) -> UsageSourceShare:
+    return UsageSourceShare(calls=int(n or 0), estimated_calls=int(estimated or 0), missing_calls=int(missing or 0),
+                            cost=cost if cost is not None else ZERO,
+                            estimated_cost=estimated_cost if estimated_cost is not None else ZERO)
+
+
 def group_costs(tx: Tx, by: str, filters: Filters, period: Period | None
                 ) -> tuple[list[GroupStats], str | None, UsageSourceShare]:
     """Per-group stats (shares left at 0: the caller knows the total), the component with the highest model cost
@@ -266,24 +274,26 @@ def group_costs(tx: Tx, by: str, filters: Filters, period: Period | None
     groups: list[GroupStats] = []
     components: list[tuple[Decimal, str]] = []
     sources = UsageSourceShare()
+    sums: list[Any] = [0, 0, 0, ZERO, ZERO]
     for kind, key, *values in rows:
         if level == "call":
             values = values[3:]  # the CTE's own key, component and grouping id
         cost, runs, calls, inp, cache, out, p50, p95, failed, visits, unpriced, *source = values
         if kind == _TOTAL:
-            n, est, missing, s_cost, est_cost = source
-            sources = UsageSourceShare(calls=int(n or 0), estimated_calls=int(est or 0),
-                                       missing_calls=int(missing or 0), cost=s_cost if s_cost is not None else ZERO,
-                                       estimated_cost=est_cost if est_cost is not None else ZERO)
+            sources = _share(*source)
         elif kind == _COMPONENT:
             components.append((source[3] if level == "call" else cost, key))
         else:
+            if level == "call":  # the groups partition the calls: their source figures add up to the totals
+                sums = [a + (b or 0) for a, b in zip(sums, source, strict=True)]
             groups.append(GroupStats(
                 key=_key_text(key), cost=cost if cost is not None else ZERO, runs=int(runs or 0),
                 calls=int(calls or 0), input_tokens=int(inp or 0), cache_read_tokens=int(cache or 0),
                 output_tokens=int(out or 0), latency_p50_ms=_ms(p50), latency_p95_ms=_ms(p95),
                 failure_rate=ratio(int(failed or 0), int(visits or 0)), unpriced_calls=int(unpriced or 0),
             ))
+    if level == "call":
+        sources = _share(*sums)
     if by == "day":
         groups.sort(key=lambda g: g.key or "")
     else:

@@ -365,10 +365,9 @@ def test_package_level_class_paths_are_rewritten_to_the_registry_paths(tmp_path,
 def test_component_progress_bars_only_when_verbose(openai_server, tmp_path):
     from conftest import sample
 
-    corpus = tmp_path / "corpus.jsonl"
-    corpus.write_text("\n".join(json.dumps({"content": f"fact number {i}"}) for i in range(3)))
+    # the sample's own corpus: its in-memory store is shared process-wide, other tests count what it holds
     args = ("run", sample("embedding_rag"), "--inputs", sample("embedding_rag", "inputs.json"), "--documents",
-            str(corpus), "--json")
+            sample("embedding_rag", "corpus.jsonl"), "--json")
     quiet = cli(*args)
     assert quiet.exit_code == 0, quiet.stderr
     assert "Calculating embeddings" not in quiet.stderr and "it/s" not in quiet.stderr

@@ -123,11 +123,17 @@ def memo_ledger_budgets(tx: Tx) -> list[Budget]:
     return found
 
 
-def effective_budgets(tx: Tx, settings: Settings | None, stored: Sequence[Budget] | None = None) -> list[Budget]:
-    """Ledger budgets plus config budgets for scopes the ledger does not set (the CLI wins per scope).
-    `stored`: the ledger's budgets when the caller already read them in this transaction."""
+def effective_budgets(tx: Tx | None, settings: Settings | None,
+                      stored: Sequence[Budget] | None = None) -> list[Budget]:
+    """The one rule for which budget a scope has: the ledger's (`genops budget set`) wins, whole, over the
+    config's for the same scope; config budgets apply to the scopes the ledger does not set.
+    `stored`: the ledger's budgets when the caller already has them (this transaction's, or the cached copy)."""
     budgets = {b.scope: b for b in (config_budgets(settings) if settings is not None else [])}
-    budgets.update({b.scope: b for b in (ledger_budgets(tx) if stored is None else stored)})
+    if stored is None:
+        if tx is None:
+            raise ValueError("effective_budgets: give a transaction or the stored budgets")
+        stored = ledger_budgets(tx)
+    budgets.update({b.scope: b for b in stored})
     return [budgets[s] for s in sorted(budgets)]
 
 

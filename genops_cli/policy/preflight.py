@@ -65,9 +65,7 @@ def note_policy(ctx: Governed, run: RunRecord, decision: PolicyDecision, policy_
         stored = budgets.cached_ledger_budgets(ctx.ledger)
     except LedgerError:
         stored = []
-    merged = {b.scope: b for b in budgets.config_budgets(ctx.settings)}
-    merged.update({b.scope: b for b in stored})  # a ledger budget replaces the file's for its scope
-    applicable = budgets.applicable([merged[s] for s in sorted(merged)],
+    applicable = budgets.applicable(budgets.effective_budgets(None, ctx.settings, stored),
                                     scopes_for_run(run.attribution, run.pipeline_name))
     decision.policy_hash, decision.snapshot = compliance.policy_snapshot(ctx.settings, run, policy_mode, applicable)
     decision.override = run.policy.override

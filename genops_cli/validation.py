@@ -47,8 +47,10 @@ PROVIDER_KEYS: dict[str, tuple[tuple[str, ...], str]] = {
     "aws": (("AWS_ACCESS_KEY_ID",), r"^[A-Z0-9]{16,}$"),
 }
 
-#: Init parameters that hold a provider's API key or token (a component's own Secret for it).
+#: Init parameters that hold an LLM component's own API key or token (an Agent's: its chat generator's), as
+#: `_env_secrets` names them; a tool's or a store's secrets belong to another service.
 _KEY_PARAMS = ("api_key", "token", "api_token")
+_OWN_KEY_PARAMS = (*_KEY_PARAMS, *(f"chat_generator.init_parameters.{key}" for key in _KEY_PARAMS))
 
 #: haystack_integrations document stores that talk to a server, with the init parameters naming it.
 _SERVER_KEYS = ("url", "hosts", "host", "location", "connection_string", "cluster_url", "http_host")
@@ -178,7 +180,7 @@ def print_validation_result(result: ValidationResult, console: Any = None) -> No
     console = console or Console(highlight=False, emoji=False)
     env = result.environment
     mark = "[green]✔[/green]" if result.is_valid else "[red]✘[/red]"
-    console.print(f"{mark} [bold]Haystack + genops setup validation[/bold]")
+    console.print(f"{mark} [bold]Haystack + genops setup validation[/bold]", markup=True)
     console.print(f"Overall score: {result.overall_score:.1f}%  ({result.get_error_count()} error(s), "
                   f"{result.get_warning_count()} warning(s))")
     py = env.get("python", {})
@@ -188,13 +190,15 @@ def print_validation_result(result: ValidationResult, console: Any = None) -> No
     for check in result.checks:
         symbol = "[green]✔[/green]" if check.passed else ("[yellow]![/yellow]" if check.severity != "error"
                                                           else "[red]✘[/red]")
-        console.print(f"{symbol} {_esc(check.name)}" + (f" — {_esc(check.detail)}" if check.detail else ""))
+        console.print(f"{symbol} {_esc(check.name)}" + (f" — {_esc(check.detail)}" if check.detail else ""),
+                      markup=True)
     if result.issues:
-        console.print("[bold]Issues[/bold]")
+        console.print("[bold]Issues[/bold]", markup=True)
     for issue in result.issues:
         colour = {"error": "red", "warning": "yellow"}.get(issue.severity, "cyan")
-        console.print(f"[{colour}]{issue.severity}[/{colour}] {_esc(issue.component)}: {_esc(issue.message)}")
-        console.print(f"    fix: {_esc(issue.fix_suggestion)}")
+        console.print(f"[{colour}]{issue.severity}[/{colour}] {_esc(issue.component)}: {_esc(issue.message)}",
+                      markup=True)
+        console.print(f"    fix: {_esc(issue.fix_suggestion)}", markup=True)
 
 
 # -- checks -------------------------------------------------------------------------------------------------
@@ -535,7 +539,7 @@ def _check_pipeline_secrets(c: _Collector, data: dict[str, Any], profile: Any, i
         for param, env_vars, strict in _env_secrets((comp or {}).get("init_parameters") or {}):
             present = [v for v in env_vars if os.environ.get(v)]
             own = providers_by_component.get(name)
-            if own in PROVIDER_KEYS and param.split(".")[-1] in _KEY_PARAMS:
+            if own in PROVIDER_KEYS and param in _OWN_KEY_PARAMS:
                 # the provider's key comes from the variables this pipeline names, not the usual ones
                 info["_secret_checked"][own] = tuple(env_vars)
             for prov, (variables, _pattern) in PROVIDER_KEYS.items():

@@ -226,3 +226,11 @@ def test_pipeline_named_key_variable_is_the_one_checked(monkeypatch, tmp_path):
     check = next(c for c in out["checks"] if c["name"] == "openai API key")
     assert check["passed"] and check["detail"] == "TEAM_OPENAI_KEY set"
     assert not any("OPENAI_API_KEY" in i["message"] for i in out["issues"])
+
+
+def test_human_checklist_has_no_literal_markup(tmp_path):
+    path = tmp_path / "broken.yml"
+    path.write_text(BROKEN)
+    result = cli("validate", str(path))
+    assert "✘" in result.stdout and "error" in result.stdout
+    assert "[red]" not in result.stdout and "[/bold]" not in result.stdout

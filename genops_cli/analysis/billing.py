@@ -38,7 +38,7 @@ from genops_cli.analysis.filters import Filters, build_where
 from genops_cli.analysis.periods import Period, parse_when
 from genops_cli.errors import ConfigError, UsageError
 from genops_cli.ledger.store import Tx
-from genops_cli.models import MONEY_QUANTUM, UnitPrices
+from genops_cli.models import MONEY_QUANTUM, Budget, UnitPrices
 from genops_cli.money import money_json, money_text, quantity, unit_price_text, unpriced_note
 from genops_cli.pricing.book import cost_components
 from genops_cli.tracking.usage import UsageSourceShare
@@ -584,8 +584,9 @@ def _bills(tx: Tx, period: BillingPeriod, settings: Settings | None, book: Price
     previous = {str(r[0]): (Decimal(r[1] or 0), int(r[2] or 0)) for r in tx.query(
         f"SELECT r.customer_id, SUM(r.total_cost), COUNT(*) FROM runs r WHERE {prev_where} GROUP BY r.customer_id",
         prev_params)}
-    budgets = {str(r[0]): r[1:] for r in tx.query(
-        "SELECT scope, monthly_limit, policy FROM budgets WHERE scope LIKE 'customer:%'")}
+    from genops_cli.policy.budgets import effective_budgets
+
+    budgets = {b.scope: b for b in effective_budgets(tx, settings) if b.scope.startswith("customer:")}
     sources = usage_sources_by(tx, where, params, "r.customer_id")
     names = [tenant] if tenant is not None else sorted(set(runs) | set(acc))
     return [_assemble(name, period, acc.get(name, _Accumulator()), runs.get(name, []),
@@ -594,7 +595,7 @@ def _bills(tx: Tx, period: BillingPeriod, settings: Settings | None, book: Price
 
 
 def _assemble(tenant: str, period: BillingPeriod, acc: _Accumulator, run_rows: list[tuple[Any, ...]],
-              previous: tuple[Decimal, int], budgets: dict[str, tuple[Any, ...]], sources: UsageSourceShare,
+              previous: tuple[Decimal, int], budgets: dict[str, Budget], sources: UsageSourceShare,
               settings: Settings | None, book: PriceBook) -> TenantBill:
     currencies = {c for row in run_rows for c in row[2:] if c}
     if len(currencies) > 1:
@@ -614,7 +615,7 @@ def _assemble(tenant: str, period: BillingPeriod, acc: _Accumulator, run_rows: l
         previous_period=period.previous(),
         previous_period_cost=previous[0],
         previous_period_runs=previous[1],
-        budget=_budget(budgets.get(f"customer:{tenant}"), tenant, period, total, settings),
+        budget=_budget(budgets.get(f"customer:{tenant}"), period, total),
         contract=_contract(book, tenant, period),
         unpriced=[{"provider": p, "model": m, "calls": n} for (p, m), n in sorted(acc.unpriced.items())],
         unpriced_usage=[UnpricedUsage(d, p, m, *v) for (d, p, m), v in sorted(acc.unpriced_usage.items())],
@@ -622,23 +623,14 @@ def _assemble(tenant: str, period: BillingPeriod, acc: _Accumulator, run_rows: l
     )
 
 
-def _budget(stored: tuple[Any, ...] | None, tenant: str, period: BillingPeriod, total: Decimal,
-            settings: Settings | None) -> dict[str, Any] | None:
-    """The tenant's monthly budget (`customer:ID` scope, ledger first, then .genops.yml) against this bill."""
-    scope = f"customer:{tenant}"
-    limit: Decimal | None = None
-    policy = None
-    source = None
-    if stored is not None and stored[0] is not None:
-        limit, policy, source = Decimal(stored[0]), stored[1], "ledger"
-    elif settings is not None:
-        for sb in settings.budgets.scopes:
-            if sb.scope == scope and sb.monthly is not None:
-                limit, policy, source = sb.monthly, sb.policy, "config"
-    if limit is None:
+def _budget(budget: Budget | None, period: BillingPeriod, total: Decimal) -> dict[str, Any] | None:
+    """The tenant's monthly budget (its `customer:ID` scope's budget, by the one rule of
+    `policy.budgets.effective_budgets`: the ledger's over the config's) against this bill."""
+    if budget is None or budget.monthly is None:
         return None
-    out: dict[str, Any] = {"scope": scope, "period": "monthly", "limit": money_json(limit), "policy": policy,
-                           "source": source}
+    limit = budget.monthly
+    out: dict[str, Any] = {"scope": budget.scope, "period": "monthly", "limit": money_json(limit),
+                           "policy": budget.policy, "source": "config" if budget.source == "config" else "ledger"}
     if period.month is not None:
         out["spent"] = money_json(total)
         out["remaining"] = money_json(limit - total)

@@ -242,3 +242,25 @@ def test_installed_but_broken_optional_dependency_counts_as_missing(tmp_path, mo
     assert _importable_module("genops_broken_dep") is False
     assert _importable_module("json") is True
     assert _importable_module("genops_absent_dep") is False
+
+
+def test_one_prompt_builder_feeding_two_text_generators_migrates_both():
+    row = next(r for r in ROWS if r.old.endswith(".OpenAIGenerator"))
+    data = _chain(row)
+    data["components"]["comp_b"] = {"type": row.old, "init_parameters": {"system_prompt": "Be brief."}}
+    data["connections"].append({"sender": "builder.prompt", "receiver": "comp_b.prompt"})
+    plan = plan_migrations(data)
+    assert not plan.reports and [f.component for f in plan.fixes] == ["comp", "comp_b"]
+    final = plan.data
+    assert {c["receiver"] for c in final["connections"] if c["sender"] == "builder.prompt"} == {
+        "comp.messages", "comp_b.messages"}
+
+
+def test_prompt_builder_shared_with_a_string_consumer_is_left_alone():
+    row = next(r for r in ROWS if r.old.endswith(".OpenAIGenerator"))
+    data = _chain(row)
+    data["components"]["echo"] = {"type": "haystack.components.converters.output_adapter.OutputAdapter",
+                                  "init_parameters": {"template": "{{ prompt }}", "output_type": "str"}}
+    data["connections"].append({"sender": "builder.prompt", "receiver": "echo.prompt"})
+    plan = plan_migrations(data)
+    assert not plan.fixes and "also feeds echo.prompt" in plan.reports[0][1]

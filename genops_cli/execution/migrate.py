@@ -333,7 +333,8 @@ def _text_to_chat(data: dict[str, Any], name: str, fix: Fix) -> None:
     conns = _connections(data)
     # a connection may name the component only ("receiver: llm"): the text generator's one input is `prompt`
     feeders = [c for c in conns if _split(c.get("receiver", "")) in ((name, "prompt"), (name, ""))]
-    if system and not (len(feeders) == 1 and _is_prompt_builder(_type_of(data, _split(feeders[0]["sender"])[0]))):
+    if system and not (len(feeders) == 1 and (_is_prompt_builder(_type_of(data, _split(feeders[0]["sender"])[0]))
+                                              or _has_system(data, _split(feeders[0]["sender"])[0], system))):
         raise _NotMechanical("system_prompt can only move into a system message of the PromptBuilder that feeds "
                              "it; this prompt comes from elsewhere")
     for conn in feeders:
@@ -349,6 +350,17 @@ def _text_to_chat(data: dict[str, Any], name: str, fix: Fix) -> None:
     fix.details.append(f"{name}.replies now carries ChatMessage objects (read .text where a string is needed)")
 
 
+def _has_system(data: dict[str, Any], builder: str, system: str) -> bool:
+    """A ChatPromptBuilder (converted for another generator) that already opens with this system prompt."""
+    comp = data["components"].get(builder) or {}
+    template = (comp.get("init_parameters") or {}).get("template")
+    if comp.get("type") != CHAT_PROMPT_BUILDER or not isinstance(template, list) or not template:
+        return False
+    first = template[0] if isinstance(template[0], dict) else {}
+    texts = [part.get("text") for part in first.get("content") or [] if isinstance(part, dict)]
+    return first.get("role") == "system" and texts and texts[0] in (system, f"{{% raw %}}{system}{{% endraw %}}")
+
+
 def _is_prompt_builder(type_path: str) -> bool:
     """Haystack's PromptBuilder, by its defining path or the package's re-export."""
     return type_path in (PROMPT_BUILDER, "haystack.components.builders.PromptBuilder")
@@ -362,8 +374,15 @@ def _to_chat_prompt_builder(data: dict[str, Any], builder: str, generator: str, 
                             fix: Fix) -> None:
     others = [c for c in _connections(data) if _split(c.get("sender", ""))[0] == builder
               and _split(c.get("receiver", ""))[0] != generator]
-    if others:
-        raise _NotMechanical(f"PromptBuilder '{builder}' also feeds {others[0]['receiver']}, which needs a string")
+    for conn in others:
+        # Another text generator with the same system prompt migrates the same way (one chat template for both);
+        # anything else reading the prompt needs a string.
+        receiver, socket = _split(conn["receiver"])
+        row = migration_table().find(_type_of(data, receiver))
+        params = (data["components"].get(receiver) or {}).get("init_parameters") or {}
+        if not (row is not None and row.kind == "text_to_chat" and socket in ("prompt", "")
+                and (params.get("system_prompt") or None) == (system or None)):
+            raise _NotMechanical(f"PromptBuilder '{builder}' also feeds {conn['receiver']}, which needs a string")
     comp = data["components"][builder]
     params = dict(comp.get("init_parameters") or {})
     template = params.get("template")

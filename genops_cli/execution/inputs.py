@@ -198,8 +198,10 @@ def prepare_run_data(pipeline: Any, run: RunInput, declared: dict[str, list[str]
             declared = spec.get(comp, {}).get(socket)
             if declared is None:
                 known = sorted(spec.get(comp, {}))
+                hint = (f"; {comp} is a chat generator now: pass {comp}.messages (a string works)"
+                        if socket == "prompt" and "messages" in known else "")
                 raise InputError(f"{run.where}: {comp}.{socket}: not an input of {comp!r} "
-                                 f"(inputs: {', '.join(known) or 'none'})")
+                                 f"(inputs: {', '.join(known) or 'none'}){hint}")
             sockets[socket] = _coerce(value, declared["type"], f"{run.where}: {comp}.{socket}")
     missing = [f"{comp}.{socket}" for comp, sockets in open_inputs.items()
                for socket, desc in sockets.items()

@@ -187,4 +187,6 @@ def test_several_batch_processes_share_one_ledger(openai_server, tmp_path):
         assert json_lines(out)[-1]["ok"] == 6
     assert ledger_rows("SELECT COUNT(*), COUNT(DISTINCT run_id) FROM runs") == [(19, 19)]
     assert ledger_rows("SELECT COUNT(*) FROM calls") == [(19 * 4,)]
-    assert not list(Path(str(tmp_path / "ledger.duckdb") + ".spool").glob("*.json"))
+    from genops_cli.ledger.spool import Spool
+
+    assert Spool(Path(str(tmp_path / "ledger.duckdb") + ".spool")).pending_run_ids() == []

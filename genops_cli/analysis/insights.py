@@ -55,7 +55,9 @@ def caught_up(ledger: Ledger) -> Ledger:
     import logging
 
     from genops_cli.ledger.recorder import catch_up
+    from genops_cli.startup import ensure_hooks
 
+    ensure_hooks()  # runs ingested here go through the same hooks as anywhere else
     caught = catch_up(ledger)
     if caught.pending:
         logging.getLogger("genops").warning("genops: %s; this answer does not include them",

@@ -84,8 +84,16 @@ class Spool:
         with self._segment_guard:
             segment = self._writable_segment()
             view = memoryview(line)
-            while view:
-                view = view[os.write(segment.fd, view):]
+            try:
+                while view:
+                    view = view[os.write(segment.fd, view):]
+            except OSError:
+                # A full disk can leave part of the line: cut it off, or the next run's line would be glued to it.
+                try:
+                    os.ftruncate(segment.fd, segment.end)
+                except OSError:
+                    self._segment = None  # start a new segment next time; readers skip the broken tail
+                raise
             segment.end += len(line)
             segment.runs += 1
             self._line_end[(segment.path, run.run_id)] = segment.end

@@ -92,6 +92,8 @@ def validate(
         if rewrite.target is not None:
             target["pipeline"] = str(rewrite.target)
             result = run_checks()
+    elif out:
+        stderr_console().print(f"{pipeline}: nothing to rewrite; {out} not written", markup=False)
     if fix_issues:
         fixes = apply_fixes(result, _confirm(yes), ledger=GLOBAL.ledger, config=GLOBAL.config)
         err = stderr_console()

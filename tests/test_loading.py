@@ -21,9 +21,9 @@ CASES = {
 }
 
 
-#: Known classes that are not installed (an integration package) or were removed (Haystack 2.x): --simulate
-#: replaces them with stand-ins, so only a real run fails on them.
-SIMULATE_RUNS = {"missing integration", "removed in haystack 3"}
+#: Known classes that are not installed (an integration package) or were removed (Haystack 2.x), and a team's
+#: own generator (never imported): --simulate replaces them with stand-ins, so only a real run fails on them.
+SIMULATE_RUNS = {"missing integration", "removed in haystack 3", "outside allowlist"}
 
 
 @pytest.mark.parametrize("simulate", [True, False], ids=["simulate", "real"])
@@ -132,3 +132,27 @@ def test_reexported_class_path_names_the_path_haystack_looks_up(tmp_path, monkey
     assert result.exit_code == 2
     assert ("Haystack looks AnthropicChatGenerator up as haystack_integrations.components.generators.anthropic.chat."
             "chat_generator.AnthropicChatGenerator; use that class path") in result.stderr
+
+
+@pytest.mark.parametrize("command", [["run", "--simulate"], ["run"], ["validate"],
+                                     ["validate", "--fix-issues", "--yes"], ["estimate"]])
+def test_a_module_outside_the_allowlist_is_never_imported(command, tmp_path, monkeypatch):
+    marker = tmp_path / "imported"
+    (tmp_path / "wild_untrusted.py").write_text(
+        f"open({str(marker)!r}, 'w').write('x')\nclass TeamGenerator:\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    path = tmp_path / "pipeline.yml"
+    path.write_text("components:\n  llm:\n    type: wild_untrusted.TeamGenerator\n"
+                    "    init_parameters: {model: gpt-4o-mini}\nconnections: []\n")
+    args = [command[0], str(path), *command[1:]]
+    if command[0] in ("run", "estimate"):
+        args += ["--input", "llm.prompt=hi"]
+    result = cli(*args)
+    assert not marker.exists(), result.stderr
+    assert "Traceback" not in result.stderr
+    if command == ["run", "--simulate"]:
+        # never imported, so simulation may stand in for it (a team's own generator), and says so
+        assert result.exit_code == 0, result.stderr
+        assert "not imported (outside Haystack)" in result.stderr
+    elif command[0] == "run":
+        assert result.exit_code == 2 and "--allow-module wild_untrusted" in result.stderr

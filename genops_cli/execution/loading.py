@@ -252,6 +252,8 @@ def default_model(type_path: str) -> str | None:
     row = migration_table().find(type_path)
     for candidate in (type_path, row.new if row is not None else None):
         module, _, name = (candidate or "").rpartition(".")
+        if module.split(".", 1)[0] not in ("haystack", "haystack_integrations", "haystack_experimental"):
+            continue  # a module outside Haystack runs code on import: only the loader imports it, if allowed
         try:
             cls = getattr(importlib.import_module(module), name)
             parameters = inspect.signature(cls.__init__).parameters
@@ -503,7 +505,7 @@ def load_pipeline(
     if init_overrides:
         _apply_init_overrides(data["components"], init_overrides)
     secrets: set[str] = set()
-    _check_init_params(p, data)
+    _check_init_params(p, data, allow)
     replaced: list[Any] = []
     if simulate:
         from genops_cli.execution.simulate import simulate_components
@@ -559,14 +561,17 @@ def _apply_init_overrides(value: Any, overrides: dict[str, Any]) -> None:
             _apply_init_overrides(child, overrides)
 
 
-def _check_init_params(path: Path, data: dict[str, Any]) -> None:
+def _check_init_params(path: Path, data: dict[str, Any], allow_modules: list[str]) -> None:
     """Check init parameters against each constructor's signature before building: the error names the
     parameter (Haystack's own message is a dump of all parameters), and components that simulation replaces
-    fail on a typo exactly as they would for real."""
+    fail on a typo exactly as they would for real. Only allowed modules are imported."""
     import inspect
 
+    is_allowed = module_allowlist(allow_modules)
     for name, comp in data["components"].items():
         module, _, cls_name = comp["type"].rpartition(".")
+        if not module or not is_allowed(module):
+            continue  # the type check reports it (a module runs code on import)
         try:
             cls = getattr(importlib.import_module(module), cls_name)
             signature = inspect.signature(cls.__init__)

@@ -179,6 +179,8 @@ def defining_path(type_path: str) -> str | None:
     import importlib
 
     module, _, name = type_path.rpartition(".")
+    if module.split(".", 1)[0] not in ("haystack", "haystack_integrations", "haystack_experimental"):
+        return None  # a module outside Haystack runs code on import: never imported to plan a fix
     try:
         cls = getattr(importlib.import_module(module), name, None)
     except Exception:  # not installed: the loader reports it

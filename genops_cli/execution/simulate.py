@@ -97,8 +97,15 @@ def _family_shapes() -> dict[str, tuple[dict[str, tuple[Any, Any]], dict[str, An
     }
 
 
+#: Namespaces in Haystack's default deserialization allowlist: the only modules the simulator itself imports (a
+#: team's own module runs code on import and is imported only by the loader, behind --allow-module).
+HAYSTACK_NAMESPACES = ("haystack", "haystack_integrations", "haystack_experimental")
+
+
 def _real_class(type_path: str) -> type | None:
     module, _, name = type_path.rpartition(".")
+    if module.split(".", 1)[0] not in HAYSTACK_NAMESPACES:
+        return None
     try:
         return getattr(importlib.import_module(module), name, None)
     except Exception:  # a missing package or a class removed in this Haystack: use the family's shape
@@ -689,9 +696,13 @@ def _store_takes_shared() -> bool:
 
 def _replaceable(type_path: str) -> bool:
     """A class is simulated when it exists here, or is known to exist elsewhere (a removed Haystack 2.x class in
-    the migration table, a class of a known integration package that is not installed). A class path that
-    matches nothing known (a typo) is left for the loader to report."""
+    the migration table, a class of a known integration package that is not installed), or lives outside
+    Haystack's namespaces (a platform's or a team's own generator: it is never imported, so no allowlist is
+    needed). A Haystack class path that matches nothing known (a typo, an invented path) is left for the loader
+    to report."""
     if _real_class(type_path) is not None:
+        return True
+    if type_path.split(".", 1)[0] not in HAYSTACK_NAMESPACES:
         return True
     from genops_cli.execution.loading import integration_package_for
     from genops_cli.execution.migrate import migration_table
@@ -722,6 +733,18 @@ def _tool_stand_in(type_path: str, data: dict[str, Any]) -> dict[str, Any]:
         names = data.get("tool_names") or ["mcp_tool"]
         return {"type": "haystack.tools.toolset.Toolset", "data": {"tools": [tool(str(n), None) for n in names]}}
     return tool(str(data.get("name") or "mcp_tool"), data.get("description"))
+
+
+def _generator_family_by_wiring(data: dict[str, Any], name: str, family: str) -> str:
+    """For a generator whose class is not importable here, the pipeline's wiring tells its shape: a `messages`
+    input makes it a chat generator, a `prompt` input a text generator."""
+    sockets = {str(c.get("receiver", "")).partition(".")[2] for c in data.get("connections") or []
+               if isinstance(c, dict) and str(c.get("receiver", "")).partition(".")[0] == name}
+    if "messages" in sockets:
+        return "chat_generator"
+    if "prompt" in sockets:
+        return "text_generator"
+    return family
 
 
 def _is_server_store(value: dict[str, Any]) -> bool:
@@ -756,13 +779,17 @@ def simulate_components(data: dict[str, Any], profile: PipelineProfile, output_t
                 replaced.append(Simulated(path, type_path, "InMemoryDocumentStore"))
                 return store
             family = family_of(type_path)
+            if family in ("chat_generator", "text_generator") and top_name and _real_class(type_path) is None:
+                family = _generator_family_by_wiring(data, top_name, family)
             if family is not None and _replaceable(type_path):
                 prof = profile.components.get(top_name) if top_name else None
                 name = type_path.rsplit(".", 1)[-1]
                 provider = prof.provider if prof is not None and prof.provider else provider_for(
                     name, type_path, _model_of(params), params)
                 new = _stand_in(type_path, params, family, provider, _max_tokens(params), output_tokens)
-                note = "" if _real_class(type_path) is not None else "not installed here"
+                note = "" if _real_class(type_path) is not None else (
+                    "not installed here" if type_path.split(".", 1)[0] in HAYSTACK_NAMESPACES
+                    else "not imported (outside Haystack)")
                 replaced.append(Simulated(path, type_path, new["type"].rsplit(".", 1)[-1], note))
                 store = params.get("document_store")
                 if family.endswith("retriever") and isinstance(store, dict) and _is_server_store(store):

@@ -19,7 +19,7 @@ import threading
 from datetime import datetime, timezone
 from typing import Any, TextIO
 
-from genops_cli.redact import RedactingFilter, redact, redact_obj
+from genops_cli.redact import RedactingFilter, install_log_redaction, redact, redact_obj
 
 _LOGGERS = ("genops", "genops_cli", "haystack")
 _HANDLER_NAME = "genops-stderr"
@@ -75,6 +75,7 @@ def configure_logging(level: str | int = "WARNING", fmt: str = "text", stream: T
     handler.set_name(_HANDLER_NAME)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     handler.addFilter(RedactingFilter())  # a library may log a request or an error body with the key in it
+    install_log_redaction()  # also records printed by other handlers (third-party loggers, the last resort)
     for name in _LOGGERS:
         logger = logging.getLogger(name)
         for old in [h for h in logger.handlers if h.get_name() == _HANDLER_NAME]:

@@ -185,6 +185,29 @@ def redact_obj(value: Any, scrub: Any = None) -> Any:
     return value
 
 
+_factory_installed = False
+
+
+def install_log_redaction() -> None:
+    """Mask secrets in every log record any library creates, whichever handler prints it (logging's last-resort
+    handler included): the record factory redacts the message once, when the record is made."""
+    global _factory_installed
+    import logging
+
+    with _lock:
+        if _factory_installed:
+            return
+        _factory_installed = True
+    previous = logging.getLogRecordFactory()
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        RedactingFilter().filter(record)
+        return record
+
+    logging.setLogRecordFactory(factory)
+
+
 class RedactingFilter:
     """logging filter: masks secrets in a record's message (its arguments are merged first)."""
 

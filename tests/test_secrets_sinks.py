@@ -276,3 +276,22 @@ def test_any_variable_name_holding_the_key(openai_server, monkeypatch, tmp_path)
         monkeypatch.delenv(name)
 
     check()
+
+
+def test_third_party_log_records_are_masked_whatever_prints_them(monkeypatch, caplog):
+    """A library logging through its own logger (a stand-in for httpx/openai) is printed by handlers genops does
+    not own (the root's, logging's last resort, here pytest's capture): the record itself is masked when made."""
+    import logging
+
+    from genops_cli.logging_setup import configure_logging
+    from genops_cli.redact import register_env_vars
+
+    monkeypatch.setenv("LLM_CRED", KEY)
+    register_env_vars(["LLM_CRED"])
+    configure_logging("WARNING")
+    with caplog.at_level(logging.WARNING, logger="some.http.client"):
+        logging.getLogger("some.http.client").warning("POST failed: 401 for key %s (%s)", KEY,
+                                                      base64.b64encode(f"apikey:{KEY}".encode()).decode())
+    [record] = [r for r in caplog.records if r.name == "some.http.client"]
+    assert record.getMessage().startswith("POST failed: 401 for key ***")
+    assert_clean(caplog.text + record.getMessage(), "a third-party log record")

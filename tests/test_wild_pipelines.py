@@ -35,6 +35,8 @@ INPUTS = {
     "streaming_print": {"prompt_builder": {"question": "q"}},
     "mcp_agent": {"agent": {"messages": MESSAGES}},
     "hayhooks_yaml_deploy": {"urls": ["https://example.com/page"], "query": "What is on the page?"},
+    "qdrant_hybrid": {"dense_embedder": {"text": "otters"}, "sparse_embedder": {"text": "otters"},
+                      "prompt_builder": {"question": "Where do otters live?"}},
 }
 #: these need a lazily imported package that a --yes run installs from the index (none offline)
 NEEDS_INSTALL = {"web_rag": "trafilatura", "indexing_nltk": "nltk"}
@@ -371,3 +373,16 @@ def test_component_progress_bars_only_when_verbose(openai_server, tmp_path):
     quiet = cli(*args)
     assert quiet.exit_code == 0, quiet.stderr
     assert "Calculating embeddings" not in quiet.stderr and "it/s" not in quiet.stderr
+
+
+def test_hybrid_dense_and_sparse_retrieval_over_the_simulated_store(tmp_path):
+    path = _copy("qdrant_hybrid", tmp_path)
+    docs = tmp_path / "docs.jsonl"
+    docs.write_text("\n".join(json.dumps({"content": c}) for c in ("otters live in rivers", "cats sleep a lot")))
+    result = cli("run", str(path), "--simulate", "--inputs", _inputs("qdrant_hybrid", tmp_path), "--documents",
+                 str(docs), "--json")
+    assert result.exit_code == 0, result.stderr
+    assert "retriever (QdrantHybridRetriever -> SimulatedHybridEmbeddingRetriever)" in result.stderr
+    [out] = json_lines(result.stdout)
+    llm = next(c for c in out["components"] if c["name"] == "llm")
+    assert llm["provider"] == "anthropic" and llm["model"] == "claude-3-5-haiku-20241022"

@@ -92,8 +92,13 @@ def _family_shapes() -> dict[str, tuple[dict[str, tuple[Any, Any]], dict[str, An
                            {"documents": docs}),
         "embedding_retriever": ({"query_embedding": (list[float], _REQUIRED), "filters": opt,
                                  "top_k": (int | None, None)}, {"documents": docs}),
-        "hybrid_retriever": ({"query": (str, _REQUIRED), "query_embedding": (list[float], _REQUIRED),
-                              "filters": opt, "top_k": (int | None, None)}, {"documents": docs}),
+        # Hybrid retrievers differ (Qdrant: dense + sparse vectors; Elasticsearch/OpenSearch: text + dense): every
+        # query input is optional, whichever the pipeline connects is used.
+        "hybrid_retriever": ({"query": (str | None, None), "query_embedding": (list[float] | None, None),
+                              "query_sparse_embedding": (SparseEmbedding | None, None), "filters": opt,
+                              "top_k": (int | None, None)}, {"documents": docs}),
+        "sparse_retriever": ({"query_sparse_embedding": (SparseEmbedding, _REQUIRED), "filters": opt,
+                              "top_k": (int | None, None)}, {"documents": docs}),
     }
 
 
@@ -554,6 +559,31 @@ class SimulatedEmbeddingRetriever(_SimulatedRetriever):
 
 
 @component
+class SimulatedSparseRetriever(_SimulatedRetriever):
+    """Sparse-vector retrieval: documents ranked by the sparse dimensions they share with the query."""
+
+    family = "sparse_retriever"
+
+    def run(self, **kwargs: Any) -> dict[str, Any]:
+        filters, top_k = self._limit(kwargs)
+        return {"documents": _sparse_ranked(kwargs.get("query_sparse_embedding"),
+                                            self.document_store.filter_documents(filters=filters))[:top_k]}
+
+
+def _sparse_ranked(query: Any, documents: list[Any]) -> list[Any]:
+    wanted = dict(zip(getattr(query, "indices", []) or [], getattr(query, "values", []) or [], strict=False))
+
+    def score(doc: Any) -> float:
+        sparse = getattr(doc, "sparse_embedding", None)
+        if sparse is None:
+            return 0.0
+        return sum(wanted.get(i, 0.0) * v for i, v in zip(sparse.indices, sparse.values, strict=False))
+
+    return [doc for _score, _i, doc in sorted(((score(d), i, d) for i, d in enumerate(documents)),
+                                              key=lambda t: (-t[0], t[1]))]
+
+
+@component
 class SimulatedHybridEmbeddingRetriever(_SimulatedRetriever):
     """Hybrid retrieval: dense and BM25 results merged by reciprocal rank (sparse inputs are accepted, unused)."""
 
@@ -562,8 +592,11 @@ class SimulatedHybridEmbeddingRetriever(_SimulatedRetriever):
     def run(self, **kwargs: Any) -> dict[str, Any]:
         filters, top_k = self._limit(kwargs)
         ranked: dict[str, tuple[float, Any]] = {}
+        sparse = kwargs.get("query_sparse_embedding")
+        sparse_hits = (_sparse_ranked(sparse, self.document_store.filter_documents(filters=filters))[:top_k]
+                       if sparse is not None else [])
         for result in (self._dense(kwargs.get("query_embedding"), filters, top_k),
-                       self._bm25(str(kwargs.get("query") or ""), filters, top_k)):
+                       self._bm25(str(kwargs.get("query") or ""), filters, top_k), sparse_hits):
             for rank, doc in enumerate(result):
                 score, _ = ranked.get(doc.id, (0.0, doc))
                 ranked[doc.id] = (score + 1.0 / (60 + rank), doc)
@@ -605,6 +638,8 @@ def family_of(type_path: str) -> str | None:
     if name.endswith("Retriever") and module.startswith("haystack_integrations."):
         if "Hybrid" in name:
             return "hybrid_retriever"
+        if "Sparse" in name:
+            return "sparse_retriever"
         return "embedding_retriever" if "Embedding" in name else "bm25_retriever"
     return None
 
@@ -616,7 +651,7 @@ _STAND_INS = {
     "ranker": SimulatedRanker, "reader": SimulatedReader, "entity_extractor": SimulatedEntityExtractor,
     "web_search": SimulatedWebSearch, "link_fetcher": SimulatedLinkFetcher,
     "bm25_retriever": SimulatedBM25Retriever, "embedding_retriever": SimulatedEmbeddingRetriever,
-    "hybrid_retriever": SimulatedHybridEmbeddingRetriever,
+    "hybrid_retriever": SimulatedHybridEmbeddingRetriever, "sparse_retriever": SimulatedSparseRetriever,
 }
 
 

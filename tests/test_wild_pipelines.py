@@ -160,6 +160,7 @@ def test_json_stdout_stays_json_when_the_streaming_callback_prints(openai_server
     assert result.exit_code == 0, result.stderr
     lines = [line for line in result.stdout.splitlines() if line.strip()]
     assert len(lines) == 1 and json.loads(lines[0])["status"] == "ok"
+    assert Decimal(json.loads(lines[0])["total_cost"]) == Decimal("0.000450")  # usage streamed (include_usage)
 
 
 def test_out_writes_elsewhere_and_keeps_the_original(tmp_path, offline_pip):

@@ -156,3 +156,13 @@ def test_a_module_outside_the_allowlist_is_never_imported(command, tmp_path, mon
         assert "not imported (outside Haystack)" in result.stderr
     elif command[0] == "run":
         assert result.exit_code == 2 and "--allow-module wild_untrusted" in result.stderr
+
+
+def test_haystack_1x_file_is_named_as_such(tmp_path):
+    path = tmp_path / "pipeline.yml"
+    path.write_text("version: 1.26.0\ncomponents:\n- name: Retriever\n  type: BM25Retriever\n"
+                    "pipelines:\n- name: query\n  nodes:\n  - name: Retriever\n    inputs: [Query]\n")
+    result = cli("run", str(path), "--simulate", "--input", "q=1")
+    assert result.exit_code == 2
+    [line] = result.stderr.strip().splitlines()
+    assert "a Haystack 1.x pipeline" in line and "Traceback" not in result.stderr

@@ -128,6 +128,11 @@ def read_pipeline_file(path: str | Path) -> tuple[Path, str, dict[str, Any]]:
     # Bounded parse (size, alias expansion, depth) with Haystack's loader semantics: SafeLoader plus
     # `!!python/tuple` (Pipeline.dumps() writes tuples that way); every other python/* tag stays refused.
     data = parse_yaml(text, str(path), "pipeline", PipelineLoadError, tuples=True)
+    if isinstance(data, dict) and isinstance(data.get("components"), list) and "pipelines" in data:
+        raise PipelineLoadError(
+            f"{path}: a Haystack 1.x pipeline (components as a list, a 'pipelines' section); genops runs Haystack "
+            "2.x and 3.x pipelines, and 1.x has no mechanical migration: rebuild it and save it with Pipeline.dumps()"
+        )
     if not isinstance(data, dict) or not isinstance(data.get("components"), dict):
         raise PipelineLoadError(
             f"{path}: not a Haystack pipeline (expected a mapping with 'components' and 'connections'); "

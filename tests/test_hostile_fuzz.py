@@ -33,6 +33,21 @@ def fuzz(examples: int) -> settings:
     deadline (the hang bound lives in the harness)."""
     return settings(FUZZ, max_examples=examples)
 
+@pytest.fixture(autouse=True, scope="module")
+def _restore_process_state():
+    """Random configs may name environment variables under `redact:` or set `limits:`: neither may leak into the
+    tests that run after this module in the same process."""
+    from genops_cli import redact, safe_load
+
+    env_names, values = set(redact._explicit_env), set(redact._explicit_values)
+    yield
+    redact._explicit_env.clear()
+    redact._explicit_env.update(env_names)
+    redact._explicit_values.clear()
+    redact._explicit_values.update(values)
+    safe_load.reset_file_limits()
+
+
 scalars = st.one_of(st.none(), st.booleans(), st.integers(-(10**30), 10**30),
                     st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=40),
                     st.sampled_from(["", "-", "=1+1", "haystack.components.x.Y", "os.system", "*a", "&a", "!!str",

@@ -387,3 +387,12 @@ def test_hybrid_dense_and_sparse_retrieval_over_the_simulated_store(tmp_path):
     [out] = json_lines(result.stdout)
     llm = next(c for c in out["components"] if c["name"] == "llm")
     assert llm["provider"] == "anthropic" and llm["model"] == "claude-3-5-haiku-20241022"
+
+
+def test_estimate_runs_on_stand_ins_when_an_integration_is_missing(tmp_path):
+    path = _copy("multi_agent", tmp_path)  # serperdev-haystack is not installed here
+    result = cli("estimate", str(path), "--inputs", _inputs("multi_agent", tmp_path), "--json")
+    assert result.exit_code == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert any("pip install serperdev-haystack" in note and "estimated with stand-ins" in note for note in out["notes"])
+    assert Decimal(out["expected"]) > 0

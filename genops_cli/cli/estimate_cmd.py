@@ -36,18 +36,20 @@ def estimate(
     from genops_cli.execution.documents import read_documents
     from genops_cli.execution.forecast import forecast_batch
     from genops_cli.execution.inputs import read_inputs
-    from genops_cli.execution.loading import load_pipeline
+    from genops_cli.execution.loading import load_for_estimate
 
     settings = load_cli_settings(team=team, project=project, customer_id=customer, environment=environment,
                                  user_id=user)
     runs = read_inputs(inputs, input_values)
     if not runs:
         raise UsageError("no inputs: pass --inputs FILE (JSON or JSONL), --inputs - for stdin, or --input c.s=v")
-    loaded = load_pipeline(pipeline, allow_modules=list(allow_module or []), check_secrets=False,
-                           model_overrides={"*": model} if model else None)
+    loaded, load_note = load_for_estimate(pipeline, allow_modules=list(allow_module or []),
+                                          model_overrides={"*": model} if model else None)
     docs = read_documents(documents) if documents else None
     history = open_cli_ledger(settings, notice=False)  # read only: a missing ledger means no history yet
     result = forecast_batch(settings, history, loaded, runs, documents=docs, model=model)
+    if load_note:
+        result.notes.append(load_note)
     if result.unpriced_models and not allow_unpriced:
         raise UsageError(f"no price for {', '.join(result.unpriced_models)}: the estimate would leave those calls out; "
                          "check the model id (genops pricing list), add it to a pricing overlay, or pass "

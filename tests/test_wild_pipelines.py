@@ -396,3 +396,14 @@ def test_estimate_runs_on_stand_ins_when_an_integration_is_missing(tmp_path):
     out = json.loads(result.stdout)
     assert any("pip install serperdev-haystack" in note and "estimated with stand-ins" in note for note in out["notes"])
     assert Decimal(out["expected"]) > 0
+
+
+def test_haystack_warnings_only_when_verbose(tmp_path, monkeypatch, offline_pip):
+    path = _copy("openai_generator_rag", tmp_path)
+    cli("validate", str(path), "--fix-issues", "--yes")  # a ChatPromptBuilder with required_variables: null
+    args = ("run", str(path), "--simulate", "--inputs", _inputs("openai_generator_rag", tmp_path), "--json")
+    quiet = cli(*args)
+    assert quiet.exit_code == 0 and "required_variables" not in quiet.stderr
+    monkeypatch.setenv("GENOPS_LOG_LEVEL", "INFO")
+    verbose = cli(*args)
+    assert verbose.exit_code == 0 and "required_variables" in verbose.stderr

@@ -264,3 +264,13 @@ def test_prompt_builder_shared_with_a_string_consumer_is_left_alone():
     data["connections"].append({"sender": "builder.prompt", "receiver": "echo.prompt"})
     plan = plan_migrations(data)
     assert not plan.fixes and "also feeds echo.prompt" in plan.reports[0][1]
+
+
+def test_a_joiner_typed_for_strings_is_reported():
+    row = next(r for r in ROWS if r.old.endswith(".OpenAIGenerator"))
+    data = _chain(row)
+    data["components"]["join"] = {"type": "haystack.components.joiners.branch.BranchJoiner",
+                                  "init_parameters": {"type_": "list[str]"}}
+    data["connections"].append({"sender": "comp.replies", "receiver": "join.value"})
+    plan = plan_migrations(data)
+    assert not plan.fixes and "typed list[str]" in plan.reports[0][1]

@@ -23,7 +23,8 @@ from typing import Any
 PROMPT_BUILDER = "haystack.components.builders.prompt_builder.PromptBuilder"
 CHAT_PROMPT_BUILDER = "haystack.components.builders.chat_prompt_builder.ChatPromptBuilder"
 _TEMPLATE_CONSUMERS = ("PromptBuilder", "ChatPromptBuilder", "OutputAdapter", "ConditionalRouter")
-_REPLIES_ANY_CONSUMERS = ("AnswerBuilder", "BranchJoiner", "ListJoiner")
+_REPLIES_ANY_CONSUMERS = ("AnswerBuilder",)  # takes list[str] or list[ChatMessage] alike
+_TYPED_JOINERS = {"BranchJoiner": "type_", "ListJoiner": "list_type_"}  # fine when typed for ChatMessage
 
 
 @dataclass(frozen=True)
@@ -424,6 +425,12 @@ def _adapt_reply_consumers(data: dict[str, Any], generator: str, fix: Fix) -> No
         elif socket == "replies":
             if rtype in _REPLIES_ANY_CONSUMERS:
                 continue
+            if rtype in _TYPED_JOINERS:
+                declared = ((data["components"].get(receiver) or {}).get("init_parameters") or {}).get(
+                    _TYPED_JOINERS[rtype])
+                if declared is None or "ChatMessage" in str(declared):
+                    continue  # untyped (2.x ListJoiner) or already typed for chat messages
+                raise _NotMechanical(f"{conn['receiver']} ({rtype}) is typed {declared}, not chat messages")
             if rtype not in _TEMPLATE_CONSUMERS:
                 raise _NotMechanical(f"{conn['receiver']} ({rtype}) expects replies as strings")
             _adapt_template_consumer(data, receiver, rsocket, fix)

@@ -37,6 +37,7 @@ INPUTS = {
     "hayhooks_yaml_deploy": {"urls": ["https://example.com/page"], "query": "What is on the page?"},
     "qdrant_hybrid": {"dense_embedder": {"text": "otters"}, "sparse_embedder": {"text": "otters"},
                       "prompt_builder": {"question": "Where do otters live?"}},
+    "anthropic_agent": {"agent": {"messages": MESSAGES}},
 }
 #: these need a lazily imported package that a --yes run installs from the index (none offline)
 NEEDS_INSTALL = {"web_rag": "trafilatura", "indexing_nltk": "nltk"}
@@ -407,3 +408,15 @@ def test_haystack_warnings_only_when_verbose(tmp_path, monkeypatch, offline_pip)
     monkeypatch.setenv("GENOPS_LOG_LEVEL", "INFO")
     verbose = cli(*args)
     assert verbose.exit_code == 0 and "required_variables" in verbose.stderr
+
+
+def test_migrated_anthropic_agent_against_the_fake_costs_exactly(anthropic_server, tmp_path, offline_pip):
+    anthropic_server.usage = {"input_tokens": 1000, "output_tokens": 500}
+    path = _copy("anthropic_agent", tmp_path)
+    cli("validate", str(path), "--fix-issues", "--yes")
+    assert "tool_invoker_kwargs" not in path.read_text()
+    result = cli("run", str(path), "--inputs", _inputs("anthropic_agent", tmp_path), "--json")
+    assert result.exit_code == 0, result.stderr
+    [out] = json_lines(result.stdout)
+    # claude-3-5-haiku: 0.80 / 4.00 USD per 1M input / output tokens; the fake answers at once (one LLM step)
+    assert Decimal(out["total_cost"]) == Decimal("0.002800")

@@ -277,7 +277,11 @@ def test_twenty_concurrent_requests_never_cross_the_limit_in_sum(openai_server):
     assert spent == per_run * ok <= limit
     assert openai_server.count("/chat/completions") == ok
     assert ledger_rows("SELECT COUNT(*) FROM runs WHERE status = 'blocked'") == [(outcomes.count("blocked"),)]
-    # nothing stays held once every run is recorded
+    # the process's runs drew on one lease (one row, not one per request); released at exit, nothing stays held
+    assert ledger_rows("SELECT COUNT(*) FROM reservations WHERE run_id LIKE 'lease:%'") == [(1,)]
+    from genops_cli.policy.leases import release_all
+
+    release_all()
     assert ledger_rows("SELECT COUNT(*) FROM reservations WHERE released_at IS NULL") == [(0,)]
 
 
@@ -476,3 +480,31 @@ def test_an_admission_check_sees_every_call_and_can_stop_one(openai_server):
     reviewer = seen[1]
     assert reviewer.worst_case == (Decimal(reviewer.input_tokens) * Decimal("2.50")
                                    + Decimal(512) * Decimal("10.00")) / Decimal(1_000_000)
+
+
+def test_a_budget_tightened_by_another_process_applies_to_the_next_request(openai_server):
+    """The process's lease had room for more requests; a lower limit set from another shell is checked at the
+    next draw (the budget list changed), not after the room is used up."""
+    import subprocess
+    import sys
+
+    from genops_cli import BudgetExceededError, GenOpsHaystackAdapter
+
+    openai_server.usage = {"prompt_tokens": 10, "completion_tokens": 50}
+    genops = str(Path(sys.executable).with_name("genops"))
+
+    def budget(daily: str) -> None:
+        proc = subprocess.run([genops, "budget", "set", "global", "--daily", daily, "--policy", "enforcing"],
+                              capture_output=True, text=True, env=dict(os.environ))
+        assert proc.returncode == 0, proc.stderr
+
+    budget("1")
+    adapter = GenOpsHaystackAdapter(team="svc", project="p", daily_budget_limit=None)
+    pipeline = _chat_pipeline()
+    with adapter.track_pipeline("request"):
+        pipeline.run({"prompt": {"q": QUESTION}})
+    budget("0.00001")
+    with pytest.raises(BudgetExceededError):
+        with adapter.track_pipeline("request"):
+            pipeline.run({"prompt": {"q": QUESTION}})
+    assert openai_server.request_count == 1

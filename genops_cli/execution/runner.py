@@ -104,6 +104,9 @@ class Engine:
         self.ledger = ledger
         install_hooks(settings)
         self.recorder = get_recorder(ledger, record_mode, settings.config_path)
+        #: Runs of a long-lived process (ingested by a separate process) share one budget lease per scope set
+        #: (policy.leases) instead of one ledger transaction each.
+        self.shared_holds = record_mode == "process"
         install_signal_handlers()  # SIGTERM/SIGINT record the run in flight as interrupted (main thread only)
 
     def new_record(self, loaded: LoadedPipeline | PipelineProfile, options: RunOptions) -> RunRecord:

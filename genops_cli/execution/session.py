@@ -67,6 +67,7 @@ class RunSession:
         self.preflighted = False
         self.finished = False
         self._flight: contextlib.ExitStack | None = None
+        self._hold: Any = None
 
     # -- preflight ----------------------------------------------------------------------------------------------
     def preflight(self, data: dict[str, Any], estimate: Callable[[], Decimal] | None = None) -> PolicyDecision:
@@ -77,7 +78,8 @@ class RunSession:
 
         self.preflighted = True
         result = preflight(self.engine, self.loaded.profile, self.run, estimate or (lambda: self._estimate(data)),
-                           policy_mode=self.options.policy_mode, max_cost=self.options.max_cost)
+                           policy_mode=self.options.policy_mode, max_cost=self.options.max_cost,
+                           hold=self.budget_hold() if getattr(self.engine, "shared_holds", False) else None)
         self.run.policy = result.decision
         self.max_cost = result.max_cost
         if self.admission is not None:
@@ -106,15 +108,12 @@ class RunSession:
         """The run's capture with its per-call admission. With `preflight_on_start`, the preflight runs when the
         first pipeline starts inside the capture (inputs from the tracer) and raises if the run is blocked."""
         from genops_cli.policy.admission import RunAdmission
-        from genops_cli.policy.budgets import LedgerBudgetHold
         from genops_cli.policy.compliance import call_checks
 
         settings = self.engine.settings
         tenant = self.run.attribution.customer_id
         self.admission = RunAdmission(
-            self.run, max_cost=self.max_cost, shared=self.options.budget,
-            budgets=None if self.run.simulated else LedgerBudgetHold(self.engine, self.run,
-                                                                     self.options.policy_mode),
+            self.run, max_cost=self.max_cost, shared=self.options.budget, budgets=self.budget_hold(),
             checks=call_checks(settings, self.run, self.options.policy_mode))
         self.capture = RunCapture(
             self.run.run_id, self.loaded.profile, pricer=make_pricer(tenant),
@@ -123,6 +122,22 @@ class RunSession:
             on_pipeline_start=self._on_pipeline_start if preflight_on_start else None,
         )
         return self.capture
+
+    def budget_hold(self) -> Any:
+        """The run's hold against its ledger budgets: its own reservation, or a share of the process's lease
+        (engines of long-lived processes, the Python API: `policy.leases`). None for a simulated run."""
+        if self.run.simulated:
+            return None
+        if self._hold is None:
+            if getattr(self.engine, "shared_holds", False):
+                from genops_cli.policy.leases import LeaseBudgetHold, lease_for
+
+                self._hold = LeaseBudgetHold(lease_for(self.engine, self.run), self.run, self.options.policy_mode)
+            else:
+                from genops_cli.policy.budgets import LedgerBudgetHold
+
+                self._hold = LedgerBudgetHold(self.engine, self.run, self.options.policy_mode)
+        return self._hold
 
     @contextlib.contextmanager
     def capturing(self, preflight_on_start: bool = False) -> Iterator[RunCapture]:
@@ -210,6 +225,9 @@ class RunSession:
                     call.usage.source = "estimated"
         run.recompute_total()
         run.total_cost = quantize_money(run.total_cost)
+        finished = getattr(self._hold, "finished", None)
+        if finished is not None:
+            finished(run.total_cost)  # a process lease: the unused part of this run's hold goes back
         if error is None and getattr(self.engine.settings, "fail_on_agent_cap", False):
             from genops_cli.tracking.agents import fail_run_on_agent_cap
 

@@ -497,18 +497,27 @@ def has_budgets(ctx: Governed, scopes: Sequence[str]) -> bool:
 
 
 def check_and_reserve(ctx: Governed, run: RunRecord, estimate: Callable[[], Decimal],
-                      policy_mode: str | None = None) -> PolicyDecision:
+                      policy_mode: str | None = None, hold: Any = None) -> PolicyDecision:
     """Preflight: estimate the run's worst case (only when a budget applies), then `check_budget`.
 
     `estimate` is called before the write transaction, so the ledger lock is held only for the check and the
     insert. The run's reservation is released when the run is recorded, or expires after
-    reservation.ttl_minutes if the process died first.
+    reservation.ttl_minutes if the process died first. With `hold` (a process lease, `policy.leases`), the worst
+    case is drawn from the process's lease instead: in memory while it has room.
     """
     if run.simulated:
         return PolicyDecision(result="ALLOWED")
     if not has_budgets(ctx, scopes_for_run(run.attribution, run.pipeline_name)):
         return PolicyDecision(result="ALLOWED")
-    return check_budget(ctx, run, estimate(), policy_mode=policy_mode)
+    if hold is None:
+        return check_budget(ctx, run, estimate(), policy_mode=policy_mode)
+    denial = hold.ensure(estimate())
+    if denial is not None:
+        return PolicyDecision(result="BLOCKED", reason_code=denial.reason_code, message=denial.message,
+                              budget_scope=run.policy.budget_scope)
+    noted = run.policy  # an advisory budget the draw exceeds made it WARNING
+    return PolicyDecision(result=noted.result, reason_code=noted.reason_code, message=noted.message,
+                          reserved_cost=quantize_money(hold.reserved))
 
 
 class LedgerBudgetHold:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from genops_cli.models import PolicyDecision, RunRecord
 
@@ -42,14 +42,14 @@ class Preflight:
 
 
 def preflight(ctx: Governed, profile: PipelineProfile, run: RunRecord, estimate: Callable[[], Decimal], *,
-              policy_mode: str | None = None, max_cost: Decimal | None = None) -> Preflight:
+              policy_mode: str | None = None, max_cost: Decimal | None = None, hold: Any = None) -> Preflight:
     """Compliance rules, then the budget check and reservation of `estimate()` (called only when a budget
-    applies), atomically in the ledger."""
+    applies), atomically in the ledger (or drawn from the process's lease: `hold`)."""
     from genops_cli.policy import budgets, compliance
 
     decision = worst(PolicyDecision(result="ALLOWED"), compliance.evaluate(ctx.settings, profile, run, policy_mode))
     if decision.result != "BLOCKED":  # blocked by a rule: nothing is estimated or reserved
-        decision = worst(decision, budgets.check_and_reserve(ctx, run, estimate, policy_mode))
+        decision = worst(decision, budgets.check_and_reserve(ctx, run, estimate, policy_mode, hold))
     note_policy(ctx, run, decision, policy_mode)
     return Preflight(decision, max_cost)
 

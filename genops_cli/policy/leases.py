@@ -1,0 +1,277 @@
+"""Process leases: one budget hold per process and scope set, shared by the process's runs (the Python API).
+
+A service tracking requests through the API would otherwise write one ledger transaction per request (its run's
+reservation) and one per call that outgrows it: on a DuckDB ledger that is tens of milliseconds on the request's
+thread, behind the ingester's writer lock. Instead the process holds one reservation row for the scopes its runs
+count toward (`run_id` = `lease:<uuid>`), sized to what its runs hold plus room for a few more, and runs draw on
+it in memory:
+
+    hold = LeaseBudgetHold(lease_for(ctx, run), run)   # a BudgetHold for per-call admission and preflight
+    hold.ensure(total)         # in memory while the lease has room; else the lease grows (one checked transaction)
+    hold.finished(run.total_cost)   # the run's unused hold goes back; its cost stays held until it is ingested
+
+Accounting (the same sums as per-run reservations, race-free across processes):
+- the lease row holds: calls in flight + costs of this process's runs not yet in the ledger + spare room. Other
+  processes see spent (ingested runs) + this row, never less than this process may have spent;
+- growing the lease is checked like any reservation: spent + other holds + the lease's new amount <= limit, under
+  the scope locks, in one write transaction. The same transaction drops from the lease the costs of runs that
+  have been ingested since (they now count as spent), so the row shrinks back;
+- a lease belongs to one daily window of every applicable budget (reservations count in the period of their
+  `created_at`): a run started in a new day draws on a new lease;
+- a budget changed anywhere (the budget stamp / cached list changes) makes the next draw re-check in the ledger;
+- the row expires `LEASE_TTL_MINUTES` after its last growth if the process dies; at exit it is released once the
+  recorder has ingested what it held.
+"""
+
+from __future__ import annotations
+
+import atexit
+import threading
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+from genops_cli.errors import LedgerError
+from genops_cli.ledger.serialize import to_naive_utc
+from genops_cli.models import PolicyEvent, RunRecord, quantize_money, utcnow
+from genops_cli.policy.admission import Denial
+
+if TYPE_CHECKING:
+    from genops_cli.ledger.store import Tx
+    from genops_cli.policy.budgets import BudgetCheck, Governed
+
+LEASE_TTL_MINUTES = 10
+#: When a lease grows it also takes room for this many more draws like the current one, if that fits every budget
+#: without exceeding it (then the next runs draw in memory); if not, exactly what is needed.
+LEASE_ROOM = 4
+
+
+@dataclass
+class BudgetLease:
+    """One process's hold for one scope set and one day. Thread-safe."""
+
+    ctx: Governed
+    scopes: tuple[str, ...]
+    day: tuple[str, ...]  # the daily window key of every budget timezone in force when it was made
+    lease_run_id: str = field(default_factory=lambda: f"lease:{uuid.uuid4()}")
+    reservation_id: str | None = None
+    granted: Decimal = Decimal(0)
+    used: Decimal = Decimal(0)
+    budgets_seen: object = None  # the budgets (ledger list, config limits) this lease was last checked against
+    pending: dict[str, Decimal] = field(default_factory=dict)  # finished runs' costs, until they are ingested
+    #: advisory budgets at the last growth: (what this lease may use before one is exceeded, that budget's check)
+    warn_above: tuple[Decimal, BudgetCheck] | None = None
+    lock: threading.RLock = field(default_factory=threading.RLock)
+
+    def take(self, run: RunRecord, amount: Decimal, policy_mode: str | None, ahead: Decimal) -> Denial | None:
+        """Hold `amount` more for `run`: in memory while the lease has room and no budget changed. An advisory
+        budget this would exceed is noted on the run (a WARNING event)."""
+        denial = self._take(run, amount, policy_mode, ahead)
+        warn = self.warn_above
+        if denial is None and warn is not None and self.used > warn[0]:
+            _warn(run, warn[1])
+        return denial
+
+    def _take(self, run: RunRecord, amount: Decimal, policy_mode: str | None, ahead: Decimal) -> Denial | None:
+        from genops_cli.policy.budgets import cached_ledger_budgets
+
+        with self.lock:
+            try:
+                stored: object = id(cached_ledger_budgets(self.ctx.ledger))  # a new list when re-read
+            except LedgerError:
+                stored = None
+            current = (stored, tuple((x.scope, x.daily, x.weekly, x.monthly, x.policy)
+                                     for x in self.ctx.settings.budgets.scopes))
+            if self.used + amount <= self.granted and current == self.budgets_seen:
+                self.used += amount
+                return None
+            denial = self._grow(run, amount, policy_mode, max(ahead, amount * LEASE_ROOM))
+            if denial is None:
+                self.used += amount
+                self.budgets_seen = current
+            return denial
+
+    def force(self, amount: Decimal) -> None:
+        """Hold `amount` more without a check: money already spent (a call that cost more than its worst case)."""
+        with self.lock:
+            self.used += amount
+            if self.used > self.granted:
+                try:
+                    with self.ctx.ledger.write() as tx:
+                        self._settle(tx)
+                        self._write(tx, self.used, utcnow())
+                except LedgerError:  # the run is still recorded with its cost; only the early hold is missing
+                    pass
+
+    def finished(self, run_id: str, held: Decimal, cost: Decimal) -> None:
+        """A run drawing `held` finished having spent `cost`: the rest goes back; the cost stays until ingested."""
+        with self.lock:
+            self.used -= max(held - cost, Decimal(0))
+            if cost:
+                self.pending[run_id] = self.pending.get(run_id, Decimal(0)) + cost
+
+    def _grow(self, run: RunRecord, amount: Decimal, policy_mode: str | None, ahead: Decimal) -> Denial | None:
+        from genops_cli.policy import budgets as b
+
+        now = utcnow()
+        try:
+            with self.ctx.ledger.write() as tx:
+                tx.lock_scopes(self.scopes)
+                applicable = b.applicable(b.effective_budgets(tx, self.ctx.settings), self.scopes)
+                self._settle(tx)
+                need = self.used + amount
+                if not applicable:
+                    self._write(tx, need, now)
+                    return None
+                for target in (need + ahead, need) if ahead > 0 else (need,):
+                    checks = b.evaluate(tx, applicable, target, now, policy_mode, self.lease_run_id)
+                    blocking = next((c for c in checks if c.result == "BLOCKED"), None)
+                    if blocking is None and (target == need or not any(c.exceeded for c in checks)):
+                        self._write(tx, target, now)
+                        soft = [(c.limit - c.spent - c.reserved, c) for c in checks if c.policy != "enforcing"]
+                        self.warn_above = min(soft, key=lambda item: item[0]) if soft else None
+                        return None
+                assert blocking is not None
+                return _deny(run, blocking)
+        except LedgerError as exc:
+            decision = b._unreachable(self.ctx.settings, self.scopes, policy_mode, str(exc), run)
+            if decision.result == "BLOCKED":
+                return Denial(b.RESERVATION_FAILED, decision.message or "reservation failed", "budget:reservation")
+            return None
+
+    def _settle(self, tx: Tx) -> None:
+        """Drop from the lease the costs of this process's runs that the ledger now holds (spent)."""
+        if not self.pending:
+            return
+        ids = list(self.pending)
+        placeholders = ", ".join("?" for _ in ids)
+        for (run_id,) in tx.query(f"SELECT run_id FROM runs WHERE run_id IN ({placeholders})", ids):
+            self.used -= self.pending.pop(run_id, Decimal(0))
+
+    def _write(self, tx: Tx, amount: Decimal, now: datetime) -> None:
+        from genops_cli.policy import reservations
+
+        expires = to_naive_utc(now + timedelta(minutes=LEASE_TTL_MINUTES))
+        if self.reservation_id is None:
+            self.reservation_id = reservations.insert(tx, self.lease_run_id, self.scopes, amount, created_at=now,
+                                                      now=now, ttl_minutes=LEASE_TTL_MINUTES)
+        else:
+            tx.execute("UPDATE reservations SET amount = ?, expires_at = ? WHERE reservation_id = ?",
+                       [quantize_money(amount), expires, self.reservation_id])
+        self.granted = amount
+
+    def release(self) -> None:
+        """At exit, once the recorder flushed: nothing of this process is in flight any more."""
+        with self.lock:
+            if self.reservation_id is None:
+                return
+            try:
+                with self.ctx.ledger.write() as tx:
+                    self._settle(tx)
+                    if self.pending:  # runs left in the spool: keep holding their cost until the row expires
+                        self._write(tx, sum(self.pending.values(), Decimal(0)), utcnow())
+                    else:
+                        tx.execute("UPDATE reservations SET released_at = ?, actual_cost = 0 WHERE reservation_id = ?",
+                                   [to_naive_utc(utcnow()), self.reservation_id])
+            except LedgerError:
+                pass  # the row expires on its own
+
+
+def _warn(run: RunRecord, check: BudgetCheck) -> None:
+    """An advisory (or monitoring) budget exceeded by a run drawing on the lease: the run says so, once."""
+    if any(e.rule == check.rule for e in run.policy_events):
+        return
+    result = "WARNING" if check.policy == "advisory" else "ALLOWED"
+    message = check.message().replace("holds", "would be exceeded")
+    run.policy_events.append(PolicyEvent(event_id=str(uuid.uuid4()), rule=check.rule, result=result,  # type: ignore[arg-type]
+                                         reason_code="BUDGET_EXCEEDED", message=message, enforced=False))
+    if result == "WARNING" and run.policy.result == "ALLOWED":
+        run.policy.result, run.policy.reason_code, run.policy.message = "WARNING", "BUDGET_EXCEEDED", message
+
+
+def _deny(run: RunRecord, check: BudgetCheck) -> Denial:
+    message = check.message().replace("this run's worst case", "this call's worst case with the process's holds")
+    run.policy_events.append(PolicyEvent(event_id=str(uuid.uuid4()), rule=check.rule, result=check.result,  # type: ignore[arg-type]
+                                         reason_code="BUDGET_EXCEEDED", message=message, enforced=True))
+    run.policy.budget_scope = check.budget.scope
+    return Denial("BUDGET_EXCEEDED", f"budget limit reached before the next call: {message}", check.rule)
+
+
+_leases: dict[tuple[str, tuple[str, ...], tuple[str, ...]], BudgetLease] = {}
+_leases_guard = threading.Lock()
+
+
+def lease_for(ctx: Governed, run: RunRecord) -> BudgetLease:
+    """The process's lease for the run's scopes and day (created on first use, released at exit)."""
+    from genops_cli.policy.budgets import cached_ledger_budgets
+    from genops_cli.policy.periods import window
+    from genops_cli.policy.scopes import scopes_for_run
+
+    scopes = tuple(scopes_for_run(run.attribution, run.pipeline_name))
+    try:
+        stored = cached_ledger_budgets(ctx.ledger)
+    except LedgerError:
+        stored = []
+    # Every budget's own timezone: a lease made before midnight in one of them must not serve runs after it.
+    zones = sorted({ctx.settings.budgets.timezone, "UTC", *(b.timezone for b in stored if b.timezone)})
+    day = tuple(window("daily", run.started_at, tz).key for tz in zones)
+    key = (ctx.ledger.location, scopes, day)
+    with _leases_guard:
+        lease = _leases.get(key)
+        if lease is None:
+            lease = _leases[key] = BudgetLease(ctx, scopes, day)
+        return lease
+
+
+class LeaseBudgetHold:
+    """A run's view of its process's lease: the `BudgetHold` per-call admission and preflight use."""
+
+    def __init__(self, lease: BudgetLease, run: RunRecord, policy_mode: str | None = None) -> None:
+        self.lease = lease
+        self.run = run
+        self.policy_mode = policy_mode
+        self.reserved = Decimal(0)
+
+    def applies(self) -> bool:
+        from genops_cli.policy.budgets import has_budgets
+
+        return not self.run.simulated and has_budgets(self.lease.ctx, self.lease.scopes)
+
+    def ensure(self, total: Decimal, ahead: Decimal = Decimal(0)) -> Denial | None:
+        denial = self.lease.take(self.run, total - self.reserved, self.policy_mode, ahead)
+        if denial is None:
+            self.reserved = total
+            self.run.policy.reserved_cost = quantize_money(total)
+        return denial
+
+    def cover(self, total: Decimal) -> None:
+        if total > self.reserved:
+            self.lease.force(total - self.reserved)
+            self.reserved = total
+            self.run.policy.reserved_cost = quantize_money(total)
+
+    def finished(self, cost: Decimal) -> None:
+        self.lease.finished(self.run.run_id, self.reserved, cost)
+
+
+def release_all() -> None:
+    """At exit: flush the recorders (the runs a lease covers reach the ledger), then release the leases."""
+    from genops_cli.ledger.recorder import flush_all
+
+    with _leases_guard:
+        if not _leases:
+            return
+    try:
+        flush_all(timeout=20.0)
+    except Exception:  # noqa: S110 - at exit: the leases then keep holding until they expire
+        pass
+    with _leases_guard:
+        leases = list(_leases.values())
+        _leases.clear()
+    for lease in leases:
+        lease.release()
+
+
+atexit.register(release_all)

@@ -553,8 +553,8 @@ class LedgerBudgetHold:
                 budgets = applicable(effective_budgets(tx, self.ctx.settings), self.scopes)
                 if not budgets:
                     return None
-                if ahead > 0:
-                    roomy = evaluate(tx, budgets, total + ahead, now, self.policy_mode, self.run.run_id)
+                if ahead > 0:  # only when as much again stays free for other runs
+                    roomy = evaluate(tx, budgets, total + 2 * ahead, now, self.policy_mode, self.run.run_id)
                     if not any(c.exceeded for c in roomy):
                         self._hold(tx, total + ahead, now)
                         return None

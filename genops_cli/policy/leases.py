@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import atexit
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -43,8 +44,8 @@ if TYPE_CHECKING:
     from genops_cli.policy.budgets import BudgetCheck, Governed
 
 LEASE_TTL_MINUTES = 10
-#: When a lease grows it also takes room for this many more draws like the current one, if that fits every budget
-#: without exceeding it (then the next runs draw in memory); if not, exactly what is needed.
+#: When a lease grows it also takes room for this many more draws like the current one, if that and as much again
+#: for other processes fit every budget (then the next runs draw in memory); if not, exactly what is needed.
 LEASE_ROOM = 4
 
 
@@ -63,6 +64,7 @@ class BudgetLease:
     pending: dict[str, Decimal] = field(default_factory=dict)  # finished runs' costs, until they are ingested
     #: advisory budgets at the last growth: (what this lease may use before one is exceeded, that budget's check)
     warn_above: tuple[Decimal, BudgetCheck] | None = None
+    written_at: float = 0.0  # monotonic time of the last write (its expiry is LEASE_TTL_MINUTES after)
     lock: threading.RLock = field(default_factory=threading.RLock)
 
     def take(self, run: RunRecord, amount: Decimal, policy_mode: str | None, ahead: Decimal) -> Denial | None:
@@ -84,7 +86,8 @@ class BudgetLease:
                 stored = None
             current = (stored, tuple((x.scope, x.daily, x.weekly, x.monthly, x.policy)
                                      for x in self.ctx.settings.budgets.scopes))
-            if self.used + amount <= self.granted and current == self.budgets_seen:
+            fresh = time.monotonic() - self.written_at < LEASE_TTL_MINUTES * 30  # renewed well before it expires
+            if self.used + amount <= self.granted and current == self.budgets_seen and fresh:
                 self.used += amount
                 return None
             denial = self._grow(run, amount, policy_mode, max(ahead, amount * LEASE_ROOM))
@@ -107,10 +110,11 @@ class BudgetLease:
 
     def finished(self, run_id: str, held: Decimal, cost: Decimal) -> None:
         """A run drawing `held` finished having spent `cost`: the rest goes back; the cost stays until ingested."""
+        kept = min(cost, held)  # only what the run drew is in `used` (a run that drew nothing holds nothing)
         with self.lock:
-            self.used -= max(held - cost, Decimal(0))
-            if cost:
-                self.pending[run_id] = self.pending.get(run_id, Decimal(0)) + cost
+            self.used -= held - kept
+            if kept:
+                self.pending[run_id] = self.pending.get(run_id, Decimal(0)) + kept
 
     def _grow(self, run: RunRecord, amount: Decimal, policy_mode: str | None, ahead: Decimal) -> Denial | None:
         from genops_cli.policy import budgets as b
@@ -126,7 +130,9 @@ class BudgetLease:
                     self._write(tx, need, now)
                     return None
                 for target in (need + ahead, need) if ahead > 0 else (need,):
-                    checks = b.evaluate(tx, applicable, target, now, policy_mode, self.lease_run_id)
+                    # Spare room is taken only when as much again stays free for other processes.
+                    probe = target + (target - need)
+                    checks = b.evaluate(tx, applicable, probe, now, policy_mode, self.lease_run_id)
                     blocking = next((c for c in checks if c.result == "BLOCKED"), None)
                     if blocking is None and (target == need or not any(c.exceeded for c in checks)):
                         self._write(tx, target, now)
@@ -161,6 +167,7 @@ class BudgetLease:
             tx.execute("UPDATE reservations SET amount = ?, expires_at = ? WHERE reservation_id = ?",
                        [quantize_money(amount), expires, self.reservation_id])
         self.granted = amount
+        self.written_at = time.monotonic()
 
     def release(self) -> None:
         """At exit, once the recorder flushed: nothing of this process is in flight any more."""

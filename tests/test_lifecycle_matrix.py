@@ -508,3 +508,43 @@ def test_a_budget_tightened_by_another_process_applies_to_the_next_request(opena
         with adapter.track_pipeline("request"):
             pipeline.run({"prompt": {"q": QUESTION}})
     assert openai_server.request_count == 1
+
+
+def test_a_process_lease_holds_what_its_runs_may_spend_and_settles_against_ingested_runs():
+    from types import SimpleNamespace
+
+    from genops_cli.config import load_settings
+    from genops_cli.ledger.records import record_run
+    from genops_cli.models import Attribution, Budget, RunRecord
+    from genops_cli.policy.leases import LeaseBudgetHold, lease_for
+
+    settings = load_settings()
+    settings.budgets.scopes.append(Budget(scope="global", daily=Decimal("1"), policy="enforcing", source="config"))
+    ctx = SimpleNamespace(settings=settings, ledger=_ledger())
+
+    def new_run(i: int) -> RunRecord:
+        return RunRecord(run_id=f"run-{i}", pipeline_name="p", pipeline_hash="h", started_at=utcnow(),
+                         attribution=Attribution(), genops_version="test")
+
+    def held() -> list[tuple[Any, ...]]:
+        return ledger_rows("SELECT amount FROM reservations WHERE run_id LIKE 'lease:%' AND released_at IS NULL")
+
+    first = new_run(1)
+    hold = LeaseBudgetHold(lease_for(ctx, first), first)
+    assert hold.ensure(Decimal("0.1")) is None
+    # room for 4 more draws like it (0.5 held), since as much again (0.4) stays free for other processes
+    assert held() == [(Decimal("0.5"),)]
+    hold.finished(Decimal("0.06"))  # 0.04 of its hold goes back; 0.06 stays held until the run is in the ledger
+    lease = hold.lease
+    assert (lease.used, lease.pending) == (Decimal("0.06"), {"run-1": Decimal("0.06")})
+    first.total_cost, first.ended_at = Decimal("0.06"), utcnow()
+    assert record_run(ctx.ledger, first).ok
+    second = new_run(2)
+    big = LeaseBudgetHold(lease_for(ctx, second), second)
+    assert big.lease is lease
+    assert big.ensure(Decimal("0.5")) is None  # grows: run-1 now counts as spent, so it leaves the lease
+    assert lease.pending == {} and lease.used == Decimal("0.5")
+    assert held() == [(Decimal("0.5"),)]  # 0.06 spent + 0.5 held; 4 more draws of 0.5 do not fit, so no spare
+    third = new_run(3)
+    denial = LeaseBudgetHold(lease_for(ctx, third), third).ensure(Decimal("0.5"))
+    assert denial is not None and denial.reason_code == "BUDGET_EXCEEDED"  # 0.06 + 0.5 + 0.5 > 1

@@ -106,7 +106,7 @@ def test_schema_created_on_first_use_in_the_configured_schema(pg_url):
         started = conn.execute("SELECT data_type FROM information_schema.columns WHERE table_schema = %s AND "
                                "table_name = 'runs' AND column_name = 'started_at'", [schema]).fetchone()
     assert tables == {*TABLES, "schema_version"}
-    assert money == ("numeric", 18, 10)
+    assert money == ("numeric", 38, 18)  # exact for token prices down to 1e-12 USD
     assert started == ("timestamp without time zone",)
     assert pg_rows(pg_url, "SELECT MAX(version) FROM schema_version") == [(CURRENT_VERSION,)]
 

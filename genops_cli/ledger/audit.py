@@ -280,24 +280,129 @@ class VerifyProblem:
                 "message": self.message}
 
 
-def _stored_subjects(tx: Tx) -> tuple[dict[tuple[str, str], list[dict[str, Any]]], set[tuple[str, str]]]:
-    """Every stored row grouped by audit subject (one query per table), and the subjects whose own row exists."""
-    grouped: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    primary: set[tuple[str, str]] = set()
-    for kind, tables in SUBJECTS.items():
-        per_table: list[dict[tuple[str, str], list[dict[str, Any]]]] = []
-        for index, (table, key) in enumerate(tables):
-            rows: dict[tuple[str, str], list[dict[str, Any]]] = {}
-            for row in tx.query_dicts(f"SELECT * FROM {table}"):
-                subject = (kind, str(row[key]))
-                rows.setdefault(subject, []).append(_norm_row(table, row))
-                if index == 0:
-                    primary.add(subject)
-            per_table.append(rows)
-        for rows in per_table:
-            for subject, found in rows.items():
-                grouped.setdefault(subject, []).extend(sorted(found, key=_canonical))
-    return grouped, primary
+def _groups(rows: Iterator[dict[str, Any]], key: str) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """Consecutive rows with the same `key` value (the stream is sorted by it)."""
+    current: str | None = None
+    bucket: list[dict[str, Any]] = []
+    for row in rows:
+        value = str(row[key])
+        if value != current:
+            if current is not None:
+                yield current, bucket
+            current, bucket = value, []
+        bucket.append(row)
+    if current is not None:
+        yield current, bucket
+
+
+def _merge_by_key(streams: list[Iterator[tuple[str, Any]]]) -> Iterator[tuple[str, list[Any]]]:
+    """Merge streams sorted by key: for each key (ascending), the item of each stream with that key, or None."""
+    heads: list[tuple[str, Any] | None] = [next(s, None) for s in streams]
+    while any(h is not None for h in heads):
+        key = min(h[0] for h in heads if h is not None)
+        items = []
+        for index, head in enumerate(heads):
+            if head is not None and head[0] == key:
+                items.append(head[1])
+                heads[index] = next(streams[index], None)
+            else:
+                items.append(None)
+        yield key, items
+
+
+def _latest_entries(tx: Tx, table: str, kind: str, extra: str = "") -> Iterator[tuple[str, Any]]:
+    """(subject, (seq, payload_hash)) of the latest entry per subject of `kind`, sorted by subject."""
+    sql = (f"SELECT subject_id, seq, payload_hash FROM (SELECT subject_id, seq, payload_hash, ROW_NUMBER() OVER "
+           f"(PARTITION BY subject_id ORDER BY seq DESC) AS rn FROM {table} WHERE kind = ?{extra}) latest "
+           f"WHERE rn = 1 ORDER BY {tx.binary_order('subject_id')}")
+    for row in tx.stream(sql, [kind]):
+        yield str(row["subject_id"]), (int(row["seq"]), row["payload_hash"])
+
+
+def _subject_rows(tx: Tx, table: str, key: str) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    rows = tx.stream(f"SELECT * FROM {table} ORDER BY {tx.binary_order(key)}")
+    for subject, found in _groups(rows, key):
+        yield subject, sorted((_norm_row(table, r) for r in found), key=_canonical)
+
+
+def _check_chain(tx: Tx, problems: list[VerifyProblem]) -> int:
+    """Walk the chain in seq order (constant memory): continuity, links, entry digests, known kinds."""
+    prev, expected_seq, checked = GENESIS, 1, 0
+    for row in tx.stream(f"SELECT {', '.join(AUDIT_COLUMNS)} FROM audit_log ORDER BY seq"):
+        seq, kind, subject_id = int(row["seq"]), row["kind"], row["subject_id"]
+        checked += 1
+        if seq != expected_seq:
+            problems.append(VerifyProblem("chain", "audit_log", str(expected_seq), expected_seq,
+                                          f"audit entries {expected_seq}..{seq - 1} are missing (deleted)"))
+        expected_seq = seq + 1
+        digest = entry_digest(seq, row["recorded_at"], kind, subject_id, row["payload_hash"], row["prev_hash"],
+                              row["actor"], row["change"])
+        if row["prev_hash"] != prev or digest != row["entry_hash"]:
+            problems.append(VerifyProblem("chain", "audit_log", subject_id, seq,
+                                          f"audit entry {seq} ({kind} {subject_id}) was altered or the chain "
+                                          "broken before it"))
+        prev = row["entry_hash"]
+        if kind not in SUBJECTS:
+            problems.append(VerifyProblem("chain", "audit_log", subject_id, seq,
+                                          f"audit entry {seq} has an unknown kind {kind!r}"))
+    return checked
+
+
+def _imported_runs(tx: Tx) -> Iterator[tuple[str, list[tuple[str, str]]]]:
+    """(run id, [(source id, payload hash of the run's latest entry in that imported chain)]), sorted by run id;
+    only entries up to the head a merge recorded count."""
+    sql = ("SELECT subject_id, source_id, payload_hash FROM (SELECT i.subject_id, i.source_id, i.payload_hash, "
+           "ROW_NUMBER() OVER (PARTITION BY i.source_id, i.subject_id ORDER BY i.seq DESC) AS rn FROM audit_imports i "
+           "WHERE i.kind = 'run' AND i.seq <= (SELECT MAX(m.source_head_seq) FROM ledger_merges m "
+           "WHERE m.source_id = i.source_id)) latest "
+           f"WHERE rn = 1 ORDER BY {tx.binary_order('subject_id')}, source_id")
+    for subject, found in _groups(tx.stream(sql), "subject_id"):
+        yield subject, [(str(r["source_id"]), r["payload_hash"]) for r in found]
+
+
+def _check_subjects(tx: Tx, kind: str, problems: list[VerifyProblem]) -> None:
+    """Merge, in subject order, the latest entries of `kind`, the stored rows of each of its tables, its
+    tombstones and (runs) the imported chains' entries: one subject in memory at a time."""
+    tables = SUBJECTS[kind]
+    primary_table = tables[0][0]
+    streams: list[Iterator[tuple[str, Any]]] = [_latest_entries(tx, "audit_log", kind)]
+    streams += [_subject_rows(tx, table, key) for table, key in tables]
+    streams.append((str(r["subject_id"]), True) for r in tx.stream(
+        f"SELECT subject_id FROM purged_subjects WHERE kind = ? GROUP BY subject_id "
+        f"ORDER BY {tx.binary_order('subject_id')}",
+        [kind]))
+    if kind == "run":
+        streams.append(_imported_runs(tx))
+    for subject_id, items in _merge_by_key(streams):
+        latest, row_sets, purged = items[0], items[1:1 + len(tables)], items[1 + len(tables)]
+        imported = items[2 + len(tables)] if kind == "run" else None
+        exists = row_sets[0] is not None
+        rows = [r for found in row_sets if found for r in found]
+        if latest is None:
+            if rows:
+                table = rows[0]["table"]
+                what = f"{kind} {subject_id}" if table == primary_table else f"{table} rows of {kind} {subject_id}"
+                problems.append(VerifyProblem("inserted", table, subject_id, None,
+                                              f"{what} has no audit entry (inserted outside genops)"))
+            continue
+        seq, p_hash = latest
+        if not exists and purged:
+            continue  # removed by a recorded purge (its tombstone is itself covered by the chain)
+        if not exists and kind not in _REMOVABLE:
+            problems.append(VerifyProblem("deleted", primary_table, subject_id, seq,
+                                          f"{kind} {subject_id} was deleted from {primary_table} (audit entry {seq})"))
+        elif payload_digest(rows) != p_hash:
+            found_tables = sorted({r["table"] for r in rows}) or [primary_table]
+            problems.append(VerifyProblem("altered", primary_table, subject_id, seq,
+                                          f"{kind} {subject_id} was altered after audit entry {seq} "
+                                          f"(rows in {', '.join(found_tables)} differ from what was recorded)"))
+        if imported and exists:
+            current = payload_digest(rows)
+            for source_id, imported_hash in imported:
+                if imported_hash != current:
+                    problems.append(VerifyProblem("altered", "runs", subject_id, None,
+                                                  f"run {subject_id} differs from the history imported from "
+                                                  f"{source_id[:12]}"))
 
 
 def verify(tx: Tx) -> tuple[int, list[VerifyProblem]]:
@@ -305,92 +410,51 @@ def verify(tx: Tx) -> tuple[int, list[VerifyProblem]]:
 
     Problems: `chain` (an audit entry altered, inserted or removed), `altered` (a covered row changed after its
     latest entry), `deleted` (a subject's row is gone), `inserted` (rows that no entry covers).
+
+    Everything is read as sorted streams and merged, so memory stays bounded by one subject (a run and its
+    calls), not by the ledger: a 10M-call ledger verifies in the memory of a small one.
     """
     problems: list[VerifyProblem] = []
-    prev = GENESIS
-    latest: dict[tuple[str, str], tuple[int, str]] = {}
-    entries = tx.query(f"SELECT {', '.join(AUDIT_COLUMNS)} FROM audit_log ORDER BY seq")
-    expected_seq = 1
-    for seq, at, kind, subject_id, p_hash, prev_hash, e_hash, actor, change in entries:
-        seq = int(seq)
-        if seq != expected_seq:
-            problems.append(VerifyProblem("chain", "audit_log", str(expected_seq), expected_seq,
-                                          f"audit entries {expected_seq}..{seq - 1} are missing (deleted)"))
-        expected_seq = seq + 1
-        if prev_hash != prev or entry_digest(seq, at, kind, subject_id, p_hash, prev_hash, actor, change) != e_hash:
-            problems.append(VerifyProblem("chain", "audit_log", subject_id, seq,
-                                          f"audit entry {seq} ({kind} {subject_id}) was altered or the chain "
-                                          "broken before it"))
-        prev = e_hash
-        if kind in SUBJECTS:
-            latest[(kind, subject_id)] = (seq, p_hash)
-        else:
-            problems.append(VerifyProblem("chain", "audit_log", subject_id, seq,
-                                          f"audit entry {seq} has an unknown kind {kind!r}"))
-    grouped, primary = _stored_subjects(tx)
-    purged = {(str(k), str(s)) for k, s in tx.query("SELECT kind, subject_id FROM purged_subjects")}
-    # Only the latest entry of a subject must match what is stored now (budgets are updated in place).
-    for (kind, subject_id), (seq, p_hash) in latest.items():
-        rows = grouped.get((kind, subject_id), [])
-        table = SUBJECTS[kind][0][0]
-        if (kind, subject_id) not in primary and (kind, subject_id) in purged:
-            continue  # removed by a recorded purge (its tombstone is itself covered by the chain)
-        if (kind, subject_id) not in primary and kind not in _REMOVABLE:
-            problems.append(VerifyProblem("deleted", table, subject_id, seq,
-                                          f"{kind} {subject_id} was deleted from {table} (audit entry {seq})"))
-        elif payload_digest(rows) != p_hash:
-            tables = sorted({r["table"] for r in rows}) or [table]
-            problems.append(VerifyProblem("altered", table, subject_id, seq,
-                                          f"{kind} {subject_id} was altered after audit entry {seq} "
-                                          f"(rows in {', '.join(tables)} differ from what was recorded)"))
-    for (kind, subject_id), rows in sorted(grouped.items()):
-        if (kind, subject_id) not in latest:
-            table = rows[0]["table"]
-            what = f"{kind} {subject_id}" if table == SUBJECTS[kind][0][0] else f"{table} rows of {kind} {subject_id}"
-            problems.append(VerifyProblem("inserted", table, subject_id, None,
-                                          f"{what} has no audit entry (inserted outside genops)"))
-    problems.extend(verify_imported_chains(tx, grouped))
+    checked = _check_chain(tx, problems)
+    for kind in sorted(SUBJECTS):
+        _check_subjects(tx, kind, problems)
+    problems.extend(verify_imported_chains(tx))
     problems.sort(key=lambda p: (p.seq is None, p.seq or 0))
-    return len(entries), problems
+    return checked, problems
 
 
-def verify_imported_chains(tx: Tx, grouped: dict[tuple[str, str], list[dict[str, Any]]]) -> list[VerifyProblem]:
+def verify_imported_chains(tx: Tx) -> list[VerifyProblem]:
     """Chains imported by `genops ledger migrate` (audit_imports): each must be intact from entry 1 up to every
-    head a `ledger_merges` row recorded (that row is covered by this ledger's own chain), and each run entry's
-    latest payload must still match the run's rows here, so the target keeps proving the source's history."""
+    head a `ledger_merges` row recorded (that row is covered by this ledger's own chain). That each imported run
+    entry still matches the run's rows here is checked with the runs (`_check_subjects`)."""
     problems: list[VerifyProblem] = []
     heads: dict[str, dict[int, str]] = {}
     for source_id, seq, head_hash in tx.query("SELECT source_id, source_head_seq, source_head_hash FROM ledger_merges"):
         heads.setdefault(str(source_id), {})[int(seq)] = str(head_hash)
     for source_id, recorded in sorted(heads.items()):
         short = source_id[:12]
-        prev, expected, latest_run = GENESIS, 1, {}
+        prev, expected = GENESIS, 1
         top = max(recorded)
-        for batch_names, rows in tx.iter_batches(
-                f"SELECT {', '.join(AUDIT_COLUMNS)} FROM audit_imports WHERE source_id = ? AND seq <= ? ORDER BY seq",
-                [source_id, top]):
-            del batch_names
-            for seq, at, kind, subject_id, p_hash, prev_hash, e_hash, actor, change in rows:
-                seq = int(seq)
-                if seq != expected or prev_hash != prev or \
-                        entry_digest(seq, at, kind, subject_id, p_hash, prev_hash, actor, change) != e_hash:
-                    problems.append(VerifyProblem("chain", "audit_imports", subject_id, None,
-                                                  f"imported chain {short} is broken at its entry {expected}"))
-                    break
-                if recorded.get(seq, e_hash) != e_hash:
-                    problems.append(VerifyProblem("chain", "audit_imports", subject_id, None,
-                                                  f"imported chain {short}: entry {seq} is not the head recorded "
-                                                  "when it was merged"))
-                if kind == "run":
-                    latest_run[subject_id] = p_hash
-                prev, expected = e_hash, seq + 1
-        if expected <= top and not any(p.table == "audit_imports" for p in problems):
+        broken = False
+        for row in tx.stream(f"SELECT {', '.join(AUDIT_COLUMNS)} FROM audit_imports WHERE source_id = ? AND seq <= ? "
+                             "ORDER BY seq", [source_id, top]):
+            seq, e_hash = int(row["seq"]), row["entry_hash"]
+            digest = entry_digest(seq, row["recorded_at"], row["kind"], row["subject_id"], row["payload_hash"],
+                                  row["prev_hash"], row["actor"], row["change"])
+            if broken:
+                continue
+            if seq != expected or row["prev_hash"] != prev or digest != e_hash:
+                problems.append(VerifyProblem("chain", "audit_imports", row["subject_id"], None,
+                                              f"imported chain {short} is broken at its entry {expected}"))
+                broken = True
+                continue
+            if recorded.get(seq, e_hash) != e_hash:
+                problems.append(VerifyProblem("chain", "audit_imports", row["subject_id"], None,
+                                              f"imported chain {short}: entry {seq} is not the head recorded "
+                                              "when it was merged"))
+            prev, expected = e_hash, seq + 1
+        if expected <= top and not broken:
             problems.append(VerifyProblem("chain", "audit_imports", source_id, None,
                                           f"imported chain {short} ends at entry {expected - 1}, before the "
                                           f"recorded head {top} (entries deleted)"))
-        for run_id, p_hash in latest_run.items():
-            rows = grouped.get(("run", run_id))
-            if rows is not None and payload_digest(rows) != p_hash:
-                problems.append(VerifyProblem("altered", "runs", run_id, None,
-                                              f"run {run_id} differs from the history imported from {short}"))
     return problems

@@ -11,6 +11,7 @@ SQL is written once with `?` placeholders in the subset both engines share; `Tx`
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import threading
@@ -118,11 +119,39 @@ class Tx:
             return
         yield from _batches(self.conn.execute(sql, list(params)), size)
 
+    def stream(self, sql: str, params: Sequence[Any] = (), size: int = 5000) -> Iterator[dict[str, Any]]:
+        """Rows as dicts, read `size` at a time on a cursor of their own, so several streams can be read side by
+        side in one transaction (a merge over sorted tables). PostgreSQL: a named server-side cursor each;
+        DuckDB: a duplicate connection of the same database (readers hold the shared file lock meanwhile)."""
+        if self.backend == "postgresql":
+            name = f"genops_stream_{next(_STREAM_IDS)}"
+            with self.conn.cursor(name=name) as cur:
+                cur.itersize = size
+                cur.execute(self._sql(sql), list(params))
+                for names, rows in _batches(cur, size):
+                    yield from (dict(zip(names, row, strict=True)) for row in rows)
+            return
+        cur = self.conn.cursor()
+        try:
+            cur.execute(sql, list(params))
+            for names, rows in _batches(cur, size):
+                yield from (dict(zip(names, row, strict=True)) for row in rows)
+        finally:
+            cur.close()
+
+    def binary_order(self, column: str) -> str:
+        """An ORDER BY term that sorts text by code point on both engines, as Python compares str (PostgreSQL's
+        default collation may follow the locale)."""
+        return f'{column} COLLATE "C"' if self.backend == "postgresql" else column
+
     def lock_scopes(self, scopes: Sequence[str]) -> None:
         """Serialize budget checks per scope. DuckDB writers already hold the exclusive file lock."""
         if self.backend == "postgresql":
             for scope in sorted(set(scopes)):
                 self.execute("SELECT pg_advisory_xact_lock(hashtext(?))", [f"genops:{scope}"])
+
+
+_STREAM_IDS = itertools.count(1)
 
 
 def _batches(cur: Any, size: int) -> Iterator[tuple[list[str], list[tuple[Any, ...]]]]:

@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,8 @@ for _var in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "OPENAI_BASE_URL", "ANTHROPI
              "HAYSTACK_CONTENT_TRACING_ENABLED"):
     os.environ.pop(_var, None)
 os.environ["HAYSTACK_TELEMETRY_ENABLED"] = "False"
+# hypothesis keeps caches in ./.hypothesis by default: keep them out of the repository's top level
+os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", os.path.join(tempfile.gettempdir(), "genops-hypothesis"))
 os.environ.setdefault("NO_COLOR", "1")
 
 

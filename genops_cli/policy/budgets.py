@@ -428,6 +428,23 @@ def _stamp(path: Path | None) -> Any:
     return st.st_mtime_ns, st.st_size, st.st_ino
 
 
+#: The stamp file is stat()ed at most this often per process: every system call on a run's thread hands the GIL
+#: to another thread (up to the 5 ms switch interval under load), and a batch asks several times per run.
+STAMP_CHECK_SECONDS = 0.2
+_stamps_seen: dict[Path, tuple[float, Any]] = {}
+
+
+def _recent_stamp(path: Path | None, now: float) -> Any:
+    if path is None:
+        return None
+    seen = _stamps_seen.get(path)
+    if seen is not None and now - seen[0] < STAMP_CHECK_SECONDS:
+        return seen[1]
+    stamp = _stamp(path)
+    _stamps_seen[path] = (now, stamp)
+    return stamp
+
+
 def budgets_changed(ledger: Ledger) -> None:
     """After a committed change to the budgets table: other processes re-read it at their next call (stamp),
     this process at once."""
@@ -456,7 +473,7 @@ def cached_ledger_budgets(ledger: Ledger, max_age: float | None = None) -> list[
     """
     now = time.monotonic()
     stamp_path = _stamp_path(ledger)
-    stamp = _stamp(stamp_path)
+    stamp = _recent_stamp(stamp_path, now)
     if max_age is None:
         # A DuckDB ledger with no stamp file yet has had no budget set since stamps exist: the first `budget set`
         # creates the file, and that change of stamp is seen at the next call, as any other.
@@ -478,6 +495,7 @@ def cached_ledger_budgets(ledger: Ledger, max_age: float | None = None) -> list[
 def forget_ledger_budgets(ledger: Ledger | None = None) -> None:
     """Drop the cached budget list of `ledger` (all ledgers when None): this process changed its budgets."""
     with _ledger_budget_guard:
+        _stamps_seen.clear()
         if ledger is None:
             _ledger_budget_cache.clear()
         else:

@@ -83,6 +83,6 @@ def get_auto_adapter() -> GenOpsHaystackAdapter | None:
 
 def flush(timeout: float | None = 60.0) -> bool:
     """Wait until every run tracked in this process is in its ledger (True) or safe in the spool (False)."""
-    from genops_cli import writer
+    from genops_cli.ledger import recorder
 
-    return writer.flush(timeout)
+    return recorder.flush_all(timeout)

@@ -136,14 +136,21 @@ def handle_errors(func: F) -> F:
 # DuckDB ledgers this invocation opened before their file existed: announced once the command ends, if it created
 # them (after a usage error the one-line error stays the only line).
 _NEW_LEDGERS: list[Any] = []
+#: The command's own stderr event log when it has one (`genops run`: --quiet, --log-format json), so the notice
+#: follows the same rules as the command's other lines.
+EVENTS: Any = None
 
 
 def _announce_new_ledgers(usage_error: bool) -> None:
+    global EVENTS
+    from genops_cli.logging_setup import EventLog
+
+    events, EVENTS = EVENTS or EventLog(), None
     while _NEW_LEDGERS:
         ledger = _NEW_LEDGERS.pop()
         if not usage_error and ledger.exists():
-            info(f"genops: created a new ledger at {ledger.location} (none existed there; another ledger: "
-                 "--ledger PATH or GENOPS_LEDGER)")
+            events.info("ledger.created", f"genops: created a new ledger at {ledger.location} (none existed "
+                        "there; another ledger: --ledger PATH or GENOPS_LEDGER)", ledger=str(ledger.location))
 
 
 def load_cli_settings(**attribution: Any) -> Any:

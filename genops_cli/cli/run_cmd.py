@@ -10,6 +10,7 @@ from typing import Any
 
 import typer
 
+from genops_cli.cli import common
 from genops_cli.cli.common import (
     handle_errors,
     info,
@@ -131,7 +132,9 @@ def run(
 
     # With --json, stdout carries JSON only: whatever the pipeline prints (a streaming callback such as
     # print_streaming_chunk, a tool's print) goes to stderr while it runs.
+    events = EventLog(log_format, quiet)
+    common.EVENTS = events  # the new-ledger notice follows --quiet and --log-format too
     with contextlib.redirect_stdout(sys.stderr) if json_output else contextlib.nullcontext():
         code = run_batch(settings, ledger, pipeline, runs, options, emit=emit, warn=warn, info=info,
-                         events=EventLog(log_format, quiet), view=ConsoleBatchView)
+                         events=events, view=ConsoleBatchView)
     raise typer.Exit(code)

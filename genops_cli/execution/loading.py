@@ -23,7 +23,14 @@ from typing import Any
 from genops_cli.errors import PipelineLoadError
 from genops_cli.safe_load import parse_yaml, read_text
 from genops_cli.tracking.capture import ComponentProfile, PipelineProfile
-from genops_cli.tracking.usage import is_embedder, is_llm_component, provider_for
+from genops_cli.tracking.usage import (
+    endpoint_of,
+    is_embedder,
+    is_llm_component,
+    max_tokens_of,
+    model_of,
+    provider_for,
+)
 
 SIMULATOR_MODULE = "genops_cli.execution.simulate"
 
@@ -66,9 +73,6 @@ INTEGRATION_PACKAGES = {
     # deepset's experimental package (chat message stores, early components)
     "haystack_experimental": "haystack-experimental",
 }
-
-_MAX_TOKENS_KEYS = ("max_tokens", "max_completion_tokens", "max_output_tokens", "num_predict", "max_new_tokens")
-
 
 @dataclass
 class LoadedPipeline:
@@ -199,27 +203,11 @@ def _env_secrets(params: Any, path: str = "") -> list[tuple[str, list[str], bool
     return found
 
 
-def _max_tokens(params: dict[str, Any]) -> int | None:
-    for source in (params.get("generation_kwargs") or {}, params):
-        if isinstance(source, dict):
-            for key in _MAX_TOKENS_KEYS:
-                value = source.get(key)
-                if isinstance(value, int) and value > 0:
-                    return value
-    return None
-
-
-#: Init parameters that name the endpoint a component calls (residency rules need it).
-_ENDPOINT_KEYS = ("api_base_url", "azure_endpoint", "base_url", "api_base", "endpoint", "url")
-
-
 def _profile_component(name: str, type_path: str, params: dict[str, Any]) -> ComponentProfile:
     type_name = type_path.rsplit(".", 1)[-1]
     llm = is_llm_component(type_name, type_path)
     emb = is_embedder(type_name, type_path)
-    model = params.get("model") or params.get("model_name") or params.get("azure_deployment")
-    if model is None and isinstance(params.get("model_id"), str):
-        model = params["model_id"]
+    model = model_of(params)
     if model is None and (llm or emb):
         model = default_model(type_path)
     profile = ComponentProfile(
@@ -229,12 +217,11 @@ def _profile_component(name: str, type_path: str, params: dict[str, Any]) -> Com
         is_llm=llm,
         is_embedder=emb,
         model=str(model) if (llm or emb) and model else None,
-        max_tokens=_max_tokens(params) if llm else None,
+        max_tokens=max_tokens_of(params) if llm else None,
         is_retriever="Retriever" in type_name,
         top_k=params.get("top_k") if isinstance(params.get("top_k"), int) else None,
         streaming=bool(params.get("streaming_callback")),
-        endpoint=next((str(params[k]) for k in _ENDPOINT_KEYS if isinstance(params.get(k), str) and params[k]),
-                      None),
+        endpoint=endpoint_of(params),
     )
     if llm or emb:
         profile.provider = provider_for(type_name, type_path, profile.model, params)

@@ -792,8 +792,7 @@ def simulate_components(data: dict[str, Any], profile: PipelineProfile, output_t
     """Rewrite a serialized pipeline in place: every model-backed or network-bound component (top level or nested
     in Agents, tools, AgentTools, LLM-backed components) and every server-backed document store becomes its
     stand-in. Returns what was replaced."""
-    from genops_cli.execution.loading import _max_tokens
-    from genops_cli.tracking.usage import provider_for
+    from genops_cli.tracking.usage import max_tokens_of, provider_for
 
     replaced: list[Simulated] = []
 
@@ -821,7 +820,7 @@ def simulate_components(data: dict[str, Any], profile: PipelineProfile, output_t
                 name = type_path.rsplit(".", 1)[-1]
                 provider = prof.provider if prof is not None and prof.provider else provider_for(
                     name, type_path, _model_of(params), params)
-                new = _stand_in(type_path, params, family, provider, _max_tokens(params), output_tokens)
+                new = _stand_in(type_path, params, family, provider, max_tokens_of(params), output_tokens)
                 note = "" if _real_class(type_path) is not None else (
                     "not installed here" if type_path.split(".", 1)[0] in HAYSTACK_NAMESPACES
                     else "not imported (outside Haystack)")

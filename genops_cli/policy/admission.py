@@ -41,7 +41,6 @@ REASON = "BUDGET_EXCEEDED"
 #: admitted while a limit has room and stopped once the limit is used up.
 UNKNOWN_WORST_CASE = Decimal("0.0000000001")
 
-_MAX_TOKEN_KEYS = ("max_tokens", "max_completion_tokens", "max_output_tokens", "max_new_tokens", "num_predict")
 
 
 @dataclass(frozen=True)
@@ -251,16 +250,9 @@ def requested_model(inputs: Any) -> str | None:
 
 def requested_max_tokens(inputs: Any) -> int | None:
     """max_tokens (or a provider's synonym) from the call's generation_kwargs, if the caller set one."""
-    if not isinstance(inputs, Mapping):
-        return None
-    kwargs = inputs.get("generation_kwargs")
-    for source in (kwargs, inputs):
-        if isinstance(source, Mapping):
-            for key in _MAX_TOKEN_KEYS:
-                value = source.get(key)
-                if isinstance(value, int) and value > 0:
-                    return value
-    return None
+    from genops_cli.tracking.usage import max_tokens_of
+
+    return max_tokens_of(inputs)
 
 
 def worst_output_tokens(max_tokens: int | None, model: str | None, provider: str | None,

@@ -25,7 +25,14 @@ from genops_cli.errors import RunCostCapReached
 from genops_cli.models import CallRecord
 from genops_cli.money import money_json
 from genops_cli.tracking.capture import ComponentProfile
-from genops_cli.tracking.usage import is_embedder, is_llm_component, provider_for
+from genops_cli.tracking.usage import (
+    endpoint_of,
+    is_embedder,
+    is_llm_component,
+    max_tokens_of,
+    model_of,
+    provider_for,
+)
 
 #: Why an agent run stopped.
 FINAL_ANSWER = "final_answer"  # a reply without tool calls (Haystack: "text")
@@ -43,7 +50,6 @@ EXIT_REASONS = (FINAL_ANSWER, EXIT_CONDITION, MAX_AGENT_STEPS, OUTPUT_LIMIT, CON
 _HAYSTACK_REASONS = {"text": FINAL_ANSWER, "max_agent_steps": MAX_AGENT_STEPS, "length": OUTPUT_LIMIT,
                      "content_filter": CONTENT_FILTER}
 
-_MAX_TOKENS_KEYS = ("max_tokens", "max_completion_tokens", "max_output_tokens", "num_predict", "max_new_tokens")
 
 
 def exit_reason(raw: Any, exit_conditions: Iterable[str] | None, error: BaseException | None,
@@ -107,16 +113,6 @@ def _init_parameters(instance: Any) -> dict[str, Any]:
     return params
 
 
-def _max_tokens(params: Mapping[str, Any]) -> int | None:
-    for source in (params.get("generation_kwargs") or {}, params):
-        if isinstance(source, Mapping):
-            for key in _MAX_TOKENS_KEYS:
-                value = source.get(key)
-                if isinstance(value, int) and value > 0:
-                    return value
-    return None
-
-
 def live_generator_profile(name: str, generator: Any) -> ComponentProfile:
     """What a live chat generator calls: provider from its class and init parameters, model, max_tokens."""
     try:
@@ -128,14 +124,12 @@ def live_generator_profile(name: str, generator: Any) -> ComponentProfile:
     cls = type(generator)
     type_path = f"{cls.__module__}.{cls.__name__}"
     params = _init_parameters(generator)
-    model = params.get("model") or params.get("model_name") or params.get("azure_deployment")
-    if model is None and isinstance(params.get("model_id"), str):
-        model = params["model_id"]
-    model = str(model) if model else None
+    model = model_of(params)
     profile = ComponentProfile(
         name=name, type_name=cls.__name__, fully_qualified_type=type_path,
         provider=provider_for(cls.__name__, type_path, model, params), model=model,
-        max_tokens=_max_tokens(params), is_llm=is_llm_component(cls.__name__, type_path),
+        max_tokens=max_tokens_of(params), endpoint=endpoint_of(params),
+        is_llm=is_llm_component(cls.__name__, type_path),
         is_embedder=is_embedder(cls.__name__, type_path),
         streaming=getattr(generator, "streaming_callback", None) is not None,
     )

@@ -709,6 +709,38 @@ def _provider_from_model(model: Any) -> str | None:
     return None
 
 
+#: Init or generation parameters that cap a call's output, by provider spelling.
+MAX_TOKENS_KEYS = ("max_tokens", "max_completion_tokens", "max_output_tokens", "max_new_tokens", "num_predict")
+#: Init parameters that name the endpoint a component calls (residency rules need it).
+ENDPOINT_KEYS = ("api_base_url", "azure_endpoint", "base_url", "api_base", "endpoint", "url")
+
+
+def max_tokens_of(params: Any) -> int | None:
+    """The output cap a component's init parameters (or a call's inputs) set: generation_kwargs first, then the
+    top level, under any provider's name for it."""
+    if not isinstance(params, Mapping):
+        return None
+    for source in (params.get("generation_kwargs"), params):
+        if isinstance(source, Mapping):
+            for key in MAX_TOKENS_KEYS:
+                value = source.get(key)
+                if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                    return value
+    return None
+
+
+def model_of(params: Mapping[str, Any]) -> str | None:
+    """The model a component's init parameters name (model, model_name, an Azure deployment, model_id)."""
+    model = params.get("model") or params.get("model_name") or params.get("azure_deployment")
+    if model is None and isinstance(params.get("model_id"), str):
+        model = params["model_id"]
+    return str(model) if model else None
+
+
+def endpoint_of(params: Mapping[str, Any]) -> str | None:
+    return next((str(params[k]) for k in ENDPOINT_KEYS if isinstance(params.get(k), str) and params[k]), None)
+
+
 def _is_simulated(class_name: str, module: str) -> bool:
     return class_name.startswith("Mock") or module.startswith("genops_cli") or ".mock" in f".{module}"
 

@@ -204,3 +204,19 @@ def test_rerun_attempt_and_attempts_agree(openai_server, tmp_path: Path):
     assert (first["attempt"], first["attempts"]) == (1, 1)
     assert again["attempt"] == again["attempts"] == 2
     assert again["retries"] == 0
+
+
+@pytest.mark.parametrize("args, flag", [
+    (["run", "pipeline.yml", "--concurrency", "0"], "--concurrency"),
+    (["analyze", "--bogus"], "--bogus"),
+    (["run"], "pipeline"),
+    (["budget", "set"], "scope"),
+])
+def test_clicks_own_usage_errors_are_one_line_exit_2(args, flag):
+    from conftest import genops_subprocess
+
+    result = genops_subprocess(*args)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and flag.lower() in lines[0].lower(), result.stderr
+    assert "╭" not in result.stderr and "Traceback" not in result.stderr

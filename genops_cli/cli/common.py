@@ -353,3 +353,31 @@ class GenopsGroup(TyperGroup):
         super().__init__(*args, **kwargs)
         for name, sub in self.commands.items():
             apply_conventions(sub, name)
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        """Usage errors that click itself finds (an unknown option, a value out of range, a missing argument) are
+        one `error:` line naming the flag and exit 2, like genops' own; never a box or a usage dump."""
+        try:  # typer >= 0.22 ships its own copy of click
+            from typer._click import exceptions
+        except ImportError:
+            from click import exceptions
+
+        try:
+            rv = super().main(*args, standalone_mode=False, **kwargs)
+        except exceptions.UsageError as exc:
+            if isinstance(exc, getattr(exceptions, "NoArgsIsHelpError", ())):
+                exc.show()  # a bare group: its help, as before
+            else:
+                path = exc.ctx.command_path if exc.ctx is not None else "genops"
+                message = " ".join(exc.format_message().split())
+                typer.echo(f"error: {message} (see '{path} --help')", err=True)
+            rv = EXIT_USAGE
+        except exceptions.ClickException as exc:
+            typer.echo(f"error: {' '.join(exc.format_message().split())}", err=True)
+            rv = exc.exit_code
+        except exceptions.Abort:
+            typer.echo("aborted", err=True)
+            rv = 1
+        if not standalone_mode:
+            return rv
+        sys.exit(rv if isinstance(rv, int) else 0)

@@ -78,7 +78,7 @@ def list_runs(
     tag: list[str] = TAG,
     status: str = typer.Option(None, "--status", help=STATUS_HELP),
     real_only: bool = REAL_ONLY,
-    limit: int = typer.Option(50, "--limit", "-n", min=1, help="At most N runs, newest first."),
+    limit: int = typer.Option(50, "--limit", "-n", min=1, max=1_000_000_000, help="At most N runs, newest first."),
     output_format: str = typer.Option("table", "--format", help="table | json | csv."),
     json_output: bool = typer.Option(False, "--json", help="JSON on stdout; the same as --format json."),
 ) -> None:

@@ -32,15 +32,20 @@ os.environ.setdefault("NO_COLOR", "1")
 
 
 @pytest.fixture(autouse=True)
-def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Each test gets its own ledger, cwd (no stray .genops.yml) and price-book cache."""
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Each test gets its own ledger, cwd (no stray .genops.yml), price-book cache and environment (code under
+    test, like the guide's examples, may set os.environ directly: restored after each test)."""
+    saved = dict(os.environ)
     ledger = tmp_path / "ledger.duckdb"
     monkeypatch.setenv("GENOPS_LEDGER", str(ledger))
     monkeypatch.chdir(tmp_path)
     from genops_cli.pricing import reset_price_book
 
     reset_price_book()
-    return ledger
+    yield ledger
+    for key in set(os.environ) - set(saved):
+        del os.environ[key]
+    os.environ.update(saved)
 
 
 @pytest.fixture

@@ -375,7 +375,7 @@ class GenopsGroup(TyperGroup):
         except exceptions.ClickException as exc:
             typer.echo(f"error: {' '.join(exc.format_message().split())}", err=True)
             rv = exc.exit_code
-        except exceptions.Abort:
+        except typer.Abort:
             typer.echo("aborted", err=True)
             rv = 1
         if not standalone_mode:

@@ -358,6 +358,9 @@ def tail(
             batch = follower.poll()
     except KeyboardInterrupt:
         return
+    except RuntimeError as exc:  # Ctrl-C inside a DuckDB query surfaces as "Query interrupted"
+        if "interrupt" not in str(exc).lower():
+            raise
 
 
 def _tail_line(run: Any, fmt: str, console: Any) -> None:

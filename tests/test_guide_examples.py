@@ -335,7 +335,7 @@ def test_rag_insights_name_what_they_could_not_find(openai_server):
         qa_pipeline().run({"prompt_builder": {"question": "q"}})
     with pytest.raises(LookupError, match="no run with id or pipeline name 'nope' in ledger"):
         get_rag_insights(adapter.monitor, "nope")
-    with pytest.raises(TypeError, match="monitor must be a GenOpsHaystackAdapter"):
+    with pytest.raises(TypeError, match="expected a GenOpsHaystackAdapter"):
         get_agent_insights(object(), "known")
     with pytest.raises(TypeError, match="pipeline_id must be a run id"):
         get_agent_insights(adapter, 42)

@@ -15,7 +15,6 @@ ledger. Money is Decimal; latencies are seconds as floats. The pipeline-wide ana
 from __future__ import annotations
 
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 from genops_cli.analysis.insights import AgentInstance, agent_instances, summarize_agent
@@ -138,21 +137,9 @@ def _resolve(monitor: Any, pipeline_id: Any, caller: str) -> tuple[Ledger, list[
 
 
 def _ledger_of(monitor: Any, caller: str) -> Ledger:
-    from genops_cli.analysis.insights import caught_up
-    from genops_cli.ledger.store import open_ledger, resolve_ledger_location
+    from genops_cli.analysis.insights import as_ledger
 
-    if isinstance(monitor, Ledger):
-        return caught_up(monitor)
-    if isinstance(monitor, (str, Path)):
-        return caught_up(open_ledger(resolve_ledger_location(str(monitor), None)))
-    ledger = getattr(monitor, "ledger", None)
-    if isinstance(ledger, Ledger):
-        flush = getattr(monitor, "flush", None)
-        if callable(flush):
-            flush()  # runs still queued in the adapter's writer belong in the answer
-        return ledger
-    raise TypeError(f"{caller}: monitor must be a GenOpsHaystackAdapter (or adapter.monitor), a Ledger or a "
-                    f"ledger path/URL, got {type(monitor).__name__}")
+    return as_ledger(monitor, caller)
 
 
 # -- figures --------------------------------------------------------------------------------------------------

@@ -669,21 +669,11 @@ def _register_live_secrets(instance: Any, depth: int = 0) -> None:
 
 
 def _live_init_parameters(instance: Any) -> dict[str, Any]:
-    to_dict = getattr(instance, "to_dict", None)
-    if callable(to_dict):
-        try:
-            params = to_dict().get("init_parameters")
-            if isinstance(params, dict):
-                return params
-        except Exception:  # e.g. a token Secret refuses to serialize: fall back to attributes
-            pass
-    params: dict[str, Any] = {}
-    for attr in ("model", "model_name", "azure_deployment", "generation_kwargs", "max_tokens", "top_k"):
-        value = getattr(instance, attr, None)
-        if isinstance(value, str | int | dict):
-            params[attr] = value
+    from genops_cli.tracking.usage import live_init_parameters
+
+    params = live_init_parameters(instance)
     generator = getattr(instance, "chat_generator", None)
-    if generator is not None:
+    if generator is not None and "chat_generator" not in params:  # an Agent that did not serialize itself
         cls = type(generator)
         params["chat_generator"] = {"type": f"{cls.__module__}.{cls.__name__}",
                                     "init_parameters": _live_init_parameters(generator)}

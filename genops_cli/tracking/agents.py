@@ -29,6 +29,7 @@ from genops_cli.tracking.usage import (
     endpoint_of,
     is_embedder,
     is_llm_component,
+    live_init_parameters,
     max_tokens_of,
     model_of,
     provider_for,
@@ -96,23 +97,6 @@ def _error_reason(error: BaseException) -> str:
 _live_profiles: weakref.WeakKeyDictionary[Any, ComponentProfile] = weakref.WeakKeyDictionary()
 
 
-def _init_parameters(instance: Any) -> dict[str, Any]:
-    to_dict = getattr(instance, "to_dict", None)
-    if callable(to_dict):
-        try:
-            params = to_dict().get("init_parameters")
-            if isinstance(params, dict):
-                return params
-        except Exception:  # e.g. a token Secret refuses to serialize: read the attributes instead
-            pass
-    params = {}
-    for attr in ("model", "model_name", "azure_deployment", "api_base_url", "azure_endpoint", "generation_kwargs"):
-        value = getattr(instance, attr, None)
-        if isinstance(value, str | dict):
-            params[attr] = value
-    return params
-
-
 def live_generator_profile(name: str, generator: Any) -> ComponentProfile:
     """What a live chat generator calls: provider from its class and init parameters, model, max_tokens."""
     try:
@@ -123,7 +107,7 @@ def live_generator_profile(name: str, generator: Any) -> ComponentProfile:
         return cached
     cls = type(generator)
     type_path = f"{cls.__module__}.{cls.__name__}"
-    params = _init_parameters(generator)
+    params = live_init_parameters(generator)
     model = model_of(params)
     profile = ComponentProfile(
         name=name, type_name=cls.__name__, fully_qualified_type=type_path,

@@ -737,6 +737,26 @@ def model_of(params: Mapping[str, Any]) -> str | None:
     return str(model) if model else None
 
 
+def live_init_parameters(instance: Any) -> dict[str, Any]:
+    """A live component's init parameters: its own `to_dict()` when it serializes, else the attributes that say
+    what it calls (model, endpoint, output cap)."""
+    to_dict = getattr(instance, "to_dict", None)
+    if callable(to_dict):
+        try:
+            params = to_dict().get("init_parameters")
+            if isinstance(params, dict):
+                return params
+        except Exception:  # e.g. a token Secret refuses to serialize: read the attributes instead
+            pass
+    params: dict[str, Any] = {}
+    for attr in ("model", "model_name", "azure_deployment", "api_base_url", "azure_endpoint", "generation_kwargs",
+                 "max_tokens", "top_k"):
+        value = getattr(instance, attr, None)
+        if isinstance(value, str | int | dict) and not isinstance(value, bool):
+            params[attr] = value
+    return params
+
+
 def endpoint_of(params: Mapping[str, Any]) -> str | None:
     return next((str(params[k]) for k in ENDPOINT_KEYS if isinstance(params.get(k), str) and params[k]), None)
 

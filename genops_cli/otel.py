@@ -256,7 +256,7 @@ class OtelRunExporter(RunHook):
     run once its ingestion committed."""
 
     def __init__(self, tracer_provider: Any, meter_provider: Any | None = None, name: str = "otel") -> None:
-        from genops_cli.execution.runner import genops_version
+        from genops_cli.versions import genops_version
 
         self.name = name
         self.tracer_provider = tracer_provider

@@ -46,7 +46,7 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
-        from genops_cli.execution.runner import genops_version
+        from genops_cli.versions import genops_version
 
         typer.echo(f"genops {genops_version()}")
         raise typer.Exit()

@@ -9,7 +9,6 @@ call this; nothing is implemented twice.
 
 from __future__ import annotations
 
-import functools
 import uuid
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -25,26 +24,7 @@ from genops_cli.ledger.store import Ledger
 from genops_cli.models import Attribution, RunRecord, utcnow
 from genops_cli.policy.admission import SharedBudget
 from genops_cli.tracking.capture import PipelineProfile
-
-
-@functools.cache  # importlib.metadata reads files: ~0.6 ms a call, once per run otherwise
-def genops_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("genops-cli")
-    except PackageNotFoundError:
-        return "0+unknown"
-
-
-@functools.cache
-def haystack_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("haystack-ai")
-    except PackageNotFoundError:
-        return "unknown"
+from genops_cli.versions import genops_version, haystack_version
 
 
 def new_run_id() -> str:

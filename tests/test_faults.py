@@ -101,7 +101,7 @@ def _assert_exactly_once(lines: int = LINES) -> None:
 
 
 STAGES = [("write", 1), ("write", 3), ("hand_off:return", 2), ("insert_runs:call", 1), ("insert_runs:return", 1),
-          ("insert_runs:return", 2), ("after_commit:call", 1), ("after_commit:call", 5), ("replace", 1),
+          ("insert_runs:return", 2), ("after_commit:call", 1), ("after_commit:call", 3), ("replace", 1),
           ("replace", 2), ("unlink", 1), ("unlink", 2)]
 
 

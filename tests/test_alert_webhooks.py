@@ -6,49 +6,21 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 import time
 from collections.abc import Iterator
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
 from conftest import cli, sample
+from webhook_sink import WebhookSink
 
 RAG = ("run", sample("rag"), "--inputs", sample("rag", "inputs.json"), "--json")
 
 
-class Receiver:
-    """A loopback webhook that records every JSON body posted to it."""
-
-    def __init__(self) -> None:
-        self.bodies: list[dict[str, Any]] = []
-        received = self.bodies
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server naming
-                length = int(self.headers.get("Content-Length", 0))
-                received.append(json.loads(self.rfile.read(length)))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/services/T0/B0/secret-token"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
-def receivers() -> Iterator[list[Receiver]]:
-    made = [Receiver(), Receiver()]
+def receivers() -> Iterator[list[WebhookSink]]:
+    made = [WebhookSink("/services/T0/B0/secret-token", status=200) for _ in range(2)]
     yield made
     for r in made:
         r.close()

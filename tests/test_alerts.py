@@ -3,55 +3,26 @@
 
 from __future__ import annotations
 
-import json
 import os
 import socket
-import threading
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import cli, genops_subprocess, json_lines, ledger_rows, sample
+from webhook_sink import WebhookSink
 
 RAG = ("run", sample("rag"), "--inputs", sample("rag", "inputs.json"), "--json")
 RUN_COST = Decimal("0.00045")  # gpt-4o-mini, 1000 input + 500 output tokens
 
 
-class Hook:
-    """A loopback webhook receiver that records every JSON body it is sent."""
-
-    def __init__(self) -> None:
-        self.bodies: list[dict[str, Any]] = []
-        received = self.bodies
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server naming
-                length = int(self.headers.get("Content-Length", 0))
-                received.append(json.loads(self.rfile.read(length)))
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/genops"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
-def webhook() -> Iterator[Hook]:
-    hook = Hook()
+def webhook() -> Iterator[WebhookSink]:
+    hook = WebhookSink("/genops")
     yield hook
     hook.close()
 

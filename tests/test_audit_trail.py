@@ -93,25 +93,12 @@ def test_checkpoint_detects_deleting_the_newest_records(openai_server, tmp_path)
 
 def test_checkpoint_refuses_a_broken_chain_and_posts_to_a_webhook(openai_server, tmp_path):
     import os
-    import threading
-    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from webhook_sink import WebhookSink
 
     _runs(openai_server, ("acme-corp",))
-    received = []
-
-    class Sink(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802
-            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Sink)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+    with WebhookSink("/hook") as sink:
+        url, received = sink.url, sink.bodies
         assert cli("compliance", "checkpoint", "--webhook", url).exit_code == 0
         assert received and received[0]["genops_checkpoint"]["seq"] >= 1
         from genops_cli.ledger.store import open_ledger
@@ -120,8 +107,6 @@ def test_checkpoint_refuses_a_broken_chain_and_posts_to_a_webhook(openai_server,
             tx.execute("UPDATE runs SET total_cost = total_cost + 1")
         broken = cli("compliance", "checkpoint", "--webhook", url)
         assert broken.exit_code == 1 and len(received) == 1
-    finally:
-        server.shutdown()
 
 
 def test_purge_a_customer_keeps_the_chain_verifiable_and_forgets_the_name(openai_server):

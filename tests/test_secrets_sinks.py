@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import quote
 
@@ -152,25 +150,12 @@ def test_webhook_bodies(monkeypatch):
 
     monkeypatch.setenv("LLM_CRED", KEY)
     register_env_vars(["LLM_CRED"])
-    bodies: list[bytes] = []
+    from webhook_sink import WebhookSink
 
-    class Receiver(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server naming
-            bodies.append(self.rfile.read(int(self.headers["Content-Length"])))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        status = post_webhook(f"http://127.0.0.1:{server.server_port}/hook",
-                              {"text": f"run failed: 401 {KEY}", "blocks": [{"text": quote(KEY, safe='')}]}, 3)
-    finally:
-        server.shutdown()
+    with WebhookSink("/hook", status=200) as sink:
+        status = post_webhook(sink.url, {"text": f"run failed: 401 {KEY}",
+                                         "blocks": [{"text": quote(KEY, safe='')}]}, 3)
+    bodies = sink.raw
     assert status == "http 200"
     [body] = bodies
     assert "run failed" in body.decode()

@@ -41,7 +41,8 @@ def serve(
     try:
         server = make_server(ledger, settings, host=host, port=port, refresh_seconds=refresh)
     except OSError as exc:
-        raise UsageError(f"--host {host} --port {port}: cannot bind ({exc.strerror}); pick another --port") from exc
+        raise UsageError(f"--host {host} --port {port}: cannot bind ({exc.strerror}); check --host (an address of this "
+                         "machine) and pick a free --port") from exc
     bound_host, bound_port = server.server_address[:2]
     info(f"genops serve: http://{bound_host}:{bound_port}/metrics (ledger {ledger.display}, refresh {refresh:g} s)")
     _stop_on_sigterm(server)

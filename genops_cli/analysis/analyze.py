@@ -14,7 +14,7 @@ Simulated runs are left out unless `Filters(include_simulated=True)`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -179,9 +179,9 @@ _NO_STATS = "NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
 _NO_SOURCES = ("CAST(NULL AS BIGINT), CAST(NULL AS BIGINT), CAST(NULL AS BIGINT), CAST(NULL AS DECIMAL(38,18)), "
                "CAST(NULL AS DECIMAL(38,18))")
 
-# Row kinds of the one grouped statement behind `analyze`: the groups, each component's model cost (for the most
-# expensive component), and the usage-source totals.
-_GROUP, _COMPONENT, _TOTAL = 0, 1, 2
+# Row kinds of the one grouped statement behind `analyze`: the groups and each component's model cost (for the
+# most expensive component).
+_GROUP, _COMPONENT = 0, 1
 
 
 def _call_level_sql(tx: Tx, by: str, where: str) -> str:
@@ -211,7 +211,7 @@ def _call_level_sql(tx: Tx, by: str, where: str) -> str:
             WHERE {where}{extra}
             GROUP BY GROUPING SETS ({sets})
         )
-        SELECT CASE WHEN g = 3 THEN {_TOTAL} WHEN g = 1 THEN {_GROUP} ELSE {_COMPONENT} END,
+        SELECT CASE WHEN g = 1 THEN {_GROUP} ELSE {_COMPONENT} END,
                CASE WHEN g = 2 THEN component ELSE key END, *
         FROM agg
     """
@@ -232,7 +232,7 @@ def _run_level_sql(tx: Tx, by: str, where: str) -> str:
                    {_SOURCE_SUMS}
             FROM calls c JOIN runs r ON r.run_id = c.run_id
             WHERE {where}
-            GROUP BY GROUPING SETS ((c.run_id), (c.component_name), ())
+            GROUP BY GROUPING SETS ((c.run_id), (c.component_name))
         )
         SELECT {_GROUP}, CAST({key} AS VARCHAR),
                SUM(COALESCE(rc.cost, {_ZERO_MONEY_SQL})),
@@ -243,15 +243,13 @@ def _run_level_sql(tx: Tx, by: str, where: str) -> str:
                {percentile(tx.backend, 0.5, 'rc.run_ms')}, {percentile(tx.backend, 0.95, 'rc.run_ms')},
                SUM(CASE WHEN r.status = 'error' THEN 1 ELSE 0 END),
                COUNT(*),
-               SUM(COALESCE(rc.unpriced, 0)), {_NO_SOURCES}
+               SUM(COALESCE(rc.unpriced, 0)), SUM(rc.model_calls), SUM(rc.estimated_calls), SUM(rc.missing_calls),
+               SUM(rc.model_cost), SUM(rc.estimated_cost)
         FROM runs r LEFT JOIN (SELECT * FROM agg WHERE g = 1) rc ON rc.run_id = r.run_id
         WHERE {where}
         GROUP BY {key}
         UNION ALL
         SELECT {_COMPONENT}, component, model_cost, {_NO_STATS}, {_NO_SOURCES} FROM agg WHERE g = 2
-        UNION ALL
-        SELECT {_TOTAL}, NULL, NULL, {_NO_STATS}, model_calls, estimated_calls, missing_calls, model_cost,
-               estimated_cost FROM agg WHERE g = 3
     """
 
 
@@ -264,7 +262,8 @@ def _share(n: Any, estimated: Any, missing: Any, cost: Any, estimated_cost: Any)
 def group_costs(tx: Tx, by: str, filters: Filters, period: Period | None
                 ) -> tuple[list[GroupStats], str | None, UsageSourceShare]:
     """Per-group stats (shares left at 0: the caller knows the total), the component with the highest model cost
-    and the usage-source totals, from one grouped statement (GROUPING SETS: one pass over the calls)."""
+    and the usage-source totals (the sum of the groups'), from one grouped statement (GROUPING SETS: one pass over
+    the calls)."""
     level = dimension(by)[0]
     where, params = build_where(filters, period, "r")
     if level == "call":
@@ -273,27 +272,22 @@ def group_costs(tx: Tx, by: str, filters: Filters, period: Period | None
         rows = tx.query(_run_level_sql(tx, by, where), params + params)
     groups: list[GroupStats] = []
     components: list[tuple[Decimal, str]] = []
-    sources = UsageSourceShare()
     sums: list[Any] = [0, 0, 0, ZERO, ZERO]
     for kind, key, *values in rows:
         if level == "call":
             values = values[3:]  # the CTE's own key, component and grouping id
         cost, runs, calls, inp, cache, out, p50, p95, failed, visits, unpriced, *source = values
-        if kind == _TOTAL:
-            sources = _share(*source)
-        elif kind == _COMPONENT:
+        if kind == _COMPONENT:
             components.append((source[3] if level == "call" else cost, key))
-        else:
-            if level == "call":  # the groups partition the calls: their source figures add up to the totals
-                sums = [a + (b or 0) for a, b in zip(sums, source, strict=True)]
+        else:  # the groups partition the calls (or the runs): their source figures add up to the totals
+            sums = [a + (b or 0) for a, b in zip(sums, source, strict=True)]
             groups.append(GroupStats(
                 key=_key_text(key), cost=cost if cost is not None else ZERO, runs=int(runs or 0),
                 calls=int(calls or 0), input_tokens=int(inp or 0), cache_read_tokens=int(cache or 0),
                 output_tokens=int(out or 0), latency_p50_ms=_ms(p50), latency_p95_ms=_ms(p95),
                 failure_rate=ratio(int(failed or 0), int(visits or 0)), unpriced_calls=int(unpriced or 0),
             ))
-    if level == "call":
-        sources = _share(*sums)
+    sources = _share(*sums)
     if by == "day":
         groups.sort(key=lambda g: g.key or "")
     else:
@@ -331,6 +325,16 @@ def count_runs(tx: Tx, filters: Filters, period: Period | None, simulated: bool 
     return int(tx.scalar(f"SELECT COUNT(*) FROM runs r WHERE {where}", params) or 0)
 
 
+def _count_runs_both(tx: Tx, filters: Filters, period: Period | None) -> tuple[int, int]:
+    """(runs matching `filters`, simulated runs they leave out) in one statement over the runs."""
+    if filters.include_simulated:
+        return count_runs(tx, filters, period), 0
+    where, params = build_where(replace(filters, include_simulated=True), period, "r")
+    real, simulated = tx.query(f"SELECT SUM(CASE WHEN r.simulated THEN 0 ELSE 1 END), "
+                               f"SUM(CASE WHEN r.simulated THEN 1 ELSE 0 END) FROM runs r WHERE {where}", params)[0]
+    return int(real or 0), int(simulated or 0)
+
+
 def daily_costs(tx: Tx, filters: Filters, period: Period | None) -> list[tuple[date, Decimal]]:
     """Cost per UTC day (for the sparkline), oldest first; days without runs are absent."""
     where, params = build_where(filters, period, "r")
@@ -359,11 +363,8 @@ def analyze_costs(ledger: Ledger, period: Period | None, filters: Filters | None
         total = sum((g.cost for g in groups), ZERO)
         for g in groups:
             g.share = ratio(g.cost, total)
-        if dimension(by)[0] == "run":
-            runs = sum(g.runs for g in groups)
-        else:
-            runs = count_runs(tx, filters, period)
-        excluded = 0 if filters.include_simulated else count_runs(tx, filters, period, simulated=True)
+        real, excluded = _count_runs_both(tx, filters, period)
+        runs = sum(g.runs for g in groups) if dimension(by)[0] == "run" else real
         daily = daily_costs(tx, filters, period) if with_daily else []
     return CostAnalysis(
         period=period, filters=filters, by=by, total_cost=total, runs=runs,

@@ -33,7 +33,6 @@ from datetime import date, datetime, timedelta, timezone
 from decimal import ROUND_FLOOR, Decimal
 from typing import TYPE_CHECKING, Any
 
-from genops_cli.analysis.analyze import usage_sources_by
 from genops_cli.analysis.filters import Filters, build_where
 from genops_cli.analysis.periods import Period, parse_when
 from genops_cli.errors import ConfigError, UsageError
@@ -356,12 +355,13 @@ class TenantBill:
         }
 
 
-# One row per (tenant, day, pipeline, provider, model, stored unit prices, priced, estimated): the bill is built
-# from these aggregates, as a provider's invoice is (quantity summed, then x unit price), in one grouped query for
-# one tenant or for all of them.
+# One row per (tenant, day, pipeline, provider, model, stored unit prices, priced, usage source: 1 estimated,
+# 2 missing, 0 measured): the bill is built from these aggregates, as a provider's invoice is (quantity summed,
+# then x unit price), in one grouped query for one tenant or for all of them; the bill's usage-source figures are
+# sums of the same rows.
 _GROUPS_SQL = """
 SELECT r.customer_id, CAST(r.started_at AS DATE), r.pipeline_name, c.provider, c.model, c.unit_prices, c.priced,
-       CASE WHEN c.usage_source = 'estimated' THEN 1 ELSE 0 END,
+       CASE c.usage_source WHEN 'estimated' THEN 1 WHEN 'missing' THEN 2 ELSE 0 END,
        COUNT(*), SUM(c.input_tokens), SUM(c.output_tokens),
        SUM(CASE WHEN c.input_tokens > c.cache_read_tokens + c.cache_write_tokens
                 THEN c.input_tokens - c.cache_read_tokens - c.cache_write_tokens ELSE 0 END),
@@ -375,7 +375,7 @@ SELECT r.customer_id, CAST(r.started_at AS DATE), r.pipeline_name, c.provider, c
 FROM calls c JOIN runs r ON r.run_id = c.run_id
 WHERE {where} AND (c.model IS NOT NULL OR c.cost <> 0 OR c.list_cost <> 0)
 GROUP BY r.customer_id, CAST(r.started_at AS DATE), r.pipeline_name, c.provider, c.model, c.unit_prices, c.priced,
-         CASE WHEN c.usage_source = 'estimated' THEN 1 ELSE 0 END
+         CASE c.usage_source WHEN 'estimated' THEN 1 WHEN 'missing' THEN 2 ELSE 0 END
 """
 
 #: Calls recorded before schema v5 were rounded to 10 places each: a group's stored total may differ from its
@@ -443,7 +443,7 @@ class _Group:
             day = day.date()
         prices = UnitPrices.from_json(json.loads(prices_json)) if prices_json else UnitPrices()
         return cls(str(tenant), day, pipeline, provider or "unknown", model or "unknown", prices, bool(priced),
-                   bool(est), int(n), int(inp or 0), int(out or 0), int(uncached or 0), int(cr or 0), int(cw or 0),
+                   est == 1, int(n), int(inp or 0), int(out or 0), int(uncached or 0), int(cr or 0), int(cw or 0),
                    float(latency or 0), Decimal(cost or 0), Decimal(list_cost or 0),
                    Decimal(contracted) if n_contracted == n and contracted is not None else None, first_at,
                    int(max_input or 0), {"input": int(n_in or 0), "cached_input": int(n_cr or 0),
@@ -573,21 +573,36 @@ def _bills(tx: Tx, period: BillingPeriod, settings: Settings | None, book: Price
     where, params = _tenant_where(tenant, period)
     acc: dict[str, _Accumulator] = {}
     prices: dict[str, _ListPrices] = {}
+    sources: dict[str, UsageSourceShare] = {}
     for row in tx.query(_GROUPS_SQL.format(where=where), params):
         g = _Group.from_row(row)
         acc.setdefault(g.tenant, _Accumulator()).add(g, prices.setdefault(g.tenant, _ListPrices(book, g.tenant)))
-    runs: dict[str, list[tuple[Any, ...]]] = {}
-    for row in tx.query(f"SELECT r.customer_id, r.status, COUNT(*), MIN(r.currency), MAX(r.currency) FROM runs r "
-                        f"WHERE {where} GROUP BY r.customer_id, r.status", params):
-        runs.setdefault(str(row[0]), []).append(row[1:])
+        if row[4] is not None:  # model calls: the usage-source share (measured / estimated / missing)
+            share = sources.setdefault(g.tenant, UsageSourceShare())
+            share.calls += g.calls
+            share.cost += g.cost
+            if row[7] == 1:
+                share.estimated_calls += g.calls
+                share.estimated_cost += g.cost
+            elif row[7] == 2:
+                share.missing_calls += g.calls
+    # This period's runs per status and the previous period's totals, in one statement over the runs.
     prev_where, prev_params = _tenant_where(tenant, period.previous())
-    previous = {str(r[0]): (Decimal(r[1] or 0), int(r[2] or 0)) for r in tx.query(
-        f"SELECT r.customer_id, SUM(r.total_cost), COUNT(*) FROM runs r WHERE {prev_where} GROUP BY r.customer_id",
-        prev_params)}
+    runs: dict[str, list[tuple[Any, ...]]] = {}
+    previous: dict[str, tuple[Decimal, int]] = {}
+    for which, name, status, n, cost, low, high in tx.query(
+            f"""SELECT 0, r.customer_id, r.status, COUNT(*), NULL, MIN(r.currency), MAX(r.currency) FROM runs r
+                WHERE {where} GROUP BY r.customer_id, r.status
+                UNION ALL
+                SELECT 1, r.customer_id, NULL, COUNT(*), SUM(r.total_cost), NULL, NULL FROM runs r
+                WHERE {prev_where} GROUP BY r.customer_id""", [*params, *prev_params]):
+        if which == 0:
+            runs.setdefault(str(name), []).append((status, n, low, high))
+        else:
+            previous[str(name)] = (Decimal(cost or 0), int(n or 0))
     from genops_cli.policy.budgets import effective_budgets
 
     budgets = {b.scope: b for b in effective_budgets(tx, settings) if b.scope.startswith("customer:")}
-    sources = usage_sources_by(tx, where, params, "r.customer_id")
     names = [tenant] if tenant is not None else sorted(set(runs) | set(acc))
     return [_assemble(name, period, acc.get(name, _Accumulator()), runs.get(name, []),
                       previous.get(name, (ZERO, 0)), budgets, sources.get(name, UsageSourceShare()), settings, book)

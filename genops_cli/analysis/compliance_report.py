@@ -80,30 +80,49 @@ SPEC_SQL: dict[str, str] = {
 _CLASS_SQL = "CASE WHEN COALESCE(r.data_classification, '') = '' THEN 'unclassified' ELSE r.data_classification END"
 # GROUPING(r.team, r.environment, class, r.policy_hash) of each grouping set.
 _BY_TEAM, _BY_ENV, _BY_CLASS, _BY_POLICY, _ALL = 7, 11, 13, 14, 15
+_PROVIDER = -1  # the provider rows of the same statement
+# Typed: PostgreSQL resolves UNION ALL column types from the branches, and untyped NULLs would become text.
+_NO_PROVIDER = ("CAST(NULL AS VARCHAR), CAST(NULL AS BIGINT), CAST(NULL AS BIGINT), CAST(NULL AS BIGINT), "
+                "CAST(NULL AS BIGINT), CAST(NULL AS DECIMAL(38,18))")
 
 
-def _run_groups(tx: Tx, where: str, params: list[Any]) -> list[tuple[Any, ...]]:
+def _run_groups(tx: Tx, where: str, params: list[Any]) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
     """Per team, environment, classification and policy hash, and in total: runs, cost, violating runs and their
-    cost, blocked runs and spec-attribute counts, in one statement (the calls are read once, per run)."""
+    cost, blocked runs and spec-attribute counts; and the model calls per provider. One statement: the calls are
+    read once (GROUPING SETS: per run for the spec checks, per provider for the usage)."""
     flag = "CASE WHEN {} THEN 1 ELSE 0 END"
     spec = ", ".join(f"SUM({flag.format(cond)})" for cond in SPEC_SQL.values())
     conforming = " AND ".join(f"({cond})" for cond in SPEC_SQL.values())
-    return tx.query(
-        f"""WITH x AS (
-                SELECT c.run_id, SUM(CASE WHEN c.component_type IS NULL OR c.component_type = '' THEN 1 ELSE 0 END)
-                       AS untyped, SUM(CASE WHEN c.model IS NOT NULL AND NOT c.priced THEN 1 ELSE 0 END) AS unpriced
-                FROM calls c JOIN runs r ON r.run_id = c.run_id WHERE {where} GROUP BY c.run_id),
+    rows = tx.query(
+        f"""WITH cs AS (
+                SELECT c.run_id, c.provider, GROUPING(c.run_id, c.provider) AS g,
+                       SUM(CASE WHEN c.component_type IS NULL OR c.component_type = '' THEN 1 ELSE 0 END) AS untyped,
+                       SUM(CASE WHEN c.model IS NOT NULL AND NOT c.priced THEN 1 ELSE 0 END) AS unpriced,
+                       COUNT(DISTINCT CASE WHEN c.model IS NOT NULL THEN c.run_id END) AS p_runs,
+                       SUM(CASE WHEN c.model IS NOT NULL THEN 1 ELSE 0 END) AS p_calls,
+                       SUM(CASE WHEN c.model IS NOT NULL THEN c.input_tokens END) AS p_in,
+                       SUM(CASE WHEN c.model IS NOT NULL THEN c.output_tokens END) AS p_out,
+                       SUM(CASE WHEN c.model IS NOT NULL THEN c.cost END) AS p_cost
+                FROM calls c JOIN runs r ON r.run_id = c.run_id WHERE {where}
+                GROUP BY GROUPING SETS ((c.run_id), (c.provider))),
+            x AS (SELECT run_id, untyped, unpriced FROM cs WHERE g = 1),
             v AS (SELECT DISTINCT e.run_id FROM policy_events e JOIN runs r ON r.run_id = e.run_id
                   WHERE {where} AND e.result <> 'ALLOWED')
             SELECT GROUPING(r.team, r.environment, {_CLASS_SQL}, r.policy_hash), r.team, r.environment,
                    {_CLASS_SQL}, r.policy_hash, COUNT(*), SUM(r.total_cost),
                    SUM(CASE WHEN v.run_id IS NOT NULL THEN 1 ELSE 0 END),
                    SUM(CASE WHEN v.run_id IS NOT NULL THEN r.total_cost END),
-                   SUM(CASE WHEN r.status = 'blocked' THEN 1 ELSE 0 END), {spec}, SUM({flag.format(conforming)})
+                   SUM(CASE WHEN r.status = 'blocked' THEN 1 ELSE 0 END), {spec}, SUM({flag.format(conforming)}),
+                   {_NO_PROVIDER}
             FROM runs r LEFT JOIN x ON x.run_id = r.run_id LEFT JOIN v ON v.run_id = r.run_id
             WHERE {where}
-            GROUP BY GROUPING SETS ((r.team), (r.environment), ({_CLASS_SQL}), (r.policy_hash), ())""",
+            GROUP BY GROUPING SETS ((r.team), (r.environment), ({_CLASS_SQL}), (r.policy_hash), ())
+            UNION ALL
+            SELECT {_PROVIDER}, {', '.join('NULL' for _ in range(10 + len(SPEC_SQL)))},
+                   provider, p_runs, p_calls, p_in, p_out, p_cost
+            FROM cs WHERE g = 2 AND p_calls > 0""",
         params * 3)
+    return [r[:-6] for r in rows if r[0] != _PROVIDER], [r[-6:] for r in rows if r[0] == _PROVIDER]
 
 
 def _violations(tx: Tx, where: str, params: list[Any], runs_with: int) -> dict[str, Any]:
@@ -145,7 +164,7 @@ def compliance_report(tx: Tx, days: int = 30, settings: Settings | None = None, 
     per-operation rows of the CSV form."""
     period = period or days_period(days, now)
     where, params = build_where(Filters(), period, alias="r", simulated=False)
-    groups = _run_groups(tx, where, params)
+    groups, providers = _run_groups(tx, where, params)
     total = next((g for g in groups if g[0] == _ALL), None)
     n_runs = int(total[5]) if total else 0
     violating = int(total[7] or 0) if total else 0
@@ -153,10 +172,6 @@ def compliance_report(tx: Tx, days: int = 30, settings: Settings | None = None, 
     currency = [str(c[0]) for c in tx.query(
         f"SELECT DISTINCT r.currency FROM runs r WHERE {where} AND r.currency IS NOT NULL AND r.currency <> '' "
         "ORDER BY r.currency", params)] or ["USD"]
-    providers = tx.query(
-        "SELECT c.provider, COUNT(DISTINCT c.run_id), COUNT(*), SUM(c.input_tokens), SUM(c.output_tokens), "
-        "SUM(c.cost) FROM calls c JOIN runs r ON r.run_id = c.run_id "
-        f"WHERE {where} AND c.model IS NOT NULL GROUP BY c.provider", params)
     regions = settings.compliance.provider_regions if settings is not None else {}
     provider_usage = [
         {"provider": p or "unknown", "region": regions.get((p or "").lower()), "runs": int(n_runs_p),

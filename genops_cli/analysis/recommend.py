@@ -387,26 +387,60 @@ def _context_by_pipeline(tx: Tx, filters: Filters, period: Period) -> dict[str, 
     return out
 
 
-def _retrievers(tx: Tx, filters: Filters, period: Period) -> dict[str, str]:
-    """The busiest retriever component of each pipeline (one grouped query)."""
-    where, params = build_where(filters, period, "r")
+@dataclass
+class _Activity:
+    """Figures of the whole window besides model usage, from one grouped statement: per (pipeline, component)
+    top-level visits, failures, the last error text and retrievals; in total model calls, agent rows and
+    retrievals (the queries behind the rarer recommendations run only when these say there is something)."""
+
+    components: list[tuple[str, str, int, int, str | None, int]] = field(default_factory=list)
+    model_calls: int = 0
+    agent_rows: int = 0
+    retrievals: int = 0
+
+    def retrievers(self) -> dict[str, str]:
+        """The busiest retriever component of each pipeline."""
+        best: dict[str, tuple[int, str]] = {}
+        for pipeline, component, _visits, _errors, _sample, count in self.components:
+            key = (-count, str(component))  # most retrievals, then the first name
+            if count and (pipeline not in best or key < best[pipeline]):
+                best[pipeline] = key
+        return {p: key[1] for p, key in best.items()}
+
+
+def _activity(tx: Tx, where: str, params: list[Any]) -> _Activity:
+    top = "c.parent_call_id IS NULL"
     rows = tx.query(
-        f"""SELECT r.pipeline_name, c.component_name, COUNT(*) FROM calls c JOIN runs r ON r.run_id = c.run_id
-            WHERE {where} AND c.documents_retrieved IS NOT NULL GROUP BY r.pipeline_name, c.component_name""",
+        f"""SELECT GROUPING(r.pipeline_name, c.component_name), r.pipeline_name, c.component_name,
+                   SUM(CASE WHEN {top} THEN 1 ELSE 0 END),
+                   SUM(CASE WHEN {top} AND c.status = 'error' THEN 1 ELSE 0 END),
+                   MAX(CASE WHEN {top} AND c.status = 'error' THEN c.error END),
+                   SUM(CASE WHEN c.documents_retrieved IS NOT NULL THEN 1 ELSE 0 END),
+                   SUM(CASE WHEN c.model IS NOT NULL THEN 1 ELSE 0 END),
+                   SUM(CASE WHEN c.agent_instance = c.call_id
+                             OR (c.agent_instance IS NULL AND c.span_kind IN ('agent_llm', 'tool')) THEN 1 ELSE 0 END)
+            FROM calls c JOIN runs r ON r.run_id = c.run_id WHERE {where}
+            GROUP BY GROUPING SETS ((r.pipeline_name, c.component_name), ())""",
         params,
     )
-    best: dict[str, tuple[int, str]] = {}
-    for pipeline, component, count in rows:
-        key = (-int(count), str(component))  # most retrievals, then the first name
-        if pipeline not in best or key < best[pipeline]:
-            best[pipeline] = key
-    return {p: key[1] for p, key in best.items()}
+    out = _Activity()
+    for total, pipeline, component, visits, errors, sample, retrievals, model_calls, agent_rows in rows:
+        if total:
+            out.model_calls, out.agent_rows, out.retrievals = int(model_calls or 0), int(agent_rows or 0), \
+                int(retrievals or 0)
+        else:
+            out.components.append((pipeline, component, int(visits or 0), int(errors or 0), sample,
+                                   int(retrievals or 0)))
+    return out
 
 
-def _retriever_top_k(tx: Tx, filters: Filters, period: Period, usages: list[_Usage]) -> list[Recommendation]:
+def _retriever_top_k(tx: Tx, filters: Filters, period: Period, usages: list[_Usage],
+                     activity: _Activity) -> list[Recommendation]:
+    if not activity.retrievals:
+        return []  # no component retrieved documents in the window: nothing to regress
     out = []
     contexts = _context_by_pipeline(tx, filters, period)
-    retrievers = _retrievers(tx, filters, period)
+    retrievers = activity.retrievers()
     for pipeline in sorted({u.pipeline for u in usages}):
         context = contexts.get(pipeline)
         if not context or (context["context_share"] or 0) < CONTEXT_DOMINATES_SHARE or context["avg_documents"] < 2:
@@ -447,28 +481,28 @@ _TRANSIENT = ("429", "rate limit", "ratelimit", "timeout", "timed out", "overloa
               "connection", "temporarily")
 
 
-def _failing_components(tx: Tx, filters: Filters, period: Period) -> list[Recommendation]:
+def _failing_components(tx: Tx, filters: Filters, period: Period, activity: _Activity) -> list[Recommendation]:
+    failing = [(pipeline, component, visits, errors, sample)
+               for pipeline, component, visits, errors, sample, _n in activity.components
+               if errors and errors / visits > FAILURE_RATE_THRESHOLD]
+    if not failing:
+        return []
     where, params = build_where(filters, period, "r")
-    rows = tx.query(
-        f"""SELECT r.pipeline_name, c.component_name, COUNT(*), SUM(CASE WHEN c.status = 'error' THEN 1 ELSE 0 END),
-                   MAX(CASE WHEN c.status = 'error' THEN c.error END)
-            FROM calls c JOIN runs r ON r.run_id = c.run_id
-            WHERE {where} AND c.parent_call_id IS NULL
-            GROUP BY r.pipeline_name, c.component_name""",
-        params,
-    )
+    # What the failed runs of every failing component had spent, in one grouped statement: per component, the
+    # cost of all calls of its failed runs in which one of its visits failed.
+    pairs = " OR ".join("(r.pipeline_name = ? AND c.component_name = ?)" for _ in failing)
+    wasted = {(p, comp): cost for p, comp, cost in tx.query(
+        f"""SELECT f.pipeline_name, f.component_name, SUM(c2.cost)
+            FROM (SELECT DISTINCT r.pipeline_name, c.component_name, c.run_id
+                  FROM calls c JOIN runs r ON r.run_id = c.run_id
+                  WHERE {where} AND c.status = 'error' AND c.parent_call_id IS NULL AND r.status = 'error'
+                    AND ({pairs})) f
+            JOIN calls c2 ON c2.run_id = f.run_id
+            GROUP BY f.pipeline_name, f.component_name""",
+        [*params, *(v for p, comp, *_rest in failing for v in (p, comp))])}
     out = []
-    for pipeline, component, visits, errors, sample in rows:
-        visits, errors = int(visits), int(errors or 0)
-        if not errors or errors / visits <= FAILURE_RATE_THRESHOLD:
-            continue
-        wasted = tx.scalar(
-            f"""SELECT SUM(c2.cost) FROM calls c2 WHERE c2.run_id IN (
-                    SELECT c.run_id FROM calls c JOIN runs r ON r.run_id = c.run_id
-                    WHERE {where} AND r.pipeline_name = ? AND c.component_name = ? AND c.status = 'error'
-                      AND c.parent_call_id IS NULL AND r.status = 'error')""",
-            [*params, pipeline, component],
-        ) or ZERO
+    for pipeline, component, visits, errors, sample in failing:
+        spent = wasted.get((pipeline, component)) or ZERO
         text = (sample or "").lower()
         transient = any(marker in text for marker in _TRANSIENT)
         fix = ("the errors look transient (rate limits, timeouts, 5xx): retry with backoff (genops run --retries 3)"
@@ -476,11 +510,11 @@ def _failing_components(tx: Tx, filters: Filters, period: Period) -> list[Recomm
                "FallbackChatGenerator) or fix the input that triggers them")
         out.append(Recommendation(
             kind="failing_component", component=component, pipeline=pipeline, provider=None, current_model=None,
-            current_cost=wasted, recommended_model=None, recommended_cost=ZERO, potential_savings=wasted,
+            current_cost=spent, recommended_model=None, recommended_cost=ZERO, potential_savings=spent,
             confidence="medium" if visits >= 20 else "low",
             reasoning=(
                 f"{errors} of {visits} visits failed ({ratio(errors, visits) * 100:.1f}%), {period.label}; failed "
-                f"runs had already spent {money_text(wasted)}. Last error: {(sample or '')[:160]}. {fix}"
+                f"runs had already spent {money_text(spent)}. Last error: {(sample or '')[:160]}. {fix}"
             ),
             basis={"visits": visits, "errors": errors, "period": period.label},
             parameters={"transient": transient},
@@ -556,10 +590,8 @@ def recommend(ledger: Ledger, period: Period, filters: Filters | None = None) ->
     where, params = build_where(filters, period, "r")
     recs: list[Recommendation] = []
     with ledger.read() as tx:
-        runs = int(tx.scalar(f"SELECT COUNT(*) FROM runs r WHERE {where}", params) or 0)
-        calls = int(tx.scalar(
-            f"SELECT COUNT(*) FROM calls c JOIN runs r ON r.run_id = c.run_id WHERE {where} AND c.model IS NOT NULL",
-            params) or 0)
+        runs, spend = tx.query(f"SELECT COUNT(*), SUM(r.total_cost) FROM runs r WHERE {where}", params)[0]
+        activity = _activity(tx, where, params)
         usages = _observed_usage(tx, filters, period)
         for u in usages:
             recs += _model_switch(u, period, book)
@@ -567,15 +599,16 @@ def recommend(ledger: Ledger, period: Period, filters: Filters | None = None) ->
                 rec = maker(u, period)
                 if rec is not None:
                     recs.append(rec)
-        recs += _retriever_top_k(tx, filters, period, usages)
-        recs += _failing_components(tx, filters, period)
-        recs += _agent_loops(tx, filters, period)
-        spend = Decimal(tx.scalar(f"SELECT SUM(r.total_cost) FROM runs r WHERE {where}", params) or 0)
+        recs += _retriever_top_k(tx, filters, period, usages, activity)
+        recs += _failing_components(tx, filters, period, activity)
+        if activity.agent_rows:
+            recs += _agent_loops(tx, filters, period)
     recs.sort(key=lambda r: (-r.potential_savings, r.pipeline, r.component, r.kind))
     seen: set[tuple[str, str]] = set()
     for rec in recs:  # largest first: the first of each component counts, the rest are alternatives
         rec.counted = (rec.pipeline, rec.component) not in seen
         seen.add((rec.pipeline, rec.component))
         rec.basis.setdefault("period", period.label)
-    return RecommendationReport(period, filters, runs, calls, recs, spend=spend)
+    return RecommendationReport(period, filters, int(runs or 0), activity.model_calls, recs,
+                                spend=Decimal(spend or 0))
 

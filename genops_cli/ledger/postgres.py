@@ -41,6 +41,9 @@ AUDIT_CHAIN_LOCK_KEY = 0x67656E6F70730002  # the hash chain: one appender at a t
 
 _SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$")
 _IDLE_PER_LEDGER = 4  # connections kept per process for reuse (batch runs, drains)
+#: work_mem of read transactions (reports, analyze, serve), per sort or hash node: set_config(..., true) lasts
+#: until the transaction ends. GENOPS_PG_READ_WORK_MEM overrides it (any PostgreSQL memory size, e.g. 64MB).
+READ_WORK_MEM = os.environ.get("GENOPS_PG_READ_WORK_MEM", "64MB")
 
 
 def _psycopg() -> Any:
@@ -189,6 +192,9 @@ class PostgresLedger(Ledger):
             try:
                 with conn.transaction():
                     conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY, DEFERRABLE")
+                    # Reports group and sort whole windows of calls (hash aggregates per run, percentile sorts):
+                    # with the server's default work_mem (4 MB) they spill to disk. For this transaction only.
+                    conn.execute("SELECT set_config('work_mem', %s, true)", [READ_WORK_MEM])
                     yield Tx(conn, self.backend)
             except psycopg.Error as exc:
                 raise self._error("read failed", exc) from None

@@ -280,6 +280,23 @@ _V7 = [
     """,
 ]
 
+# v8 (PostgreSQL only; DuckDB scans with zone maps and records the version with nothing to do):
+# - A scope's spend (every budget check, `budget status`) sums runs.total_cost of one attribute over a window:
+#   the (attribute, started_at) indexes carry total_cost and simulated, so the sum is an index-only scan instead
+#   of a heap fetch per run. They replace the v5 indexes on the same keys (no extra index per insert).
+# - Active reservations (every budget check and per-call top-up) are the unreleased few among every run's
+#   reservation rows: a partial index holds only those.
+# - policy_events by run (a run's detail, compliance violations, purges).
+_V8 = [
+    *(stmt for c in ("customer_id", "team", "project", "pipeline_name", "environment", "user_id") for stmt in (
+        f"{PG_ONLY}CREATE INDEX IF NOT EXISTS runs_{c}_started_cost_idx ON runs ({c}, started_at) "
+        "INCLUDE (total_cost, simulated)",
+        f"{PG_ONLY}DROP INDEX IF EXISTS runs_{c}_started_idx")),
+    f"{PG_ONLY}CREATE INDEX IF NOT EXISTS reservations_active_idx ON reservations (created_at) "
+    "WHERE released_at IS NULL",
+    f"{PG_ONLY}CREATE INDEX IF NOT EXISTS policy_events_run_idx ON policy_events (run_id)",
+]
+
 #: (version, statements). The ledger's `schema_version` table records the highest applied version.
 MIGRATIONS: list[tuple[int, list[str]]] = [
     (1, _V1),
@@ -289,6 +306,7 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
     (5, _V5),
     (6, _V6),
     (7, _V7),
+    (8, _V8),
 ]
 
 CURRENT_VERSION = MIGRATIONS[-1][0]

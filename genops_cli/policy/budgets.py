@@ -699,27 +699,81 @@ class BudgetStatus:
 
 def status(ledger: Ledger, settings: Settings, scope: str | None = None,
            now: datetime | None = None) -> list[BudgetStatus]:
-    """Every budget (or one scope) for its current periods."""
+    """Every budget (or one scope) for its current periods: three statements in one read snapshot whatever the
+    number of budgets (spend grouped per scope column and window, the active holds, the alerts fired)."""
     if scope is not None:
         parse_scope(scope)
     now = now or utcnow()
-    out: list[BudgetStatus] = []
     with ledger.read() as tx:
-        for budget in effective_budgets(tx, settings):
-            if scope is not None and budget.scope != scope:
-                continue
-            for period, limit in budget.limits():
-                w = window(period, now, budget.timezone)
-                fired = tx.query_dicts(
-                    "SELECT threshold, spent, fired_at, run_id, webhook_status FROM alerts WHERE scope = ? "
-                    "AND period = ? AND period_key = ? ORDER BY threshold", [budget.scope, period, w.key])
-                amount, held = spent_and_reserved(tx, budget.scope, w.start, w.end, now)
-                out.append(BudgetStatus(
-                    budget=budget, period=period, window=w, limit=limit, spent=amount, reserved=held,
-                    active_reservations=reservations.active_count(tx, budget.scope, w.start, w.end, now),
-                    elapsed=elapsed_fraction(w, now),
-                    alerts_fired=[{"threshold": int(a["threshold"]), "spent": money_json(a["spent"]),
-                                   "fired_at": a["fired_at"].isoformat() if a["fired_at"] else None,
-                                   "run_id": a["run_id"], "webhook_status": a["webhook_status"]} for a in fired],
-                ))
+        pairs = [(budget, period, limit, window(period, now, budget.timezone))
+                 for budget in effective_budgets(tx, settings) if scope is None or budget.scope == scope
+                 for period, limit in budget.limits()]
+        if not pairs:
+            return []
+        spent_by = _spent_by_window(tx, [(b.scope, w) for b, _p, _l, w in pairs])
+        holds = _active_holds(tx, [w for *_rest, w in pairs], now)
+        fired = _alerts_fired(tx, {b.scope for b, *_rest in pairs})
+    out: list[BudgetStatus] = []
+    for budget, period, limit, w in pairs:
+        start, end = to_naive_utc(w.start), to_naive_utc(w.end)
+        key = reservations.encode_scopes([budget.scope])
+        mine = [amount for scopes, created, amount in holds if key in scopes and start <= created < end]
+        out.append(BudgetStatus(
+            budget=budget, period=period, window=w, limit=limit,
+            spent=spent_by.get((budget.scope, start, end), Decimal(0)),
+            reserved=sum(mine, Decimal(0)), active_reservations=len(mine), elapsed=elapsed_fraction(w, now),
+            alerts_fired=[{"threshold": int(a["threshold"]), "spent": money_json(a["spent"]),
+                           "fired_at": a["fired_at"].isoformat() if a["fired_at"] else None,
+                           "run_id": a["run_id"], "webhook_status": a["webhook_status"]}
+                          for a in fired.get((budget.scope, period, w.key), [])],
+        ))
+    return out
+
+
+def _spent_by_window(tx: Tx, wanted: list[tuple[str, Window]]) -> dict[tuple[str, Any, Any], Decimal]:
+    """(scope, naive start, naive end) -> recorded cost of its non-simulated runs (what `spent` returns), from
+    one UNION ALL statement with a branch per scope kind and window, grouped by the scope's column."""
+    branches: dict[tuple[str, Any, Any], set[str]] = {}
+    for scope, w in wanted:
+        kind, name = parse_scope(scope)
+        branches.setdefault((kind, to_naive_utc(w.start), to_naive_utc(w.end)), set()).add(name or "")
+    keys = list(branches)
+    parts: list[str] = []
+    params: list[Any] = []
+    for i, (kind, start, end) in enumerate(keys):
+        base = "FROM runs WHERE NOT simulated AND started_at >= ? AND started_at < ?"
+        params += [start, end]
+        if kind == "global":
+            parts.append(f"SELECT {i}, CAST(NULL AS VARCHAR), SUM(total_cost) {base}")
+            continue
+        column = SCOPE_COLUMNS[kind]
+        names = sorted(branches[(kind, start, end)])
+        parts.append(f"SELECT {i}, {column}, SUM(total_cost) {base} "
+                     f"AND {column} IN ({', '.join('?' for _ in names)}) GROUP BY {column}")
+        params += names
+    out: dict[tuple[str, Any, Any], Decimal] = {}
+    for i, name, amount in tx.query(" UNION ALL ".join(parts), params):
+        kind, start, end = keys[int(i)]
+        out[(kind if kind == "global" else f"{kind}:{name}", start, end)] = Decimal(amount or 0)
+    return out
+
+
+def _active_holds(tx: Tx, windows: list[Window], now: datetime) -> list[tuple[str, datetime, Decimal]]:
+    """Active, non-simulated reservations created within the windows (few: the runs in flight), matched to each
+    scope in memory on the same `|scope|` encoding `reservations.active_sql` matches with strpos."""
+    rows = tx.query("SELECT scopes, created_at, amount FROM reservations WHERE released_at IS NULL "
+                    "AND expires_at > ? AND NOT simulated AND created_at >= ? AND created_at < ?",
+                    [to_naive_utc(now), min(to_naive_utc(w.start) for w in windows),
+                     max(to_naive_utc(w.end) for w in windows)])
+    return [(str(s), c, Decimal(a or 0)) for s, c, a in rows]
+
+
+def _alerts_fired(tx: Tx, scopes: set[str]) -> dict[tuple[str, str, str], list[dict[str, Any]]]:
+    """(scope, period, period key) -> the alerts fired, lowest threshold first."""
+    names = sorted(scopes)
+    out: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for a in tx.query_dicts(
+            "SELECT scope, period, period_key, threshold, spent, fired_at, run_id, webhook_status FROM alerts "
+            f"WHERE scope IN ({', '.join('?' for _ in names)}) ORDER BY threshold", names):
+        out.setdefault((a["scope"], a["period"], a["period_key"]), []).append(a)
     return out

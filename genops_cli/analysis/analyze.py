@@ -217,22 +217,24 @@ def _call_level_sql(tx: Tx, by: str, where: str) -> str:
     """
 
 
-def _run_level_sql(tx: Tx, by: str, where: str) -> str:
+def _run_level_sql(tx: Tx, by: str, where: str, whole: bool) -> str:
+    """Run dimensions: each run's call totals (one narrow aggregate per run), grouped by the run's key; and, from
+    the model calls, each component's cost and the usage-source figures (components partition the model calls, so
+    their figures add up to the totals).
+
+    `whole`: the filter keeps most of the ledger's runs. The per-run totals are then computed over every call and
+    the runs filter applies at the join (as a hand-written query would); a narrow filter restricts the calls to the
+    matching runs first instead. Both give the same rows."""
     key = dimension(by)[1]
+    restrict = "" if whole else f"WHERE c.run_id IN (SELECT r.run_id FROM runs r WHERE {where})"
     return f"""
-        WITH agg AS (
-            SELECT c.run_id, c.component_name AS component, GROUPING(c.run_id, c.component_name) AS g,
-                   SUM(c.cost) AS cost,
-                   SUM(CASE WHEN c.model IS NOT NULL THEN 1 ELSE 0 END) AS calls,
-                   SUM(c.input_tokens) AS input_tokens,
-                   SUM(c.cache_read_tokens) AS cache_read_tokens,
-                   SUM(c.output_tokens) AS output_tokens,
+        WITH rc AS (
+            SELECT c.run_id, SUM(c.cost) AS cost, COUNT(c.model) AS calls, SUM(c.input_tokens) AS input_tokens,
+                   SUM(c.cache_read_tokens) AS cache_read_tokens, SUM(c.output_tokens) AS output_tokens,
                    SUM(CASE WHEN c.parent_call_id IS NULL THEN c.latency_ms ELSE 0 END) AS run_ms,
-                   SUM(CASE WHEN c.model IS NOT NULL AND NOT c.priced THEN 1 ELSE 0 END) AS unpriced,
-                   {_SOURCE_SUMS}
-            FROM calls c JOIN runs r ON r.run_id = c.run_id
-            WHERE {where}
-            GROUP BY GROUPING SETS ((c.run_id), (c.component_name))
+                   SUM(CASE WHEN c.model IS NOT NULL AND NOT c.priced THEN 1 ELSE 0 END) AS unpriced
+            FROM calls c {restrict}
+            GROUP BY c.run_id
         )
         SELECT {_GROUP}, CAST({key} AS VARCHAR),
                SUM(COALESCE(rc.cost, {_ZERO_MONEY_SQL})),
@@ -243,13 +245,18 @@ def _run_level_sql(tx: Tx, by: str, where: str) -> str:
                {percentile(tx.backend, 0.5, 'rc.run_ms')}, {percentile(tx.backend, 0.95, 'rc.run_ms')},
                SUM(CASE WHEN r.status = 'error' THEN 1 ELSE 0 END),
                COUNT(*),
-               SUM(COALESCE(rc.unpriced, 0)), SUM(rc.model_calls), SUM(rc.estimated_calls), SUM(rc.missing_calls),
-               SUM(rc.model_cost), SUM(rc.estimated_cost)
-        FROM runs r LEFT JOIN (SELECT * FROM agg WHERE g = 1) rc ON rc.run_id = r.run_id
+               SUM(COALESCE(rc.unpriced, 0)), {_NO_SOURCES}
+        FROM runs r LEFT JOIN rc ON rc.run_id = r.run_id
         WHERE {where}
         GROUP BY {key}
         UNION ALL
-        SELECT {_COMPONENT}, component, model_cost, {_NO_STATS}, {_NO_SOURCES} FROM agg WHERE g = 2
+        SELECT {_COMPONENT}, c.component_name, SUM(c.cost), {_NO_STATS}, COUNT(*),
+               SUM(CASE WHEN c.usage_source = 'estimated' THEN 1 ELSE 0 END),
+               SUM(CASE WHEN c.usage_source = 'missing' THEN 1 ELSE 0 END), SUM(c.cost),
+               SUM(CASE WHEN c.usage_source = 'estimated' THEN c.cost END)
+        FROM calls c JOIN runs r ON r.run_id = c.run_id
+        WHERE {where} AND c.model IS NOT NULL
+        GROUP BY c.component_name
     """
 
 
@@ -259,17 +266,17 @@ def _share(n: Any, estimated: Any, missing: Any, cost: Any, estimated_cost: Any)
                             estimated_cost=estimated_cost if estimated_cost is not None else ZERO)
 
 
-def group_costs(tx: Tx, by: str, filters: Filters, period: Period | None
+def group_costs(tx: Tx, by: str, filters: Filters, period: Period | None, whole: bool = False
                 ) -> tuple[list[GroupStats], str | None, UsageSourceShare]:
     """Per-group stats (shares left at 0: the caller knows the total), the component with the highest model cost
-    and the usage-source totals (the sum of the groups'), from one grouped statement (GROUPING SETS: one pass over
-    the calls)."""
+    and the usage-source totals, from one grouped statement. `whole`: the filter keeps most of the ledger's runs
+    (a hint for the run dimensions' plan, never a different answer)."""
     level = dimension(by)[0]
     where, params = build_where(filters, period, "r")
     if level == "call":
         rows = tx.query(_call_level_sql(tx, by, where), params)
     else:
-        rows = tx.query(_run_level_sql(tx, by, where), params + params)
+        rows = tx.query(_run_level_sql(tx, by, where, whole), (params if whole else params * 2) + params)
     groups: list[GroupStats] = []
     components: list[tuple[Decimal, str]] = []
     sums: list[Any] = [0, 0, 0, ZERO, ZERO]
@@ -278,9 +285,10 @@ def group_costs(tx: Tx, by: str, filters: Filters, period: Period | None
             values = values[3:]  # the CTE's own key, component and grouping id
         cost, runs, calls, inp, cache, out, p50, p95, failed, visits, unpriced, *source = values
         if kind == _COMPONENT:
-            components.append((source[3] if level == "call" else cost, key))
-        else:  # the groups partition the calls (or the runs): their source figures add up to the totals
+            components.append((source[3], key))
+        if (kind == _COMPONENT) == (level == "run"):  # these rows partition the model calls: their figures add up
             sums = [a + (b or 0) for a, b in zip(sums, source, strict=True)]
+        if kind == _GROUP:
             groups.append(GroupStats(
                 key=_key_text(key), cost=cost if cost is not None else ZERO, runs=int(runs or 0),
                 calls=int(calls or 0), input_tokens=int(inp or 0), cache_read_tokens=int(cache or 0),
@@ -325,14 +333,22 @@ def count_runs(tx: Tx, filters: Filters, period: Period | None, simulated: bool 
     return int(tx.scalar(f"SELECT COUNT(*) FROM runs r WHERE {where}", params) or 0)
 
 
-def _count_runs_both(tx: Tx, filters: Filters, period: Period | None) -> tuple[int, int]:
-    """(runs matching `filters`, simulated runs they leave out) in one statement over the runs."""
+def _run_counts(tx: Tx, filters: Filters, period: Period | None) -> tuple[int, int, bool]:
+    """(runs matching `filters`, simulated runs they leave out, whether they are most of the ledger's runs) in one
+    statement over the runs, plus the ledger's run count (PostgreSQL: the planner's estimate, a plan hint only)."""
+    if tx.backend == "postgresql":
+        total = tx.scalar("SELECT reltuples FROM pg_class WHERE oid = to_regclass('runs')")
+    else:
+        total = tx.scalar("SELECT COUNT(*) FROM runs")
     if filters.include_simulated:
-        return count_runs(tx, filters, period), 0
-    where, params = build_where(replace(filters, include_simulated=True), period, "r")
-    real, simulated = tx.query(f"SELECT SUM(CASE WHEN r.simulated THEN 0 ELSE 1 END), "
-                               f"SUM(CASE WHEN r.simulated THEN 1 ELSE 0 END) FROM runs r WHERE {where}", params)[0]
-    return int(real or 0), int(simulated or 0)
+        matching, excluded = count_runs(tx, filters, period), 0
+    else:
+        where, params = build_where(replace(filters, include_simulated=True), period, "r")
+        real, simulated = tx.query(f"SELECT SUM(CASE WHEN r.simulated THEN 0 ELSE 1 END), "
+                                   f"SUM(CASE WHEN r.simulated THEN 1 ELSE 0 END) FROM runs r WHERE {where}",
+                                   params)[0]
+        matching, excluded = int(real or 0), int(simulated or 0)
+    return matching, excluded, total is not None and 0 <= float(total) <= 2 * matching
 
 
 def daily_costs(tx: Tx, filters: Filters, period: Period | None) -> list[tuple[date, Decimal]]:
@@ -359,11 +375,11 @@ def analyze_costs(ledger: Ledger, period: Period | None, filters: Filters | None
     filters = filters or Filters()
     period = period or parse_period(default=None)
     with ledger.read() as tx:
-        groups, top, sources = group_costs(tx, by, filters, period)
+        real, excluded, whole = _run_counts(tx, filters, period)
+        groups, top, sources = group_costs(tx, by, filters, period, whole)
         total = sum((g.cost for g in groups), ZERO)
         for g in groups:
             g.share = ratio(g.cost, total)
-        real, excluded = _count_runs_both(tx, filters, period)
         runs = sum(g.runs for g in groups) if dimension(by)[0] == "run" else real
         daily = daily_costs(tx, filters, period) if with_daily else []
     return CostAnalysis(

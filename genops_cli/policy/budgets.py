@@ -34,6 +34,7 @@ transaction.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -412,13 +413,18 @@ _ledger_budget_cache: dict[str, tuple[float, Any, list[Budget]]] = {}
 _ledger_budget_guard = threading.Lock()
 
 
-def _stamp_path(ledger: Ledger) -> Path | None:
+def _stamp_path(ledger: Ledger) -> str | None:
     """`<ledger>.budgets` next to a DuckDB file; None for a server ledger (other machines cannot see a file)."""
     path = getattr(ledger, "path", None)
-    return Path(f"{path}.budgets") if isinstance(path, Path) else None
+    return _stamp_path_of(str(path)) if isinstance(path, Path) else None
 
 
-def _stamp(path: Path | None) -> Any:
+@functools.lru_cache(maxsize=64)
+def _stamp_path_of(path: str) -> str:
+    return f"{path}.budgets"  # asked before every call of every run: a plain string, built once per ledger
+
+
+def _stamp(path: str | None) -> Any:
     if path is None:
         return None
     try:
@@ -431,10 +437,10 @@ def _stamp(path: Path | None) -> Any:
 #: The stamp file is stat()ed at most this often per process: every system call on a run's thread hands the GIL
 #: to another thread (up to the 5 ms switch interval under load), and a batch asks several times per run.
 STAMP_CHECK_SECONDS = 0.2
-_stamps_seen: dict[Path, tuple[float, Any]] = {}
+_stamps_seen: dict[str, tuple[float, Any]] = {}
 
 
-def _recent_stamp(path: Path | None, now: float) -> Any:
+def _recent_stamp(path: str | None, now: float) -> Any:
     if path is None:
         return None
     seen = _stamps_seen.get(path)
@@ -452,7 +458,7 @@ def budgets_changed(ledger: Ledger) -> None:
     if path is not None:
         try:
             # A new file each time (new inode): a change is seen even within the file system's mtime resolution.
-            tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}")
+            tmp = Path(f"{path}.{os.getpid()}.{threading.get_ident()}")
             tmp.write_text(f"{time.time_ns()}\n")
             os.replace(tmp, path)
         except OSError as exc:  # the stamp only speeds up propagation; the 60 s re-read still applies
@@ -509,9 +515,26 @@ def has_budgets(ctx: Governed, scopes: Sequence[str]) -> bool:
     if any(b.scope in wanted and b.limits() for b in ctx.settings.budgets.scopes):  # config budgets, in memory
         return True
     try:
-        return bool(applicable(cached_ledger_budgets(ctx.ledger), scopes))
+        stored = cached_ledger_budgets(ctx.ledger)
     except LedgerError:
         return True  # let check_budget decide how to fail
+    if not stored:
+        return False
+    # Asked before every call of every run: the answer is kept per copy of the budget list (a new copy is a
+    # new list object, so a budget set or removed is seen as soon as the copy is re-read).
+    key = (id(stored), frozenset(wanted))
+    hit = _applies_memo.get(key)
+    if hit is not None and hit[0] is stored:
+        return hit[1]
+    answer = bool(applicable(stored, scopes))
+    if len(_applies_memo) > 1024:
+        _applies_memo.clear()
+    _applies_memo[key] = (stored, answer)
+    return answer
+
+
+# (id of a cached budget list, scopes) -> (that list, whether a budget of it applies to the scopes)
+_applies_memo: dict[tuple[int, frozenset[str]], tuple[list[Budget], bool]] = {}
 
 
 def check_and_reserve(ctx: Governed, run: RunRecord, estimate: Callable[[], Decimal],

@@ -291,13 +291,6 @@ class ComplianceCallCheck:
         self._seen: set[tuple[str, str, str]] = set()
         self._lock = threading.Lock()
 
-    @property
-    def needed(self) -> bool:
-        r = self.rules
-        return (r.allowed_providers is not None or r.allowed_models is not None or r.allowed_regions is not None
-                or r.max_cost_per_operation is not None
-                or bool(self.cfg.customer_regions.get(self.run.attribution.customer_id or "")))
-
     def __call__(self, request: CallRequest, admission: RunAdmission) -> Denial | None:
         from genops_cli.policy.admission import Denial
 
@@ -355,8 +348,17 @@ class ComplianceCallCheck:
 
 def call_checks(settings: Settings, run: RunRecord, policy_mode: str | None) -> list[Any]:
     """The per-call checks a run needs (none when its classification has no rule that applies to calls)."""
-    check = ComplianceCallCheck(settings, run, policy_mode)
-    return [check] if check.needed else []
+    cfg = settings.compliance
+    rules = cfg.rules_for(run.attribution.data_classification or DEFAULT_CLASSIFICATION)
+    if not _rules_apply_to_calls(cfg, rules, run.attribution.customer_id):
+        return []  # the common case, decided before the rule modes are worked out (once per run)
+    return [ComplianceCallCheck(settings, run, policy_mode)]
+
+
+def _rules_apply_to_calls(cfg: Any, rules: Any, customer_id: str | None) -> bool:
+    return (rules.allowed_providers is not None or rules.allowed_models is not None
+            or rules.allowed_regions is not None or rules.max_cost_per_operation is not None
+            or bool(cfg.customer_regions.get(customer_id or "")))
 
 
 class ComplianceHook(RunHook):

@@ -32,7 +32,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from genops_cli.errors import LedgerError
 from genops_cli.ledger.serialize import to_naive_utc
@@ -221,15 +221,30 @@ def lease_for(ctx: Governed, run: RunRecord) -> BudgetLease:
         stored = cached_ledger_budgets(ctx.ledger)
     except LedgerError:
         stored = []
+    # Asked once per run: the last answer for these scopes serves while the run starts inside the same day in
+    # every zone and the budget list (its timezones) is the same copy.
+    zone = ctx.settings.budgets.timezone
+    memo_key = (ctx.ledger.location, scopes, zone)
+    memo = _lease_memo.get(memo_key)
+    if memo is not None and memo[0] is stored and memo[1] <= run.started_at < memo[2]:
+        return memo[3]
     # Every budget's own timezone: a lease made before midnight in one of them must not serve runs after it.
-    zones = sorted({ctx.settings.budgets.timezone, "UTC", *(b.timezone for b in stored if b.timezone)})
-    day = tuple(window("daily", run.started_at, tz).key for tz in zones)
+    zones = sorted({zone, "UTC", *(b.timezone for b in stored if b.timezone)})
+    days = [window("daily", run.started_at, tz) for tz in zones]
+    day = tuple(w.key for w in days)
     key = (ctx.ledger.location, scopes, day)
     with _leases_guard:
         lease = _leases.get(key)
         if lease is None:
             lease = _leases[key] = BudgetLease(ctx, scopes, day)
+        if len(_lease_memo) > 1024:
+            _lease_memo.clear()
+        _lease_memo[memo_key] = (stored, max(w.start for w in days), min(w.end for w in days), lease)
         return lease
+
+
+# (ledger, scopes, default timezone) -> (budget list copy, valid from, valid until, the lease): lease_for's answer
+_lease_memo: dict[tuple[str, tuple[str, ...], str], tuple[Any, Any, Any, BudgetLease]] = {}
 
 
 class LeaseBudgetHold:
@@ -277,6 +292,7 @@ def release_all() -> None:
     with _leases_guard:
         leases = list(_leases.values())
         _leases.clear()
+        _lease_memo.clear()
     for lease in leases:
         lease.release()
 

@@ -125,11 +125,16 @@ class ResolvedPrice:
                 reason=f"{self.provider}:{self.model} is priced per second and the call has no latency",
                 resolved=self,
             )
+        # Without a contract or markup the three price sets are equal: the cost is computed once.
+        cost = quantize_money(compute_cost(usage, billed_p, latency_ms))
+        list_cost = cost if list_p == billed_p else quantize_money(compute_cost(usage, list_p, latency_ms))
+        contracted_cost = (cost if contracted_p == billed_p else list_cost if contracted_p == list_p
+                           else quantize_money(compute_cost(usage, contracted_p, latency_ms)))
         return PricedUsage(
             priced=True,
-            cost=quantize_money(compute_cost(usage, billed_p, latency_ms)),
-            list_cost=quantize_money(compute_cost(usage, list_p, latency_ms)),
-            contracted_cost=quantize_money(compute_cost(usage, contracted_p, latency_ms)),
+            cost=cost,
+            list_cost=list_cost,
+            contracted_cost=contracted_cost,
             unit_prices=billed_p,
             list_prices=list_p,
             snapshot_id=self.snapshot_id,

@@ -1,13 +1,15 @@
 """`genops`: the command-line entry point. Each command group lives in its own module; this file wires them.
 
-Importing this module must stay cheap (no haystack, no duckdb): `genops --help` runs on every cron call.
+Importing this module must stay cheap: `genops --help` runs on every cron call. It imports no command module:
+each command is registered by name below and built on first use (cli/root.py); tests/test_cli_startup.py keeps
+the top-level help equal to the one of the fully built tree and checks what it imports.
 """
 
 from __future__ import annotations
 
 import typer
 
-from genops_cli.cli import common
+from genops_cli.cli.root import GenopsGroup, LazyCommand
 
 TOP_EPILOG = """[bold]Exit codes[/bold]
   0 success
@@ -31,11 +33,44 @@ TOP_EPILOG = """[bold]Exit codes[/bold]
   genops runs --since 24h --status error
   genops analyze --since 7d --by tag:env --json"""
 
+# In the order of the data flow: run, then the questions asked of the ledger; the command groups after the single
+# commands, as typer lists them. (name, first paragraph of its help, module, command function or Typer app, epilog)
+COMMANDS = tuple(LazyCommand(*entry) for entry in (
+    ("run", "Run PIPELINE under a tracked context, price every call and append the records to the ledger.",
+     "genops_cli.cli.run_cmd", "run"),
+    ("estimate", "Low / expected / worst-case cost of the inputs, per component, and the budget share it would "
+     "consume.", "genops_cli.cli.estimate_cmd", "estimate"),
+    ("compare", "Run the same inputs once per model, record each run (tagged compare_id/compare_model), compare.",
+     "genops_cli.cli.compare_cmd", "compare"),
+    ("validate", "Check Python, packages, API keys, .genops.yml, the ledger and optionally a pipeline; suggest "
+     "fixes.", "genops_cli.cli.validate_cmd", "validate"),
+    ("analyze", "Cost, volume, latency and failures grouped by one dimension, computed from recorded runs.",
+     "genops_cli.cli.analyze_cmd", "analyze"),
+    ("recommend", "Cheaper models, prompt caching, max_tokens, retriever top_k, failing components, agent loops.",
+     "genops_cli.cli.recommend_cmd", "recommend"),
+    ("report", "Bill a tenant for a period from the ledger: line items, totals, daily cost, trend and budget.",
+     "genops_cli.cli.report_cmd", "report", "EPILOG"),
+    ("serve", "Serve /health, /ready, /metrics (Prometheus) and /v1/costs, /v1/runs (JSON) from the ledger, "
+     "read-only.", "genops_cli.cli.serve_cmd", "serve"),
+    ("runs", "Recorded runs: list (filters), show one as a tree, tail new ones.",
+     "genops_cli.cli.runs_cmd", "app", "LIST_EPILOG"),
+    ("compliance", "Compliance report and audit-chain verification.", "genops_cli.cli.compliance_cmd", "app"),
+    ("budget", "Budgets per scope: set, list, status, remove.", "genops_cli.cli.budget_cmd", "app"),
+    ("pricing", "Look up prices: show, list, check a pipeline.", "genops_cli.cli.pricing_cmd", "app"),
+    ("ledger", "Ledger info, export, migrate, drain the spool.", "genops_cli.cli.ledger_cmd", "app"),
+    ("config", "Effective settings and where each came from.", "genops_cli.cli.config_cmd", "app"),
+))
+
+
+class RootGroup(GenopsGroup):
+    lazy_commands = COMMANDS
+
+
 app = typer.Typer(
     name="genops",
     help="Governance runner and analyzer for Haystack pipelines: exact cost per component, budgets, billing, audit.",
     epilog=TOP_EPILOG,
-    cls=common.GenopsGroup,
+    cls=RootGroup,
     rich_markup_mode="rich",
     no_args_is_help=True,
     add_completion=True,
@@ -60,47 +95,10 @@ def main_options(
                                help="Path of .genops.yml (default: ./.genops.yml; env GENOPS_CONFIG)."),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
 ) -> None:
+    from genops_cli.cli import common  # runs only with a command, whose module imported it already
+
     common.GLOBAL.ledger = ledger
     common.GLOBAL.config = config
-
-
-def _register() -> None:
-    """Wire the command modules, in the order of the data flow: run, then the questions asked of the ledger."""
-    from genops_cli.cli import (
-        analyze_cmd,
-        budget_cmd,
-        compare_cmd,
-        compliance_cmd,
-        config_cmd,
-        estimate_cmd,
-        ledger_cmd,
-        pricing_cmd,
-        recommend_cmd,
-        report_cmd,
-        run_cmd,
-        runs_cmd,
-        serve_cmd,
-        validate_cmd,
-    )
-
-    app.command("run")(run_cmd.run)
-    app.command("estimate")(estimate_cmd.estimate)
-    app.command("compare")(compare_cmd.compare)
-    app.command("validate")(validate_cmd.validate)
-    app.add_typer(runs_cmd.app, name="runs", epilog=runs_cmd.LIST_EPILOG,
-                  help="Recorded runs: list (filters), show one as a tree, tail new ones.")
-    app.command("analyze")(analyze_cmd.analyze)
-    app.command("recommend")(recommend_cmd.recommend)
-    app.command("report", epilog=report_cmd.EPILOG)(report_cmd.report)
-    app.add_typer(compliance_cmd.app, name="compliance", help="Compliance report and audit-chain verification.")
-    app.add_typer(budget_cmd.app, name="budget", help="Budgets per scope: set, list, status, remove.")
-    app.add_typer(pricing_cmd.app, name="pricing", help="Look up prices: show, list, check a pipeline.")
-    app.add_typer(ledger_cmd.app, name="ledger", help="Ledger info, export, migrate, drain the spool.")
-    app.command("serve")(serve_cmd.serve)
-    app.add_typer(config_cmd.app, name="config", help="Effective settings and where each came from.")
-
-
-_register()
 
 
 def main() -> None:

@@ -16,8 +16,8 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 import typer
-from typer.core import TyperGroup
 
+from genops_cli.cli.root import GenopsGroup  # noqa: F401 - the root group, which applies the conventions below
 from genops_cli.errors import EXIT_USAGE, GenopsError
 from genops_cli.money import DISPLAY_PLACES, money_text
 
@@ -252,9 +252,10 @@ def money(value: Decimal | None, places: int = DISPLAY_PLACES) -> str:
 
 # -- conventions every command follows ---------------------------------------------------------------------------
 #
-# Applied once to the whole command tree by `GenopsGroup` (the root group class), so a command module cannot forget
-# them: `--ledger` and `--config` are accepted after the subcommand too (`genops compliance verify --ledger X`),
-# and every command that prints results takes both `--format` and `--json` (the alias of `--format json`).
+# Applied by `GenopsGroup` (the root group class, cli/root.py) to every command as it is built, so a command module
+# cannot forget them: `--ledger` and `--config` are accepted after the subcommand too (`genops compliance verify
+# --ledger X`), and every command that prints results takes both `--format` and `--json` (the alias of `--format
+# json`).
 
 _GLOBAL_HELP = {
     "ledger": "Ledger path (DuckDB) or postgresql:// URL; same as the global --ledger (env GENOPS_LEDGER).",
@@ -344,40 +345,3 @@ def apply_conventions(command: Any, path: str = "") -> None:
         return
     for name, sub in subcommands.items():
         apply_conventions(sub, f"{path} {name}".strip())
-
-
-class GenopsGroup(TyperGroup):
-    """The root group: applies the command-line conventions to every command when typer builds the tree."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        for name, sub in self.commands.items():
-            apply_conventions(sub, name)
-
-    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
-        """Usage errors that click itself finds (an unknown option, a value out of range, a missing argument) are
-        one `error:` line naming the flag and exit 2, like genops' own; never a box or a usage dump."""
-        try:  # typer >= 0.22 ships its own copy of click
-            from typer._click import exceptions
-        except ImportError:
-            from click import exceptions
-
-        try:
-            rv = super().main(*args, standalone_mode=False, **kwargs)
-        except exceptions.UsageError as exc:
-            if isinstance(exc, getattr(exceptions, "NoArgsIsHelpError", ())):
-                exc.show()  # a bare group: its help, as before
-            else:
-                path = exc.ctx.command_path if exc.ctx is not None else "genops"
-                message = " ".join(exc.format_message().split())
-                typer.echo(f"error: {message} (see '{path} --help')", err=True)
-            rv = EXIT_USAGE
-        except exceptions.ClickException as exc:
-            typer.echo(f"error: {' '.join(exc.format_message().split())}", err=True)
-            rv = exc.exit_code
-        except typer.Abort:
-            typer.echo("aborted", err=True)
-            rv = 1
-        if not standalone_mode:
-            return rv
-        sys.exit(rv if isinstance(rv, int) else 0)

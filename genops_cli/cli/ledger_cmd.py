@@ -14,6 +14,7 @@ from genops_cli.cli.common import (
     print_json,
     stdout_console,
 )
+from genops_cli.cli.root import CommandGroup
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -179,7 +180,7 @@ def _print_purge(result: object, json_output: bool) -> None:
 
 
 hold_app = typer.Typer(no_args_is_help=True, help="Legal holds: runs in a held scope are never purged.")
-app.add_typer(hold_app, name="hold")
+app.add_typer(hold_app, name="hold", cls=CommandGroup)
 
 
 @hold_app.command("set")

@@ -208,18 +208,24 @@ class _Usage:
 def _observed_usage(tx: Tx, filters: Filters, period: Period | None) -> list[_Usage]:
     where, params = build_where(filters, period, "r")
     scope = f"{where} AND c.model IS NOT NULL AND c.priced AND c.span_kind <> 'embedding'"
-    # One scan: per (pipeline, component, provider, model) the volume figures, and per tenant x unit prices below
-    # it the money (GROUPING SETS; GROUPING(...) = 1 marks the coarser rows).
+    # Per (pipeline, component, provider, model) the volume figures, and per tenant x unit prices below it the
+    # money: two aggregations in one statement (the seventh column is 1 on the coarse rows). Not GROUPING SETS:
+    # those would compute the distinct-run count and the percentile for the fine rows too.
     keys = "r.pipeline_name, c.component_name, c.provider, c.model"
     rows = tx.query(
-        f"""SELECT {keys}, r.customer_id, c.unit_prices, GROUPING(r.customer_id, c.unit_prices),
+        f"""SELECT {keys}, NULL, NULL, 1,
                    COUNT(*), COUNT(DISTINCT c.run_id), MIN(c.input_tokens), MAX(c.output_tokens),
                    {percentile(tx.backend, 0.95, 'c.output_tokens')}, MIN(c.max_tokens),
+                   NULL, NULL, NULL, NULL, NULL
+            FROM calls c JOIN runs r ON r.run_id = c.run_id WHERE {scope}
+            GROUP BY {keys}
+            UNION ALL
+            SELECT {keys}, r.customer_id, c.unit_prices, 0, COUNT(*), NULL, NULL, NULL, NULL, NULL,
                    SUM(c.cost), SUM(c.input_tokens), SUM(c.cache_read_tokens), SUM(c.cache_write_tokens),
                    SUM(c.output_tokens)
             FROM calls c JOIN runs r ON r.run_id = c.run_id WHERE {scope}
-            GROUP BY GROUPING SETS (({keys}), ({keys}, r.customer_id, c.unit_prices))""",
-        params,
+            GROUP BY {keys}, r.customer_id, c.unit_prices""",
+        params + params,
     )
     out: dict[tuple[str, str, str | None, str], _Usage] = {}
     for (pipeline, comp, provider, model, _t, _p, coarse, calls, runs, min_in, max_out, p95_out, max_tokens,
@@ -390,7 +396,7 @@ def _context_by_pipeline(tx: Tx, filters: Filters, period: Period) -> dict[str, 
 @dataclass
 class _Activity:
     """Figures of the whole window besides model usage, from one grouped statement: per (pipeline, component)
-    top-level visits, failures, the last error text and retrievals; in total model calls, agent rows and
+    top-level visits, failures, the last error text and retrievals; their sums: model calls, agent rows and
     retrievals (the queries behind the rarer recommendations run only when these say there is something)."""
 
     components: list[tuple[str, str, int, int, str | None, int]] = field(default_factory=list)
@@ -411,8 +417,7 @@ class _Activity:
 def _activity(tx: Tx, where: str, params: list[Any]) -> _Activity:
     top = "c.parent_call_id IS NULL"
     rows = tx.query(
-        f"""SELECT GROUPING(r.pipeline_name, c.component_name), r.pipeline_name, c.component_name,
-                   SUM(CASE WHEN {top} THEN 1 ELSE 0 END),
+        f"""SELECT r.pipeline_name, c.component_name, SUM(CASE WHEN {top} THEN 1 ELSE 0 END),
                    SUM(CASE WHEN {top} AND c.status = 'error' THEN 1 ELSE 0 END),
                    MAX(CASE WHEN {top} AND c.status = 'error' THEN c.error END),
                    SUM(CASE WHEN c.documents_retrieved IS NOT NULL THEN 1 ELSE 0 END),
@@ -420,17 +425,15 @@ def _activity(tx: Tx, where: str, params: list[Any]) -> _Activity:
                    SUM(CASE WHEN c.agent_instance = c.call_id
                              OR (c.agent_instance IS NULL AND c.span_kind IN ('agent_llm', 'tool')) THEN 1 ELSE 0 END)
             FROM calls c JOIN runs r ON r.run_id = c.run_id WHERE {where}
-            GROUP BY GROUPING SETS ((r.pipeline_name, c.component_name), ())""",
+            GROUP BY r.pipeline_name, c.component_name""",
         params,
     )
     out = _Activity()
-    for total, pipeline, component, visits, errors, sample, retrievals, model_calls, agent_rows in rows:
-        if total:
-            out.model_calls, out.agent_rows, out.retrievals = int(model_calls or 0), int(agent_rows or 0), \
-                int(retrievals or 0)
-        else:
-            out.components.append((pipeline, component, int(visits or 0), int(errors or 0), sample,
-                                   int(retrievals or 0)))
+    for pipeline, component, visits, errors, sample, retrievals, model_calls, agent_rows in rows:
+        out.components.append((pipeline, component, int(visits or 0), int(errors or 0), sample, int(retrievals or 0)))
+        out.model_calls += int(model_calls or 0)
+        out.agent_rows += int(agent_rows or 0)
+        out.retrievals += int(retrievals or 0)
     return out
 
 

@@ -160,20 +160,21 @@ def raw_queries(backend: str) -> dict[str, tuple[str, int]]:
         WHERE {window} AND c.model IS NOT NULL AND c.priced
         GROUP BY r.pipeline_name, c.component_name, c.provider, c.model""", 1)
     # The report's summary: runs and cost per team / environment / classification / status with the per-run call
-    # checks its spec conformance needs (untyped components, unpriced calls), and model calls per provider.
+    # checks its spec conformance needs (untyped components, unpriced calls: only runs having one need a row), and
+    # model calls per provider.
     out["compliance report"] = (f"""
-        WITH x AS (SELECT c.run_id, c.provider, GROUPING(c.run_id, c.provider) AS g,
-                          SUM(CASE WHEN c.component_type = '' THEN 1 ELSE 0 END) AS untyped,
-                          SUM(CASE WHEN NOT c.priced THEN 1 ELSE 0 END) AS unpriced, COUNT(c.model) AS calls,
-                          SUM(c.cost) AS cost
-                   FROM calls c GROUP BY GROUPING SETS ((c.run_id), (c.provider)))
+        WITH x AS (SELECT c.run_id, SUM(CASE WHEN c.component_type = '' THEN 1 ELSE 0 END) AS untyped,
+                          SUM(CASE WHEN NOT c.priced THEN 1 ELSE 0 END) AS unpriced
+                   FROM calls c WHERE c.component_type = '' OR NOT c.priced GROUP BY c.run_id)
         SELECT r.team, r.environment, r.data_classification, r.status, COUNT(*), SUM(r.total_cost),
                SUM(CASE WHEN r.project IS NULL OR x.untyped > 0 OR x.unpriced > 0 THEN 1 ELSE 0 END),
-               NULL, NULL
-        FROM runs r JOIN x ON x.run_id = r.run_id AND x.g = 1
+               NULL, NULL, NULL
+        FROM runs r LEFT JOIN x ON x.run_id = r.run_id
         WHERE {window} GROUP BY r.team, r.environment, r.data_classification, r.status
         UNION ALL
-        SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, provider, calls FROM x WHERE g = 2""", 1)
+        SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, c.provider, COUNT(DISTINCT c.run_id), SUM(c.cost)
+        FROM calls c JOIN runs r ON r.run_id = c.run_id
+        WHERE {window} AND c.model IS NOT NULL GROUP BY c.provider""", 2)
     out["budget status"] = ("""
         SELECT r.team, SUM(r.total_cost) FROM runs r
         WHERE r.started_at >= ? AND r.started_at < ? AND NOT r.simulated GROUP BY r.team""", 1)
@@ -247,8 +248,8 @@ def measure(ledger: Any, raw_connect: Callable[[], Any], repeat: int) -> dict[st
     bounds = windows()
     results: dict[str, tuple[float, float]] = {}
     for name, fn in genops_commands(ledger).items():
-        sql, _ = raws[name]
-        params = bounds.get(name, bounds["default"])
+        sql, times = raws[name]
+        params = bounds.get(name, bounds["default"]) * times
 
         def raw(sql: str = sql, params: list[Any] = params) -> None:
             conn = raw_connect()

@@ -80,7 +80,7 @@ SPEC_SQL: dict[str, str] = {
 _CLASS_SQL = "CASE WHEN COALESCE(r.data_classification, '') = '' THEN 'unclassified' ELSE r.data_classification END"
 # GROUPING(r.team, r.environment, class, r.policy_hash) of each grouping set.
 _BY_TEAM, _BY_ENV, _BY_CLASS, _BY_POLICY, _ALL = 7, 11, 13, 14, 15
-_PROVIDER = -1  # the provider rows of the same statement
+_PROVIDER = -1  # the provider rows of the statement behind the report
 # Typed: PostgreSQL resolves UNION ALL column types from the branches, and untyped NULLs would become text.
 _NO_PROVIDER = ("CAST(NULL AS VARCHAR), CAST(NULL AS BIGINT), CAST(NULL AS BIGINT), CAST(NULL AS BIGINT), "
                 "CAST(NULL AS BIGINT), CAST(NULL AS DECIMAL(38,18))")
@@ -88,41 +88,63 @@ _NO_PROVIDER = ("CAST(NULL AS VARCHAR), CAST(NULL AS BIGINT), CAST(NULL AS BIGIN
 
 def _run_groups(tx: Tx, where: str, params: list[Any]) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
     """Per team, environment, classification and policy hash, and in total: runs, cost, violating runs and their
-    cost, blocked runs and spec-attribute counts; and the model calls per provider. One statement: the calls are
-    read once (GROUPING SETS: per run for the spec checks, per provider for the usage)."""
+    cost, blocked runs and spec-attribute counts (rows shaped like GROUPING SETS rows, grouping id first); and the
+    model calls per provider. One statement: the runs grouped once by all four keys (every figure is a sum, so the
+    five roll-ups are added up here, exactly), the per-run call checks, the provider usage."""
     flag = "CASE WHEN {} THEN 1 ELSE 0 END"
     spec = ", ".join(f"SUM({flag.format(cond)})" for cond in SPEC_SQL.values())
     conforming = " AND ".join(f"({cond})" for cond in SPEC_SQL.values())
+    # Only runs with an untyped component or an unpriced model call need a row in x (the others count as 0): the
+    # calls are filtered before they are grouped by run.
+    untyped, unpriced = "(c.component_type IS NULL OR c.component_type = '')", "(c.model IS NOT NULL AND NOT c.priced)"
     rows = tx.query(
-        f"""WITH cs AS (
-                SELECT c.run_id, c.provider, GROUPING(c.run_id, c.provider) AS g,
-                       SUM(CASE WHEN c.component_type IS NULL OR c.component_type = '' THEN 1 ELSE 0 END) AS untyped,
-                       SUM(CASE WHEN c.model IS NOT NULL AND NOT c.priced THEN 1 ELSE 0 END) AS unpriced,
-                       COUNT(DISTINCT CASE WHEN c.model IS NOT NULL THEN c.run_id END) AS p_runs,
-                       SUM(CASE WHEN c.model IS NOT NULL THEN 1 ELSE 0 END) AS p_calls,
-                       SUM(CASE WHEN c.model IS NOT NULL THEN c.input_tokens END) AS p_in,
-                       SUM(CASE WHEN c.model IS NOT NULL THEN c.output_tokens END) AS p_out,
-                       SUM(CASE WHEN c.model IS NOT NULL THEN c.cost END) AS p_cost
-                FROM calls c JOIN runs r ON r.run_id = c.run_id WHERE {where}
-                GROUP BY GROUPING SETS ((c.run_id), (c.provider))),
-            x AS (SELECT run_id, untyped, unpriced FROM cs WHERE g = 1),
+        f"""WITH x AS (
+                SELECT c.run_id, SUM(CASE WHEN {untyped} THEN 1 ELSE 0 END) AS untyped,
+                       SUM(CASE WHEN {unpriced} THEN 1 ELSE 0 END) AS unpriced
+                FROM calls c JOIN runs r ON r.run_id = c.run_id
+                WHERE {where} AND ({untyped} OR {unpriced})
+                GROUP BY c.run_id),
             v AS (SELECT DISTINCT e.run_id FROM policy_events e JOIN runs r ON r.run_id = e.run_id
                   WHERE {where} AND e.result <> 'ALLOWED')
-            SELECT GROUPING(r.team, r.environment, {_CLASS_SQL}, r.policy_hash), r.team, r.environment,
-                   {_CLASS_SQL}, r.policy_hash, COUNT(*), SUM(r.total_cost),
+            SELECT 0, r.team, r.environment, {_CLASS_SQL}, r.policy_hash, COUNT(*), SUM(r.total_cost),
                    SUM(CASE WHEN v.run_id IS NOT NULL THEN 1 ELSE 0 END),
                    SUM(CASE WHEN v.run_id IS NOT NULL THEN r.total_cost END),
                    SUM(CASE WHEN r.status = 'blocked' THEN 1 ELSE 0 END), {spec}, SUM({flag.format(conforming)}),
                    {_NO_PROVIDER}
             FROM runs r LEFT JOIN x ON x.run_id = r.run_id LEFT JOIN v ON v.run_id = r.run_id
             WHERE {where}
-            GROUP BY GROUPING SETS ((r.team), (r.environment), ({_CLASS_SQL}), (r.policy_hash), ())
+            GROUP BY r.team, r.environment, {_CLASS_SQL}, r.policy_hash
             UNION ALL
             SELECT {_PROVIDER}, {', '.join('NULL' for _ in range(10 + len(SPEC_SQL)))},
-                   provider, p_runs, p_calls, p_in, p_out, p_cost
-            FROM cs WHERE g = 2 AND p_calls > 0""",
-        params * 3)
-    return [r[:-6] for r in rows if r[0] != _PROVIDER], [r[-6:] for r in rows if r[0] == _PROVIDER]
+                   c.provider, COUNT(DISTINCT c.run_id), COUNT(*), SUM(c.input_tokens), SUM(c.output_tokens),
+                   SUM(c.cost)
+            FROM calls c JOIN runs r ON r.run_id = c.run_id
+            WHERE {where} AND c.model IS NOT NULL
+            GROUP BY c.provider""",
+        params * 4)
+    fine = [r[:-6] for r in rows if r[0] != _PROVIDER]
+    groups: list[tuple[Any, ...]] = []
+    for grouping in (_BY_TEAM, _BY_ENV, _BY_CLASS, _BY_POLICY, _ALL):
+        # GROUPING() bits, highest first: team 8, environment 4, classification 2, policy hash 1 (1 = rolled up).
+        kept = [i for i, bit in ((1, 8), (2, 4), (3, 2), (4, 1)) if not grouping & bit]
+        rolled: dict[tuple[Any, ...], list[Any]] = {}
+        for row in fine:
+            key = tuple(row[i] for i in kept)
+            sums = rolled.get(key)
+            rolled[key] = list(row[5:]) if sums is None else [_add(a, b) for a, b in zip(sums, row[5:], strict=True)]
+        for key, sums in rolled.items():
+            names = dict(zip(kept, key, strict=True))
+            groups.append((grouping, *(names.get(i) for i in (1, 2, 3, 4)), *sums))
+    if not fine:  # no runs: SQL's grand total row still exists (COUNT 0, NULL sums)
+        groups.append((_ALL, None, None, None, None, 0, *(None for _ in range(5 + len(SPEC_SQL)))))
+    return groups, [r[-6:] for r in rows if r[0] == _PROVIDER]
+
+
+def _add(a: Any, b: Any) -> Any:
+    """SUM semantics: NULL plus NULL stays NULL."""
+    if a is None:
+        return b
+    return a if b is None else a + b
 
 
 def _violations(tx: Tx, where: str, params: list[Any], runs_with: int) -> dict[str, Any]:

@@ -7,6 +7,7 @@ Money is always `decimal.Decimal`; timestamps are timezone-aware UTC datetimes.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -85,8 +86,12 @@ class UnitPrices:
     per_second: Decimal | None = None
 
     def to_json(self) -> dict[str, str]:
-        # Flat record: read the fields directly (dataclasses.asdict deep-copies; this runs for every spooled call).
-        return {f.name: str(v) for f in dataclasses.fields(self) if (v := getattr(self, f.name)) is not None}
+        return dict(self._json_items)
+
+    @functools.cached_property
+    def _json_items(self) -> tuple[tuple[str, str], ...]:
+        # Built once per price set (a resolved price is shared by every call it prices; this runs for each one).
+        return tuple((f.name, str(v)) for f in dataclasses.fields(self) if (v := getattr(self, f.name)) is not None)
 
     @classmethod
     def from_json(cls, data: dict[str, Any] | None) -> UnitPrices:

@@ -12,10 +12,12 @@ How a batch runs:
   attempts under ids derived from it (`attempt_run_id`). Attempt numbers continue across invocations, so running
   the same file again records new runs instead of colliding with old ones; `--resume` skips lines that already
   have an ok run (a cache hit counts).
-- a finished attempt is handed to the recorder by its worker (`ledger.recorder`: its spool file, no fsync); the
-  main thread flushes the recorder every FLUSH_INTERVAL_S while the batch runs and at the end: the finished runs
-  go in groups of up to 200, one writer lock hold, one connection and ONE transaction per group
-  (`records.insert_runs`: a few multi-row statements; each run still all-or-nothing and idempotent by run id).
+- a finished attempt is handed to the recorder by its worker (`ledger.recorder`: its spool file, no fsync). With
+  lines running concurrently the recorder's ingester process puts them in the ledger as the batch goes (the
+  ledger work stays off the GIL the workers share); otherwise the main thread flushes the recorder every
+  FLUSH_INTERVAL_S. Either way the batch ends with a flush, and the finished runs go in groups of up to 200, one
+  writer lock hold, one connection and ONE transaction per group (`records.insert_runs`: a few multi-row
+  statements; each run still all-or-nothing and idempotent by run id).
 - transient provider errors (429, 5xx, timeouts, connection resets) are retried with exponential backoff and
   jitter, honouring Retry-After; with `retries > 0` the SDKs' own retries are switched off (`max_retries: 0`) so
   that every provider attempt is a genops attempt, visible and recorded.
@@ -180,7 +182,8 @@ class _Recording:
         self._last = time.monotonic()
 
     def flush_if_due(self) -> None:
-        if time.monotonic() - self._last >= FLUSH_INTERVAL_S:
+        # An ingester process ingests on its own (every INGEST_INTERVAL_S): only inline ingestion is driven here.
+        if self.recorder.mode == "inline" and time.monotonic() - self._last >= FLUSH_INTERVAL_S:
             self.flush()
 
     def flush(self) -> RecordResult:
@@ -423,7 +426,10 @@ def run_batch(
     events = events or EventLog(options.log_format, options.quiet)
     _ingest_leftovers(ledger, options, events)
     loaded, documents, jobs, summary, is_batch = _prepare(settings, ledger, pipeline_path, runs, options, events)
-    engine = Engine(settings, ledger)
+    # Concurrent lines: ledger ingestion (transactions, hooks) runs in the ingester process on the other core,
+    # not on this process's GIL, which the worker threads need; a single line or sequential lines ingest inline.
+    separate = is_batch and options.concurrency > 1 and len(jobs) > 1
+    engine = Engine(settings, ledger, record_mode="process" if separate else "inline")
     engine.recorder.ensure_writable()  # nothing spends unless it can be recorded (exit 4, zero requests)
     recording = _Recording(engine.recorder)
     runner = _BatchRunner(engine, loaded, options, engine.recorder, events, is_batch,
@@ -436,6 +442,8 @@ def run_batch(
     finally:
         shown.close()
         recorded = recording.flush()
+        if engine.recorder.mode == "process":
+            engine.recorder.stop_ingester()  # its work is done: a library caller's next batch starts its own
     if runner.budget is not None and runner.budget.exhausted and summary.stopped is None and summary.not_started:
         summary.stopped = "max_cost"
     summary.elapsed_s = time.monotonic() - started

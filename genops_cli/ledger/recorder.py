@@ -144,9 +144,14 @@ class Recorder:
     def close(self) -> None:
         self.flush()
         self.spool.close_segment()  # closed: whoever ingests it last deletes it
-        if self._ingester is not None:
-            self._ingester.stop()
-            self._ingester = None
+        self.stop_ingester()
+
+    def stop_ingester(self) -> None:
+        """Stop the ingester process (it drains the spool first); the next submit starts a new one."""
+        with self._lock:
+            ingester, self._ingester = self._ingester, None
+        if ingester is not None:
+            ingester.stop()
 
     # -- ingestion --------------------------------------------------------------------------------------------
     def _ingest_inline(self, items: list[tuple[Path, RunRecord | None]]) -> RecordResult:

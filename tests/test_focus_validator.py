@@ -39,9 +39,10 @@ pytestmark = pytest.mark.skipif(_validator_python() is None,
                                        "`bash .ci/focus-validator.sh` (as root) to build one in a Debian trixie "
                                        "root and write .venv-focus/bin/python")
 
-# The validator reads its currency list relative to the working directory: run it from its site-packages.
+# The validator reads its currency list from focus_validator/rules/ relative to the working directory and writes
+# its log there: run it in a scratch directory that links its package under that name.
 _RUN_VALIDATOR = ("import os, sys, focus_validator; "
-                  "os.chdir(os.path.dirname(os.path.dirname(focus_validator.__file__))); "
+                  "os.symlink(os.path.dirname(focus_validator.__file__), 'focus_validator'); "
                   "from focus_validator.main import main; sys.exit(main())")
 
 
@@ -60,9 +61,11 @@ def _shipped_rule_versions() -> list[str]:
 def _validate(path: Path, version: str) -> tuple[dict[str, str], str]:
     python = _validator_python()
     assert python is not None
+    workdir = path.parent / "validator"
+    workdir.mkdir()
     out = subprocess.run(
         [python, "-c", _RUN_VALIDATOR, "--data-file", str(path), "--validate-version", version, "--block-download"],
-        capture_output=True, text=True, timeout=600)
+        capture_output=True, text=True, cwd=workdir, timeout=600)
     text = out.stdout + out.stderr
     results = {m.group(1): m.group(2) for m in re.finditer(r"^\S+ ([A-Za-z]+-[A-Z]-\d{3}-[A-Z]): (PASS|FAIL|SKIPPED)",
                                                              text, re.MULTILINE)}

@@ -91,7 +91,7 @@ printf '#!/bin/sh\n# Written by .ci/focus-validator.sh: Python 3.13 with %s, in 
   "$VALIDATOR" "$ROOT" "$SELF" >"$WRAPPER"
 chmod +x "$WRAPPER"
 if ! "$WRAPPER" -c 'import focus_validator.main'; then
-  rm -rf "$REPO/.venv-focus"
+  rm -rf "$REPO/.venv-focus" "$ROOT$VENV/.complete"  # the next run reinstalls it
   echo "FOCUS validator: $ROOT$VENV cannot import focus_validator.main" >&2
   exit 1
 fi

@@ -552,7 +552,7 @@ def check_and_reserve(ctx: Governed, run: RunRecord, estimate: Callable[[], Deci
         return PolicyDecision(result="ALLOWED")
     if hold is None:
         return check_budget(ctx, run, estimate(), policy_mode=policy_mode)
-    denial = hold.ensure(estimate())
+    denial = hold.ensure(hold.worst_case(estimate))
     if denial is not None:
         return PolicyDecision(result="BLOCKED", reason_code=denial.reason_code, message=denial.message,
                               budget_scope=run.policy.budget_scope)

@@ -29,6 +29,7 @@ import atexit
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -50,6 +51,8 @@ LEASE_TTL_MINUTES = 10
 #: milliseconds on DuckDB) per a few hundred runs instead of one per four.
 LEASE_ROOM = 4
 LEASE_ROOM_MAX = 256
+#: A pipeline's runs drawing on a roomy lease are estimated (a simulated pass) once per this many runs.
+ESTIMATE_EVERY = 64
 
 
 @dataclass
@@ -69,6 +72,8 @@ class BudgetLease:
     warn_above: tuple[Decimal, BudgetCheck] | None = None
     written_at: float = 0.0  # monotonic time of the last write (its expiry is LEASE_TTL_MINUTES after)
     growths: int = 0  # how often it grew: the room it takes doubles with each growth
+    #: pipeline hash -> (largest up-front worst case estimated for its runs, runs since that pipeline's last estimate)
+    worst_cases: dict[str, tuple[Decimal, int]] = field(default_factory=dict)
     lock: threading.RLock = field(default_factory=threading.RLock)
 
     def take(self, run: RunRecord, amount: Decimal, policy_mode: str | None, ahead: Decimal) -> Denial | None:
@@ -266,6 +271,23 @@ class LeaseBudgetHold:
         from genops_cli.policy.budgets import has_budgets
 
         return not self.run.simulated and has_budgets(self.lease.ctx, self.lease.scopes)
+
+    def worst_case(self, estimate: Callable[[], Decimal]) -> Decimal:
+        """The run's up-front hold. `estimate()` is a simulated pass of the pipeline (about as costly as a run):
+        while the lease has room, in memory, for the largest worst case estimated for this pipeline's runs, that
+        largest one is held instead, re-estimated every ESTIMATE_EVERY runs. Nothing can be overspent by it:
+        every call is still admitted on its own worst case before it is made (a bigger run tops its hold up)."""
+        lease, key = self.lease, self.run.pipeline_hash
+        with lease.lock:
+            known, since = lease.worst_cases.get(key, (None, 0))
+            if known is not None and since < ESTIMATE_EVERY and lease.granted - lease.used >= known:
+                lease.worst_cases[key] = (known, since + 1)
+                return known
+        value = estimate()
+        with lease.lock:
+            known, _since = lease.worst_cases.get(key, (None, 0))
+            lease.worst_cases[key] = (max(value, known) if known is not None else value, 0)
+        return value
 
     def ensure(self, total: Decimal, ahead: Decimal = Decimal(0)) -> Denial | None:
         denial = self.lease.take(self.run, total - self.reserved, self.policy_mode, ahead)

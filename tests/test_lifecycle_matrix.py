@@ -548,3 +548,32 @@ def test_a_process_lease_holds_what_its_runs_may_spend_and_settles_against_inges
     third = new_run(3)
     denial = LeaseBudgetHold(lease_for(ctx, third), third).ensure(Decimal("0.5"))
     assert denial is not None and denial.reason_code == "BUDGET_EXCEEDED"  # 0.06 + 0.5 + 0.5 > 1
+
+
+def test_a_run_bigger_than_the_pipelines_earlier_runs_is_admitted_on_its_own_calls(openai_server):
+    """A service's runs draw their up-front hold from the process's lease without a simulated pass each (the
+    largest worst case seen for the pipeline); a run with a much longer input is still stopped before the call
+    whose own worst case does not fit, with zero requests for it."""
+    from genops_cli import BudgetExceededError, GenOpsHaystackAdapter
+
+    openai_server.usage = {"prompt_tokens": 10, "completion_tokens": 50}
+    per_run = Decimal("0.0000315")  # 10 x 0.15e-6 + 50 x 0.60e-6
+    limit = Decimal("0.0002")
+    adapter = GenOpsHaystackAdapter(team="svc", project="p", daily_budget_limit=limit, governance_policy="enforcing")
+    pipeline = _chat_pipeline()
+    outcomes = []
+    for i in range(8):
+        long = i == 3  # about 4,000 input tokens: its worst case alone is over the limit
+        question = " ".join([QUESTION] * 200) if long else f"{QUESTION} ({i})"
+        try:
+            with adapter.track_pipeline("request", pipeline=pipeline):
+                pipeline.run({"prompt": {"q": question}})
+            outcomes.append("ok")
+        except BudgetExceededError:
+            outcomes.append("blocked")
+    assert adapter.flush()
+    assert outcomes[:4] == ["ok", "ok", "ok", "blocked"] and "blocked" in outcomes[4:], outcomes
+    ok = outcomes.count("ok")
+    assert openai_server.count("/chat/completions") == ok
+    [(spent,)] = ledger_rows("SELECT SUM(total_cost) FROM runs")
+    assert spent == per_run * ok <= limit

@@ -372,3 +372,17 @@ def test_budget_race_between_processes_never_overspends(pg_url, openai_server):
     assert total <= limit
     assert pg_rows(pg_url, "SELECT COUNT(*) FROM runs WHERE status = 'blocked'") == [(blocked,)]
     assert openai_server.count("/chat/completions") == 2 * (1 + admitted)  # blocked runs never called out
+
+
+def test_report_work_mem_is_configurable_and_a_bad_value_is_a_one_line_error(pg_url, monkeypatch):
+    assert cli("run", sample("chain"), "--inputs", sample("chain", "inputs.json"), "--simulate",
+               "--quiet").exit_code == 0
+    monkeypatch.setenv("GENOPS_PG_READ_WORK_MEM", "lots")
+    bad = cli("analyze", "--include-simulated", "--json")
+    assert bad.exit_code == 2 and bad.stdout == ""
+    assert bad.stderr.strip().splitlines() == [
+        "error: GENOPS_PG_READ_WORK_MEM='lots' is not a PostgreSQL memory size; use e.g. 64MB or 256MB, or unset it"]
+    monkeypatch.setenv("GENOPS_PG_READ_WORK_MEM", "256MB")
+    good = cli("analyze", "--include-simulated", "--json")
+    assert good.exit_code == 0, good.stderr
+    assert json.loads(good.stdout)["runs"] == 1

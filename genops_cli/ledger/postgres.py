@@ -43,7 +43,17 @@ _SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$")
 _IDLE_PER_LEDGER = 4  # connections kept per process for reuse (batch runs, drains)
 #: work_mem of read transactions (reports, analyze, serve), per sort or hash node: set_config(..., true) lasts
 #: until the transaction ends. GENOPS_PG_READ_WORK_MEM overrides it (any PostgreSQL memory size, e.g. 64MB).
-READ_WORK_MEM = os.environ.get("GENOPS_PG_READ_WORK_MEM", "64MB")
+READ_WORK_MEM = "64MB"
+_MEMORY_SIZE = re.compile(r"^\d+\s*(kB|MB|GB|TB)?$")
+
+
+def read_work_mem() -> str:
+    """READ_WORK_MEM, or GENOPS_PG_READ_WORK_MEM when set (a bad value is a configuration error, exit 2)."""
+    value = os.environ.get("GENOPS_PG_READ_WORK_MEM", "").strip() or READ_WORK_MEM
+    if not _MEMORY_SIZE.match(value):
+        raise ConfigError(f"GENOPS_PG_READ_WORK_MEM={value!r} is not a PostgreSQL memory size; use e.g. 64MB or "
+                          "256MB, or unset it")
+    return value
 
 
 def _psycopg() -> Any:
@@ -194,7 +204,7 @@ class PostgresLedger(Ledger):
                     conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY, DEFERRABLE")
                     # Reports group and sort whole windows of calls (hash aggregates per run, percentile sorts):
                     # with the server's default work_mem (4 MB) they spill to disk. For this transaction only.
-                    conn.execute("SELECT set_config('work_mem', %s, true)", [READ_WORK_MEM])
+                    conn.execute("SELECT set_config('work_mem', %s, true)", [read_work_mem()])
                     yield Tx(conn, self.backend)
             except psycopg.Error as exc:
                 raise self._error("read failed", exc) from None

@@ -8,7 +8,9 @@ pipeline (2 LLM calls per run) runs a JSONL batch through `genops run`'s engine 
 shared pipeline, worker threads, runs handed to the recorder and ingested by the main thread, DuckDB ledger). The
 limit is concurrency / (calls per run x latency) runs per second; the script prints measured runs/s / limit, min
 and median over `--repeats` (goals: >= 0.9 at concurrency 16, >= 0.8 at 64) and, as the baseline measured in the
-same run, the same fraction at concurrency 1. It checks that the ledger holds every run. It also times
+same run, the same fraction at concurrency 1, and plain Haystack's own fraction (the same pipeline on a thread pool
+without genops: what the provider SDK allows) with genops / plain pair by pair. It checks that the ledger holds
+every run. It also times
 `load_pipeline`, the cost a pool of per-thread pipelines would pay once per worker (genops shares one pipeline
 instead).
 """
@@ -59,6 +61,29 @@ def run_once(server: None, workdir: Path, concurrency: int, lines: int, repeat: 
     return summaries[-1]["elapsed_s"], int(wall * 1000)
 
 
+def run_bare(concurrency: int, lines: int) -> float:
+    """The same pipeline, lines and provider without genops (no tracer, no ledger): plain Haystack on a thread
+    pool, what the provider SDK and Haystack reach by themselves. Returns runs per second."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from haystack import Pipeline, tracing
+
+    pipeline = Pipeline.loads((REPO / "sample_pipelines/chain/pipeline.yml").read_text())
+    pipeline.warm_up()
+    saved = tracing.tracer.actual_tracer if tracing.is_tracing_enabled() else None
+    tracing.disable_tracing()
+    try:
+        pipeline.run({"draft_prompt": {"request": "warm-up", "audience": "all"}})
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=concurrency) as pool:
+            list(pool.map(lambda i: pipeline.run({"draft_prompt": {"request": f"request {i}", "audience": "all"}}),
+                          range(lines)))
+        return lines / (time.perf_counter() - t0)
+    finally:
+        if saved is not None:
+            tracing.enable_tracing(saved)
+
+
 def _serve(conn, latency: float) -> None:  # noqa: ANN001
     """Child process: the loopback provider, so its CPU time does not compete with genops for one GIL."""
     from fakeproviders import FakeOpenAI
@@ -104,12 +129,16 @@ def main() -> int:
 
         run_once(server, workdir, 2, 4)  # warm-up: imports, price book, tokenizer files
         results = []
+        bare: dict[int, list[float]] = {}  # concurrency -> plain Haystack's fractions of the limit
         plan = [(1, args.baseline_lines)] + [(c, c * args.lines_per_worker) for c in args.concurrency]
         served_lines = 4
         for repeat in range(args.repeats):
             for concurrency, lines in plan:
-                elapsed, wall_ms = run_once(server, workdir, concurrency, lines, repeat)
                 limit = concurrency / (CALLS_PER_RUN * args.latency)
+                if concurrency > 1:
+                    bare.setdefault(concurrency, []).append(run_bare(concurrency, lines) / limit)
+                    served_lines += lines + 1
+                elapsed, wall_ms = run_once(server, workdir, concurrency, lines, repeat)
                 rate = lines / elapsed
                 results.append((concurrency, lines, elapsed, rate, limit, rate / limit, wall_ms))
                 served_lines += lines
@@ -132,6 +161,12 @@ def main() -> int:
         verdict = "" if goal is None else f" (goal >= {goal:.2f}: {'met' if median(fractions) >= goal else 'NOT met'})"
         print(f"fraction of limit at concurrency {concurrency}: min {min(fractions):.2f}, median "
               f"{median(fractions):.2f}{verdict}")
+        if concurrency in bare:
+            ratios = [g / b for g, b in zip(fractions, bare[concurrency], strict=True)]
+            plain = bare[concurrency]
+            print(f"  plain Haystack (no genops) at concurrency {concurrency}: fraction min {min(plain):.2f}, "
+                  f"median {median(plain):.2f}; genops / plain, pair by pair: min {min(ratios):.2f}, "
+                  f"median {median(ratios):.2f}")
     return 0
 
 

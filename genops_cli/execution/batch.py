@@ -636,6 +636,8 @@ def _report_run(result: LineResult, view: BatchView) -> None:
         out["attempt"] = run.attempt
         out["attempts"] = max(run.attempt, len(result.attempts))
         out["retries"] = len(result.attempts) - 1
+        if run.batch_line is not None:  # lines finish in any order under --concurrency: say which input it was
+            out["line"] = run.batch_line
         view.emit(out)
     elif not view.is_batch and not options.quiet:
         view.render_run(run)

@@ -566,12 +566,13 @@ def _execute(runner: _BatchRunner, jobs: list[LineJob], fills_stores: bool, opti
             # The first run fills the in-memory stores (its embedding calls are recorded with it); the others
             # start once the stores are filled.
             tally(pool.submit(runner.process, queue_jobs.pop(0)).result())
-        pending: set[Future[LineResult]] = {pool.submit(runner.process, job) for job in queue_jobs}
+        order: dict[Future[LineResult], int] = {pool.submit(runner.process, job): i for i, job in enumerate(queue_jobs)}
+        pending: set[Future[LineResult]] = set(order)
         try:
             while pending:
                 finished, pending = wait(pending, timeout=min(1.0, options.progress_interval),
                                          return_when=FIRST_COMPLETED)
-                for future in finished:
+                for future in sorted(finished, key=order.__getitem__):  # lines done together: in input order
                     tally(future.result())
                 if not finished:
                     tally.view.progress(tally.done, tally.summary)

@@ -296,20 +296,25 @@ class GenopsSpan(Span):
                     return profile.inner or profile
                 return None
             # An Agent component of a pipeline a tool runs (PipelineTool): found in that tool's pipeline.
-            tool = container._nearest((AGENT_TOOL,))
-            outer = tool.agent_run() if tool is not None else None
-            if tool is None or outer is None:
+            found = container._calling_tool()
+            if found is None:
                 return None
-            agent = agents.agent_in_tool_pipeline(outer.agent_tools, tool.tool_name, container.component_name)
+            tools, tool_name = found
+            agent = agents.agent_in_tool_pipeline(tools, tool_name, container.component_name)
             if agent is None:
                 return None
             return agents.live_generator_profile(container.component_name or "agent", agent.chat_generator)
         # A nested Agent: the calling agent's tools hold the live Agent behind this run's tool.
+        found = self._calling_tool()
+        return agents.generator_profile_of_tool(*found) if found is not None else None
+
+    def _calling_tool(self) -> tuple[Any, str | None] | None:
+        """(the calling agent's tools, the tool's name) of the agent tool span this span runs under, if any."""
         tool = self._nearest((AGENT_TOOL,))
         outer = tool.agent_run() if tool is not None else None
         if tool is None or outer is None:
             return None
-        return agents.generator_profile_of_tool(outer.agent_tools, tool.tool_name)
+        return outer.agent_tools, tool.tool_name
 
     def _profile(self) -> ComponentProfile | None:
         if self.capture is None:
@@ -333,11 +338,10 @@ class GenopsSpan(Span):
     def _tool_pipeline_profile(self) -> ComponentProfile | None:
         if not self.is_llm_span():
             return None
-        tool = self._nearest((AGENT_TOOL,))
-        outer = tool.agent_run() if tool is not None else None
-        if tool is None or outer is None:
+        found = self._calling_tool()
+        if found is None:
             return None
-        component = agents.component_in_tool_pipeline(outer.agent_tools, tool.tool_name, self.component_name)
+        component = agents.component_in_tool_pipeline(*found, self.component_name)
         return agents.live_generator_profile(self.component_name or "?", component) if component is not None else None
 
     def _provider(self, model: str | None) -> str | None:

@@ -6,6 +6,7 @@ APIs, reached by unmodified pipelines through OPENAI_BASE_URL / ANTHROPIC_BASE_U
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -105,3 +106,46 @@ def ledger_rows(sql: str, params: list[Any] | None = None) -> list[tuple[Any, ..
 
     with open_ledger(os.environ["GENOPS_LEDGER"]).read() as tx:
         return tx.query(sql, params or [])
+
+
+PG_URL = os.environ.get("GENOPS_TEST_POSTGRES_URL")
+
+
+@pytest.fixture(params=["duckdb", "postgresql"])
+def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[str]:
+    """The test's ledger on each backend: the default DuckDB file, or a fresh schema on GENOPS_TEST_POSTGRES_URL
+    (skipped when it is unset), dropped afterwards."""
+    if request.param == "duckdb":
+        yield "duckdb"
+        return
+    if not PG_URL:
+        pytest.skip("GENOPS_TEST_POSTGRES_URL is not set (e.g. postgresql://postgres@127.0.0.1:5432/postgres)")
+    import uuid
+
+    import psycopg
+
+    schema = f"genops_test_{uuid.uuid4().hex[:12]}"
+    separator = "&" if "?" in PG_URL else "?"
+    monkeypatch.setenv("GENOPS_LEDGER", f"{PG_URL}{separator}schema={schema}")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # the per-URL spool stays in the test's directory
+    yield "postgresql"
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@contextlib.contextmanager
+def ledger_lock_held(ledger: str, mode: str = "exclusive") -> Iterator[None]:
+    """Another process holds the lock file of the DuckDB ledger `ledger` while the block runs: `shared` as a long
+    read (`genops serve`, a big report) holds it, `exclusive` as a writer does."""
+    lock = f"{ledger}.lock"
+    flag = "LOCK_SH" if mode == "shared" else "LOCK_EX"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import fcntl, time\n"
+        f"f = open({lock!r}, 'a+b'); fcntl.flock(f, fcntl.{flag}); print('held', flush=True); time.sleep(120)")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        yield
+    finally:
+        holder.kill()
+        holder.wait()

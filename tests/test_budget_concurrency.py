@@ -9,36 +9,13 @@ budget (the race users of other gateways report) and all 5 would run.
 
 from __future__ import annotations
 
-import os
-import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 from conftest import cli, genops_subprocess, json_lines, ledger_rows, sample
 
 PROCESSES = 5
-PG_URL = os.environ.get("GENOPS_TEST_POSTGRES_URL")
-
-
-@pytest.fixture(params=["duckdb", "postgresql"])
-def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[str]:
-    if request.param == "duckdb":
-        yield "duckdb"
-        return
-    if not PG_URL:
-        pytest.skip("GENOPS_TEST_POSTGRES_URL is not set (e.g. postgresql://postgres@127.0.0.1:5432/postgres)")
-    import psycopg
-
-    schema = f"genops_test_{uuid.uuid4().hex[:12]}"
-    separator = "&" if "?" in PG_URL else "?"
-    monkeypatch.setenv("GENOPS_LEDGER", f"{PG_URL}{separator}schema={schema}")
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # the per-URL spool stays in the test's directory
-    yield "postgresql"
-    with psycopg.connect(PG_URL, autocommit=True) as conn:
-        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 @pytest.mark.slow

@@ -354,7 +354,6 @@ def test_nested_agent_is_admitted_call_by_call(openai_server, anthropic_server):
 
 # -- across processes ----------------------------------------------------------------------------------------
 
-PG_URL = os.environ.get("GENOPS_TEST_POSTGRES_URL")
 
 SERVICE = """
 import json, sys, threading
@@ -391,26 +390,6 @@ for t in threads:
 assert adapter.flush()
 print(json.dumps(outcomes))
 """
-
-
-@pytest.fixture(params=["duckdb", "postgresql"])
-def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
-    if request.param == "duckdb":
-        yield "duckdb"
-        return
-    if not PG_URL:
-        pytest.skip("GENOPS_TEST_POSTGRES_URL is not set (e.g. postgresql://postgres@127.0.0.1:5432/postgres)")
-    import uuid
-
-    import psycopg
-
-    schema = f"genops_l1_{uuid.uuid4().hex[:12]}"
-    separator = "&" if "?" in PG_URL else "?"
-    monkeypatch.setenv("GENOPS_LEDGER", f"{PG_URL}{separator}schema={schema}")
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    yield "postgresql"
-    with psycopg.connect(PG_URL, autocommit=True) as conn:
-        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 @pytest.mark.slow

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import cli, genops_subprocess, json_lines, ledger_rows, sample
+from conftest import cli, genops_subprocess, json_lines, ledger_lock_held, ledger_rows, sample
 
 CHAIN = sample("chain")
 CHAIN_INPUTS = sample("chain", "inputs.json")
@@ -219,13 +219,7 @@ def test_reads_that_cannot_ingest_say_what_they_miss_and_a_bill_refuses(openai_s
     _leave_runs_in_spool(3)
     # Another process reads the ledger for a long time (a shared lock, as `genops serve` or a big report holds):
     # readers go on, nothing can be written meanwhile.
-    lock = os.environ["GENOPS_LEDGER"] + ".lock"
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import fcntl, time\n"
-        f"f = open({lock!r}, 'a+b'); fcntl.flock(f, fcntl.LOCK_SH); print('held', flush=True); time.sleep(120)")],
-        stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    with ledger_lock_held(os.environ["GENOPS_LEDGER"], "shared"):
         env = {"GENOPS_LOCK_TIMEOUT": "2"}
         analyzed = genops_subprocess("analyze", "--since", "1d", "--json", env=env)
         assert analyzed.returncode == 0, analyzed.stderr
@@ -238,9 +232,6 @@ def test_reads_that_cannot_ingest_say_what_they_miss_and_a_bill_refuses(openai_s
             assert bill.returncode == 4, bill.stderr
             assert "3 run(s) wait in the spool" in bill.stderr and "refusing to bill" in bill.stderr
             assert bill.stdout.strip() == ""
-    finally:
-        holder.kill()
-        holder.wait()
     bill = cli("report", "--tenant", "acme", "--period", time.strftime("%Y-%m", time.gmtime()), "--format", "json")
     assert bill.exit_code == 0, bill.stderr
     assert ledger_rows("SELECT COUNT(*) FROM runs") == [(4,)]

@@ -12,7 +12,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from conftest import cli, json_lines, ledger_rows, sample
+from conftest import cli, json_lines, ledger_lock_held, ledger_rows, sample
 
 KEY = "cred-Zq7Xv9Lm2Kp4Wn8R"  # no provider prefix: only its value identifies it
 
@@ -65,22 +65,10 @@ def test_ledger_runs_and_calls_errors(echoing_provider):
 
 def test_spool_files(echoing_provider, isolated, monkeypatch):
     """Another process holds the ledger lock: the run cannot be ingested and stays in the spool (exit 4)."""
-    import subprocess
-    import sys
-
     assert cli("ledger", "info").exit_code in (0, 2)
-    lock = str(isolated) + ".lock"
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import fcntl, time\n"
-        f"f = open({lock!r}, 'a+b'); fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); time.sleep(120)")],
-        stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    with ledger_lock_held(str(isolated)):
         monkeypatch.setenv("GENOPS_LOCK_TIMEOUT", "0.5")
         result = _run(echoing_provider, "--json")
-    finally:
-        holder.kill()
-        holder.wait()
     assert result.exit_code == 4, result.stderr
     spool = Path(str(isolated) + ".spool")
     files = [p for p in spool.iterdir() if p.is_file() and not p.name.endswith((".lock", ".offset"))]

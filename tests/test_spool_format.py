@@ -8,7 +8,7 @@ from decimal import Decimal
 
 from ledger_factory import at, make_run
 
-from genops_cli.ledger.serialize import SPOOL_FORMAT, call_to_json, dumps_run, run_from_json, run_to_json
+from genops_cli.ledger.serialize import CALL_FIELDS, SPOOL_FORMAT, call_to_array, dumps_run, run_from_json, run_to_json
 
 
 def _awkward_run():
@@ -47,10 +47,22 @@ def test_a_spooled_run_reads_back_equal_to_the_run():
     assert dumps_run(back) == line  # stable: a re-spooled run is the same line
 
 
+_USAGE_FIELDS = {"input_tokens": "input_tokens", "cache_read_tokens": "cache_read_tokens",
+                 "cache_write_tokens": "cache_write_tokens", "output_tokens": "output_tokens",
+                 "reasoning_tokens": "reasoning_tokens", "usage_source": "source", "raw_usage": "raw"}
+
+
+def _format_1_call(call) -> dict:  # noqa: ANN001
+    """A call as an earlier release spooled it: one object, usage nested, with its run id."""
+    values = dict(zip(CALL_FIELDS, call_to_array(call), strict=True))
+    usage = {name: values.pop(field) for field, name in _USAGE_FIELDS.items()}
+    return {**values, "run_id": call.run_id, "usage": usage}
+
+
 def test_format_1_lines_of_an_earlier_release_are_still_read():
     run = _awkward_run()
     data = run_to_json(run)
     data["spool_format"] = 1
-    data["calls"] = [call_to_json(c) for c in run.calls]
+    data["calls"] = [_format_1_call(c) for c in run.calls]
     back = run_from_json(json.loads(json.dumps(data)))
     assert dumps_run(back) == dumps_run(run)

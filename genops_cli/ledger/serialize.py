@@ -72,41 +72,6 @@ def _fields_of(obj: Any, skip: str = "") -> dict[str, Any]:
     return {name: getattr(obj, name) for name in _field_names(type(obj)) if name != skip}
 
 
-def call_to_json(call: CallRecord) -> dict[str, Any]:
-    return {
-        "call_id": call.call_id,
-        "run_id": call.run_id,
-        "seq": call.seq,
-        "span_kind": call.span_kind,
-        "component_name": call.component_name,
-        "component_type": call.component_type,
-        "started_at": _ts(call.started_at),
-        "latency_ms": call.latency_ms,
-        "status": call.status,
-        "error": redact(call.error),
-        "visit": call.visit,
-        "agent_step": call.agent_step,
-        "tool_name": call.tool_name,
-        "parent_call_id": call.parent_call_id,
-        "provider": call.provider,
-        "model": call.model,
-        "usage": {**_fields_of(call.usage, skip="raw"), "raw": json_safe(call.usage.raw)},
-        "unit_prices": call.unit_prices.to_json() if call.unit_prices else None,
-        "cost": str(call.cost),
-        "list_cost": str(call.list_cost),
-        "contracted_cost": str(call.contracted_cost) if call.contracted_cost is not None else None,
-        "priced": call.priced,
-        "price_snapshot": call.price_snapshot,
-        "documents_retrieved": call.documents_retrieved,
-        "max_tokens": call.max_tokens,
-        "component_path": call.component_path,
-        "agent_instance": call.agent_instance,
-        "agent_steps": call.agent_steps,
-        "agent_max_steps": call.agent_max_steps,
-        "exit_reason": call.exit_reason,
-    }
-
-
 #: The order of a call's values in a format-2 spool line.
 CALL_FIELDS = (
     "call_id", "seq", "span_kind", "component_name", "component_type", "started_at", "latency_ms", "status",

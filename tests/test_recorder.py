@@ -280,3 +280,50 @@ print("graceful" if stopping else "no signal", flush=True)
     assert proc.returncode == 0 and out.strip() == "graceful", err
     cli("ledger", "drain")
     assert ledger_rows("SELECT status, total_cost FROM runs") == [("ok", DRAFTER + REVIEWER)]
+
+
+def test_ingester_ingests_while_runs_arrive_and_readers_get_their_turn(openai_server):
+    """A process tracking runs back to back (the ingester keeps the ledger's writer session open while runs keep
+    arriving): runs reach the ledger while the process still runs, before any flush, and a reader waiting for
+    the ledger's lock gets it every time within a second; at the end every run is there, exactly once."""
+    from genops_cli.ledger.locking import hold_file_lock
+
+    openai_server.usage = {"prompt_tokens": 1000, "completion_tokens": 200}
+    script = f"""
+import json, sys, time
+from haystack import Pipeline
+from genops_cli.api import auto_instrument
+auto_instrument(team="ml", cost_summary=False)
+pipe = Pipeline.loads(open({CHAIN!r}).read())
+inputs = json.load(open({CHAIN_INPUTS!r}))
+end = time.monotonic() + 4.0
+while time.monotonic() < end:
+    pipe.run(inputs)
+    print("run", flush=True)
+"""
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=dict(os.environ))
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == "run\n", proc.stderr.read() if proc.stderr else ""
+    lock = Path(os.environ["GENOPS_LEDGER"] + ".lock")
+    ledger = Path(os.environ["GENOPS_LEDGER"])
+    waits: list[float] = []
+    seen_during: list[int] = []
+    while proc.poll() is None:
+        started = time.monotonic()
+        with hold_file_lock(lock, exclusive=False, timeout=1.0):  # raises LockTimeout if starved
+            waits.append(time.monotonic() - started)
+            if ledger.exists():
+                import duckdb
+
+                with duckdb.connect(str(ledger), read_only=True) as conn:
+                    seen_during.append(conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0])
+        time.sleep(0.05)
+    printed = 1 + proc.stdout.read().count("run\n")
+    assert proc.wait() == 0
+    assert len(waits) >= 10 and max(waits) < 1.0
+    assert max(seen_during, default=0) > 0, "runs were ingested only when the process ended"
+    drained = cli("ledger", "drain")  # whatever the ingester's last drain left (none expected)
+    assert drained.exit_code == 0, drained.stderr
+    rows = ledger_rows("SELECT COUNT(*), COUNT(DISTINCT run_id), SUM(total_cost) FROM runs")
+    assert rows == [(printed, printed, printed * (DRAFTER + REVIEWER))]

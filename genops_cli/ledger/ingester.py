@@ -13,11 +13,18 @@ requests it ingests whatever appears in the spool every `--interval` seconds. En
 however) -> a last drain, then exit. Idle for `--idle-exit` seconds (nothing spooled, no request) -> exit too:
 the recorder starts a new ingester with its next run, so a process that tracked a few runs long ago does not
 keep one alive.
+
+While runs keep arriving, the ledger's writer session stays open (`HeldSession`) and the spool is looked at
+every ACTIVE_POLL_S: opening and closing a DuckDB file costs more than ingesting a few runs, and a flush then
+finds at most the last few runs to ingest. The session is closed when nothing arrived for LINGER_S, held for
+MAX_HOLD_S, or after a flush is answered (a flush usually precedes a read), and after MAX_HOLD_S it stays closed
+for RELEASE_GAP_S, so other processes waiting for the ledger (they retry every <= 0.1 s) get their turn.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import queue
@@ -25,17 +32,78 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from genops_cli.ledger.records import RecordResult, drain
 from genops_cli.ledger.spool import Spool
 
+if TYPE_CHECKING:
+    from genops_cli.ledger.store import Ledger, WriteSession
 
-def _drain(ledger: object, spool: Spool, synced: set[str]) -> RecordResult:
+#: While the writer session is held: how often the spool is looked at (seconds).
+ACTIVE_POLL_S = 0.02
+#: Close the held session after this long with nothing to ingest.
+LINGER_S = 0.2
+#: ... or after holding it this long, and then leave the ledger to others for at least RELEASE_GAP_S.
+MAX_HOLD_S = 0.25
+RELEASE_GAP_S = 0.15
+
+
+class HeldSession:
+    """The ledger's writer session, kept open across drains while runs keep arriving (see the module doc)."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        self._stack: contextlib.ExitStack | None = None
+        self._session: WriteSession | None = None
+        self._opened = 0.0
+        self._used = 0.0
+        self._released = float("-inf")
+        self._gap = False
+
+    @property
+    def held(self) -> bool:
+        return self._session is not None
+
+    def get(self, now: float, urgent: bool = False) -> WriteSession | None:
+        """The open session (opened now if needed); None while other processes get their turn (unless
+        `urgent`: a flush the parent waits for)."""
+        if self._session is None:
+            if self._gap and now - self._released < RELEASE_GAP_S and not urgent:
+                return None
+            stack = contextlib.ExitStack()
+            self._session = stack.enter_context(self.ledger.session())
+            self._stack, self._opened = stack, now
+        self._used = now
+        return self._session
+
+    def due(self, now: float) -> bool:
+        """Time to close: idle for LINGER_S or held for MAX_HOLD_S."""
+        return self._session is not None and (now - self._used >= LINGER_S or now - self._opened >= MAX_HOLD_S)
+
+    def close(self, now: float) -> None:
+        stack, self._stack, self._session = self._stack, None, None
+        if stack is None:
+            return
+        self._gap = now - self._opened >= MAX_HOLD_S
+        self._released = now
+        with contextlib.suppress(Exception):  # a broken connection: the runs stay in the spool either way
+            stack.close()
+
+
+def _drain(ledger: Ledger, spool: Spool, synced: set[str], held: HeldSession | None = None,
+           urgent: bool = True) -> RecordResult | None:
+    """Ingest the spool (in the held session when given); None when the ledger is left to others for now."""
     try:
-        result = drain(ledger, spool)  # type: ignore[arg-type]
+        session = held.get(time.monotonic(), urgent) if held is not None else None
+        if held is not None and session is None:
+            return None
+        result = drain(ledger, spool, session=session)
     except Exception as exc:  # keep serving: the runs stay in the spool
         result = RecordResult(error=f"ledger write failed ({type(exc).__name__}: {exc})")
     if result.error:
+        if held is not None:
+            held.close(time.monotonic())  # it may be broken: the next drain opens a new one
         # Runs that wait in the spool are made durable, grouped; a segment again when it has grown.
         kept = [(p, _size(p)) for p in spool.pending()]
         kept = [(p, size) for p, size in kept if f"{p.name}:{size}" not in synced]
@@ -73,34 +141,47 @@ def main(argv: list[str] | None = None) -> int:
     requests: queue.SimpleQueue[str] = queue.SimpleQueue()
     # A reader thread instead of select(): pipes cannot be select()ed on every platform.
     threading.Thread(target=_read_requests, args=(requests,), daemon=True).start()
+    held = HeldSession(ledger)
     backoff = args.interval
+    poll = backoff
     idle_since = time.monotonic()
     while True:
         try:
-            line = requests.get(timeout=backoff)
+            line = requests.get(timeout=poll)
         except queue.Empty:
             line = None
         waiting = bool(spool.pending())
+        now = time.monotonic()
         if line is not None or waiting:
-            idle_since = time.monotonic()
-        elif time.monotonic() - idle_since > args.idle_exit:
+            idle_since = now
+        elif now - idle_since > args.idle_exit:
+            held.close(now)
             return 0
         if line is not None:
             if not line:  # the parent is gone
-                _drain(ledger, spool, synced)
+                _drain(ledger, spool, synced, held)
+                held.close(time.monotonic())
                 return 0
-            result = _drain(ledger, spool, synced)
+            result = _drain(ledger, spool, synced, held) or RecordResult()
             alerts.flush(10.0)  # deliveries of what this drain fired are done when the parent's flush returns
             sys.stdout.write(json.dumps({"inserted": result.inserted, "duplicates": result.duplicates,
                                          "spooled": result.spooled, "error": result.error,
                                          "unreadable": result.unreadable}) + "\n")
             sys.stdout.flush()
+            held.close(time.monotonic())  # after answering: a flush usually comes before a read of the ledger
             continue
+        poll = backoff
         if waiting:
-            result = _drain(ledger, spool, synced)
-            # A ledger that cannot be written (locked, unreachable): retry less often, up to 5 s.
-            backoff = min(backoff * 2, 5.0) if result.error else args.interval
-
+            result = _drain(ledger, spool, synced, held, urgent=False)
+            if result is not None and result.error:
+                # A ledger that cannot be written (locked, unreachable): retry less often, up to 5 s.
+                backoff = poll = min(backoff * 2, 5.0)
+            else:
+                backoff, poll = args.interval, ACTIVE_POLL_S  # runs are arriving: look again soon
+        if held.due(time.monotonic()):
+            held.close(time.monotonic())
+        if held.held:
+            poll = ACTIVE_POLL_S
 
 def _read_requests(requests: queue.SimpleQueue[str]) -> None:
     for line in sys.stdin:

@@ -55,8 +55,9 @@ if TYPE_CHECKING:
 
 _log = logging.getLogger("genops.recorder")
 
-#: How often the ingester process looks at the spool (seconds): the window for a machine crash (see above).
-INGEST_INTERVAL_S = 1.0
+#: How often an idle ingester process looks at the spool (seconds; while runs arrive it looks every 20 ms):
+#: with the ingestion time, the window for a machine crash (see above).
+INGEST_INTERVAL_S = 0.1
 #: GENOPS_INGEST=inline|process overrides the mode a caller asks for (e.g. inline in a sandbox without fork).
 MODE_ENV = "GENOPS_INGEST"
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,7 +26,7 @@ from genops_cli.errors import LedgerError
 from genops_cli.ledger.hooks import REGISTRY, HookRegistry, InsertBatch, InsertedRun
 from genops_cli.ledger.serialize import CALL_COLUMNS, EVENT_COLUMNS, RUN_COLUMNS, call_row, run_row, to_naive_utc
 from genops_cli.ledger.spool import Spool
-from genops_cli.ledger.store import Ledger, Tx
+from genops_cli.ledger.store import Ledger, Tx, WriteSession
 from genops_cli.models import RunRecord, quantize_money
 from genops_cli.redact import redact
 
@@ -173,10 +174,12 @@ def _groups(items: list[tuple[Path, RunRecord | None]], size: int) -> list[list[
 
 def ingest(ledger: Ledger, items: list[tuple[Path, RunRecord | None]], spool: Spool,
            result: RecordResult | None = None, grouped: bool = True,
-           hooks: HookRegistry = REGISTRY) -> RecordResult:
+           hooks: HookRegistry = REGISTRY, session: WriteSession | None = None) -> RecordResult:
     """Write spooled runs under one writer lock hold, removing each spool file once all of its runs are
     committed (a crash in between re-ingests them as duplicates: exactly once). One transaction per GROUP_SIZE
     runs (`insert_runs`), or per run without `grouped`. The hooks' `after_commit` runs after each commit.
+    `session`: a writer session the caller already holds (the ingester process keeps one open while runs keep
+    arriving); by default one is opened for these runs.
 
         ingest(ledger, [(spool.write(run), run) for run in finished], spool)
     """
@@ -196,11 +199,11 @@ def ingest(ledger: Ledger, items: list[tuple[Path, RunRecord | None]], spool: Sp
             spool.release(path, released.pop(path))
 
     try:
-        with ledger.session() as session:
+        with nullcontext(session) if session is not None else ledger.session() as active:
             for group in (_groups(items, GROUP_SIZE) if grouped else [[item] for item in items]):
                 runs = [run for _path, run in group if run is not None]
                 if runs:
-                    with session.transaction() as tx:
+                    with active.transaction() as tx:
                         flags = insert_runs(tx, runs, hooks, ledger)
                     for run, inserted in zip(runs, flags, strict=True):
                         (result.inserted if inserted else result.duplicates).append(run.run_id)
@@ -217,11 +220,12 @@ def ingest(ledger: Ledger, items: list[tuple[Path, RunRecord | None]], spool: Sp
 
 
 def drain(ledger: Ledger, spool: Spool | None = None, result: RecordResult | None = None,
-          grouped: bool = True, hooks: HookRegistry = REGISTRY) -> RecordResult:
+          grouped: bool = True, hooks: HookRegistry = REGISTRY, session: WriteSession | None = None
+          ) -> RecordResult:
     """Ingest every pending spool file exactly once (one transaction per group of runs, or per run without
-    `grouped`), through the same hooks as a run recorded directly."""
+    `grouped`), through the same hooks as a run recorded directly (in `session` when one is held)."""
     spool = spool or Spool(ledger.spool_dir())
-    return ingest(ledger, list(spool.items()), spool, result, grouped, hooks)
+    return ingest(ledger, list(spool.items()), spool, result, grouped, hooks, session)
 
 
 def record_run(ledger: Ledger, run: RunRecord) -> RecordResult:

@@ -335,8 +335,10 @@ class DuckDBLedger(Ledger):
                     try:
                         yield tx
                         conn.commit()
-                    except BaseException:
+                    except BaseException as exc:
                         conn.rollback()
+                        if isinstance(exc, duckdb.Error):  # also when the session is held outside `_writer`
+                            raise LedgerError(f"ledger {self.path}: write failed ({_one_line(exc)})") from exc
                         raise
 
                 yield transaction

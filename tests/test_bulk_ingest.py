@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from ledger_factory import at, make_run
@@ -191,6 +192,26 @@ def test_payload_columns_follow_the_schema():
                                       "started_at": datetime(2025, 1, 1, 1, tzinfo=timezone(timedelta(hours=1)))}
                              ) == {"total_cost": Decimal("0E-10"), "batch_line": 3, "simulated": False,
                                    "started_at": datetime(2025, 1, 1, 0, 0)}
+
+
+def test_inserted_payload_equals_the_stored_form_normalized_and_its_digest_the_canonical_one():
+    """Bulk ingestion's one-pass payload (coercion and normalization per column, digest from the rows' canonical
+    texts) gives the rows and the digest of the plain definition: stored form, `_norm_row`, sorted, dumped whole."""
+    rows = {
+        "runs": [{"run_id": "r1", "total_cost": Decimal("-0E-12"), "saved_cost": Decimal("0.00012345678912"),
+                  "batch_line": 3.0, "simulated": 0, "error": None, "tags": '{"a": "\u00e9"}',
+                  "started_at": datetime(2025, 1, 1, 1, tzinfo=timezone(timedelta(hours=1)))}],
+        "calls": [{"call_id": f"c{i}", "run_id": "r1", "latency_ms": 1 / 3 + i, "cost": Decimal(i) / 7,
+                   "input_tokens": 10 - i, "priced": i % 2, "model": None if i == 2 else "gpt-4o-mini",
+                   "started_at": datetime(2025, 1, 1, 0, 0, i, 123456)} for i in range(5)],
+    }
+    payload = audit.inserted_payload("run", rows)
+    plain: list[dict[str, Any]] = []
+    for table in ("runs", "calls"):
+        plain.extend(sorted((audit._norm_row(table, audit.stored_form(table, r)) for r in rows[table]),
+                            key=audit._canonical))
+    assert list(payload) == plain
+    assert audit.payload_digest(payload) == audit.payload_digest(plain)  # the second dumps the list whole
 
 
 @pytest.mark.parametrize("mode", ["inline", "process"])

@@ -261,6 +261,10 @@ class CatchUp:
                 f"({self.reason})")
 
 
+#: How long a reader waits for the ledger's writer lock before it reports the runs it could not ingest.
+CATCH_UP_WAIT_S = 0.5
+
+
 def catch_up(ledger: Ledger) -> CatchUp:
     """Ingest pending spool files before a read (through the same hooks as any ingestion), without waiting on a
     ledger that another process holds: then, or when the ledger cannot be written (read-only), count the runs
@@ -291,7 +295,8 @@ def _write_blocker(ledger: Ledger) -> str | None:
         from genops_cli.ledger.locking import hold_file_lock
 
         try:
-            with hold_file_lock(lock_path, exclusive=True, timeout=0.0):
+            # A short wait: a busy service's ingester holds the ledger up to `ingester.MAX_HOLD_S` at a time.
+            with hold_file_lock(lock_path, exclusive=True, timeout=CATCH_UP_WAIT_S):
                 pass
         except LedgerError:
             return "another process holds the ledger lock"

@@ -93,15 +93,3 @@ def qa_pipeline(model: str = "gpt-3.5-turbo", template: str = "Answer: {{questio
     pipeline.add_component(name, OpenAIChatGenerator(model=model))
     pipeline.connect("prompt_builder", name)
     return pipeline
-
-
-def as_pipeline(component: Any, name: str = "llm") -> Any:
-    """A component in a one-component Pipeline. Haystack traces components only inside Pipeline.run, so a
-    generator's run() called directly is invisible to genops (and to any Haystack tracer): the guide's examples
-    that call `generator.run(prompt)` inside `track_pipeline` call it on this wrapper (same call, with the chat
-    generator's `{"messages": [...]}` as the prompt)."""
-    from haystack import Pipeline
-
-    pipeline = Pipeline()
-    pipeline.add_component(name, component)
-    return pipeline

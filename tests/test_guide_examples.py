@@ -598,7 +598,6 @@ def test_real_time_cost_monitoring(openai_server, capsys):
 def test_cost_analysis_and_optimization(openai_server, anthropic_server, capsys):
     fixed_usage(openai_server, anthropic_server)
     from genops.providers.haystack import GenOpsHaystackAdapter
-    from guide_support import as_pipeline
     from haystack.dataclasses import ChatMessage
     from haystack_integrations.components.generators.anthropic import AnthropicChatGenerator
 
@@ -606,8 +605,7 @@ def test_cost_analysis_and_optimization(openai_server, anthropic_server, capsys)
     with adapter.track_pipeline("qa"):
         qa_pipeline(model="gpt-4").run({"prompt_builder": {"question": "q"}})
         qa_pipeline(model="gpt-4", name="backup_llm").run({"prompt_builder": {"question": "q"}})
-        as_pipeline(AnthropicChatGenerator(model="claude-3-haiku"), "claude").run(
-            {"messages": [ChatMessage.from_user("hi")]})
+        AnthropicChatGenerator(model="claude-3-haiku").run(messages=[ChatMessage.from_user("hi")])
 
     from genops.providers.haystack import analyze_pipeline_costs
 
@@ -645,7 +643,7 @@ def test_cost_analysis_and_optimization(openai_server, anthropic_server, capsys)
     out = capsys.readouterr().out
     assert "Total cost: $0.12\nMost expensive component: " in out
     assert "  openai: $0.12 (99.3%)\n  anthropic: $0.00 (0.7%)\n" in out
-    assert "\n🔧 Cost by Component:\n  backup_llm: $0.0600\n  llm: $0.0600\n  claude: $0.0009\n" in out
+    assert "\n🔧 Cost by Component:\n  backup_llm: $0.0600\n  llm: $0.0600\n  AnthropicChatGenerator: $0.0009\n" in out
 
 
 def test_cost_alerts_and_notifications(openai_server):
@@ -770,7 +768,6 @@ def test_cross_provider_cost_optimization(openai_server, anthropic_server, capsy
     """As written, minus Cohere: no Cohere integration is installed and no loopback fake speaks its API."""
     fixed_usage(openai_server, anthropic_server)
     from genops.providers.haystack import GenOpsHaystackAdapter
-    from guide_support import as_pipeline
     from haystack.components.generators.chat import OpenAIChatGenerator
     from haystack.dataclasses import ChatMessage
     from haystack_integrations.components.generators.anthropic import AnthropicChatGenerator
@@ -782,7 +779,7 @@ def test_cross_provider_cost_optimization(openai_server, anthropic_server, capsy
 
     def run_with_provider(query, provider_name, model_name):
         generator = {"OpenAI": OpenAIChatGenerator, "Anthropic": AnthropicChatGenerator}[provider_name]
-        return as_pipeline(generator(model=model_name)).run({"messages": [ChatMessage.from_user(query)]})
+        return generator(model=model_name).run(messages=[ChatMessage.from_user(query)])
 
     def evaluate_response_quality(result):
         return 8.0
@@ -851,13 +848,12 @@ def test_intelligent_provider_router(openai_server, anthropic_server, capsys):
     from haystack_integrations.components.generators.anthropic import AnthropicChatGenerator
 
     adapter = GenOpsHaystackAdapter(team="platform", project="router", daily_budget_limit=0.07)
-    from guide_support import as_pipeline
-
-    # Traced only inside a Pipeline (see as_pipeline); Haystack 3 chat generators take messages.
-    openai_generator = as_pipeline(OpenAIChatGenerator(model="gpt-4"))
-    anthropic_generator = as_pipeline(AnthropicChatGenerator(model="claude-3-haiku"))
+    # Called directly, as the guide does (no Pipeline): genops traces direct calls inside a tracked run.
+    # Haystack 3 chat generators take messages.
+    openai_generator = OpenAIChatGenerator(model="gpt-4")
+    anthropic_generator = AnthropicChatGenerator(model="claude-3-haiku")
     cohere_generator = None  # not installed; the router below never picks it
-    prompt = {"messages": [ChatMessage.from_user("What is the capital of France?")]}
+    prompt = [ChatMessage.from_user("What is the capital of France?")]
 
     class IntelligentProviderRouter:
         """Route requests to optimal providers based on cost, availability, and performance."""
@@ -916,7 +912,7 @@ def test_intelligent_provider_router(openai_server, anthropic_server, capsys):
             print(f"Used provider: {optimal_provider}")
             print(f"Cost: ${context.get_metrics().total_cost:.6f}")
 
-    assert result["llm"]["replies"][0].text
+    assert result["replies"][0].text
     # $0.06 of $0.07 spent on the first request (85.7 %): the second goes to the cheaper provider.
     assert capsys.readouterr().out.splitlines() == ["Used provider: openai", "Cost: $0.060000",
                                                     "Used provider: anthropic", "Cost: $0.000875"]

@@ -648,8 +648,11 @@ def ensure_installed_after_load() -> GenopsTracer:
 
 @contextlib.contextmanager
 def capture_run(capture: RunCapture) -> Iterator[RunCapture]:
-    """Make `capture` the current run for spans started in this context."""
+    """Make `capture` the current run for spans started in this context (and for direct generator calls)."""
+    from genops_cli.tracking.direct import install_direct_tracing
+
     install_tracer()
+    install_direct_tracing()
     token = current_capture.set(capture)
     try:
         yield capture

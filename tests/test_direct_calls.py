@@ -29,6 +29,21 @@ def _messages() -> dict[str, Any]:
     return {"messages": [ChatMessage.from_user("What is the capital of France?")]}
 
 
+def counting_generator() -> Any:
+    """The guide's mixin shape: a generator subclass whose run() wraps super().run() (not a registered class)."""
+    from haystack.components.generators.chat import OpenAIChatGenerator
+
+    class CountingGenerator(OpenAIChatGenerator):
+        runs = 0
+
+        @functools.wraps(OpenAIChatGenerator.run)  # Haystack wants run and run_async to keep one signature
+        def run(self, *args: Any, **kwargs: Any) -> Any:
+            CountingGenerator.runs += 1
+            return super().run(*args, **kwargs)
+
+    return CountingGenerator
+
+
 def _calls() -> list[tuple[Any, ...]]:
     return ledger_rows("SELECT component_name, model, cost FROM calls WHERE model IS NOT NULL ORDER BY seq")
 
@@ -108,14 +123,7 @@ def test_calls_that_have_a_span_are_recorded_once(fixed):
 
     from genops_cli.api import GenOpsHaystackAdapter
 
-    class CountingGenerator(OpenAIChatGenerator):  # the guide's mixin shape: run() wraps super().run()
-        runs = 0
-
-        @functools.wraps(OpenAIChatGenerator.run)  # Haystack wants run and run_async to keep one signature
-        def run(self, *args: Any, **kwargs: Any) -> Any:
-            CountingGenerator.runs += 1
-            return super().run(*args, **kwargs)
-
+    CountingGenerator = counting_generator()
     @component
     class Summarizer:
         def __init__(self) -> None:
@@ -153,3 +161,16 @@ def test_direct_calls_outside_a_tracked_run_are_left_alone(fixed):
     assert result["replies"][0].text and fixed.count("/chat/completions") == 1
     adapter.flush()
     assert _calls() == []
+
+
+def test_a_subclass_whose_run_calls_super_run_called_directly_is_recorded_once(fixed):
+    """The mixin shape called directly in a tracked run: one call row, named after the subclass."""
+    from genops_cli.api import GenOpsHaystackAdapter
+
+    CountingGenerator = counting_generator()
+    adapter = GenOpsHaystackAdapter(team="platform")
+    with adapter.track_pipeline("direct-subclass"):
+        CountingGenerator(model="gpt-4o-mini").run(**_messages())
+    adapter.flush()
+    assert CountingGenerator.runs == 1 and fixed.count("/chat/completions") == 1
+    assert _calls() == [("CountingGenerator", "gpt-4o-mini", MINI)]

@@ -10,7 +10,7 @@ tags): the call is admitted before it is made, priced and recorded like any othe
 
 Left alone (one context-variable read): calls outside a tracked run, and calls that already have their span:
 made by a Pipeline or an Agent, by Haystack's helper for embedded chat generators, or by a subclass's `run`
-through `super().run(...)`.
+through `super().run(...)` inside the span of that run.
 
     install_direct_tracing()   # idempotent; also picks up component classes registered since its last call
 """
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import sys
 import threading
 import weakref
 from collections.abc import Callable, Iterator
@@ -66,9 +65,9 @@ def _wrap_class(cls: type) -> None:
             setattr(cls, name, wrap(method))
 
 
-def _capture_for_direct_call(component: Any, caller: Any) -> Any:
-    """The run capture a direct call belongs to, or None when the call is not direct (see the module doc) or
-    no run is tracked here."""
+def _capture_for_direct_call(component: Any) -> Any:
+    """The run capture a direct call belongs to, or None when the call already has its span (see the module
+    doc) or no run is tracked here."""
     from genops_cli.tracking.tracer import _current_span
 
     span = _current_span.get()
@@ -79,10 +78,9 @@ def _capture_for_direct_call(component: Any, caller: Any) -> Any:
         if span.operation_name in _CALL_SPANS:
             return None
         if span.operation_name == COMPONENT_RUN and span.component_type == type(component).__name__:
-            return None  # the Pipeline's span for this call
-    local = caller.f_locals
-    if local.get("self") is component or local.get("instance") is component:
-        return None  # super().run(...) from a subclass's run, or Haystack running the component itself
+            # The span opened for this component: a Pipeline's, or ours around a subclass's run() that is now
+            # calling super().run() (the span names the instance's class either way).
+            return None
     return capture
 
 
@@ -123,7 +121,7 @@ def _traced(run: Callable[..., Any]) -> Callable[..., Any]:
     def run_traced(self: Any, *args: Any, **kwargs: Any) -> Any:
         if current_capture.get() is None and not _span_active():
             return run(self, *args, **kwargs)
-        capture = _capture_for_direct_call(self, sys._getframe(1))
+        capture = _capture_for_direct_call(self)
         if capture is None:
             return run(self, *args, **kwargs)
         with _direct_span(self, capture, _inputs(run, self, args, kwargs)) as span:
@@ -140,7 +138,7 @@ def _traced_async(run: Callable[..., Any]) -> Callable[..., Any]:
     async def run_async_traced(self: Any, *args: Any, **kwargs: Any) -> Any:
         if current_capture.get() is None and not _span_active():
             return await run(self, *args, **kwargs)
-        capture = _capture_for_direct_call(self, sys._getframe(1))
+        capture = _capture_for_direct_call(self)
         if capture is None:
             return await run(self, *args, **kwargs)
         with _direct_span(self, capture, _inputs(run, self, args, kwargs)) as span:

@@ -174,3 +174,37 @@ def test_a_subclass_whose_run_calls_super_run_called_directly_is_recorded_once(f
     adapter.flush()
     assert CountingGenerator.runs == 1 and fixed.count("/chat/completions") == 1
     assert _calls() == [("CountingGenerator", "gpt-4o-mini", MINI)]
+
+
+def test_a_generator_behind_a_component_tool_is_recorded_under_the_tool(openai_server, anthropic_server):
+    """An Agent's ComponentTool whose component is a chat generator: Haystack calls that generator's run()
+    without a component span; its provider call is part of the run's spend, recorded once, inside the tool."""
+    from fakeproviders import ToolLoop
+    from haystack import Pipeline
+    from haystack.components.agents import Agent
+    from haystack.components.generators.chat import OpenAIChatGenerator
+    from haystack.tools import ComponentTool
+    from haystack_integrations.components.generators.anthropic import AnthropicChatGenerator
+
+    from genops_cli.api import GenOpsHaystackAdapter
+
+    openai_server.usage = {"prompt_tokens": 1000, "completion_tokens": 500}
+    anthropic_server.usage = {"input_tokens": 1000, "output_tokens": 500}
+    openai_server.responder = ToolLoop("second_opinion", times=1,
+                                       arguments={"messages": [{"role": "user", "content": "check this"}]},
+                                       final="Both agree.")
+    helper = ComponentTool(component=AnthropicChatGenerator(model="claude-3-5-haiku-20241022"),
+                           name="second_opinion", description="Asks another model.")
+    pipeline = Pipeline()
+    pipeline.add_component("agent", Agent(chat_generator=OpenAIChatGenerator(model="gpt-4o-mini"),
+                                          tools=[helper], max_agent_steps=5))
+    adapter = GenOpsHaystackAdapter(team="agents")
+    with adapter.track_pipeline("with-helper", pipeline=pipeline):
+        pipeline.run({"agent": _messages()})
+    adapter.flush()
+    haiku = (Decimal(1000) * Decimal("0.80") + Decimal(500) * Decimal("4.00")) / 1_000_000
+    assert anthropic_server.count("/messages") == 1 and openai_server.count("/chat/completions") == 2
+    rows = ledger_rows("SELECT span_kind, model, cost FROM calls WHERE model IS NOT NULL ORDER BY seq")
+    assert sorted((m, c) for _kind, m, c in rows) == sorted([("claude-3-5-haiku-20241022", haiku),
+                                                              ("gpt-4o-mini", MINI), ("gpt-4o-mini", MINI)])
+    assert ledger_rows("SELECT total_cost FROM runs") == [(haiku + 2 * MINI,)]

@@ -15,3 +15,10 @@ def percentile(backend: str, fraction: float, expr: str) -> str:
     if backend == "postgresql":
         return f"percentile_cont({fraction}) WITHIN GROUP (ORDER BY {expr})"
     return f"quantile_cont({expr}, {fraction})"
+
+
+def shared_cte(backend: str) -> str:
+    """The hint after `WITH name AS` for a CTE that several branches of one statement read: DuckDB scans and
+    joins it once and streams the rows to each reader; PostgreSQL would write it out first (slower than
+    planning each reader on its own, which also lets a UNION ALL run its branches in parallel)."""
+    return "NOT MATERIALIZED " if backend == "postgresql" else ""

@@ -28,7 +28,7 @@ from decimal import Decimal
 from typing import Any
 
 from genops_cli.analysis.analyze import ZERO, ratio
-from genops_cli.analysis.dialect import percentile
+from genops_cli.analysis.dialect import percentile, shared_cte
 from genops_cli.analysis.filters import Filters, build_where
 from genops_cli.analysis.insights import (
     AgentInstance,
@@ -205,38 +205,67 @@ class _Usage:
         return UnitPrices.from_json(json.loads(doc))
 
 
-def _observed_usage(tx: Tx, filters: Filters, period: Period | None) -> list[_Usage]:
-    where, params = build_where(filters, period, "r")
-    scope = f"{where} AND c.model IS NOT NULL AND c.priced AND c.span_kind <> 'embedding'"
-    # Per (pipeline, component, provider, model) the volume figures, and per tenant x unit prices below it the
-    # money: two aggregations in one statement (the seventh column is 1 on the coarse rows). Not GROUPING SETS:
-    # those would compute the distinct-run count and the percentile for the fine rows too.
-    keys = "r.pipeline_name, c.component_name, c.provider, c.model"
+def _observed_usage(tx: Tx, where: str, params: list[Any]) -> tuple[list[_Usage], _Activity]:
+    """Model usage and the window's activity from one statement with two aggregations.
+
+    The first groups the priced model calls by (pipeline, component, provider, model) for the volume figures (the
+    distinct-run count and the percentile stay at this grain: computing them per tenant too would cost more than
+    the rest). The second groups every call in the window once by the same keys, whether it is priced model
+    usage, and for those by tenant x stored unit prices: the money per tenant, and the activity counts summed
+    per (pipeline, component) here. PostgreSQL can run the two side by side (a parallel append).
+
+    The agent-row count only decides whether the agent queries run: it counts every row of an agent (not only
+    the container and legacy rows those queries read), which spares reading call_id for every call here."""
+    scoped = "model IS NOT NULL AND priced AND span_kind <> 'embedding'"
+    top = "parent_call_id IS NULL"
+    keys = "pipeline_name, component_name, provider, model"
+    fine = f"CASE WHEN {scoped} THEN 1 ELSE 0 END, CASE WHEN {scoped} THEN customer_id END, " \
+           f"CASE WHEN {scoped} THEN unit_prices END"
     rows = tx.query(
-        f"""SELECT {keys}, NULL, NULL, 1,
-                   COUNT(*), COUNT(DISTINCT c.run_id), MIN(c.input_tokens), MAX(c.output_tokens),
-                   {percentile(tx.backend, 0.95, 'c.output_tokens')}, MIN(c.max_tokens),
-                   NULL, NULL, NULL, NULL, NULL
-            FROM calls c JOIN runs r ON r.run_id = c.run_id WHERE {scope}
+        f"""WITH j AS {shared_cte(tx.backend)}(
+                SELECT r.pipeline_name, r.customer_id, c.run_id, c.component_name, c.provider, c.model, c.priced,
+                       c.span_kind, c.input_tokens, c.cache_read_tokens, c.cache_write_tokens, c.output_tokens,
+                       c.max_tokens, c.cost, c.unit_prices, c.parent_call_id, c.status, c.documents_retrieved,
+                       c.agent_instance
+                FROM calls c JOIN runs r ON r.run_id = c.run_id WHERE {where})
+            SELECT 1, {keys}, NULL, NULL, NULL,
+                   COUNT(*), COUNT(DISTINCT run_id), MIN(input_tokens), MAX(output_tokens),
+                   {percentile(tx.backend, 0.95, 'output_tokens')}, MIN(max_tokens),
+                   NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+            FROM j WHERE {scoped}
             GROUP BY {keys}
             UNION ALL
-            SELECT {keys}, r.customer_id, c.unit_prices, 0, COUNT(*), NULL, NULL, NULL, NULL, NULL,
-                   SUM(c.cost), SUM(c.input_tokens), SUM(c.cache_read_tokens), SUM(c.cache_write_tokens),
-                   SUM(c.output_tokens)
-            FROM calls c JOIN runs r ON r.run_id = c.run_id WHERE {scope}
-            GROUP BY {keys}, r.customer_id, c.unit_prices""",
-        params + params,
+            SELECT 0, {keys}, {fine}, COUNT(*), NULL, NULL, NULL, NULL, NULL,
+                   SUM(cost), SUM(input_tokens), SUM(cache_read_tokens), SUM(cache_write_tokens), SUM(output_tokens),
+                   SUM(CASE WHEN {top} THEN 1 ELSE 0 END), SUM(CASE WHEN {top} AND status = 'error' THEN 1 ELSE 0 END),
+                   SUM(CASE WHEN documents_retrieved IS NOT NULL THEN 1 ELSE 0 END),
+                   SUM(CASE WHEN model IS NOT NULL THEN 1 ELSE 0 END),
+                   SUM(CASE WHEN agent_instance IS NOT NULL OR span_kind IN ('agent_llm', 'tool') THEN 1 ELSE 0 END)
+            FROM j GROUP BY {keys}, {fine}""",
+        params,
     )
     out: dict[tuple[str, str, str | None, str], _Usage] = {}
-    for (pipeline, comp, provider, model, _t, _p, coarse, calls, runs, min_in, max_out, p95_out, max_tokens,
-         *_money) in rows:
+    for (coarse, pipeline, comp, provider, model, _s, _t, _p, calls, runs, min_in, max_out, p95_out, max_tokens,
+         *_rest) in rows:
         if coarse:
             out[(pipeline, comp, provider, model)] = _Usage(
                 pipeline, comp, provider, model, calls=int(calls), runs=int(runs), min_input=int(min_in or 0),
                 max_output=int(max_out or 0), p95_output=float(p95_out or 0),
                 max_tokens=int(max_tokens) if max_tokens is not None else None)
-    for pipeline, comp, provider, model, tenant, prices, coarse, calls, *_stats, cost, inp, cr, cw, outp in rows:
+    activity = _Activity()
+    per_component: dict[tuple[str, str], list[int]] = {}
+    for (coarse, pipeline, comp, provider, model, in_scope, tenant, prices, calls, *_stats, cost, inp, cr, cw, outp,
+         visits, errors, retrievals, model_calls, agent_rows) in rows:
         if coarse:
+            continue
+        counts = per_component.setdefault((pipeline, comp), [0, 0, 0])
+        counts[0] += int(visits or 0)
+        counts[1] += int(errors or 0)
+        counts[2] += int(retrievals or 0)
+        activity.model_calls += int(model_calls or 0)
+        activity.agent_rows += int(agent_rows or 0)
+        activity.retrievals += int(retrievals or 0)
+        if not in_scope:
             continue
         u = out[(pipeline, comp, provider, model)]
         usage = TokenUsage(int(inp or 0), int(cr or 0), int(cw or 0), int(outp or 0), source="reported")
@@ -248,7 +277,9 @@ def _observed_usage(tx: Tx, filters: Filters, period: Period | None) -> list[_Us
         u.by_tenant[tenant] = u.by_tenant[tenant] + usage if tenant in u.by_tenant else usage
         if prices:
             u.prices[prices] = u.prices.get(prices, 0) + int(calls)
-    return sorted(out.values(), key=lambda u: (-u.cost, u.key()[:2]))
+    activity.components = [(pipeline, comp, visits, errors, retrievals)
+                           for (pipeline, comp), (visits, errors, retrievals) in per_component.items()]
+    return sorted(out.values(), key=lambda u: (-u.cost, u.key()[:2])), activity
 
 
 def _volume(u: _Usage, period: Period) -> str:
@@ -395,11 +426,11 @@ def _context_by_pipeline(tx: Tx, filters: Filters, period: Period) -> dict[str, 
 
 @dataclass
 class _Activity:
-    """Figures of the whole window besides model usage, from one grouped statement: per (pipeline, component)
-    top-level visits, failures, the last error text and retrievals; their sums: model calls, agent rows and
-    retrievals (the queries behind the rarer recommendations run only when these say there is something)."""
+    """Figures of the whole window besides model usage: per (pipeline, component) top-level visits, failures and
+    retrievals; their sums: model calls, agent rows and retrievals (the queries behind the rarer recommendations
+    run only when these say there is something)."""
 
-    components: list[tuple[str, str, int, int, str | None, int]] = field(default_factory=list)
+    components: list[tuple[str, str, int, int, int]] = field(default_factory=list)
     model_calls: int = 0
     agent_rows: int = 0
     retrievals: int = 0
@@ -407,34 +438,11 @@ class _Activity:
     def retrievers(self) -> dict[str, str]:
         """The busiest retriever component of each pipeline."""
         best: dict[str, tuple[int, str]] = {}
-        for pipeline, component, _visits, _errors, _sample, count in self.components:
+        for pipeline, component, _visits, _errors, count in self.components:
             key = (-count, str(component))  # most retrievals, then the first name
             if count and (pipeline not in best or key < best[pipeline]):
                 best[pipeline] = key
         return {p: key[1] for p, key in best.items()}
-
-
-def _activity(tx: Tx, where: str, params: list[Any]) -> _Activity:
-    top = "c.parent_call_id IS NULL"
-    rows = tx.query(
-        f"""SELECT r.pipeline_name, c.component_name, SUM(CASE WHEN {top} THEN 1 ELSE 0 END),
-                   SUM(CASE WHEN {top} AND c.status = 'error' THEN 1 ELSE 0 END),
-                   MAX(CASE WHEN {top} AND c.status = 'error' THEN c.error END),
-                   SUM(CASE WHEN c.documents_retrieved IS NOT NULL THEN 1 ELSE 0 END),
-                   SUM(CASE WHEN c.model IS NOT NULL THEN 1 ELSE 0 END),
-                   SUM(CASE WHEN c.agent_instance = c.call_id
-                             OR (c.agent_instance IS NULL AND c.span_kind IN ('agent_llm', 'tool')) THEN 1 ELSE 0 END)
-            FROM calls c JOIN runs r ON r.run_id = c.run_id WHERE {where}
-            GROUP BY r.pipeline_name, c.component_name""",
-        params,
-    )
-    out = _Activity()
-    for pipeline, component, visits, errors, sample, retrievals, model_calls, agent_rows in rows:
-        out.components.append((pipeline, component, int(visits or 0), int(errors or 0), sample, int(retrievals or 0)))
-        out.model_calls += int(model_calls or 0)
-        out.agent_rows += int(agent_rows or 0)
-        out.retrievals += int(retrievals or 0)
-    return out
 
 
 def _retriever_top_k(tx: Tx, filters: Filters, period: Period, usages: list[_Usage],
@@ -485,27 +493,37 @@ _TRANSIENT = ("429", "rate limit", "ratelimit", "timeout", "timed out", "overloa
 
 
 def _failing_components(tx: Tx, filters: Filters, period: Period, activity: _Activity) -> list[Recommendation]:
-    failing = [(pipeline, component, visits, errors, sample)
-               for pipeline, component, visits, errors, sample, _n in activity.components
+    failing = [(pipeline, component, visits, errors)
+               for pipeline, component, visits, errors, _n in activity.components
                if errors and errors / visits > FAILURE_RATE_THRESHOLD]
     if not failing:
         return []
     where, params = build_where(filters, period, "r")
-    # What the failed runs of every failing component had spent, in one grouped statement: per component, the
-    # cost of all calls of its failed runs in which one of its visits failed.
+    # Per failing component, in one statement: what its failed runs had spent (the cost of all calls of the failed
+    # runs in which one of its visits failed; kind 1), and the last of its top-level errors (kind 0).
     pairs = " OR ".join("(r.pipeline_name = ? AND c.component_name = ?)" for _ in failing)
-    wasted = {(p, comp): cost for p, comp, cost in tx.query(
-        f"""SELECT f.pipeline_name, f.component_name, SUM(c2.cost)
-            FROM (SELECT DISTINCT r.pipeline_name, c.component_name, c.run_id
-                  FROM calls c JOIN runs r ON r.run_id = c.run_id
-                  WHERE {where} AND c.status = 'error' AND c.parent_call_id IS NULL AND r.status = 'error'
-                    AND ({pairs})) f
+    pair_params = [v for p, comp, *_rest in failing for v in (p, comp)]
+    failed = f"""FROM calls c JOIN runs r ON r.run_id = c.run_id
+                 WHERE {where} AND c.status = 'error' AND c.parent_call_id IS NULL AND ({pairs})"""
+    wasted: dict[tuple[str, str], Decimal] = {}
+    samples: dict[tuple[str, str], str | None] = {}
+    for kind, p, comp, cost, sample in tx.query(
+        f"""SELECT 1, f.pipeline_name, f.component_name, SUM(c2.cost), NULL
+            FROM (SELECT DISTINCT r.pipeline_name, c.component_name, c.run_id {failed} AND r.status = 'error') f
             JOIN calls c2 ON c2.run_id = f.run_id
-            GROUP BY f.pipeline_name, f.component_name""",
-        [*params, *(v for p, comp, *_rest in failing for v in (p, comp))])}
+            GROUP BY f.pipeline_name, f.component_name
+            UNION ALL
+            SELECT 0, r.pipeline_name, c.component_name, NULL, MAX(c.error) {failed}
+            GROUP BY r.pipeline_name, c.component_name""",
+        [*params, *pair_params, *params, *pair_params]):
+        if kind:
+            wasted[(p, comp)] = cost
+        else:
+            samples[(p, comp)] = sample
     out = []
-    for pipeline, component, visits, errors, sample in failing:
+    for pipeline, component, visits, errors in failing:
         spent = wasted.get((pipeline, component)) or ZERO
+        sample = samples.get((pipeline, component))
         text = (sample or "").lower()
         transient = any(marker in text for marker in _TRANSIENT)
         fix = ("the errors look transient (rate limits, timeouts, 5xx): retry with backoff (genops run --retries 3)"
@@ -594,8 +612,7 @@ def recommend(ledger: Ledger, period: Period, filters: Filters | None = None) ->
     recs: list[Recommendation] = []
     with ledger.read() as tx:
         runs, spend = tx.query(f"SELECT COUNT(*), SUM(r.total_cost) FROM runs r WHERE {where}", params)[0]
-        activity = _activity(tx, where, params)
-        usages = _observed_usage(tx, filters, period)
+        usages, activity = _observed_usage(tx, where, params)
         for u in usages:
             recs += _model_switch(u, period, book)
             for maker in (_prompt_caching, _max_tokens):

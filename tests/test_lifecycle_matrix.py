@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from conftest import SAMPLES, cli, ledger_rows
 from fakeproviders import ToolLoop
-from ledger_factory import make_run
+from ledger_factory import make_run, record
 
 from genops_cli.models import utcnow
 
@@ -556,3 +556,33 @@ def test_a_run_bigger_than_the_pipelines_earlier_runs_is_admitted_on_its_own_cal
     assert openai_server.count("/chat/completions") == ok
     [(spent,)] = ledger_rows("SELECT SUM(total_cost) FROM runs")
     assert spent == per_run * ok <= limit
+
+
+def test_a_lease_shrinks_with_the_runs_the_ledger_has_counted(openai_server, monkeypatch):
+    """A process's runs drew on its lease and were ingested; then a draw is denied (another process spent the
+    rest). The lease's room must shrink by the costs the ledger now counts as spent, or the next request would
+    be admitted in memory on money counted twice."""
+    from genops_cli import BudgetExceededError, GenOpsHaystackAdapter
+
+    monkeypatch.setenv("GENOPS_INGEST", "inline")  # ingestion at flush(), when the test says
+    openai_server.usage = {"prompt_tokens": 10, "completion_tokens": 50}
+    limit = Decimal("0.0002")
+    adapter = GenOpsHaystackAdapter(team="svc", project="p", daily_budget_limit=limit,
+                                    governance_policy="enforcing")
+    pipeline = _chat_pipeline()
+
+    def request(i: int) -> None:
+        with adapter.track_pipeline("request", pipeline=pipeline):
+            pipeline.run({"prompt": {"q": f"{QUESTION} ({i})"}})
+
+    for i in range(5):
+        request(i)
+    assert adapter.flush()
+    record(make_run(None, utcnow(), [{"model": "gpt-4o-mini", "output": 34}], team="svc"))  # another process
+    for i in range(5, 8):
+        with pytest.raises(BudgetExceededError):
+            request(i)
+    assert openai_server.count("/chat/completions") == 5
+    assert adapter.flush()
+    [(spent,)] = ledger_rows("SELECT SUM(total_cost) FROM runs")
+    assert spent == 5 * Decimal("0.0000315") + Decimal("0.0000204") <= limit

@@ -159,13 +159,20 @@ class BudgetLease:
             return None
 
     def _settle(self, tx: Tx) -> None:
-        """Drop from the lease the costs of this process's runs that the ledger now holds (spent)."""
+        """Drop from the lease the costs of this process's runs that the ledger now holds (spent): from what it
+        uses AND from what it was granted (the row shrinks in this transaction). Were only `used` lowered, the
+        room kept in memory would grow by money the ledger now counts as spent, and runs drawing on it in memory
+        would be admitted twice on it."""
         if not self.pending:
             return
         ids = list(self.pending)
         placeholders = ", ".join("?" for _ in ids)
+        dropped = Decimal(0)
         for (run_id,) in tx.query(f"SELECT run_id FROM runs WHERE run_id IN ({placeholders})", ids):
-            self.used -= self.pending.pop(run_id, Decimal(0))
+            dropped += self.pending.pop(run_id, Decimal(0))
+        if dropped:
+            self.used -= dropped
+            self._write(tx, self.granted - dropped, utcnow())
 
     def _write(self, tx: Tx, amount: Decimal, now: datetime) -> None:
         from genops_cli.policy import reservations

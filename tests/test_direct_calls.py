@@ -208,3 +208,35 @@ def test_a_generator_behind_a_component_tool_is_recorded_under_the_tool(openai_s
     assert sorted((m, c) for _kind, m, c in rows) == sorted([("claude-3-5-haiku-20241022", haiku),
                                                               ("gpt-4o-mini", MINI), ("gpt-4o-mini", MINI)])
     assert ledger_rows("SELECT total_cost FROM runs") == [(haiku + 2 * MINI,)]
+
+
+def test_auto_instrument_records_a_generator_behind_a_component_tool(openai_server, anthropic_server):
+    """The same Agent under auto_instrument (no tracked block): the tool's generator call is in the run."""
+    from fakeproviders import ToolLoop
+    from haystack import Pipeline
+    from haystack.components.agents import Agent
+    from haystack.components.generators.chat import OpenAIChatGenerator
+    from haystack.tools import ComponentTool
+    from haystack_integrations.components.generators.anthropic import AnthropicChatGenerator
+
+    import genops_cli
+    from genops_cli.api import auto_instrument, uninstrument
+
+    openai_server.usage = {"prompt_tokens": 1000, "completion_tokens": 500}
+    anthropic_server.usage = {"input_tokens": 1000, "output_tokens": 500}
+    openai_server.responder = ToolLoop("second_opinion", times=1,
+                                       arguments={"messages": [{"role": "user", "content": "check this"}]},
+                                       final="Both agree.")
+    pipeline = Pipeline()
+    pipeline.add_component("agent", Agent(
+        chat_generator=OpenAIChatGenerator(model="gpt-4o-mini"), max_agent_steps=5,
+        tools=[ComponentTool(component=AnthropicChatGenerator(model="claude-3-5-haiku-20241022"),
+                             name="second_opinion", description="Asks another model.")]))
+    auto_instrument(team="agents", cost_summary=False)
+    try:
+        pipeline.run({"agent": _messages()})
+        genops_cli.flush()
+    finally:
+        uninstrument()
+    haiku = (Decimal(1000) * Decimal("0.80") + Decimal(500) * Decimal("4.00")) / 1_000_000
+    assert ledger_rows("SELECT total_cost FROM runs") == [(haiku + 2 * MINI,)]

@@ -34,6 +34,7 @@ from genops_cli.models import CallRecord, TokenUsage, utcnow
 from genops_cli.redact import redact
 from genops_cli.tracking import agents
 from genops_cli.tracking.capture import ComponentProfile, RunCapture, current_capture
+from genops_cli.tracking.direct import install_direct_tracing
 from genops_cli.tracking.usage import extract_usage, is_embedder, is_llm_component, provider_for
 
 PIPELINE_RUN = ("haystack.pipeline.run", "haystack.async_pipeline.run")
@@ -564,6 +565,8 @@ class GenopsTracer(Tracer):
             probe = GenopsSpan(operation_name, tags or {}, None, None, None)
             capture = self.on_orphan_run(probe)
             orphan = capture is not None
+            if orphan:
+                install_direct_tracing()  # generators a tool or component calls without a span of their own
         span = GenopsSpan(operation_name, tags or {}, parent, capture, None)
         if span.span_kind() is not None and capture is not None:
             span.call_id = capture.new_call_id()
@@ -649,9 +652,8 @@ def ensure_installed_after_load() -> GenopsTracer:
 @contextlib.contextmanager
 def capture_run(capture: RunCapture) -> Iterator[RunCapture]:
     """Make `capture` the current run for spans started in this context (and for direct generator calls)."""
-    from genops_cli.tracking.direct import install_direct_tracing
-
     install_tracer()
+    install_direct_tracing()
     install_direct_tracing()
     token = current_capture.set(capture)
     try:

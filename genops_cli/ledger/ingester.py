@@ -16,9 +16,10 @@ keep one alive.
 
 While runs keep arriving, the ledger's writer session stays open (`HeldSession`) and the spool is looked at
 every ACTIVE_POLL_S: opening and closing a DuckDB file costs more than ingesting a few runs, and a flush then
-finds at most the last few runs to ingest. The session is closed when nothing arrived for LINGER_S, held for
-MAX_HOLD_S, or after a flush is answered (a flush usually precedes a read), and after MAX_HOLD_S it stays closed
-for RELEASE_GAP_S, so other processes waiting for the ledger (they retry every <= 0.1 s) get their turn.
+finds at most the last few runs to ingest. The session is closed when another process waits for the ledger
+(waiters touch `locking.wait_marker`), when nothing arrived for LINGER_S, after MAX_HOLD_S, or after a flush is
+answered (a flush usually precedes a read). Closed for a waiter or after MAX_HOLD_S, it stays closed for
+RELEASE_GAP_S, so the process waiting (it retries every <= 0.1 s) gets its turn.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from genops_cli.ledger.locking import someone_waits
 from genops_cli.ledger.records import RecordResult, drain
 from genops_cli.ledger.spool import Spool
 
@@ -44,8 +46,9 @@ if TYPE_CHECKING:
 ACTIVE_POLL_S = 0.02
 #: Close the held session after this long with nothing to ingest.
 LINGER_S = 0.2
-#: ... or after holding it this long, and then leave the ledger to others for at least RELEASE_GAP_S.
-MAX_HOLD_S = 0.25
+#: ... or after holding it this long (or at once when a process waits for it), and then leave the ledger to
+#: others for at least RELEASE_GAP_S.
+MAX_HOLD_S = 1.0
 RELEASE_GAP_S = 0.15
 
 
@@ -54,9 +57,12 @@ class HeldSession:
 
     def __init__(self, ledger: Ledger) -> None:
         self.ledger = ledger
+        self._lock_path = ledger.writer_lock_path()  # None: the backend locks inside the database (PostgreSQL)
         self._stack: contextlib.ExitStack | None = None
         self._session: WriteSession | None = None
         self._opened = 0.0
+        self._opened_ns = 0
+        self._waited_on = False
         self._used = 0.0
         self._released = float("-inf")
         self._gap = False
@@ -73,19 +79,23 @@ class HeldSession:
                 return None
             stack = contextlib.ExitStack()
             self._session = stack.enter_context(self.ledger.session())
-            self._stack, self._opened = stack, now
+            self._stack, self._opened, self._opened_ns = stack, now, time.time_ns()
         self._used = now
         return self._session
 
     def due(self, now: float) -> bool:
-        """Time to close: idle for LINGER_S or held for MAX_HOLD_S."""
-        return self._session is not None and (now - self._used >= LINGER_S or now - self._opened >= MAX_HOLD_S)
+        """Time to close: another process waits for the ledger, idle for LINGER_S, or held for MAX_HOLD_S."""
+        if self._session is None:
+            return False
+        self._waited_on = self._lock_path is not None and someone_waits(self._lock_path, self._opened_ns)
+        return self._waited_on or now - self._used >= LINGER_S or now - self._opened >= MAX_HOLD_S
 
     def close(self, now: float) -> None:
         stack, self._stack, self._session = self._stack, None, None
         if stack is None:
             return
-        self._gap = now - self._opened >= MAX_HOLD_S
+        self._gap = self._waited_on or now - self._opened >= MAX_HOLD_S
+        self._waited_on = False
         self._released = now
         with contextlib.suppress(Exception):  # a broken connection: the runs stay in the spool either way
             stack.close()
@@ -136,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     settings = load_settings(args.config, location)
     install_hooks(settings)
     ledger = open_ledger(location)
+    if hasattr(ledger, "writer_threads"):
+        ledger.writer_threads = 1  # small transactions: leave the cores to the application it serves
     spool = Spool(Path(args.spool))
     synced: set[str] = set()
     requests: queue.SimpleQueue[str] = queue.SimpleQueue()

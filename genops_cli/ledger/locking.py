@@ -40,9 +40,31 @@ def _timeout_message(path: Path, waited: float) -> str:
             "file) or raise GENOPS_LOCK_TIMEOUT / 'limits: {lock_timeout_seconds: ...}' in .genops.yml")
 
 
+def wait_marker(path: Path) -> Path:
+    """The file a process waiting for the lock `path` touches, so a holder that keeps it across transactions
+    (the ingester process) lets go (`someone_waits`)."""
+    return path.with_name(path.name + ".want")
+
+
+def someone_waits(path: Path, since_ns: int) -> bool:
+    """True when a process has been waiting for the lock `path` since `since_ns` (time.time_ns())."""
+    try:
+        return wait_marker(path).stat().st_mtime_ns >= since_ns
+    except OSError:
+        return False
+
+
+def _announce_wait(path: Path) -> None:
+    try:
+        wait_marker(path).touch()  # creates it, or sets its time to now
+    except OSError:
+        pass  # only a hint: the holder lets go within its maximum hold anyway
+
+
 @contextmanager
 def hold_file_lock(path: Path, exclusive: bool, timeout: float | None = None) -> Iterator[None]:
-    """Hold an exclusive (writer) or shared (reader) lock on `path`, waiting at most `timeout` seconds."""
+    """Hold an exclusive (writer) or shared (reader) lock on `path`, waiting at most `timeout` seconds (and
+    saying so in `wait_marker(path)` while waiting)."""
     import portalocker
 
     timeout = lock_timeout() if timeout is None else timeout
@@ -71,6 +93,7 @@ def hold_file_lock(path: Path, exclusive: bool, timeout: float | None = None) ->
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise LockTimeout(_timeout_message(path, timeout))
+            _announce_wait(path)
             time.sleep(min(delay, remaining))
             delay = min(delay * 2, 0.1)
         yield

@@ -295,7 +295,7 @@ def _write_blocker(ledger: Ledger) -> str | None:
         from genops_cli.ledger.locking import hold_file_lock
 
         try:
-            # A short wait: a busy service's ingester holds the ledger up to `ingester.MAX_HOLD_S` at a time.
+            # A short wait: a busy service's ingester lets go of the ledger once it sees a process waiting.
             with hold_file_lock(lock_path, exclusive=True, timeout=CATCH_UP_WAIT_S):
                 pass
         except LedgerError:

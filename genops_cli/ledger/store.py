@@ -283,6 +283,10 @@ class DuckDBLedger(Ledger):
         self._lock = _FileLock(self.path.with_name(self.path.name + ".lock"))
         self._mutex = _process_lock(self.location)
         self._migrated = False
+        #: DuckDB worker threads of this process's writer connections (None: DuckDB's default, one per core).
+        #: The ingester process uses 1: it writes small transactions, and more threads take cores from the
+        #: application whose runs it ingests.
+        self.writer_threads: int | None = None
 
     def exists(self) -> bool:
         return self.path.exists()
@@ -304,7 +308,10 @@ class DuckDBLedger(Ledger):
             if read_only:
                 return duckdb.connect(str(self.path), read_only=True)
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            return duckdb.connect(str(self.path), config={"storage_compatibility_version": DUCKDB_STORAGE_VERSION})
+            config: dict[str, Any] = {"storage_compatibility_version": DUCKDB_STORAGE_VERSION}
+            if self.writer_threads:
+                config["threads"] = self.writer_threads
+            return duckdb.connect(str(self.path), config=config)
         except duckdb.Error as exc:
             raise LedgerError(
                 f"ledger {self.path}: cannot open ({_one_line(exc)}); check the path and permissions"

@@ -171,3 +171,5 @@ class RunCapture:
 
 
 current_capture: ContextVar[RunCapture | None] = ContextVar("genops_current_capture", default=None)
+#: The genops span current in this context (a tracer.GenopsSpan; set by the tracer, read by direct-call tracing).
+current_span: ContextVar[Any] = ContextVar("genops_current_span", default=None)

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from genops_cli.tracking.capture import current_capture
+from genops_cli.tracking.capture import current_capture, current_span
 
 #: Spans opened for exactly one generator call (the Agent's LLM step, Haystack's embedded-generator helper).
 _CALL_SPANS = ("haystack.agent.step.llm", "haystack.chat_generator.run")
@@ -68,9 +68,7 @@ def _wrap_class(cls: type) -> None:
 def _capture_for_direct_call(component: Any) -> Any:
     """The run capture a direct call belongs to, or None when the call already has its span (see the module
     doc) or no run is tracked here."""
-    from genops_cli.tracking.tracer import _current_span
-
-    span = _current_span.get()
+    span = current_span.get()
     capture = current_capture.get() or (span.capture if span is not None else None)
     if capture is None:
         return None
@@ -119,7 +117,7 @@ def _direct_span(instance: Any, capture: Any, inputs: dict[str, Any]) -> Iterato
 def _traced(run: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(run)
     def run_traced(self: Any, *args: Any, **kwargs: Any) -> Any:
-        if current_capture.get() is None and not _span_active():
+        if current_capture.get() is None and current_span.get() is None:
             return run(self, *args, **kwargs)
         capture = _capture_for_direct_call(self)
         if capture is None:
@@ -136,7 +134,7 @@ def _traced(run: Callable[..., Any]) -> Callable[..., Any]:
 def _traced_async(run: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(run)
     async def run_async_traced(self: Any, *args: Any, **kwargs: Any) -> Any:
-        if current_capture.get() is None and not _span_active():
+        if current_capture.get() is None and current_span.get() is None:
             return await run(self, *args, **kwargs)
         capture = _capture_for_direct_call(self)
         if capture is None:
@@ -149,8 +147,3 @@ def _traced_async(run: Callable[..., Any]) -> Callable[..., Any]:
     setattr(run_async_traced, _MARK, True)
     return run_async_traced
 
-
-def _span_active() -> bool:
-    from genops_cli.tracking.tracer import _current_span
-
-    return _current_span.get() is not None

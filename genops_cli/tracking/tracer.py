@@ -33,7 +33,7 @@ from genops_cli.errors import RunCostCapReached
 from genops_cli.models import CallRecord, TokenUsage, utcnow
 from genops_cli.redact import redact
 from genops_cli.tracking import agents
-from genops_cli.tracking.capture import ComponentProfile, RunCapture, current_capture
+from genops_cli.tracking.capture import ComponentProfile, RunCapture, current_capture, current_span
 from genops_cli.tracking.direct import install_direct_tracing
 from genops_cli.tracking.usage import extract_usage, is_embedder, is_llm_component, provider_for
 
@@ -475,7 +475,7 @@ class GenopsSpan(Span):
         return None
 
 
-_current_span: ContextVar[GenopsSpan | None] = ContextVar("genops_current_span", default=None)
+_current_span: ContextVar[GenopsSpan | None] = current_span
 
 
 def _live_generator(operation_name: str) -> tuple[str | None, int | None]:

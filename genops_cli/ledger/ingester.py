@@ -104,6 +104,8 @@ class HeldSession:
 def _drain(ledger: Ledger, spool: Spool, synced: set[str], held: HeldSession | None = None,
            urgent: bool = True) -> RecordResult | None:
     """Ingest the spool (in the held session when given); None when the ledger is left to others for now."""
+    if not spool.pending():
+        return RecordResult()  # nothing to do: the ledger is not opened
     try:
         session = held.get(time.monotonic(), urgent) if held is not None else None
         if held is not None and session is None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import inspect
 import threading
+import types
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -61,7 +62,8 @@ def _wrap_class(cls: type) -> None:
         return
     for name, wrap in (("run", _traced), ("run_async", _traced_async)):
         method = cls.__dict__.get(name)
-        if callable(method) and not getattr(method, _MARK, False):
+        # Plain functions only (a staticmethod or a callable object would not take the instance the same way).
+        if isinstance(method, types.FunctionType) and not getattr(method, _MARK, False):
             setattr(cls, name, wrap(method))
 
 

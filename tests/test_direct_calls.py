@@ -240,3 +240,34 @@ def test_auto_instrument_records_a_generator_behind_a_component_tool(openai_serv
         uninstrument()
     haiku = (Decimal(1000) * Decimal("0.80") + Decimal(500) * Decimal("4.00")) / 1_000_000
     assert ledger_rows("SELECT total_cost FROM runs") == [(haiku + 2 * MINI,)]
+
+
+def test_a_component_that_returns_its_inner_generators_replies_is_priced_once(fixed):
+    """A custom component whose run() calls a generator directly and returns its replies (usage in their meta):
+    the provider call is counted once, on the generator's row, not again on the component that passed it on.
+    Under a budget the run's worst case comes from a simulated pass of the pipeline, which runs the custom
+    component: its generator is answered by a stand-in there, so the provider sees one request, not two."""
+    from haystack import Pipeline, component
+    from haystack.components.generators.chat import OpenAIChatGenerator
+    from haystack.dataclasses import ChatMessage
+
+    from genops_cli.api import GenOpsHaystackAdapter
+
+    @component
+    class Answerer:
+        def __init__(self) -> None:
+            self.llm = OpenAIChatGenerator(model="gpt-4o-mini")
+
+        @component.output_types(replies=list[ChatMessage])
+        def run(self, question: str) -> dict[str, Any]:
+            return self.llm.run(messages=[ChatMessage.from_user(question)])
+
+    pipeline = Pipeline()
+    pipeline.add_component("answerer", Answerer())
+    adapter = GenOpsHaystackAdapter(team="platform", daily_budget_limit=1.0)
+    with adapter.track_pipeline("pass-through", pipeline=pipeline):
+        pipeline.run({"answerer": {"question": "hi"}})
+    adapter.flush()
+    assert fixed.count("/chat/completions") == 1
+    assert _calls() == [("OpenAIChatGenerator", "gpt-4o-mini", MINI)]
+    assert ledger_rows("SELECT total_cost FROM runs") == [(MINI,)]

@@ -120,6 +120,7 @@ class RunSession:
             capture_content=settings.capture_content, admission=self.admission, tenant=tenant,
             max_tokens_cap=settings.max_tokens_cap,
             on_pipeline_start=self._on_pipeline_start if preflight_on_start else None,
+            stand_in=_stand_ins() if self.loaded.simulated else None,
         )
         return self.capture
 
@@ -293,9 +294,15 @@ def make_pricer(tenant: str | None) -> Callable[[Any], None]:
     return price
 
 
+def _stand_ins() -> Callable[[Any], Any]:
+    from genops_cli.execution.simulate import stand_in_for
+
+    return stand_in_for
+
+
 def simulation_capture(loaded: LoadedPipeline, run_id: str = "estimate") -> RunCapture:
     """A capture for a simulated pass that is neither checked nor recorded (estimate's input-token count)."""
-    return RunCapture(run_id, loaded.profile)
+    return RunCapture(run_id, loaded.profile, stand_in=_stand_ins())
 
 
 def blocked_error(pipeline_name: str, decision: PolicyDecision) -> Exception:

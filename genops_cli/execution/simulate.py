@@ -712,6 +712,26 @@ def _stand_in(type_path: str, params: dict[str, Any], family: str, provider: str
     return {"type": target, "init_parameters": init}
 
 
+def stand_in_for(instance: Any) -> Any | None:
+    """The stand-in that answers, in a simulated run, a real generator's or embedder's direct `run()` call: one a
+    custom component built itself, which the pipeline's data (what simulation rewrites) does not show. None for
+    a class with no generator or embedder stand-in."""
+    from genops_cli.tracking.usage import max_tokens_of, provider_for
+
+    cls = type(instance)
+    type_path = f"{cls.__module__}.{cls.__name__}"
+    family = family_of(type_path)
+    if family is None or not family.endswith(("generator", "embedder")):
+        return None
+    try:
+        params = instance.to_dict().get("init_parameters") or {}
+    except Exception:  # a component without a usable to_dict: its model attribute still says enough
+        params = {"model": getattr(instance, "model", None)}
+    provider = provider_for(cls.__name__, type_path, _model_of(params, type_path), params)
+    spec = _stand_in(type_path, params, family, provider, max_tokens_of(params), None)
+    return _STAND_INS[family](**spec["init_parameters"])
+
+
 def _memory_store(store: Any) -> dict[str, Any]:
     """An in-memory store for a server-backed one. Components that pointed at the same server collection share
     one in-memory index (writer and retriever see the same documents)."""

@@ -94,6 +94,7 @@ class RunCapture:
         tenant: str | None = None,
         max_tokens_cap: int = 4096,
         on_pipeline_start: PipelineStartHandler | None = None,
+        stand_in: Callable[[Any], Any] | None = None,
     ) -> None:
         self.run_id = run_id
         self.profile = profile
@@ -103,6 +104,9 @@ class RunCapture:
         self.tenant = tenant
         self.max_tokens_cap = max_tokens_cap
         self.on_pipeline_start = on_pipeline_start
+        #: A simulated run's source of stand-ins: given a real generator or embedder called directly (e.g. by a
+        #: custom component that built it), the stand-in that answers in its place; None runs it for real.
+        self.stand_in = stand_in
         self.calls: list[CallRecord] = []
         self.cost = Decimal(0)
         self.cap_reached = False

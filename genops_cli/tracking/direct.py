@@ -8,6 +8,9 @@ be missing from the run, and its call would not be admitted against the run's li
 span a Pipeline would (`haystack.component.run`, the same name and type tags, the inputs and outputs as content
 tags): the call is admitted before it is made, priced and recorded like any other.
 
+In a simulated run (`--simulate`, an estimate's pass) such a call is answered by the generator's stand-in, as
+the pipeline's own generators are: a custom component's inner generator never reaches the provider there.
+
 Left alone (one context-variable read): calls outside a tracked run, and calls that already have their span:
 made by a Pipeline or an Agent, by Haystack's helper for embedded chat generators, or by a subclass's `run`
 through `super().run(...)` inside the span of that run.
@@ -116,6 +119,18 @@ def _direct_span(instance: Any, capture: Any, inputs: dict[str, Any]) -> Iterato
         span.set_tag("haystack.component.visits", 1)
 
 
+def _stand_in(capture: Any, component: Any, inputs: dict[str, Any]) -> Callable[[], Any] | None:
+    """In a simulated run: the call that answers in place of the real one (no provider request), else None."""
+    factory = capture.stand_in
+    stand_in = factory(component) if factory is not None else None
+    if stand_in is None:
+        return None
+    accepted = inspect.signature(stand_in.run).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values()):
+        return lambda: stand_in.run(**inputs)
+    return lambda: stand_in.run(**{k: v for k, v in inputs.items() if k in accepted})
+
+
 def _traced(run: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(run)
     def run_traced(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -124,8 +139,10 @@ def _traced(run: Callable[..., Any]) -> Callable[..., Any]:
         capture = _capture_for_direct_call(self)
         if capture is None:
             return run(self, *args, **kwargs)
-        with _direct_span(self, capture, _inputs(run, self, args, kwargs)) as span:
-            result = run(self, *args, **kwargs)
+        inputs = _inputs(run, self, args, kwargs)
+        with _direct_span(self, capture, inputs) as span:
+            simulated = _stand_in(capture, self, inputs)
+            result = simulated() if simulated is not None else run(self, *args, **kwargs)
             span.set_content_tag("haystack.component.output", result)
             return result
 
@@ -141,8 +158,10 @@ def _traced_async(run: Callable[..., Any]) -> Callable[..., Any]:
         capture = _capture_for_direct_call(self)
         if capture is None:
             return await run(self, *args, **kwargs)
-        with _direct_span(self, capture, _inputs(run, self, args, kwargs)) as span:
-            result = await run(self, *args, **kwargs)
+        inputs = _inputs(run, self, args, kwargs)
+        with _direct_span(self, capture, inputs) as span:
+            simulated = _stand_in(capture, self, inputs)
+            result = simulated() if simulated is not None else await run(self, *args, **kwargs)
             span.set_content_tag("haystack.component.output", result)
             return result
 

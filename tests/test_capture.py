@@ -69,10 +69,22 @@ def test_anthropic_cache_tokens_normalized_and_priced(anthropic_server):
     assert Decimal(llm["cost"]) == Decimal("0.0000417")
 
 
-def test_embedding_pipeline_embeds_documents_and_records_both_calls(openai_server):
+def _embedding_rag_with_own_index(tmp_path: Any) -> str:
+    """The embedding_rag sample with an index of its own: its store is shared process-wide by index name
+    (`shared: true`), and a store that already holds documents is not filled again."""
+    import uuid
+
+    text = open(sample("embedding_rag")).read()
+    assert "index: ai_gateway_docs" in text
+    path = tmp_path / "pipeline.yml"
+    path.write_text(text.replace("index: ai_gateway_docs", f"index: test-{uuid.uuid4().hex}"))
+    return str(path)
+
+
+def test_embedding_pipeline_embeds_documents_and_records_both_calls(openai_server, tmp_path):
     openai_server.model_usage = {"text-embedding-3-small": {"prompt_tokens": 1000}}
     openai_server.usage = {"prompt_tokens": 500, "completion_tokens": 100}
-    result = cli("run", sample("embedding_rag"), "--inputs", sample("embedding_rag", "inputs.json"),
+    result = cli("run", _embedding_rag_with_own_index(tmp_path), "--inputs", sample("embedding_rag", "inputs.json"),
                  "--documents", sample("embedding_rag", "corpus.jsonl"), "--json")
     assert result.exit_code == 0, result.stderr
     [out] = json_lines(result.stdout)
@@ -84,6 +96,26 @@ def test_embedding_pipeline_embeds_documents_and_records_both_calls(openai_serve
     assert retriever["status"] == "ok"
     [(docs,)] = ledger_rows("SELECT documents_retrieved FROM calls WHERE component_name = 'retriever'")
     assert docs == 3
+
+
+def test_a_simulated_run_does_not_fill_the_shared_store_real_runs_read(openai_server, tmp_path):
+    """A simulated run with --documents fills a copy of the pipeline's shared in-memory store (its own index), so
+    a real run after it in the same process still embeds the corpus for real instead of retrieving over the
+    simulated embeddings."""
+    openai_server.model_usage = {"text-embedding-3-small": {"prompt_tokens": 1000}}
+    openai_server.usage = {"prompt_tokens": 500, "completion_tokens": 100}
+    path = _embedding_rag_with_own_index(tmp_path)
+    args = ("run", path, "--inputs", sample("embedding_rag", "inputs.json"), "--documents",
+            sample("embedding_rag", "corpus.jsonl"), "--json")
+    simulated = cli(*args, "--simulate")
+    assert simulated.exit_code == 0, simulated.stderr
+    assert openai_server.count("/embeddings") == 0
+    real = cli(*args)
+    assert real.exit_code == 0, real.stderr
+    [out] = json_lines(real.stdout)
+    embeddings = [c["name"] for c in out["components"] if c["span_kind"] == "embedding"]
+    assert embeddings == ["genops_document_embedder", "query_embedder"]
+    assert openai_server.count("/embeddings") == 2
 
 
 def test_unknown_model_is_unpriced_and_named(openai_server, tmp_path):

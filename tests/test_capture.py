@@ -98,26 +98,6 @@ def test_embedding_pipeline_embeds_documents_and_records_both_calls(openai_serve
     assert docs == 3
 
 
-def test_a_simulated_run_does_not_fill_the_shared_store_real_runs_read(openai_server, tmp_path):
-    """A simulated run with --documents fills a copy of the pipeline's shared in-memory store (its own index), so
-    a real run after it in the same process still embeds the corpus for real instead of retrieving over the
-    simulated embeddings."""
-    openai_server.model_usage = {"text-embedding-3-small": {"prompt_tokens": 1000}}
-    openai_server.usage = {"prompt_tokens": 500, "completion_tokens": 100}
-    path = _embedding_rag_with_own_index(tmp_path)
-    args = ("run", path, "--inputs", sample("embedding_rag", "inputs.json"), "--documents",
-            sample("embedding_rag", "corpus.jsonl"), "--json")
-    simulated = cli(*args, "--simulate")
-    assert simulated.exit_code == 0, simulated.stderr
-    assert openai_server.count("/embeddings") == 0
-    real = cli(*args)
-    assert real.exit_code == 0, real.stderr
-    [out] = json_lines(real.stdout)
-    embeddings = [c["name"] for c in out["components"] if c["span_kind"] == "embedding"]
-    assert embeddings == ["genops_document_embedder", "query_embedder"]
-    assert openai_server.count("/embeddings") == 2
-
-
 def test_unknown_model_is_unpriced_and_named(openai_server, tmp_path):
     text = open(sample("rag")).read().replace("model: gpt-4o-mini", "model: acme-private-llm-9")
     path = tmp_path / "p.yml"

@@ -832,10 +832,6 @@ def simulate_components(data: dict[str, Any], profile: PipelineProfile, output_t
                 store = _memory_store(value)
                 replaced.append(Simulated(path, type_path, "InMemoryDocumentStore"))
                 return store
-            if type_path.endswith("InMemoryDocumentStore") and isinstance(params.get("index"), str):
-                # A named in-memory index is process-wide (Haystack 3 with shared=True, 2.x always): the copy
-                # gets its own, so simulated documents and embeddings never land in the store real runs read.
-                return {**value, "init_parameters": {**params, "index": f"genops-simulated-{params['index']}"}}
             family = family_of(type_path)
             if family in ("chat_generator", "text_generator") and top_name and _real_class(type_path) is None:
                 family = _generator_family_by_wiring(data, top_name, family)

@@ -31,22 +31,22 @@ from typing import Any
 
 from genops_cli.tracking.capture import current_capture, current_span
 
-#: Spans opened for exactly one generator call (the Agent's LLM step, Haystack's embedded-generator helper).
-_CALL_SPANS = ("haystack.agent.step.llm", "haystack.chat_generator.run")
-COMPONENT_RUN = "haystack.component.run"
 _MARK = "__genops_direct__"
 
 _lock = threading.Lock()
 _seen_registry_size = -1
 _visited: weakref.WeakSet[type] = weakref.WeakSet()
+_registry: dict[str, type] | None = None  # Haystack's component registry, looked up once
 
 
 def install_direct_tracing() -> None:
     """Wrap `run` / `run_async` of every registered LLM and embedding component class not wrapped yet."""
-    global _seen_registry_size
-    from haystack.core.component.component import component
+    global _seen_registry_size, _registry
+    if _registry is None:
+        from haystack.core.component.component import component
 
-    registry = component.registry
+        _registry = component.registry
+    registry = _registry
     if len(registry) == _seen_registry_size:
         return
     with _lock:
@@ -61,6 +61,8 @@ def _wrap_class(cls: type) -> None:
     from genops_cli.tracking.usage import is_embedder, is_llm_component
 
     qualified = f"{cls.__module__}.{cls.__name__}"
+    if cls.__module__.startswith("genops_cli."):  # genops' own stand-ins call no provider
+        return
     if not (is_llm_component(cls.__name__, qualified) or is_embedder(cls.__name__, qualified)):
         return
     for name, wrap in (("run", _traced), ("run_async", _traced_async)):
@@ -73,12 +75,14 @@ def _wrap_class(cls: type) -> None:
 def _capture_for_direct_call(component: Any) -> Any:
     """The run capture a direct call belongs to, or None when the call already has its span (see the module
     doc) or no run is tracked here."""
+    from genops_cli.tracking.tracer import AGENT_LLM, CHAT_GENERATOR_RUN, COMPONENT_RUN
+
     span = current_span.get()
     capture = current_capture.get() or (span.capture if span is not None else None)
     if capture is None:
         return None
     if span is not None and span.capture is capture:
-        if span.operation_name in _CALL_SPANS:
+        if span.operation_name in (AGENT_LLM, CHAT_GENERATOR_RUN):  # opened for exactly one generator call
             return None
         if span.operation_name == COMPONENT_RUN and span.component_type == type(component).__name__:
             # The span opened for this component: a Pipeline's, or ours around a subclass's run() that is now
@@ -87,10 +91,13 @@ def _capture_for_direct_call(component: Any) -> Any:
     return capture
 
 
+_signature = functools.lru_cache(maxsize=512)(inspect.signature)
+
+
 def _inputs(run: Callable[..., Any], component: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
             ) -> dict[str, Any]:
     try:
-        bound = inspect.signature(run).bind(component, *args, **kwargs)
+        bound = _signature(run).bind(component, *args, **kwargs)
     except TypeError:
         return dict(kwargs)  # the call itself will fail the same way, with the component's own message
     arguments = dict(bound.arguments)
@@ -113,7 +120,7 @@ def _direct_span(instance: Any, capture: Any, inputs: dict[str, Any]) -> Iterato
     tags = {"haystack.component.name": name, "haystack.component.type": name,
             "haystack.component.fully_qualified_type": f"{type(instance).__module__}.{name}",
             "haystack.component.input_types": {k: type(v).__name__ for k, v in inputs.items()}}
-    with tracing.tracer.trace(COMPONENT_RUN, tags=tags) as span:
+    with tracing.tracer.trace("haystack.component.run", tags=tags) as span:
         span.set_content_tag("haystack.component.input", inputs)
         yield span
         span.set_tag("haystack.component.visits", 1)
@@ -125,7 +132,7 @@ def _stand_in(capture: Any, component: Any, inputs: dict[str, Any]) -> Callable[
     stand_in = factory(component) if factory is not None else None
     if stand_in is None:
         return None
-    accepted = inspect.signature(stand_in.run).parameters
+    accepted = _signature(type(stand_in).run).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values()):
         return lambda: stand_in.run(**inputs)
     return lambda: stand_in.run(**{k: v for k, v in inputs.items() if k in accepted})

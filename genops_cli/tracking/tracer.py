@@ -32,9 +32,8 @@ from haystack.tracing import Span, Tracer
 from genops_cli.errors import RunCostCapReached
 from genops_cli.models import CallRecord, TokenUsage, utcnow
 from genops_cli.redact import redact
-from genops_cli.tracking import agents
+from genops_cli.tracking import agents, direct
 from genops_cli.tracking.capture import ComponentProfile, RunCapture, current_capture, current_span
-from genops_cli.tracking.direct import install_direct_tracing
 from genops_cli.tracking.usage import extract_usage, is_embedder, is_llm_component, provider_for
 
 PIPELINE_RUN = ("haystack.pipeline.run", "haystack.async_pipeline.run")
@@ -566,7 +565,7 @@ class GenopsTracer(Tracer):
             capture = self.on_orphan_run(probe)
             orphan = capture is not None
             if orphan:
-                install_direct_tracing()  # generators a tool or component calls without a span of their own
+                direct.install_direct_tracing()  # generators a tool or component calls without a span of their own
         span = GenopsSpan(operation_name, tags or {}, parent, capture, None)
         if span.span_kind() is not None and capture is not None:
             span.call_id = capture.new_call_id()
@@ -653,8 +652,7 @@ def ensure_installed_after_load() -> GenopsTracer:
 def capture_run(capture: RunCapture) -> Iterator[RunCapture]:
     """Make `capture` the current run for spans started in this context (and for direct generator calls)."""
     install_tracer()
-    install_direct_tracing()
-    install_direct_tracing()
+    direct.install_direct_tracing()
     token = current_capture.set(capture)
     try:
         yield capture

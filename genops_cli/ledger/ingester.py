@@ -104,8 +104,6 @@ class HeldSession:
 def _drain(ledger: Ledger, spool: Spool, synced: set[str], held: HeldSession | None = None,
            urgent: bool = True) -> RecordResult | None:
     """Ingest the spool (in the held session when given); None when the ledger is left to others for now."""
-    if not spool.pending():
-        return RecordResult()  # nothing to do: the ledger is not opened
     try:
         session = held.get(time.monotonic(), urgent) if held is not None else None
         if held is not None and session is None:
@@ -173,10 +171,12 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if line is not None:
             if not line:  # the parent is gone
-                _drain(ledger, spool, synced, held)
+                if waiting:
+                    _drain(ledger, spool, synced, held)
                 held.close(time.monotonic())
                 return 0
-            result = _drain(ledger, spool, synced, held) or RecordResult()
+            # Nothing pending: answered without opening the ledger.
+            result = (_drain(ledger, spool, synced, held) if waiting else None) or RecordResult()
             alerts.flush(10.0)  # deliveries of what this drain fired are done when the parent's flush returns
             sys.stdout.write(json.dumps({"inserted": result.inserted, "duplicates": result.duplicates,
                                          "spooled": result.spooled, "error": result.error,

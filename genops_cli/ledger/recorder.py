@@ -147,13 +147,13 @@ class Recorder:
         self.spool.close_segment()  # closed: whoever ingests it last deletes it
         self.stop_ingester()
 
-    def stop_ingester(self, wait: bool = False) -> None:
+    def stop_ingester(self) -> None:
         """Stop the ingester process: it drains what is left in the spool (nothing, after a flush) and exits on
-        its own; `wait` for it to be gone. The next submit starts a new one."""
+        its own, not waited for. The next submit starts a new one."""
         with self._lock:
             ingester, self._ingester = self._ingester, None
         if ingester is not None:
-            ingester.stop(wait=wait)
+            ingester.stop()
 
     # -- ingestion --------------------------------------------------------------------------------------------
     def _ingest_inline(self, items: list[tuple[Path, RunRecord | None]]) -> RecordResult:
@@ -228,17 +228,12 @@ class _IngesterProcess:
         return RecordResult(inserted=data["inserted"], duplicates=data["duplicates"], spooled=data["spooled"],
                             error=data["error"], unreadable=data["unreadable"])
 
-    def stop(self, wait: bool = False, timeout: float = 30.0) -> None:
-        """Close its stdin (it drains and exits); with `wait`, until it is gone (killed after `timeout`)."""
+    def stop(self) -> None:
+        """Close its stdin: it drains and exits on its own (subprocess reaps it later; nothing it still does needs
+        this process)."""
         with contextlib.suppress(OSError, ValueError):
             if self.proc.stdin is not None:
                 self.proc.stdin.close()
-        if not wait:
-            return  # subprocess reaps it later; nothing it still does needs this process
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
 
 
 def _readline(stream: Any, timeout: float | None) -> str:

@@ -140,3 +140,37 @@ def fill_stores(loaded: LoadedPipeline, documents: list[Any]) -> dict[str, int]:
             docs = embedded
         written[name] = store.write_documents(docs, policy=DuplicatePolicy.OVERWRITE)
     return written
+
+
+def sync_simulated_stores(loaded: LoadedPipeline, real: LoadedPipeline | None = None) -> int:
+    """Give a simulated pipeline's in-memory stores the documents their real counterparts hold now (filled by an
+    earlier real run, by the application, by `--documents`), so a simulated run retrieves, and so prompts, what a
+    real one would. The real store of a component is `real`'s store of the same component when given, else the
+    shared index the simulated one stands for (`simulate.SIMULATED_INDEX`). Where an embedding retriever reads
+    the store, the copies are embedded by the simulator (no provider call, nothing recorded). The real stores
+    are only read. Returns how many documents were copied."""
+    from haystack.document_stores.in_memory import InMemoryDocumentStore
+    from haystack.document_stores.types import DuplicatePolicy
+
+    from genops_cli.execution.simulate import real_index_of
+
+    real_stores = {name: store for name, store, _ in in_memory_stores(real)} if real is not None else {}
+    copied = 0
+    embedder: Any = None
+    for name, store, needs_embeddings in in_memory_stores(loaded):
+        source = real_stores.get(name)
+        if source is None and (index := real_index_of(getattr(store, "index", None))) is not None:
+            source = InMemoryDocumentStore(index=index)  # the process-global storage of that index
+        if source is None or source is store:
+            continue
+        total = source.count_documents()
+        if total == 0 or total == store.count_documents():
+            continue
+        docs = source.filter_documents()
+        if needs_embeddings:
+            embedder = embedder or document_embedder_for(loaded)
+            if embedder is not None:
+                docs = embedder.run(documents=[replace(d, embedding=None) for d in docs])["documents"]
+        copied += store.write_documents(docs, policy=DuplicatePolicy.OVERWRITE)
+    return copied
+

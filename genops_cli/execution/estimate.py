@@ -157,20 +157,6 @@ def _walk_types(value: Any, out: set[str]) -> None:
             _walk_types(v, out)
 
 
-def _private_stores(value: Any) -> None:
-    """In-memory stores with a named index share process-global storage (`shared: true`); the simulated copy
-    must not write hash embeddings into the real pipeline's store, so its stores are made private."""
-    if isinstance(value, dict):
-        if str(value.get("type", "")).endswith("InMemoryDocumentStore") and isinstance(
-                value.get("init_parameters"), dict):
-            value["init_parameters"]["shared"] = False
-        for v in value.values():
-            _private_stores(v)
-    elif isinstance(value, list):
-        for v in value:
-            _private_stores(v)
-
-
 def simulated_copy(loaded: LoadedPipeline) -> _SimEntry:
     """The simulated twin of `loaded` (cached per pipeline path and content hash)."""
     from haystack import Pipeline
@@ -189,7 +175,6 @@ def simulated_copy(loaded: LoadedPipeline) -> _SimEntry:
     allowed = sorted({t.rsplit(".", 1)[0] for t in types} | {SIMULATOR_MODULE} | set(loaded.allow_modules))
     data = copy.deepcopy(loaded.data)
     profile = copy.deepcopy(loaded.profile)
-    _private_stores(data)
     if not loaded.simulated:
         simulate_components(data, profile, None)
     pipeline = Pipeline.from_dict(data, allowed_modules=allowed)
@@ -198,36 +183,10 @@ def simulated_copy(loaded: LoadedPipeline) -> _SimEntry:
         return _SIM_CACHE.setdefault(key, _SimEntry(sim))
 
 
-def _store_total(loaded: LoadedPipeline) -> int:
-    from genops_cli.execution.documents import in_memory_stores
-
-    return sum(store.count_documents() for _, store, _ in in_memory_stores(loaded))
-
-
-def _sync_stores(loaded: LoadedPipeline, entry: _SimEntry) -> None:
-    """Give the simulated copy the documents the real pipeline's stores hold now (a store filled by an earlier
-    run or by the API user), so retrieval, and so the prompt, is the same size. Embedding stores get the
-    simulator's embeddings; the copying is done in a throw-away capture: it is not part of the run."""
-    from dataclasses import replace
-
-    from genops_cli.execution.documents import fill_stores, in_memory_stores
-    from genops_cli.execution.session import simulation_capture
-    from genops_cli.tracking.tracer import capture_run
-
-    real_total = _store_total(loaded)
-    if real_total == 0 or real_total == _store_total(entry.loaded):
-        return
-    docs: dict[str, Any] = {}
-    for _, store, _ in in_memory_stores(loaded):
-        for doc in store.filter_documents():
-            docs.setdefault(doc.id, replace(doc, embedding=None))
-    with capture_run(simulation_capture(entry.loaded, "estimate-sync")):
-        fill_stores(entry.loaded, list(docs.values()))
-
-
 def _simulated_calls(loaded: LoadedPipeline, data: dict[str, Any], documents: list[Any] | None,
                      agent_steps: tuple[Any, dict[str, list[int]]] | None = None,
                      ) -> tuple[list[CallRecord], LoadedPipeline]:
+    from genops_cli.execution.documents import sync_simulated_stores
     from genops_cli.execution.session import simulation_capture
     from genops_cli.execution.simulate import apply_agent_steps
     from genops_cli.tracking.tracer import capture_run, ensure_installed_after_load
@@ -237,7 +196,7 @@ def _simulated_calls(loaded: LoadedPipeline, data: dict[str, Any], documents: li
     with entry.lock:
         if agent_steps is not None:  # the same steps `run --simulate` takes: configured, else recorded
             apply_agent_steps(entry.loaded.pipeline, *agent_steps)
-        _sync_stores(loaded, entry)
+        sync_simulated_stores(entry.loaded, loaded)  # what the real stores hold now, simulated embeddings
         capture = simulation_capture(entry.loaded)  # neither admitted nor recorded: nothing is spent
         with capture_run(capture):
             if documents and not entry.filled:

@@ -200,6 +200,10 @@ class RunSession:
         error: BaseException | None = None
         with self.capturing():
             try:
+                if self.loaded.simulated:
+                    from genops_cli.execution.documents import sync_simulated_stores
+
+                    sync_simulated_stores(self.loaded)  # what the real shared stores hold, never written
                 if self.options.documents:
                     from genops_cli.execution.documents import fill_stores
 

@@ -743,6 +743,28 @@ def _memory_store(store: Any) -> dict[str, Any]:
             "init_parameters": params}
 
 
+#: The index of a simulated copy's in-memory store that stands for the real store's shared index `<index>`:
+#: `SIMULATED_INDEX + <index>`. A named in-memory index is process-global storage (Haystack 2.x always, 3.x unless
+#: `shared: false`), so a simulated run writing simulated embeddings into it would hand them to the real runs of
+#: the same process; it writes into its own index instead, and reads what the real one holds through
+#: `documents.sync_simulated_stores`.
+SIMULATED_INDEX = "genops-simulated:"
+
+
+def _simulated_index(store: dict[str, Any]) -> dict[str, Any]:
+    params = store["init_parameters"]
+    index = params.get("index")
+    if not isinstance(index, str) or index.startswith(("genops-simulated-", SIMULATED_INDEX)) or \
+            params.get("shared") is False:  # unnamed or instance-local: nothing shared to protect
+        return store
+    return {**store, "init_parameters": {**params, "index": SIMULATED_INDEX + index}}
+
+
+def real_index_of(index: str | None) -> str | None:
+    """The real index a simulated store stands for, or None."""
+    return index[len(SIMULATED_INDEX):] if isinstance(index, str) and index.startswith(SIMULATED_INDEX) else None
+
+
 def _store_takes_shared() -> bool:
     from haystack.document_stores.in_memory import InMemoryDocumentStore
 
@@ -828,6 +850,8 @@ def simulate_components(data: dict[str, Any], profile: PipelineProfile, output_t
             replaced.append(Simulated(path, type_path, new_tool["type"].rsplit(".", 1)[-1]))
             return new_tool
         if isinstance(type_path, str) and isinstance(params, dict):
+            if type_path.endswith("InMemoryDocumentStore"):
+                return _simulated_index(value)
             if _is_server_store(value):
                 store = _memory_store(value)
                 replaced.append(Simulated(path, type_path, "InMemoryDocumentStore"))

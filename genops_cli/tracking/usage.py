@@ -570,6 +570,7 @@ _INTEGRATION_PROVIDERS = {
     "together_ai": "together",
     "togetherai": "together",
     "meta_llama": "meta",
+    "nvidia": "nvidia",
     "llama_cpp": "llama-cpp",
     "deepseek": "deepseek",
     "fastembed": "huggingface-local",
@@ -716,11 +717,11 @@ ENDPOINT_KEYS = ("api_base_url", "azure_endpoint", "base_url", "api_base", "endp
 
 
 def max_tokens_of(params: Any) -> int | None:
-    """The output cap a component's init parameters (or a call's inputs) set: generation_kwargs first, then the
-    top level, under any provider's name for it."""
+    """The output cap a component's init parameters (or a call's inputs) set: generation_kwargs first (NVIDIA's
+    generators call them model_arguments), then the top level, under any provider's name for it."""
     if not isinstance(params, Mapping):
         return None
-    for source in (params.get("generation_kwargs"), params):
+    for source in (params.get("generation_kwargs"), params.get("model_arguments"), params):
         if isinstance(source, Mapping):
             for key in MAX_TOKENS_KEYS:
                 value = source.get(key)
@@ -730,10 +731,14 @@ def max_tokens_of(params: Any) -> int | None:
 
 
 def model_of(params: Mapping[str, Any]) -> str | None:
-    """The model a component's init parameters name (model, model_name, an Azure deployment, model_id)."""
+    """The model a component's init parameters name (model, model_name, an Azure deployment, model_id, a local
+    Hugging Face pipeline's huggingface_pipeline_kwargs.model)."""
     model = params.get("model") or params.get("model_name") or params.get("azure_deployment")
     if model is None and isinstance(params.get("model_id"), str):
         model = params["model_id"]
+    pipeline_kwargs = params.get("huggingface_pipeline_kwargs")
+    if not model and isinstance(pipeline_kwargs, Mapping) and isinstance(pipeline_kwargs.get("model"), str):
+        model = pipeline_kwargs["model"]  # local Hugging Face generators serialize their model there
     return str(model) if model else None
 
 

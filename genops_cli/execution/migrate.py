@@ -536,19 +536,24 @@ def _importable_module(module: str) -> bool:
     return True
 
 
+def missing_dependencies_of(type_path: str, init_parameters: dict[str, Any]) -> list[tuple[str, str]]:
+    """(module, pip package) of each dependency a component of this class and settings imports only when it runs
+    and that cannot be imported here."""
+    deps = migration_table().optional.get(type_path)
+    return [(dep.module, dep.package) for dep in deps or ()
+            if dep.needed(init_parameters) and not _importable_module(dep.module)]
+
+
 def missing_optional_dependencies(data: dict[str, Any]) -> list[tuple[str, str, str]]:
     """(component, module, pip package) for each lazily imported dependency the pipeline will need but cannot
     import here (nltk for sentence splitting, trafilatura for HTMLToDocument, pypdf...)."""
-    table = migration_table()
     out: list[tuple[str, str, str]] = []
 
     def visit(name: str, value: Any) -> None:
         if isinstance(value, dict):
-            deps = table.optional.get(str(value.get("type")))
             params = value.get("init_parameters") if isinstance(value.get("init_parameters"), dict) else {}
-            for dep in deps or ():
-                if dep.needed(params) and not _importable_module(dep.module):
-                    out.append((name, dep.module, dep.package))
+            out.extend((name, module, package) for module, package in missing_dependencies_of(
+                str(value.get("type")), params))
             for child in value.values():
                 visit(name, child)
         elif isinstance(value, list):

@@ -7,7 +7,10 @@
 - web search and link fetchers return made-up results under the reserved `.invalid` domain;
 - server-backed document stores (Elasticsearch, OpenSearch, Qdrant, Pinecone, Weaviate, pgvector, Chroma, ...)
   become in-memory stores that `--documents` fills, and their retrievers keep BM25 / embedding / hybrid
-  retrieval over them.
+  retrieval over them;
+- converters and preprocessors whose parsing library is not installed here (trafilatura for HTMLToDocument, pypdf,
+  nltk for sentence splitting...) become plain-text converters and pass-throughs, with a warning naming the
+  package a real run needs.
 
 Each stand-in keeps the input and output sockets of the component it replaces (read from the real class when it
 is importable, else the family's well-known shape), so the pipeline's connections hold on Haystack 2.x and 3.x.
@@ -99,6 +102,8 @@ def _family_shapes() -> dict[str, tuple[dict[str, tuple[Any, Any]], dict[str, An
                               "top_k": (int | None, None)}, {"documents": docs}),
         "sparse_retriever": ({"query_sparse_embedding": (SparseEmbedding, _REQUIRED), "filters": opt,
                               "top_k": (int | None, None)}, {"documents": docs}),
+        "converter": ({"sources": (list[str | ByteStream], _REQUIRED), "meta": (Any, None)}, {"documents": docs}),
+        "pass_through": ({"documents": (docs, _REQUIRED)}, {"documents": docs}),
     }
 
 
@@ -139,7 +144,8 @@ def mirror_sockets(instance: Any, original_type: str, family: str) -> None:
     """Give `instance` (whose `run` takes **kwargs) the sockets of `original_type`, else of its family."""
     # The real class's sockets when it is of the same family (a document embedder made from a text embedder's
     # settings must keep document sockets), else the family's shape.
-    cls = _real_class(original_type) if family_of(original_type) == family else None
+    same_class = family_of(original_type) == family or family in _DEPENDENCY_FAMILIES
+    cls = _real_class(original_type) if same_class else None
     shape = _class_sockets(cls) if cls is not None else None
     inputs, outputs = shape or _family_shapes()[family]
     for name, (kind, default) in inputs.items():
@@ -499,6 +505,75 @@ class SimulatedLinkFetcher(_SimulatedDocumentsComponent):
         return {"streams": streams}
 
 
+# -- components whose parsing library is missing here ---------------------------------------------------------------
+
+#: Stand-ins for a component that exists here but imports a library only when it runs (trafilatura, pypdf, nltk):
+#: the same class, so its real sockets are kept.
+_DEPENDENCY_FAMILIES = ("converter", "pass_through")
+_TAG = re.compile(r"<(script|style)\b.*?</\1\s*>|<[^>]+>", re.S | re.I)
+
+
+class _SimulatedLocalComponent(_StandIn):
+    def __init__(self, original_type: str | None = None, missing: list[str] | None = None) -> None:
+        self.original_type, self.missing = original_type, list(missing or [])
+        self._init_params = {"original_type": original_type, "missing": self.missing}
+        mirror_sockets(self, original_type or "", self.family)
+
+
+def _source_text(source: Any) -> tuple[str, dict[str, Any]]:
+    """A converter source's text and metadata: a ByteStream's bytes, else a local file's (a missing file reads as
+    empty, as the simulation cannot tell a real converter's error apart)."""
+    from pathlib import Path
+
+    if isinstance(source, ByteStream):
+        data, meta = source.data, dict(source.meta or {})
+        html = "html" in str(source.mime_type or meta.get("content_type") or "")
+    else:
+        path = Path(str(source))
+        data = path.read_bytes() if path.is_file() else b""
+        meta, html = {"file_path": str(source)}, path.suffix.lower() in (".html", ".htm")
+    text = data.decode("utf-8", errors="replace")
+    if html or text.lstrip().lower().startswith(("<!doctype html", "<html")):
+        text = re.sub(r"\s+", " ", _TAG.sub(" ", text)).strip()
+    return text, meta
+
+
+@component
+class SimulatedConverter(_SimulatedLocalComponent):
+    """Stand-in for a converter whose parsing library is missing: one Document per source with its text (HTML tags
+    dropped) and the source's metadata."""
+
+    family = "converter"
+
+    def run(self, **kwargs: Any) -> dict[str, Any]:
+        sources = list(kwargs.get("sources") or [])
+        meta = kwargs.get("meta")
+        documents = []
+        for i, source in enumerate(sources):
+            text, source_meta = _source_text(source)
+            extra = meta[i] if isinstance(meta, list) and i < len(meta) else meta
+            documents.append(Document(content=text, meta={**source_meta, **(extra if isinstance(extra, dict)
+                                                                             else {})}))
+        return {"documents": documents}
+
+
+@component
+class SimulatedPassThrough(_SimulatedLocalComponent):
+    """Stand-in for a preprocessor whose library is missing (an NLTK sentence splitter): documents pass through
+    unchanged."""
+
+    family = "pass_through"
+
+    def run(self, **kwargs: Any) -> dict[str, Any]:
+        return {"documents": list(kwargs.get("documents") or [])}
+
+
+def _dependency_stand_in(type_path: str, missing: list[tuple[str, str]]) -> dict[str, Any]:
+    cls = SimulatedConverter if ".converters." in f".{type_path}" else SimulatedPassThrough
+    return {"type": f"{__name__}.{cls.__name__}",
+            "init_parameters": {"original_type": type_path, "missing": [module for module, _package in missing]}}
+
+
 # -- retrieval over in-memory stores ----------------------------------------------------------------------------
 
 class _SimulatedRetriever(_StandIn):
@@ -672,8 +747,12 @@ class Simulated:
 
 
 def _model_of(params: dict[str, Any], type_path: str | None = None) -> str:
+    from genops_cli.tracking.usage import model_of
+
     model = params.get("model") or params.get("model_name") or params.get("azure_deployment") or params.get(
         "model_id")
+    if not model:
+        model = model_of(params)  # e.g. a local Hugging Face generator's huggingface_pipeline_kwargs.model
     if not model and type_path:
         from genops_cli.execution.loading import default_model
 
@@ -824,6 +903,11 @@ def _generator_family_by_wiring(data: dict[str, Any], name: str, family: str) ->
     return family
 
 
+def _is_local_processor(type_path: str) -> bool:
+    """Converters and preprocessors: local code whose output a plain-text stand-in can give."""
+    return any(f".{kind}." in f".{type_path}" for kind in ("converters", "preprocessors"))
+
+
 def _is_server_store(value: dict[str, Any]) -> bool:
     type_path = value.get("type")
     return (isinstance(type_path, str) and ".document_stores." in f".{type_path}"
@@ -834,6 +918,7 @@ def simulate_components(data: dict[str, Any], profile: PipelineProfile, output_t
     """Rewrite a serialized pipeline in place: every model-backed or network-bound component (top level or nested
     in Agents, tools, AgentTools, LLM-backed components) and every server-backed document store becomes its
     stand-in. Returns what was replaced."""
+    from genops_cli.execution.migrate import missing_dependencies_of
     from genops_cli.tracking.usage import max_tokens_of, provider_for
 
     replaced: list[Simulated] = []
@@ -856,6 +941,13 @@ def simulate_components(data: dict[str, Any], profile: PipelineProfile, output_t
                 store = _memory_store(value)
                 replaced.append(Simulated(path, type_path, "InMemoryDocumentStore"))
                 return store
+            missing = missing_dependencies_of(type_path, params) if _is_local_processor(type_path) else []
+            if missing:
+                packages = " ".join(dict.fromkeys(package for _module, package in missing))
+                new = _dependency_stand_in(type_path, missing)
+                replaced.append(Simulated(path, type_path, new["type"].rsplit(".", 1)[-1],
+                                          f"needs {packages} (pip install {packages}), not installed here"))
+                return new
             family = family_of(type_path)
             if family in ("chat_generator", "text_generator") and top_name and _real_class(type_path) is None:
                 family = _generator_family_by_wiring(data, top_name, family)
@@ -956,7 +1048,10 @@ def prepare_run(loaded: Any, settings: Any, ledger: Any, has_documents: bool, ev
                                   for name, v in steps.items())
             events.info("simulate.agent_steps", f"simulated agent LLM steps: {described}")
         for item in loaded.simulated_components:
-            if item.note:
+            if item.note.startswith("needs "):
+                events.warning("simulate.unavailable", f"{item.path}: {item.original_type} {item.note} "
+                               "(simulated without it); genops validate --fix-issues --yes installs it")
+            elif item.note:
                 events.warning("simulate.unavailable", f"{item.path}: {item.original_type} is {item.note} "
                                "(simulated anyway); a real run needs it: genops validate --fix-issues --yes")
     if not has_documents:

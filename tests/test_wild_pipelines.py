@@ -45,6 +45,7 @@ INPUTS = {
     "nvidia_nim_rag": {"embedder": {"text": "q"}, "prompt": {"query": "q"}},
     "mcp_toolset_mapping": {"agent": {"messages": MESSAGES}},
     "legacy_chat_message_template": {"builder": {"sentence": "I love capybaras"}},
+    "bedrock_converse": {"prompt_builder": {"question": "hi"}},
 }
 #: these need a lazily imported package that a --yes run installs from the index (none offline)
 NEEDS_INSTALL = {"web_rag": "trafilatura", "indexing_nltk": "nltk", "hayhooks_chat_with_website": "trafilatura",
@@ -496,3 +497,14 @@ def test_nvidia_models_are_named_unpriced_and_their_output_cap_is_read(tmp_path)
     assert generator["output_tokens"] == 1024  # model_arguments.max_tokens
     estimate = cli("estimate", str(path), "--inputs", inputs)
     assert estimate.exit_code == 2 and "nvidia:meta/llama3-70b-instruct" in estimate.stderr
+
+
+def test_bedrock_camel_case_max_tokens_caps_the_estimate(tmp_path):
+    path = _copy("bedrock_converse", tmp_path)
+    result = cli("estimate", str(path), "--inputs", _inputs("bedrock_converse", tmp_path), "--json")
+    assert result.exit_code == 0, result.stderr
+    [line] = json.loads(result.stdout)["components"]
+    assert (line["provider"], line["model"]) == ("aws", "global.anthropic.claude-sonnet-4-6")
+    assert (line["output_tokens"], line["output_basis"]) == (512, "max_tokens")  # generation_kwargs.maxTokens
+    # 20 input tokens x 3 USD + 512 output tokens x 15 USD per 1M tokens
+    assert (line["input_tokens"], Decimal(line["high"])) == (20, Decimal("0.00774"))

@@ -711,7 +711,8 @@ def _provider_from_model(model: Any) -> str | None:
 
 
 #: Init or generation parameters that cap a call's output, by provider spelling.
-MAX_TOKENS_KEYS = ("max_tokens", "max_completion_tokens", "max_output_tokens", "max_new_tokens", "num_predict")
+MAX_TOKENS_KEYS = ("max_tokens", "max_completion_tokens", "max_output_tokens", "max_new_tokens", "num_predict",
+                   "maxTokens")  # maxTokens: Amazon Bedrock's Converse inferenceConfig name
 #: Init parameters that name the endpoint a component calls (residency rules need it).
 ENDPOINT_KEYS = ("api_base_url", "azure_endpoint", "base_url", "api_base", "endpoint", "url")
 

@@ -46,6 +46,8 @@ INPUTS = {
     "mcp_toolset_mapping": {"agent": {"messages": MESSAGES}},
     "legacy_chat_message_template": {"builder": {"sentence": "I love capybaras"}},
     "bedrock_converse": {"prompt_builder": {"question": "hi"}},
+    "structured_output_loop": {"joiner": {"value": [{"role": "user", "content": [
+        {"text": "Describe deepset as JSON with name, founded and products."}]}]}},
 }
 #: these need a lazily imported package that a --yes run installs from the index (none offline)
 NEEDS_INSTALL = {"web_rag": "trafilatura", "indexing_nltk": "nltk", "hayhooks_chat_with_website": "trafilatura",
@@ -508,3 +510,32 @@ def test_bedrock_camel_case_max_tokens_caps_the_estimate(tmp_path):
     assert (line["output_tokens"], line["output_basis"]) == (512, "max_tokens")  # generation_kwargs.maxTokens
     # 20 input tokens x 3 USD + 512 output tokens x 15 USD per 1M tokens
     assert (line["input_tokens"], Decimal(line["high"])) == (20, Decimal("0.00774"))
+
+
+def test_simulated_replies_satisfy_the_json_schema_validator_they_feed(tmp_path):
+    path = _copy("structured_output_loop", tmp_path)
+    result = cli("run", str(path), "--simulate", "--inputs", _inputs("structured_output_loop", tmp_path), "--json")
+    assert result.exit_code == 0, result.stderr  # was: the loop retried until max_runs_per_component (exit 1)
+    [out] = json_lines(result.stdout)
+    assert [c["name"] for c in out["components"] if c["model"]] == ["llm"]  # valid at the first attempt
+    [message] = out["outputs"]["validator"]["validated"]
+    value = json.loads(message["content"][0]["text"])
+    assert set(value) == {"name", "founded", "products"} and isinstance(value["founded"], int)
+
+
+def test_simulated_structured_output_follows_the_requested_schema(tmp_path):
+    import yaml
+
+    path = _copy("structured_output_loop", tmp_path)
+    data = yaml.safe_load(path.read_text())
+    del data["components"]["validator"]  # no validator: the request's own schema shapes the reply
+    data["connections"] = [c for c in data["connections"] if "validator" not in c["sender"] + c["receiver"]]
+    data["components"]["llm"]["init_parameters"]["generation_kwargs"]["response_format"] = {
+        "type": "json_schema", "json_schema": {"name": "city", "schema": {
+            "type": "object", "properties": {"city": {"type": "string"}, "people": {"type": "integer"}},
+            "required": ["city", "people"]}}}
+    path.write_text(yaml.safe_dump(data))
+    result = cli("run", str(path), "--simulate", "--inputs", _inputs("structured_output_loop", tmp_path), "--json")
+    assert result.exit_code == 0, result.stderr
+    [reply] = json_lines(result.stdout)[0]["outputs"]["llm"]["replies"]
+    assert set(json.loads(reply["content"][0]["text"])) == {"city", "people"}

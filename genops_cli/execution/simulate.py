@@ -183,6 +183,7 @@ class SimulatedChatGenerator(_StandIn):
         max_tokens: int | None = None,
         output_tokens: int | None = None,
         agent_steps: int | list[int] | None = None,
+        reply_schema: dict[str, Any] | None = None,
     ) -> None:
         self.model = model
         self.provider = provider
@@ -191,8 +192,12 @@ class SimulatedChatGenerator(_StandIn):
         self.output_tokens = output_tokens
         #: LLM steps an Agent using this generator takes: a number, or a recorded distribution to draw from.
         self.agent_steps = agent_steps
+        #: JSON the replies must be (a structured-output request, or a JsonSchemaValidator the replies feed):
+        #: a JSON schema, {} for any JSON object, None for plain text.
+        self.reply_schema = reply_schema
         self._init_params = {"model": model, "provider": provider, "original_type": original_type,
-                             "max_tokens": max_tokens, "output_tokens": output_tokens, "agent_steps": agent_steps}
+                             "max_tokens": max_tokens, "output_tokens": output_tokens, "agent_steps": agent_steps,
+                             "reply_schema": reply_schema}
 
     def _expected_output(self) -> int:
         expected = self.output_tokens or self.max_tokens or DEFAULT_OUTPUT_TOKENS
@@ -234,9 +239,13 @@ class SimulatedChatGenerator(_StandIn):
         else:
             completion = self._expected_output()
             meta.update(finish_reason="stop", usage=_usage(prompt_tokens, completion))
-            reply = ChatMessage.from_assistant(
-                f"[simulated {self.model} reply {_digest(last_user)}: {completion} output tokens assumed]", meta=meta
-            )
+            text = f"[simulated {self.model} reply {_digest(last_user)}: {completion} output tokens assumed]"
+            schema = reply_schema_of(generation_kwargs or {})
+            schema = schema if schema is not None else self.reply_schema
+            if schema is not None:  # structured output: JSON that the schema (or a JSON parser) accepts
+                value = _example(schema, text, 0) if schema else None
+                text = json.dumps(value if isinstance(value, dict | list) else {"answer": text})
+            reply = ChatMessage.from_assistant(text, meta=meta)
         return {"replies": [reply]}
 
 
@@ -277,6 +286,29 @@ def _flatten_tools(tools: Any) -> list[Any]:
         else:
             out.append(item)
     return out
+
+
+def reply_schema_of(settings: dict[str, Any]) -> dict[str, Any] | None:
+    """The JSON a generator's settings ask its replies to be: the schema of a structured-output request (OpenAI's
+    response_format json_schema, a schema given directly as Ollama does, Google's response_schema), {} for JSON
+    mode without a schema, None for plain text."""
+    fmt = settings.get("response_format")
+    if isinstance(fmt, dict):
+        if fmt.get("type") == "json_schema":
+            inner = fmt.get("json_schema")
+            schema = inner.get("schema") if isinstance(inner, dict) else None
+            return schema if isinstance(schema, dict) else {}
+        if fmt.get("type") == "json_object":
+            return {}
+        if fmt.get("type") == "object" or "properties" in fmt:
+            return fmt
+    if fmt == "json":
+        return {}
+    if isinstance(settings.get("response_schema"), dict):
+        return settings["response_schema"]
+    if settings.get("response_mime_type") == "application/json":
+        return {}
+    return None
 
 
 def tool_arguments(schema: dict[str, Any], text: str) -> dict[str, Any]:
@@ -772,7 +804,10 @@ def _stand_in(type_path: str, params: dict[str, Any], family: str, provider: str
     model = _model_of(params, type_path)
     common = {"model": model, "provider": provider, "original_type": type_path}
     if family == "chat_generator":
-        init = {**common, "max_tokens": max_tokens, "output_tokens": output_tokens}
+        settings = params.get("generation_kwargs") if isinstance(params.get("generation_kwargs"), dict) else {}
+        reply_schema = reply_schema_of({**settings, **({"response_format": params["response_format"]}
+                                                      if params.get("response_format") else {})})
+        init = {**common, "max_tokens": max_tokens, "output_tokens": output_tokens, "reply_schema": reply_schema}
     elif family == "text_generator":
         system = params.get("system_prompt")
         init = {**common, "max_tokens": max_tokens, "output_tokens": output_tokens,
@@ -970,7 +1005,28 @@ def simulate_components(data: dict[str, Any], profile: PipelineProfile, output_t
 
     for name in list(data["components"]):
         data["components"][name] = walk(data["components"][name], name, name)
+    _schemas_from_validators(data)
     return replaced
+
+
+def _schemas_from_validators(data: dict[str, Any]) -> None:
+    """A simulated chat generator whose replies feed a JsonSchemaValidator answers JSON of that validator's schema
+    (a self-correcting loop would otherwise retry until max_runs_per_component)."""
+    components = data["components"]
+    for conn in data.get("connections") or []:
+        if not isinstance(conn, dict):
+            continue
+        sender, _, out = str(conn.get("sender", "")).partition(".")
+        receiver = str(conn.get("receiver", "")).partition(".")[0]
+        generator, validator = components.get(sender), components.get(receiver)
+        if out != "replies" or not isinstance(generator, dict) or not isinstance(validator, dict):
+            continue
+        schema = (validator.get("init_parameters") or {}).get("json_schema")
+        params = generator.get("init_parameters")
+        if str(validator.get("type", "")).endswith("JsonSchemaValidator") and isinstance(schema, dict) and \
+                generator.get("type") == f"{__name__}.{SimulatedChatGenerator.__name__}" and \
+                isinstance(params, dict) and not params.get("reply_schema"):
+            params["reply_schema"] = schema
 
 
 # -- agent steps --------------------------------------------------------------------------------------------------

@@ -439,7 +439,11 @@ def _check_pipeline(c: _Collector, path: Path, settings: Any, allow_modules: lis
         p, _text, data = read_pipeline_file(path)
     except GenopsError as exc:
         c.check(f"pipeline {path}", False, "cannot be read")
-        c.issue("error", str(path), str(exc), "pass a Haystack pipeline YAML written by Pipeline.dumps()")
+        # The issue is already about the file: its message without the file name, its fix the message's own
+        text = str(exc).removeprefix(f"{path}: ")
+        problem, _, fix = text.rpartition("; ")
+        c.issue("error", str(path), problem or text,
+                fix if problem else "pass a Haystack pipeline YAML written by Pipeline.dumps()")
         return None
     info: dict[str, Any] = {"path": str(p), "components": len(data["components"]), "_integration_packages": set(),
                             "_providers": [], "_secret_checked": {}}

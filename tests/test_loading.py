@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from conftest import cli, sample
 
@@ -166,3 +168,19 @@ def test_haystack_1x_file_is_named_as_such(tmp_path):
     assert result.exit_code == 2
     [line] = result.stderr.strip().splitlines()
     assert "a Haystack 1.x pipeline" in line and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("text, problem, fix", [
+    # a placeholder file published as a pipeline (deepset-ai/dap-github-agent-template indexing.yml)
+    ("# Empty Pipeline\n", "not a Haystack pipeline", "Pipeline.dumps()"),
+    ("version: ignore\ncomponents:\n- name: Retriever\n  type: BM25Retriever\n"
+     "pipelines:\n- name: query\n  nodes:\n  - name: Retriever\n    inputs: [Query]\n",
+     "a Haystack 1.x pipeline", "rebuild it"),
+])
+def test_validate_names_an_unreadable_file_once_with_its_own_fix(tmp_path, text, problem, fix):
+    path = tmp_path / "pipeline.yml"
+    path.write_text(text)
+    issue = next(i for i in json.loads(cli("validate", str(path), "--json").stdout)["issues"]
+                 if i["component"] == str(path))
+    assert issue["message"].startswith(problem) and str(path) not in issue["message"]
+    assert fix in issue["fix_suggestion"]

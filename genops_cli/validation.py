@@ -443,7 +443,8 @@ def _check_pipeline(c: _Collector, path: Path, settings: Any, allow_modules: lis
         text = str(exc).removeprefix(f"{path}: ")
         problem, _, fix = text.rpartition("; ")
         c.issue("error", str(path), problem or text,
-                fix if problem else "pass a Haystack pipeline YAML written by Pipeline.dumps()")
+                fix if problem else "pass a Haystack pipeline YAML written by Pipeline.dumps()",
+                fix="migrate" if "--fix-issues rewrites it" in fix else None)
         return None
     info: dict[str, Any] = {"path": str(p), "components": len(data["components"]), "_integration_packages": set(),
                             "_providers": [], "_secret_checked": {}}
@@ -881,6 +882,20 @@ def dump_pipeline(data: dict[str, Any]) -> str:
     return yaml.dump(data, Dumper=YamlDumper, sort_keys=False, allow_unicode=True, width=120)
 
 
+def _read_v1(path: str | Path) -> dict[str, Any] | None:
+    """A Haystack 1.x pipeline file's data, else None."""
+    from genops_cli.errors import PipelineLoadError
+    from genops_cli.execution.migrate_v1 import is_v1
+    from genops_cli.safe_load import parse_yaml, read_text
+
+    try:
+        data = parse_yaml(read_text(Path(path), "pipeline", PipelineLoadError, label=str(path)), str(path),
+                          "pipeline", PipelineLoadError, tuples=True)
+    except PipelineLoadError:
+        return None
+    return data if is_v1(data) else None
+
+
 def rewrite_pipeline(path: str | Path, confirm: Callable[[str, str], bool],
                      out: str | Path | None = None) -> PipelineRewrite:
     """Apply the migration table's fixes to a pipeline file, one confirmed fix at a time:
@@ -888,16 +903,38 @@ def rewrite_pipeline(path: str | Path, confirm: Callable[[str, str], bool],
     import difflib
     import shutil
 
+    from genops_cli.errors import PipelineLoadError
     from genops_cli.execution.loading import read_pipeline_file
     from genops_cli.execution.migrate import plan_migrations
+    from genops_cli.execution.migrate_v1 import convert_v1
 
-    p, _text, current = read_pipeline_file(path)
-    target = Path(out) if out else p
-    outcome = PipelineRewrite(source=p)
+    converted_notes: list[tuple[str, str]] = []
+    try:
+        p, _text, current = read_pipeline_file(path)
+        target = Path(out) if out else p
+        outcome = PipelineRewrite(source=p)
+    except PipelineLoadError:
+        # A Haystack 1.x file: converted as a whole first (one confirmed fix), then migrated like any other
+        p, current = Path(path), _read_v1(path)
+        if current is None:
+            raise
+        target = Path(out) if out else p
+        outcome = PipelineRewrite(source=p)
+        converted, notes = convert_v1(current, p)
+        diff = "".join(difflib.unified_diff(dump_pipeline(current).splitlines(True),
+                                            dump_pipeline(converted).splitlines(True),
+                                            fromfile=f"{p} (before)", tofile=str(target)))
+        title = "pipeline: Haystack 1.x -> Haystack 3"
+        if not confirm(title + "".join(f"\n  - {n}" for n in notes), diff):
+            outcome.declined.append(title)
+            return outcome
+        current = converted
+        outcome.applied.append(title)
+        converted_notes = [("pipeline", n) for n in notes[1:]]
     skip: set[str] = set()
     while True:
         plan = plan_migrations(current)
-        outcome.reports = plan.reports
+        outcome.reports = converted_notes + plan.reports
         fix = next((f for f in plan.fixes if f.component not in skip), None)
         if fix is None:
             break

@@ -48,7 +48,11 @@ INPUTS = {
     "bedrock_converse": {"prompt_builder": {"question": "hi"}},
     "structured_output_loop": {"joiner": {"value": [{"role": "user", "content": [
         {"text": "Describe deepset as JSON with name, founded and products."}]}]}},
+    "v1_bm25_prompt_node": {"query": "What is the capital of France?"},
+    "v1_embedding_rank_prompt": {"query": "What is the capital of France?"},
 }
+#: Haystack 1.x files: run refuses them (exit 2) until validate --fix-issues rewrote them
+HAYSTACK_1X = {"v1_bm25_prompt_node", "v1_embedding_rank_prompt"}
 #: these need a lazily imported package that a --yes run installs from the index (none offline)
 NEEDS_INSTALL = {"web_rag": "trafilatura", "indexing_nltk": "nltk", "hayhooks_chat_with_website": "trafilatura",
                  "hybrid_qdrant_indexing": "pypdf"}
@@ -539,3 +543,45 @@ def test_simulated_structured_output_follows_the_requested_schema(tmp_path):
     assert result.exit_code == 0, result.stderr
     [reply] = json_lines(result.stdout)[0]["outputs"]["llm"]["replies"]
     assert set(json.loads(reply["content"][0]["text"])) == {"city", "people"}
+
+
+@pytest.mark.parametrize("name", sorted(HAYSTACK_1X))
+def test_haystack_1x_file_is_refused_until_rewritten(name, tmp_path):
+    path = _copy(name, tmp_path)
+    result = cli("run", str(path), "--simulate", "--inputs", _inputs(name, tmp_path))
+    assert result.exit_code == 2
+    assert f"genops validate {path} --fix-issues rewrites it" in " ".join(result.stderr.split())
+
+
+def test_haystack_1x_query_pipeline_becomes_haystack_3_and_runs(tmp_path, offline_pip):
+    import yaml
+
+    path = _copy("v1_embedding_rank_prompt", tmp_path)
+    result = cli("validate", str(path), "--fix-issues", "--yes", "--json")
+    rewrite = json.loads(result.stdout)["pipeline_rewrite"]
+    assert rewrite["applied"][0] == "pipeline: Haystack 1.x -> Haystack 3"
+    assert any("indexing" in left["message"] for left in rewrite["left_alone"])  # the file's other pipeline
+    data = yaml.safe_load(path.read_text())
+    assert {c["sender"]: c["receiver"] for c in data["connections"]} == {
+        "Retriever_embedder.embedding": "Retriever.query_embedding", "Retriever.documents": "Ranker.documents",
+        "PromptNode_prompt.prompt": "PromptNode.messages", "Ranker.documents": "PromptNode_prompt.documents"}
+    assert data["inputs"] == {"query": ["Retriever_embedder.text", "Ranker.query", "PromptNode_prompt.query"]}
+    template = data["components"]["PromptNode_prompt"]["init_parameters"]["template"][0]["content"][0]["text"]
+    assert "{% for document in documents %}" in template and "{{ query }}" in template
+    assert data["components"]["PromptNode"]["init_parameters"]["generation_kwargs"] == {"max_tokens": 200}
+    docs = tmp_path / "docs.jsonl"
+    docs.write_text(json.dumps({"content": "Paris is the capital of France."}) + "\n")
+    run = cli("run", str(path), "--simulate", "--inputs", _inputs("v1_embedding_rank_prompt", tmp_path),
+              "--documents", str(docs), "--json")
+    assert run.exit_code == 0, run.stderr
+    llm = next(c for c in json_lines(run.stdout)[0]["components"] if c["name"] == "PromptNode")
+    assert (llm["provider"], llm["model"], llm["output_tokens"]) == ("openai", "gpt-4o-mini", 200)
+
+
+def test_haystack_1x_node_without_an_equivalent_is_named(tmp_path):
+    path = _copy("v1_bm25_prompt_node", tmp_path)
+    path.write_text(path.read_text().replace("type: BM25Retriever", "type: DensePassageRetriever"))
+    result = cli("run", str(path), "--simulate", "--input", "query=x")
+    assert result.exit_code == 2
+    [line] = result.stderr.strip().splitlines()
+    assert "node 'Retriever' (DensePassageRetriever) has no Haystack 3 equivalent" in line

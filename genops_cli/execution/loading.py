@@ -132,10 +132,18 @@ def read_pipeline_file(path: str | Path) -> tuple[Path, str, dict[str, Any]]:
     # Bounded parse (size, alias expansion, depth) with Haystack's loader semantics: SafeLoader plus
     # `!!python/tuple` (Pipeline.dumps() writes tuples that way); every other python/* tag stays refused.
     data = parse_yaml(text, str(path), "pipeline", PipelineLoadError, tuples=True)
-    if isinstance(data, dict) and isinstance(data.get("components"), list) and "pipelines" in data:
+    from genops_cli.execution.migrate_v1 import convert_v1, is_v1
+
+    if is_v1(data):
+        try:
+            convert_v1(data, path)
+        except PipelineLoadError as exc:
+            raise PipelineLoadError(
+                f"{path}: a Haystack 1.x pipeline that genops cannot rewrite ({str(exc).removeprefix(f'{path}: ')}); "
+                "rebuild it and save it with Pipeline.dumps()") from None
         raise PipelineLoadError(
             f"{path}: a Haystack 1.x pipeline (components as a list, a 'pipelines' section); genops runs Haystack "
-            "2.x and 3.x pipelines, and 1.x has no mechanical migration: rebuild it and save it with Pipeline.dumps()"
+            f"2.x and 3.x pipelines: genops validate {path} --fix-issues rewrites it as a Haystack 3 pipeline"
         )
     if not isinstance(data, dict) or not isinstance(data.get("components"), dict):
         raise PipelineLoadError(

@@ -585,3 +585,23 @@ def test_haystack_1x_node_without_an_equivalent_is_named(tmp_path):
     assert result.exit_code == 2
     [line] = result.stderr.strip().splitlines()
     assert "node 'Retriever' (DensePassageRetriever) has no Haystack 3 equivalent" in line
+
+
+def test_haystack_1x_indexing_pipeline_embeds_documents_and_writes_them(tmp_path, offline_pip):
+    import yaml
+
+    path = _copy("v1_embedding_rank_prompt", tmp_path)
+    data = yaml.safe_load(path.read_text())
+    data["pipelines"] = [p for p in data["pipelines"] if p["name"] == "indexing"]
+    path.write_text(yaml.safe_dump(data))
+    cli("validate", str(path), "--fix-issues", "--yes")
+    converted = yaml.safe_load(path.read_text())
+    assert converted["inputs"] == {"files": ["TextFileConverter.sources"]}
+    assert converted["components"]["Retriever"]["type"].endswith("SentenceTransformersDocumentEmbedder")
+    text = tmp_path / "doc.txt"
+    text.write_text("Paris is the capital of France.")
+    inputs = tmp_path / "files.json"
+    inputs.write_text(json.dumps({"files": [str(text)]}))
+    result = cli("run", str(path), "--simulate", "--inputs", str(inputs), "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json_lines(result.stdout)[0]["outputs"]["DocumentStore"] == {"documents_written": 1}

@@ -161,11 +161,23 @@ class _Builder:
     def connect(self, sender: str, receiver: str) -> None:
         self.connections.append({"sender": sender, "receiver": receiver})
 
-    def node(self, name: str, spec: dict[str, Any]) -> None:
+    def node(self, name: str, spec: dict[str, Any], queried: bool = True) -> None:
+        """`queried`: the node takes the 1.x Query (else documents: an EmbeddingRetriever in an indexing pipeline
+        embeds the documents it is given)."""
         kind = str(spec.get("type"))
         params = dict(spec.get("params") or {})
         top_k = {"top_k": params["top_k"]} if isinstance(params.get("top_k"), int) else {}
-        if kind in ("BM25Retriever", "ElasticsearchRetriever", "EmbeddingRetriever"):
+        if kind == "EmbeddingRetriever" and not queried:
+            model = str(params.get("embedding_model") or "sentence-transformers/all-MiniLM-L6-v2")
+            if model.startswith("text-embedding") or params.get("model_format") == "openai":
+                self.add(name, "haystack.components.embedders.openai_document_embedder.OpenAIDocumentEmbedder",
+                         {"model": model, "api_key": {**_SECRET, "env_vars": ["OPENAI_API_KEY"]}})
+            else:
+                self.add(name, _moved("haystack.components.embedders.sentence_transformers_document_embedder."
+                                      "SentenceTransformersDocumentEmbedder"), {"model": model})
+            self.entry[name] = {"documents": f"{name}.documents"}
+            self.exit[name] = f"{name}.documents"
+        elif kind in ("BM25Retriever", "ElasticsearchRetriever", "EmbeddingRetriever"):
             store_kind, store = self.store_of(name, params)
             if kind == "EmbeddingRetriever":
                 model = str(params.get("embedding_model") or "sentence-transformers/all-MiniLM-L6-v2")
@@ -282,7 +294,8 @@ def convert_v1(data: dict[str, Any], path: str | Path) -> tuple[dict[str, Any], 
         if spec is None:
             raise PipelineLoadError(f"{where}: pipeline '{chosen.get('name')}' uses node '{node['name']}', which "
                                     "'components' does not define")
-        builder.node(str(node["name"]), spec)
+        inputs = node.get("inputs") or []
+        builder.node(str(node["name"]), spec, queried="Query" in (inputs if isinstance(inputs, list) else [inputs]))
     for node in nodes:
         inputs = node.get("inputs") or []
         builder.wire(str(node["name"]), [str(i) for i in (inputs if isinstance(inputs, list) else [inputs])])

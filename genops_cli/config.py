@@ -194,18 +194,23 @@ class _Loader:
         return f"{self.path}:{line} {key}" if line else f"{self.path} {key}"
 
 
+def _config_path(value: str | Path, source: str) -> Path:
+    path = Path(value).expanduser()
+    try:
+        exists = path.exists()
+    except OSError as exc:  # a name too long for the file system
+        raise ConfigError(f"{source}: {exc.strerror or exc}; pass the path of an existing .genops.yml") from None
+    if not exists:
+        raise ConfigError(f"{source}: file not found; pass an existing .genops.yml")
+    return path
+
+
 def find_config(explicit: str | Path | None = None) -> Path | None:
     if explicit:
-        path = Path(explicit).expanduser()
-        if not path.exists():
-            raise ConfigError(f"--config {explicit}: file not found; pass an existing .genops.yml")
-        return path
+        return _config_path(explicit, f"--config {explicit}")
     env = os.environ.get("GENOPS_CONFIG")
     if env:
-        path = Path(env).expanduser()
-        if not path.exists():
-            raise ConfigError(f"GENOPS_CONFIG={env}: file not found")
-        return path
+        return _config_path(env, f"GENOPS_CONFIG={env}")
     for name in CONFIG_FILENAMES:
         path = Path.cwd() / name
         if path.exists():
@@ -627,7 +632,7 @@ def _timezone(name: str, where: str) -> str:
 
     try:
         ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long for a file name
         raise ConfigError(f"{where}: unknown timezone {name!r}; use an IANA name like UTC or Europe/Berlin") from None
     return name
 

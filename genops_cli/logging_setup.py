@@ -58,7 +58,9 @@ class JsonFormatter(logging.Formatter):
 
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        text = record.getMessage()
+        from genops_cli.safe_output import terminal_text
+
+        text = terminal_text(record.getMessage())  # control characters from user strings shown as escapes
         if record.levelno >= logging.ERROR:
             return f"error: {text}"
         if record.levelno >= logging.WARNING:
@@ -114,6 +116,9 @@ class EventLog:
             doc.update({k: _jsonable(v) for k, v in fields.items()})
             line = json.dumps(doc, ensure_ascii=False)
         else:
+            from genops_cli.safe_output import terminal_text
+
+            message = terminal_text(message)  # a tenant or file name cannot drive the terminal
             line = message if level == "info" else f"{level}: {message}"
         with self._lock:
             self.stream.write(line + "\n")

@@ -6,7 +6,7 @@ Secrets are matched by VALUE, whatever variable holds them, and by shape:
   (`register_secret`), and the variables listed under `redact: {env_vars: [...]}` in `.genops.yml`;
 - values of environment variables whose names look secret (…_KEY, …_TOKEN, …_SECRET, …_PASSWORD, …_CRED…);
 - key shapes (OpenAI/Anthropic `sk-…`, `Bearer …`, `Basic …`, AWS, Google, GitHub, Slack, Hugging Face keys,
-  `api_key=…`-style assignments).
+  `api_key=…`-style assignments, the password in a URL such as `mysql://user:PASSWORD@host`).
 Each value is also matched in its base64 (standard and URL-safe, at any alignment inside a longer base64 text),
 URL-encoded and JSON-escaped forms.
 
@@ -40,7 +40,9 @@ _KEY_SHAPES = re.compile(
     r"|\bxox[abposr]-[A-Za-z0-9\-]{10,}"
     r"|\bhf_[A-Za-z0-9]{30,}"
     r"|(?P<keep3>(?i:\b(?:x-)?api[_-]?key|\baccess[_-]?token|\bauth[_-]?token|\bclient[_-]?secret|\bpassword"
-    r"|\bsecret|\bapi-key)[\"']?\s*[:=]\s*[\"']?)[^\s\"'&,;}\]]{8,}",
+    r"|\bsecret|\bapi-key)[\"']?\s*[:=]\s*[\"']?)[^\s\"'&,;}\]]{8,}"
+    # the password of any URL with credentials (mysql://user:PASSWORD@host), also once a path joined its slashes
+    r"|(?P<keep4>\b[A-Za-z][A-Za-z0-9+.\-]*:/{1,2}[^\s:/@\"']*:)[^\s@/\"']+(?=@)",
 )
 #: Environment variable names whose values are secrets (matched on the upper-cased name).
 _SECRET_NAME = re.compile(
@@ -145,7 +147,7 @@ def _value_pattern() -> re.Pattern[str] | None:
 
 
 def _mask_shape(match: re.Match[str]) -> str:
-    keep = match.group("keep") or match.group("keep2") or match.group("keep3") or ""
+    keep = match.group("keep") or match.group("keep2") or match.group("keep3") or match.group("keep4") or ""
     return keep + MASK
 
 

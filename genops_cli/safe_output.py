@@ -8,6 +8,10 @@
 - File names from user strings (`report --all-tenants`): `tenant_file_stem` keeps readable names and adds a
   short hash whenever it had to change the name, so distinct tenants never share a file.
 - Report files (`--out`): `write_output_file` writes atomically and replaces regular files only.
+- Terminals: `terminal_text` shows control characters in user strings (ESC, CR, backspace, C1 controls, bidi
+  overrides) as visible escapes (`\\x1b`, `\\u202e`), so a tenant named `\\x1b]0;...` cannot retitle, clear or
+  recolour the terminal that prints a table, an error line, a CSV or Markdown report. The CLI's consoles apply it
+  to every piece of text they print (not to the styling they add themselves).
 
     writer = csv_writer(fh)              # like csv.writer, cells neutralised
     writer.writerow(["=1+1", "-0.5"])    # -> '=1+1,-0.5
@@ -29,10 +33,35 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _NUMBER = re.compile(r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$")
 
 
+#: C0 controls but tab and newline, DEL, C1 controls, and the bidi embedding/override/isolate characters that
+#: reorder what a terminal shows ("Trojan source").
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+_CONTROL_OR_NEWLINE = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+_NAMED = {"\n": "\\n", "\r": "\\r"}
+
+
+def _visible(match: re.Match[str]) -> str:
+    char = match.group()
+    if char in _NAMED:
+        return _NAMED[char]
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def terminal_text(text: str, one_line: bool = False) -> str:
+    """`text` with control characters shown as escapes (`\\x1b`, `\\u202e`, `\\r`) instead of acted on by a
+    terminal. Tabs and newlines stay, unless `one_line` (an error line): then newlines become `\\n` as well."""
+    pattern = _CONTROL_OR_NEWLINE if one_line else _CONTROL
+    return pattern.sub(_visible, text) if pattern.search(text) else text
+
+
 def csv_cell(value: Any) -> Any:
-    """`value` made safe to open in a spreadsheet (strings only; numbers are returned unchanged)."""
-    if isinstance(value, str) and value.startswith(_FORMULA_START) and not _NUMBER.match(value):
-        return "'" + value
+    """`value` made safe to open in a spreadsheet (strings only; numbers are returned unchanged), with control
+    characters shown as escapes (`terminal_text`): CSV is printed to terminals too."""
+    if isinstance(value, str):
+        value = terminal_text(value)
+        if value.startswith(_FORMULA_START) and not _NUMBER.match(value):
+            return "'" + value
     return value
 
 
@@ -79,7 +108,7 @@ def markdown_text(value: Any) -> str:
     """A user string as inert Markdown text: HTML escaped, Markdown syntax backslash-escaped, one line."""
     text = html.escape(str(value if value is not None else ""), quote=True)
     text = _MD_SPECIAL.sub(r"\\\1", text)
-    return re.sub(r"[\r\n]+", " ", text)
+    return terminal_text(re.sub(r"[\r\n]+", " ", text))
 
 
 def write_output_file(path: Path, text: str, flag: str = "--out") -> None:

@@ -371,7 +371,118 @@ FLAGS: list[list[str]] = [
     ["--ledger", "postgresql://x@host:99999/db", "runs"],
     ["pricing", "show", "gpt-4o-mini", "--at", "99999-01-01"],
     ["pricing", "show", "gpt-4o-mini", "--at", "garbage"],
+    ["compliance", "verify", "--expect-head", ""],
+    ["compliance", "verify", "--expect-head", "abc"],
+    ["runs", "tail", "--once", "--backlog", str(10**23)],
+    ["runs", "tail", "--once", "--interval", "nan"],
+    ["ledger", "migrate", "--to", "other.duckdb", "--batch", str(10**23)],
+    ["serve", "--refresh", "nan"],
+    ["serve", "--refresh", "inf"],
+    ["serve", "--host", ""],
+    ["serve", "--host", "\u202eabc", "--port", "0"],
+    ["budget", "set", "team:ml", "--daily", "5", "--timezone", "x" * 5000],
 ]
+
+LONG = "x" * 5000  # longer than any file name the system allows (ENAMETOOLONG)
+LONG_PATHS: list[list[str]] = [
+    ["--ledger", LONG, "runs"],
+    ["--config", LONG, "budget", "list"],
+    ["run", LONG, "--inputs", CHAIN_INPUTS, "--simulate"],
+    ["run", CHAIN, "--inputs", LONG, "--simulate"],
+    ["run", sample("rag"), "--inputs", sample("rag", "inputs.json"), "--documents", LONG, "--simulate"],
+    ["ledger", "export", "--table", "runs", "--format", "csv", "--out", LONG],
+    ["ledger", "migrate", "--to", LONG],
+    ["ledger", "migrate", "--from", LONG, "--to", "other.duckdb"],
+    ["report", "--tenant", "acme", "--format", "json", "--out", LONG],
+]
+
+
+@pytest.mark.parametrize("args", LONG_PATHS, ids=[" ".join(a)[:40] for a in LONG_PATHS])
+def test_a_path_too_long_for_the_file_system_is_one_line(args):
+    """The system's own refusal of a path (File name too long) is a one-line exit 2 naming the path, shortened."""
+    invoke(["run", CHAIN, "--inputs", CHAIN_INPUTS, "--simulate", "--json"], expect={0})
+    out = invoke(args)
+    assert "File name too long" in out.stderr or "file not found" in out.stderr
+    assert len(out.stderr) < 600  # the 5000 characters are not echoed back
+
+
+@pytest.mark.parametrize("var", ["GENOPS_LEDGER", "GENOPS_CONFIG", "GENOPS_BUDGET_TIMEZONE", "GENOPS_SPOOL_DIR"])
+def test_an_environment_path_too_long_is_one_line(var):
+    out = invoke(["budget", "list"], env={var: LONG})
+    assert "error:" in out.stderr
+
+
+def test_ledger_that_is_not_a_duckdb_file_is_named_and_left_alone(tmp_path):
+    """GENOPS_LEDGER pointing at another kind of file: a reader exits 2 naming it, and the file is untouched. A
+    device or a FIFO (whose open would block) is refused before anything runs, by readers and writers."""
+    other = tmp_path / "notes.json"
+    other.write_text('{"important": true}\n', encoding="utf-8")
+    for command in (["runs"], ["analyze"], ["report", "--tenant", "acme"], ["compliance", "verify"]):
+        out = invoke(["--ledger", str(other), *command])
+        assert f"ledger {other}: not a DuckDB database" in out.stderr
+    assert other.read_text(encoding="utf-8") == '{"important": true}\n'
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for target in ("/dev/null", str(fifo)):
+        for command in (["runs"], ["run", CHAIN, "--inputs", CHAIN_INPUTS, "--simulate"]):
+            out = invoke(["--ledger", target, *command])
+            assert f"ledger {target}: not a regular file" in out.stderr
+
+
+def test_ledger_url_of_another_database_never_prints_its_password():
+    for url in ("mysql://admin:SuperSecretPw123@db.internal/genops", "sqlite:///x.db", "http://u:SuperSecretPw123@h/"):
+        out = invoke(["--ledger", url, "runs"])
+        assert "not supported" in out.stderr and "SuperSecretPw123" not in out.stdout + out.stderr
+
+
+TERMINAL_ATTACKS = {
+    "customer": "acme\x1b]0;owned\x07\x1b[2J",  # retitle the terminal, clear the screen
+    "team": "ml\rpayments",  # a carriage return hides what came before it
+    "user": "\u202eevil",  # right-to-left override ("Trojan source")
+    "project": "a\nb\x9b31m",  # a newline and a C1 CSI
+}
+
+
+def _has_terminal_controls(text: str) -> bool:
+    return any(c in text for c in ("\x1b", "\x07", "\r", "\u202e", "\x9b"))
+
+
+def test_control_characters_in_user_strings_never_reach_the_terminal(tmp_path):
+    """A tenant, team or user string with ANSI/OSC escapes, a carriage return or a bidi override is data: every
+    table, CSV, Markdown report, notice and error line shows it escaped (\\x1b), never acts on it."""
+    attribution = [f"--{k}={v}" for k, v in TERMINAL_ATTACKS.items()]
+    out = invoke(["run", CHAIN, "--inputs", CHAIN_INPUTS, "--simulate", *attribution, "--tag", "k=\x1b[31mred"],
+                 expect={0})
+    assert not _has_terminal_controls(out.stdout + out.stderr)
+    tenant = TERMINAL_ATTACKS["customer"]
+    commands = [
+        (["runs"], {0}), (["runs", "--format", "csv"], {0}),
+        (["analyze", "--by", "customer", "--include-simulated"], {0}),
+        (["analyze", "--by", "tag:k", "--include-simulated", "--format", "csv"], {0}),
+        (["report", "--tenant", tenant], {0}), (["report", "--tenant", tenant, "--format", "md"], {0}),
+        (["report", "--tenant", tenant, "--format", "csv"], {0}),
+        (["budget", "set", f"customer:{tenant}", "--daily", "5"], {0}), (["budget", "list"], {0}),
+        (["budget", "status", f"customer:{tenant}"], {0}),
+        (["ledger", "hold", "set", f"customer:{tenant}", "--reason", "\x1b[8mhidden"], {0}),
+        (["ledger", "hold", "list"], {0}),
+        (["analyze", "--by", "\x1b[2J"], {2}), (["runs", "--status", "a\nerror: forged"], {2}),
+        (["runs", "show", "\x1b[2J"], {2}), (["--ledger", "\x1b[2J", "runs"], {2}),
+    ]
+    for args, expect in commands:
+        out = invoke(args, expect=expect)
+        assert not _has_terminal_controls(out.stdout + out.stderr), args
+    assert "\\x1b" in invoke(["runs"], expect={0}).stdout  # shown, escaped
+    forged = invoke(["runs", "--status", "a\nerror: forged"])
+    assert forged.stderr.count("\n") == 1 and "a\\nerror: forged" in forged.stderr
+
+
+def test_terminal_text_escapes_controls_and_keeps_text():
+    from genops_cli.safe_output import csv_cell, terminal_text
+
+    assert terminal_text("caf\u00e9 \u65e5\u672c\ttab\nline") == "caf\u00e9 \u65e5\u672c\ttab\nline"
+    assert terminal_text("a\x1b[2Jb\u202ec\x9b\x7f") == "a\\x1b[2Jb\\u202ec\\x9b\\x7f"
+    assert terminal_text("a\nb\r", one_line=True) == "a\\nb\\r"
+    assert csv_cell("\x1b=1+1") == "\\x1b=1+1" and csv_cell("=1+1") == "'=1+1" and csv_cell("-0.5") == "-0.5"
 
 
 @pytest.mark.parametrize("args", FLAGS, ids=[" ".join(a)[:60] for a in FLAGS])

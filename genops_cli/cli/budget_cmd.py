@@ -61,7 +61,7 @@ def _timezone(value: str) -> str:
 
     try:
         ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long for a file name
         raise UsageError(f"--timezone {value!r}: unknown timezone; use an IANA name like Europe/Berlin") from None
     return value
 

@@ -6,9 +6,11 @@ JSON; rich honours NO_COLOR and plain output when not on a TTY (cron).
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import os
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,14 +40,33 @@ GLOBAL = GlobalOptions()
 # styling opts in: `console.print(..., markup=True)` or `styled("[red]...[/red]")`, with user strings escaped.
 
 
-def stderr_console() -> Any:
+@functools.cache
+def console_class() -> Any:
+    """rich's Console with control characters in the printed text shown as escapes (safe_output.terminal_text):
+    user strings (a tenant named `\\x1b]0;...`, a team with a carriage return) cannot drive the terminal. Only
+    text segments are rewritten; the control segments and styles rich adds itself are kept."""
     from rich.console import Console
+    from rich.segment import Segment
+
+    from genops_cli.safe_output import terminal_text
+
+    class SafeConsole(Console):
+        def _render_buffer(self, buffer: Any) -> str:
+            return super()._render_buffer(
+                Segment(terminal_text(text), style, control) if not control else Segment(text, style, control)
+                for text, style, control in buffer)
+
+    return SafeConsole
+
+
+def stderr_console() -> Any:
+    Console = console_class()  # noqa: N806 - a class
 
     return Console(stderr=True, highlight=False, soft_wrap=True, markup=False, emoji=False)
 
 
 def stdout_console() -> Any:
-    from rich.console import Console
+    Console = console_class()  # noqa: N806 - a class
 
     console = Console(highlight=False, markup=False, emoji=False)
     if not console.is_terminal:
@@ -79,10 +100,14 @@ def info(message: str, quiet: bool = False) -> None:
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
-    """Print a one-line error to stderr and return the Exit to raise."""
+    """Print a one-line error to stderr and return the Exit to raise. Control characters and newlines a message
+    carries from user input are shown as escapes: the error stays one line and cannot drive the terminal; a value
+    of thousands of characters is shortened in the middle, so the fix at the end of the line stays readable."""
     from genops_cli.redact import redact
+    from genops_cli.safe_output import terminal_text
 
-    print(f"error: {redact(message)}", file=sys.stderr)
+    text = _LONG_TOKEN.sub(lambda m: _shortened(m.group()), terminal_text(redact(message) or "", one_line=True))
+    print(f"error: {text}", file=sys.stderr)
     return typer.Exit(code)
 
 
@@ -125,12 +150,51 @@ def handle_errors(func: F) -> F:
         except typer.Exit as exc:
             usage_error = exc.exit_code == EXIT_USAGE
             raise
+        except OSError as exc:  # a path genops was given that the system refuses (too long, a folder, no access)
+            usage_error = True
+            if os.environ.get("GENOPS_DEBUG"):
+                raise
+            raise fail(os_error_message(exc)) from None
         except KeyboardInterrupt:
             raise fail("interrupted", 130) from None
         finally:
             _announce_new_ledgers(usage_error)
 
     return wrapper  # type: ignore[return-value]
+
+
+_OS_ERROR_HINTS = {
+    errno.ENAMETOOLONG: "use a shorter path",
+    errno.ENOENT: "check the path",
+    errno.ENOTDIR: "a part of the path is a file, not a folder",
+    errno.EISDIR: "give a file, not a folder",
+    errno.EACCES: "check its permissions",
+    errno.EPERM: "check its permissions",
+    errno.EROFS: "the file system is read-only; choose another place",
+    errno.ENOSPC: "the disk is full; free space or choose another place",
+}
+
+
+#: A run of this many characters without a space in an error line is a hostile or mistaken value, not a message.
+_LONG_TOKEN = re.compile(r"\S{300,}")
+
+
+def _shortened(text: str, limit: int = 120) -> str:
+    return f"{text[:limit // 2]}...{text[-(limit // 4):]} ({len(text)} characters)" if len(text) > limit else text
+
+
+def shown_path(value: Any) -> str:
+    """A path or value for an error line: quoted, and shortened in the middle when it is very long."""
+    return repr(_shortened(str(value)))
+
+
+def os_error_message(exc: OSError) -> str:
+    """One line for an OSError that reached a command: the path it names, what the system said, what to do."""
+    what = exc.strerror or type(exc).__name__
+    hint = _OS_ERROR_HINTS.get(exc.errno or 0, "check the path")
+    if exc.filename is None:
+        return f"{what}; {hint}"
+    return f"{shown_path(exc.filename)}: {what}; {hint}"
 
 
 # DuckDB ledgers this invocation opened before their file existed: announced once the command ends, if it created
@@ -194,6 +258,8 @@ def open_cli_reader_ledger(settings: Any, complete: bool = False) -> Any:
     if ledger.backend == "duckdb" and not ledger.exists():
         raise UsageError(f"no ledger at {ledger.location}; check --ledger / GENOPS_LEDGER (a ledger is created by "
                          "the first genops run)")
+    if ledger.backend == "duckdb" and ledger.foreign_file():  # a mistyped path: nothing to read, nothing at stake
+        raise UsageError(ledger.foreign_file_message())
     caught = catch_up(ledger)
     report_stale_spool(ledger, settings)  # what still waits after the catch-up
     if caught.ingested:
@@ -226,6 +292,16 @@ def report_stale_spool(ledger: Any, settings: Any) -> None:
     from genops_cli.policy.alerts import check_stale_spool
 
     check_stale_spool(ledger, settings)
+
+
+def finite(ctx: Any, param: Any, value: float | None) -> float | None:
+    """Click callback for a float option: NaN and infinity are refused (click's range check lets NaN through)."""
+    import math
+
+    if value is not None and not math.isfinite(value):
+        flag = param.opts[0] if getattr(param, "opts", None) else param.name
+        raise typer.BadParameter(f"{value} is not a number of seconds; give a finite value", param_hint=flag)
+    return value
 
 
 def check_output_format(value: str | None, json_flag: bool, allowed: tuple[str, ...]) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +78,9 @@ def report_cmd(
     elif fmt == "json":
         print_json(report.to_json())
     elif text is not None:
-        typer.echo(text, nl=False)
+        from genops_cli.safe_output import terminal_text
+
+        typer.echo(terminal_text(text), nl=False)
     else:
         _print_table(report.to_json())
 
@@ -129,6 +132,13 @@ def _print_table(r: dict[str, Any]) -> None:
     console.print(table)
 
 
+def _echo_err(line: str) -> None:
+    """A line on stderr; subject ids (budget scopes, tenants) in it cannot drive the terminal."""
+    from genops_cli.safe_output import terminal_text
+
+    typer.echo(terminal_text(line), err=True)
+
+
 @app.command("verify", epilog=VERIFY_EPILOG)
 @handle_errors
 def verify_cmd(
@@ -144,6 +154,9 @@ def verify_cmd(
     from genops_cli.ledger import audit
     from genops_cli.ledger.checkpoints import check_checkpoints, read_checkpoints
 
+    if expect_head is not None and not re.fullmatch(r"[0-9a-f]{64}", expect_head.strip().lower()):
+        raise UsageError(f"--expect-head {expect_head!r}: expected the 64 hex digits of a chain head, as "
+                         "`genops compliance verify --json` prints in head_hash")
     settings = load_cli_settings()
     ledger = open_cli_reader_ledger(settings)
     with ledger.read() as tx:
@@ -158,17 +171,17 @@ def verify_cmd(
                     "checkpoints": tail.to_json() if tail else None})
     else:
         for message in (tail.problems if tail else []):
-            typer.echo(f"audit chain tail: {message}", err=True)
+            _echo_err(f"audit chain tail: {message}")
         if problems:
             first = problems[0]
-            typer.echo(f"audit chain BROKEN: {first.message}", err=True)
+            _echo_err(f"audit chain BROKEN: {first.message}")
             for p in problems[1:20]:
-                typer.echo(f"  also: {p.message}", err=True)
+                _echo_err(f"  also: {p.message}")
             if len(problems) > 20:
-                typer.echo(f"  ... {len(problems) - 20} more", err=True)
+                _echo_err(f"  ... {len(problems) - 20} more")
         if not anchored:
-            typer.echo(f"audit chain head {head} (entry {seq}) is not the expected {expect_head}: the log was "
-                       "rewritten or truncated since that head was recorded", err=True)
+            _echo_err(f"audit chain head {head} (entry {seq}) is not the expected {expect_head}: the log was "
+                      "rewritten or truncated since that head was recorded")
         if ok:
             against = f"; {tail.checked} checkpoint(s) matched" if tail else ""
             stdout_console().print(f"audit chain intact: {checked} entries verified; head {head} (entry {seq})"
@@ -200,7 +213,7 @@ def checkpoint_cmd(
         with ledger.read() as tx:
             _checked, problems = audit.verify(tx)
         if problems:
-            typer.echo(f"not checkpointed: audit chain BROKEN: {problems[0].message}", err=True)
+            _echo_err(f"not checkpointed: audit chain BROKEN: {problems[0].message}")
             raise typer.Exit(1)
     checkpoint = take_checkpoint(ledger)
     if out is not None:

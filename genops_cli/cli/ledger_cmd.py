@@ -60,8 +60,8 @@ def migrate_cmd(
     to: str = typer.Option(..., "--to", help="Target ledger: postgresql://user@host:5432/db[?schema=S] or a .duckdb "
                                              "path. It may already hold other machines' runs: they are merged."),
     source: str = typer.Option(None, "--from", help="Ledger to copy (path or URL; default: the configured ledger)."),
-    batch: int = typer.Option(2000, "--batch", min=1, help="Runs per target transaction (bounds memory and how "
-                                                         "long other writers wait)."),
+    batch: int = typer.Option(2000, "--batch", min=1, max=1_000_000,
+                              help="Runs per target transaction (bounds memory and how long other writers wait)."),
     json_output: bool = typer.Option(False, "--json", help="JSON summary on stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress on stderr."),
 ) -> None:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from genops_cli.cli.common import fail, handle_errors, print_json
+from genops_cli.cli.common import fail, handle_errors, print_json, stderr_console
 from genops_cli.errors import UsageError
 
 if TYPE_CHECKING:
@@ -56,8 +56,9 @@ def _parse_at(at: str | None) -> datetime | None:
 
 
 def _console() -> Console:
-    from rich.console import Console
+    from genops_cli.cli.common import console_class
 
+    Console = console_class()  # noqa: N806 - rich's Console, control characters in user strings shown as escapes
     # A terminal gets its own width; pipes get a wide plain table instead of rich's 80-column default.
     return Console(markup=False, emoji=False) if sys.stdout.isatty() else Console(width=200, markup=False, emoji=False)
 
@@ -233,8 +234,8 @@ def check(
                           "yes" if r["priced"] else "NO", r["source"] or "-", str(r["max_tokens"] or "-"))
         console.print(table)
         for r in unpriced:
-            typer.echo(f"unpriced: {r['component']} ({r['provider'] or '?'}:{r['model'] or 'no model'}); add it to "
-                       "an overlay in pricing/ or $GENOPS_PRICING_DIR", err=True)
+            stderr_console().print(f"unpriced: {r['component']} ({r['provider'] or '?'}:{r['model'] or 'no model'}); "
+                                   "add it to an overlay in pricing/ or $GENOPS_PRICING_DIR", markup=False)
     raise typer.Exit(1 if unpriced else 0)
 
 

@@ -78,13 +78,14 @@ def _render(bill: Any, fmt: str, focus_version: str, issuer: Any, width: int | N
 
 
 def _print_table(bill: Any, file: Any, width: int | None, console: Any = None) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     from genops_cli.analysis.billing import usd
+    from genops_cli.cli.common import console_class
     from genops_cli.money import quantity, total_text, unit_price_text
 
-    console = console or Console(file=file, width=width, highlight=False, no_color=True, markup=False, emoji=False)
+    console = console or console_class()(file=file, width=width, highlight=False, no_color=True, markup=False,
+                                         emoji=False)
     data = bill.to_json()
     table = Table(title=f"{bill.tenant} - {bill.period.label} ({bill.currency})", title_justify="left")
     for name, justify in (("Description", "left"), ("Provider", "left"), ("Quantity", "right"), ("Unit", "left"),
@@ -215,7 +216,10 @@ def report(
         if by is not None:
             _print_breakdown(_breakdown(ledger, tenant, bill_period, by))
     else:
-        typer.echo(_render(bill, fmt, focus_version, bill_issuer, perspective=perspective), nl=False)
+        from genops_cli.safe_output import terminal_text
+
+        # on stdout (a terminal, often): control characters in tenant names or line items shown as escapes
+        typer.echo(terminal_text(_render(bill, fmt, focus_version, bill_issuer, perspective=perspective)), nl=False)
 
 
 def _breakdown(ledger: Any, tenant: str, bill_period: Any, by: str) -> Any:

@@ -173,13 +173,13 @@ class GenopsGroup(TyperGroup):
                 exc.show()  # a bare group: its help, as before
             else:
                 path = exc.ctx.command_path if exc.ctx is not None else "genops"
-                message = " ".join(exc.format_message().split())
+                message = _one_line(exc.format_message())
                 typer.echo(f"error: {message} (see '{path} --help')", err=True)
             from genops_cli.errors import EXIT_USAGE
 
             rv = EXIT_USAGE
         except exceptions.ClickException as exc:
-            typer.echo(f"error: {' '.join(exc.format_message().split())}", err=True)
+            typer.echo(f"error: {_one_line(exc.format_message())}", err=True)
             rv = exc.exit_code
         except typer.Abort:
             typer.echo("aborted", err=True)
@@ -187,6 +187,15 @@ class GenopsGroup(TyperGroup):
         if not standalone_mode:
             return rv
         sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _one_line(message: str) -> str:
+    """click's message on one line, control characters of the value it quotes shown as escapes, a very long value
+    shortened."""
+    from genops_cli.cli.common import _LONG_TOKEN, _shortened
+    from genops_cli.safe_output import terminal_text
+
+    return _LONG_TOKEN.sub(lambda m: _shortened(m.group()), terminal_text(" ".join(message.split()), one_line=True))
 
 
 def _plain_options(params: list[Any]) -> None:

@@ -9,6 +9,7 @@ import typer
 
 from genops_cli.cli.common import (
     check_output_format,
+    finite,
     handle_errors,
     load_cli_settings,
     money,
@@ -323,10 +324,13 @@ def tail(
     tag: list[str] = TAG,
     status: str = typer.Option(None, "--status", help=STATUS_HELP),
     real_only: bool = REAL_ONLY,
-    backlog: int = typer.Option(10, "--backlog", min=0, help="Show the last N recorded runs first (0: only new)."),
-    interval: float = typer.Option(1.0, "--interval", min=0.05, help="Seconds between two looks at the ledger."),
+    backlog: int = typer.Option(10, "--backlog", min=0, max=1_000_000_000,
+                                help="Show the last N recorded runs first (0: only new)."),
+    interval: float = typer.Option(1.0, "--interval", min=0.05, max=3600,
+                                  callback=finite, help="Seconds between two looks at the ledger."),
     once: bool = typer.Option(False, "--once", help="Print the backlog and exit (no following)."),
-    limit: int = typer.Option(None, "--limit", "-n", min=1, help="Exit after printing N runs (backlog included)."),
+    limit: int = typer.Option(None, "--limit", "-n", min=1, max=1_000_000_000,
+                              help="Exit after printing N runs (backlog included)."),
     output_format: str = typer.Option("table", "--format", help="table (one line per run) | json (JSON lines)."),
     json_output: bool = typer.Option(False, "--json", help="JSON lines on stdout; the same as --format json."),
 ) -> None:

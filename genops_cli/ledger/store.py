@@ -291,6 +291,16 @@ class DuckDBLedger(Ledger):
     def exists(self) -> bool:
         return self.path.exists()
 
+    def foreign_file(self) -> bool:
+        """The path holds a file that is not a DuckDB database at all (a JSON file, a mistyped path), as opposed to
+        a damaged ledger, which keeps DuckDB's header."""
+        header = _file_header(self.path)
+        return header is not None and len(header) >= 12 and header[8:12] != b"DUCK"
+
+    def foreign_file_message(self) -> str:
+        return (f"ledger {self.path}: not a DuckDB database (another kind of file); point --ledger / GENOPS_LEDGER "
+                "at a genops ledger, or at a new path to start one")
+
     def spool_dir(self) -> Path:
         override = os.environ.get("GENOPS_SPOOL_DIR")
         return Path(override) if override else self.path.with_name(self.path.name + ".spool")
@@ -313,6 +323,8 @@ class DuckDBLedger(Ledger):
                 config["threads"] = self.writer_threads
             return duckdb.connect(str(self.path), config=config)
         except duckdb.Error as exc:
+            if self.foreign_file():
+                raise LedgerError(self.foreign_file_message()) from None
             raise LedgerError(
                 f"ledger {self.path}: cannot open ({_one_line(exc)}); check the path and permissions"
             ) from None
@@ -425,10 +437,40 @@ def open_ledger(location: str) -> Ledger:
         from genops_cli.ledger.postgres import PostgresLedger
 
         return PostgresLedger(location)
-    path = Path(os.path.expanduser(location))
-    if not location.strip() or path.is_dir() or not path.name:
-        from genops_cli.errors import UsageError
+    from genops_cli.errors import UsageError
 
+    scheme = _URL_SCHEME.match(location)
+    if scheme:  # never echo the URL: it may carry a password
+        raise UsageError(f"ledger URL scheme {scheme.group(1)!r} is not supported; use a DuckDB file path or a "
+                         "postgresql:// URL (--ledger / GENOPS_LEDGER)")
+    path = Path(os.path.expanduser(location))
+    try:
+        is_dir = path.is_dir()
+        special = path.exists() and not is_dir and not path.is_file()
+    except OSError as exc:  # a name too long for the file system, a path through a file
+        shown = location if len(location) <= 120 else f"{location[:60]}...({len(location)} characters)"
+        raise UsageError(f"ledger {shown!r}: {exc.strerror or exc}; pass a file path such as ~/.genops/ledger.duckdb "
+                         "or a postgresql:// URL (--ledger / GENOPS_LEDGER)") from None
+    if not location.strip() or is_dir or not path.name:
         raise UsageError(f"ledger {location!r}: is a directory or empty; pass a file path such as "
                          f"{path / 'ledger.duckdb'} or a postgresql:// URL")
+    if special:  # a FIFO would block the open, a device is no database
+        raise UsageError(f"ledger {path}: not a regular file (a device, FIFO or socket); point --ledger / "
+                         "GENOPS_LEDGER at a ledger file, or at a new path to start one")
     return DuckDBLedger(location)
+
+
+#: `scheme://...` other than postgresql:// (mysql://, sqlite://, http://); a Windows drive (C:\) is not one.
+_URL_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]+)://")
+
+
+def _file_header(path: Path) -> bytes | None:
+    """The first bytes of an existing regular file (None when there is none, or it cannot be read: the open
+    reports that). Only a regular file is read: a FIFO would block."""
+    if not path.is_file():
+        return None
+    try:
+        with path.open("rb") as fh:
+            return fh.read(16)
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        return None

@@ -586,3 +586,90 @@ def test_a_lease_shrinks_with_the_runs_the_ledger_has_counted(openai_server, mon
     assert adapter.flush()
     [(spent,)] = ledger_rows("SELECT SUM(total_cost) FROM runs")
     assert spent == 5 * Decimal("0.0000315") + Decimal("0.0000204") <= limit
+
+
+def test_a_budget_raised_after_requests_were_denied_applies_to_the_next_request(openai_server):
+    """Denied draws are remembered for a moment (blocked requests of a busy service skip the ledger), but a
+    budget changed anywhere ends that at once: the next request is checked against the new limit."""
+    from genops_cli import BudgetExceededError, GenOpsHaystackAdapter
+
+    openai_server.usage = {"prompt_tokens": 10, "completion_tokens": 50}
+    assert cli("budget", "set", "global", "--daily", "0.00001", "--policy", "enforcing").exit_code == 0
+    adapter = GenOpsHaystackAdapter(team="svc", project="p", daily_budget_limit=None)
+    pipeline = _chat_pipeline()
+    for _ in range(3):
+        with pytest.raises(BudgetExceededError):
+            with adapter.track_pipeline("request"):
+                pipeline.run({"prompt": {"q": QUESTION}})
+    assert openai_server.request_count == 0
+    assert cli("budget", "set", "global", "--daily", "1", "--policy", "enforcing").exit_code == 0
+    with adapter.track_pipeline("request"):
+        pipeline.run({"prompt": {"q": QUESTION}})
+    assert openai_server.request_count == 1
+    assert adapter.flush()
+    assert ledger_rows("SELECT status, COUNT(*) FROM runs GROUP BY 1 ORDER BY 1") == [("blocked", 3), ("ok", 1)]
+
+
+def test_runs_of_another_pipeline_name_are_not_charged_for_the_first_ones_hold(openai_server):
+    """Leases are per scope set, and a run's scopes name its pipeline. Once the runs of one pipeline name are in
+    the ledger, that lease's hold must not count them a second time (nor keep its spare room) against the runs
+    of the next name (the guide tracks "research-step-1", "research-step-2", ...): they are admitted while
+    they fit."""
+    from genops_cli import GenOpsHaystackAdapter
+
+    openai_server.usage = {"prompt_tokens": 10, "completion_tokens": 50}
+    per_run = Decimal("0.0000315")  # 10 x 0.15e-6 + 50 x 0.60e-6
+    limit = Decimal("0.0002")
+    adapter = GenOpsHaystackAdapter(team="svc", project="p", daily_budget_limit=limit,
+                                    governance_policy="enforcing")
+    pipeline = _chat_pipeline()
+    for _ in range(3):
+        with adapter.track_pipeline("research-step-1"):
+            pipeline.run({"prompt": {"q": QUESTION}})
+    assert adapter.flush()
+    for _ in range(2):  # 3 + 2 runs' spend, and one more run's worst case, fit the limit
+        with adapter.track_pipeline("research-step-2"):
+            pipeline.run({"prompt": {"q": QUESTION}})
+    assert adapter.flush()
+    assert openai_server.count("/chat/completions") == 5
+    [(spent,)] = ledger_rows("SELECT SUM(total_cost) FROM runs")
+    assert spent == per_run * 5 <= limit
+
+
+def test_a_budget_change_seen_by_many_threads_is_read_from_the_ledger_once(ledger_path):
+    """After `budget set` in another process, a busy service's request threads all see the new stamp at once:
+    one of them re-reads the budget list, the others wait for its copy (not one ledger read each)."""
+    from genops_cli.config import load_settings
+    from genops_cli.ledger.store import DuckDBLedger
+    from genops_cli.policy import budgets
+
+    class CountingLedger(DuckDBLedger):
+        reads = 0
+
+        @contextlib.contextmanager
+        def read(self) -> Any:
+            type(self).reads += 1
+            with super().read() as tx:
+                yield tx
+
+    assert cli("budget", "set", "global", "--daily", "1", "--policy", "enforcing").exit_code == 0
+    ledger = CountingLedger(str(ledger_path))
+    assert [b.scope for b in budgets.cached_ledger_budgets(ledger)] == ["global"]
+    budgets.set_budget(_ledger(), load_settings(None, str(ledger_path)), "team:ml", daily=Decimal("2"),
+                       policy="enforcing")  # as another process: the stamp changes
+    budgets._stamps_seen.clear()  # the stamp is looked at again now, not up to 0.2 s later
+    CountingLedger.reads = 0
+    barrier = threading.Barrier(20)
+    seen: list[list[str]] = []
+
+    def request() -> None:
+        barrier.wait()
+        seen.append(sorted(b.scope for b in budgets.cached_ledger_budgets(ledger)))
+
+    threads = [threading.Thread(target=request) for _ in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert seen == [["global", "team:ml"]] * 20
+    assert CountingLedger.reads == 1

@@ -411,6 +411,8 @@ STAMPED_CACHE_SECONDS = 60.0
 # ledger location -> (monotonic time read, stamp when read, the ledger's budgets). Guarded: batch workers share it.
 _ledger_budget_cache: dict[str, tuple[float, Any, list[Budget]]] = {}
 _ledger_budget_guard = threading.Lock()
+# ledger location -> the lock of the one thread re-reading its budget list
+_refresh_locks: dict[str, threading.Lock] = {}
 
 
 def _stamp_path(ledger: Ledger) -> str | None:
@@ -486,15 +488,24 @@ def cached_ledger_budgets(ledger: Ledger, max_age: float | None = None) -> list[
         max_age = STAMPED_CACHE_SECONDS if stamp_path is not None else BUDGET_CACHE_SECONDS
     with _ledger_budget_guard:
         hit = _ledger_budget_cache.get(ledger.location)
+        refreshing = _refresh_locks.setdefault(ledger.location, threading.Lock())
     if hit is not None and now - hit[0] < max_age and hit[1] == stamp:
         return hit[2]
-    if not ledger.exists():
-        budgets: list[Budget] = []
-    else:
-        with ledger.read() as tx:
-            budgets = ledger_budgets(tx)
-    with _ledger_budget_guard:
-        _ledger_budget_cache[ledger.location] = (now, stamp, budgets)
+    # One thread re-reads; the others wait for its copy. A budget change seen by a busy service's 100 request
+    # threads at once would otherwise make 100 ledger reads, queued behind the ledger lock (seconds of stall).
+    with refreshing:
+        with _ledger_budget_guard:
+            hit = _ledger_budget_cache.get(ledger.location)
+        if hit is not None and now - hit[0] < max_age and hit[1] == stamp:
+            return hit[2]  # another thread read it while this one waited (under the stamp this one saw)
+        read_at = time.monotonic()
+        if not ledger.exists():
+            budgets: list[Budget] = []
+        else:
+            with ledger.read() as tx:
+                budgets = ledger_budgets(tx)
+        with _ledger_budget_guard:
+            _ledger_budget_cache[ledger.location] = (read_at, stamp, budgets)
     return budgets
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
@@ -9,7 +10,8 @@ from decimal import Decimal
 from pathlib import Path
 
 import duckdb
-from conftest import cli, json_lines, ledger_rows, sample
+import pytest
+from conftest import cli, genops_subprocess, json_lines, ledger_rows, sample
 
 from genops_cli.ledger.records import drain, record_run
 from genops_cli.ledger.schema import CURRENT_VERSION, MIGRATIONS, SCHEMA_VERSION_DDL
@@ -82,6 +84,27 @@ def test_corrupt_ledger_file_is_a_one_line_exit_4(ledger_path: Path):
     result = cli("run", sample("chain"), "--inputs", sample("chain", "inputs.json"), "--simulate", "--json")
     assert result.exit_code == 4
     assert "Traceback" not in result.stderr and str(ledger_path) in result.stderr
+
+
+@pytest.mark.parametrize("name, content", [("notes.json", b'{"a": 1}\n' * 200), ("tiny.csv", b"a\n"),
+                                           ("data.parquet", b"PAR1")])
+def test_a_ledger_path_holding_another_kind_of_file_keeps_the_run_in_the_spool(tmp_path: Path, name: str,
+                                                                              content: bytes):
+    """DuckDB opens a .json/.csv/.parquet path as an in-memory database over the file: written runs would vanish
+    at close. genops refuses the file (exit 4, the run kept in the spool) and leaves it as it was."""
+    path = tmp_path / name
+    path.write_bytes(content)
+    env = {"GENOPS_LEDGER": str(path), "NO_COLOR": "1"}
+    done = genops_subprocess("run", sample("chain"), "--inputs", sample("chain", "inputs.json"), "--simulate",
+                             "--json", env=env)
+    assert done.returncode == 4, done.stderr
+    assert "not a DuckDB database" in done.stderr and "Traceback" not in done.stderr
+    assert path.read_bytes() == content
+    spooled = [line for seg in (tmp_path / f"{name}.spool").glob("seg-*.jsonl")
+               for line in seg.read_text().splitlines()]
+    assert [json.loads(line)["run_id"] for line in spooled] == [json.loads(done.stdout)["run_id"]]
+    reader = genops_subprocess("runs", env=env)
+    assert reader.returncode == 2 and "not a DuckDB database" in reader.stderr
 
 
 def test_concurrent_writers_in_threads_lose_nothing(ledger_path: Path):

@@ -295,7 +295,7 @@ class DuckDBLedger(Ledger):
         """The path holds a file that is not a DuckDB database at all (a JSON file, a mistyped path), as opposed to
         a damaged ledger, which keeps DuckDB's header."""
         header = _file_header(self.path)
-        return header is not None and len(header) >= 12 and header[8:12] != b"DUCK"
+        return bool(header) and (len(header) < 12 or header[8:12] != b"DUCK")
 
     def foreign_file_message(self) -> str:
         return (f"ledger {self.path}: not a DuckDB database (another kind of file); point --ledger / GENOPS_LEDGER "
@@ -314,14 +314,25 @@ class DuckDBLedger(Ledger):
     def _connect(self, read_only: bool) -> Any:
         import duckdb
 
+        # DuckDB opens a .json/.csv/.parquet path as an in-memory database over that file: every write would
+        # vanish at close. Such a file is refused before it is opened, and any connection not backed by the
+        # file itself after.
+        if self.foreign_file():
+            raise LedgerError(self.foreign_file_message())
         try:
             if read_only:
-                return duckdb.connect(str(self.path), read_only=True)
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            config: dict[str, Any] = {"storage_compatibility_version": DUCKDB_STORAGE_VERSION}
-            if self.writer_threads:
-                config["threads"] = self.writer_threads
-            return duckdb.connect(str(self.path), config=config)
+                conn = duckdb.connect(str(self.path), read_only=True)
+            else:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                config: dict[str, Any] = {"storage_compatibility_version": DUCKDB_STORAGE_VERSION}
+                if self.writer_threads:
+                    config["threads"] = self.writer_threads
+                conn = duckdb.connect(str(self.path), config=config)
+            if conn.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()"
+                            ).fetchone() in (None, (None,)):
+                conn.close()
+                raise LedgerError(self.foreign_file_message())
+            return conn
         except duckdb.Error as exc:
             if self.foreign_file():
                 raise LedgerError(self.foreign_file_message()) from None

@@ -341,10 +341,7 @@ def _apply_reservation_and_alerts(settings: Settings, loader: _Loader, data: dic
 
     alerts = _section(loader, data, "alerts")
     if alerts.get("webhook_url"):
-        url = str(alerts["webhook_url"])
-        if not url.startswith(("http://", "https://")):
-            raise ConfigError(f"{loader.where('alerts.webhook_url')}: must be an http(s) URL")
-        settings.webhook_url = url
+        settings.webhook_url = _http_url(alerts["webhook_url"], loader.where("alerts.webhook_url"))
     if alerts.get("webhook_format"):
         from genops_cli.policy.alerts import check_webhook_format
 
@@ -607,14 +604,18 @@ def _positive_int(value: Any, where: str) -> int:
 def _budget_webhook(budget: Budget, spec: dict[str, Any], where: str) -> None:
     """`webhook_url` / `webhook_format` of one `budgets.scopes` entry: where that budget's alerts are posted."""
     if spec.get("webhook_url"):
-        url = str(spec["webhook_url"])
-        if not url.startswith(("http://", "https://")):
-            raise ConfigError(f"{where}.webhook_url: must be an http(s) URL")
-        budget.webhook_url = url
+        budget.webhook_url = _http_url(spec["webhook_url"], f"{where}.webhook_url")
     if spec.get("webhook_format"):
         from genops_cli.policy.alerts import check_webhook_format
 
         budget.webhook_format = check_webhook_format(str(spec["webhook_format"]), f"{where}.webhook_format")
+
+
+def _http_url(value: Any, where: str) -> str:
+    url = str(value).strip()
+    if not url.lower().startswith(("http://", "https://")) or len(url) <= len("https://"):
+        raise ConfigError(f"{where}: must be an http(s) URL, e.g. https://hooks.example.com/genops")
+    return url
 
 
 def _minutes(value: Any, where: str) -> int:
@@ -672,9 +673,9 @@ def _apply_env(settings: Settings) -> None:
     if env.get("GENOPS_SPOOL_ALERT_MINUTES"):
         settings.spool_alert_minutes = _minutes(env["GENOPS_SPOOL_ALERT_MINUTES"], "GENOPS_SPOOL_ALERT_MINUTES")
     if env.get("GENOPS_WEBHOOK_URL"):
-        settings.webhook_url = env["GENOPS_WEBHOOK_URL"]
+        settings.webhook_url = _http_url(env["GENOPS_WEBHOOK_URL"], "GENOPS_WEBHOOK_URL")
     if env.get("GENOPS_CAPTURE_CONTENT"):
-        settings.capture_content = env["GENOPS_CAPTURE_CONTENT"].lower() in ("1", "true", "yes")
+        settings.capture_content = parse_bool(env["GENOPS_CAPTURE_CONTENT"], "GENOPS_CAPTURE_CONTENT")
     if env.get("GENOPS_PRICING_DIR"):
         settings.pricing_dirs.append(Path(env["GENOPS_PRICING_DIR"]))
 

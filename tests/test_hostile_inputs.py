@@ -146,6 +146,22 @@ def test_bad_limit_values_in_the_environment_exit_2(var, value):
     assert var in out.stderr
 
 
+@pytest.mark.parametrize(("var", "value"), [
+    ("GENOPS_CAPTURE_CONTENT", "maybe"), ("GENOPS_WEBHOOK_URL", "ftp://hooks.example/x"),
+    ("GENOPS_WEBHOOK_URL", "hooks.example/genops"),
+])
+def test_bad_switches_in_the_environment_exit_2(var, value):
+    """A value genops would otherwise read as "off" (content capture) or could never post to (a webhook) is
+    refused by name instead of silently changing what a run records or alerts."""
+    out = invoke(["run", CHAIN, "--inputs", CHAIN_INPUTS, "--simulate"], env={var: value})
+    assert var in out.stderr
+
+
+def test_validate_with_an_unknown_provider_is_bad_input():
+    out = invoke(["validate", "--provider", "bogus"])
+    assert "--provider" in out.stderr and "openai" in out.stderr
+
+
 def test_tuple_tag_from_pipeline_dumps_still_loads(tmp_path):
     """Loader parity with Haystack: Pipeline.dumps() writes tuples as !!python/tuple, which must load."""
     text = VALID_PIPELINE.replace("metadata: {}", "metadata: {sizes: !!python/tuple [1, 2]}")

@@ -78,6 +78,12 @@ def validate(
 
     if out and not (fix_issues and pipeline):
         raise UsageError("--out needs --fix-issues and a PIPELINE to rewrite")
+    if provider is not None:
+        from genops_cli.validation import PROVIDER_KEYS
+
+        if provider.strip().lower() not in PROVIDER_KEYS:
+            known = ", ".join(sorted(PROVIDER_KEYS))
+            raise UsageError(f"--provider: unknown provider {provider!r}; use one of {known}")
     target = {"pipeline": pipeline}
 
     def run_checks():  # noqa: ANN202

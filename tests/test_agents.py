@@ -453,3 +453,80 @@ def test_streaming_agent_steps_are_measured(openai_server, tmp_path):
     steps = [c for c in out["components"] if c["span_kind"] == "agent_llm"]
     assert [(c["usage_source"], Decimal(c["cost"])) for c in steps] == [("reported", GPT_4O_MINI_STEP)] * 3
     assert out["usage_sources"]["estimated_calls"] == 0
+
+
+@pytest.mark.parametrize("where", ["agent_run", "generator", "agent_init"])
+def test_a_stream_started_at_run_time_outside_a_pipeline_is_measured(openai_server, ledger_path, where):
+    """`agent.run(..., streaming_callback=cb)` or `generator.run(..., streaming_callback=cb)` called directly in
+    `track_pipeline` (no Pipeline to configure at load): the call itself asks the stream for usage, so every
+    step is reported and priced exactly, not estimated."""
+    from haystack.tools import Tool
+
+    from genops_cli import GenOpsHaystackAdapter
+
+    openai_server.usage = dict(OPENAI_USAGE)
+    openai_server.responder = ToolLoop("weather", times=1, arguments={"city": "Paris"}, final="sunny")
+    weather = Tool(name="weather", description="Weather.", function=lambda city: f"sunny in {city}",
+                   parameters={"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]})
+    chunks: list[Any] = []
+    adapter = GenOpsHaystackAdapter(team="t", project="p", daily_budget_limit=None)
+    with adapter.track_pipeline("direct-stream") as ctx:
+        if where == "generator":
+            OpenAIChatGenerator(model="gpt-4o-mini").run(messages=[ChatMessage.from_user("hi")],
+                                                         streaming_callback=chunks.append)
+        else:
+            agent = Agent(chat_generator=OpenAIChatGenerator(model="gpt-4o-mini"), tools=[weather],
+                          streaming_callback=chunks.append if where == "agent_init" else None)
+            agent.run(messages=[ChatMessage.from_user("hi")],
+                      streaming_callback=chunks.append if where == "agent_run" else None)
+    assert adapter.flush()
+    assert chunks
+    assert all(body.get("stream") and body["stream_options"] == {"include_usage": True}
+               for body in openai_server.bodies("/chat/completions"))
+    calls = ledger_rows("SELECT usage_source, input_tokens, output_tokens, cost FROM calls WHERE run_id = ? "
+                        "AND model IS NOT NULL ORDER BY seq", [ctx.pipeline_id])
+    steps = 1 if where == "generator" else 2
+    assert calls == [("reported", 1000, 100, GPT_4O_MINI_STEP)] * steps
+    assert ledger_rows("SELECT total_cost FROM runs") == [(GPT_4O_MINI_STEP * steps,)]
+
+
+def test_parallel_tool_calls_and_a_tool_that_raises_are_attributed(openai_server, anthropic_server, ledger_path):
+    """One reply asking for two tools at once, one of which raises (the Agent hands the error back to the model):
+    both tool calls are recorded under the step that asked for them, the failing one with its error (secrets
+    masked), and the guide's agent insights count them."""
+    from fakeproviders import ScriptedReply, ToolCallSpec, tool_calls_in_history
+    from haystack.tools import Tool, Toolset
+
+    from genops_cli import GenOpsHaystackAdapter
+    from genops_cli.api import get_agent_insights
+
+    def respond(body: dict[str, Any]) -> Any:
+        if tool_calls_in_history(body) >= 2:
+            return "done"
+        return ScriptedReply(tool_calls=[ToolCallSpec("weather", {"city": "Paris"}),
+                                         ToolCallSpec("boom", {"city": "Rome"})])
+
+    def boom(city: str) -> str:
+        raise RuntimeError("upstream refused key sk-ant-test-not-a-real-key")
+
+    spec = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+    tools = Toolset([Tool(name="weather", description="w", parameters=spec, function=lambda city: "sunny"),
+                     Tool(name="boom", description="b", parameters=spec, function=boom)])
+    anthropic_server.usage = dict(ANTHROPIC_USAGE)
+    anthropic_server.responder = respond
+    agent = Agent(chat_generator=AnthropicChatGenerator(model="claude-3-5-haiku-20241022"), tools=tools)
+    adapter = GenOpsHaystackAdapter(team="t", project="p", daily_budget_limit=None)
+    with adapter.track_pipeline("parallel-tools") as ctx:
+        agent.run(messages=[ChatMessage.from_user("weather?")])
+    assert adapter.flush()
+    rows = ledger_rows("SELECT span_kind, tool_name, agent_step, status, error, cost FROM calls WHERE run_id = ? "
+                       "AND span_kind IN ('agent_llm', 'tool') ORDER BY seq", [ctx.pipeline_id])
+    assert [(r[0], r[1], r[2], r[3]) for r in rows] == [
+        ("agent_llm", None, 0, "ok"), ("tool", "weather", 0, "ok"), ("tool", "boom", 0, "error"),
+        ("agent_llm", None, 1, "ok")]
+    assert "upstream refused" in rows[2][4] and "sk-ant-test" not in rows[2][4]
+    assert sum(r[5] for r in rows) == 2 * HAIKU_STEP
+    insights = get_agent_insights(adapter.monitor, ctx.pipeline_id)
+    assert (insights["decisions_made"], insights["tools_used"], insights["tool_calls"],
+            insights["tool_success_rate"]) == (2, ["weather", "boom"], 2, 0.5)
+    assert insights["total_cost"] == 2 * HAIKU_STEP

@@ -138,6 +138,21 @@ def _stand_in(capture: Any, component: Any, inputs: dict[str, Any]) -> Callable[
     return lambda: stand_in.run(**{k: v for k, v in inputs.items() if k in accepted})
 
 
+def _with_stream_usage(component: Any, inputs: dict[str, Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """A direct streaming call of a chat-completions generator asks for its usage (`tracer.ask_stream_usage`),
+    through its keyword arguments (left alone when generation_kwargs was passed by position)."""
+    from genops_cli.tracking.tracer import ask_stream_usage
+
+    if "generation_kwargs" in inputs and "generation_kwargs" not in kwargs:
+        return kwargs
+    asked = {"streaming_callback": inputs.get("streaming_callback"), **kwargs}
+    ask_stream_usage(component, asked)
+    if asked.get("generation_kwargs") is kwargs.get("generation_kwargs"):
+        return kwargs
+    inputs["generation_kwargs"] = asked["generation_kwargs"]
+    return {**kwargs, "generation_kwargs": asked["generation_kwargs"]}
+
+
 def _traced(run: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(run)
     def run_traced(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -147,6 +162,7 @@ def _traced(run: Callable[..., Any]) -> Callable[..., Any]:
         if capture is None:
             return run(self, *args, **kwargs)
         inputs = _inputs(run, self, args, kwargs)
+        kwargs = _with_stream_usage(self, inputs, kwargs)
         with _direct_span(self, capture, inputs) as span:
             simulated = _stand_in(capture, self, inputs)
             result = simulated() if simulated is not None else run(self, *args, **kwargs)
@@ -166,6 +182,7 @@ def _traced_async(run: Callable[..., Any]) -> Callable[..., Any]:
         if capture is None:
             return await run(self, *args, **kwargs)
         inputs = _inputs(run, self, args, kwargs)
+        kwargs = _with_stream_usage(self, inputs, kwargs)
         with _direct_span(self, capture, inputs) as span:
             simulated = _stand_in(capture, self, inputs)
             result = simulated() if simulated is not None else await run(self, *args, **kwargs)

@@ -34,7 +34,15 @@ from genops_cli.models import CallRecord, TokenUsage, utcnow
 from genops_cli.redact import redact
 from genops_cli.tracking import agents, direct
 from genops_cli.tracking.capture import ComponentProfile, RunCapture, current_capture, current_span
-from genops_cli.tracking.usage import extract_usage, is_embedder, is_llm_component, provider_for
+from genops_cli.tracking.usage import (
+    extract_usage,
+    is_embedder,
+    is_llm_component,
+    is_openai_compatible_type,
+    provider_for,
+    stream_usage_configured,
+    with_stream_usage,
+)
 
 PIPELINE_RUN = ("haystack.pipeline.run", "haystack.async_pipeline.run")
 COMPONENT_RUN = "haystack.component.run"
@@ -128,6 +136,9 @@ class GenopsSpan(Span):
             if self._llm_output is None and self.is_llm_span():
                 self._llm_output = value
         elif key in _INPUT_TAGS and self.is_llm_span():
+            if self.operation_name == AGENT_LLM and self.capture is not None and isinstance(value, dict):
+                # The dict the Agent is about to call its generator with: a stream is asked for its usage.
+                ask_stream_usage(_calling_agent_generator(), value)
             # Held only until the span ends, to estimate usage a provider did not report (streaming).
             self._llm_input = value
             if self.capture is not None and self.admission_ticket is None:
@@ -498,6 +509,39 @@ def _live_generator(operation_name: str) -> tuple[str | None, int | None]:
             return model, requested_max_tokens({"generation_kwargs": kwargs})
         frame = frame.f_back
     return None, None
+
+
+def _calling_agent_generator() -> Any:
+    """The chat generator of the Agent whose LLM step is setting its input tag (the caller's `self`)."""
+    import sys
+
+    frame = sys._getframe(2)
+    for _ in range(4):
+        if frame is None:
+            return None
+        generator = getattr(frame.f_locals.get("self"), "chat_generator", None)
+        if generator is not None:
+            return generator
+        frame = frame.f_back
+    return None
+
+
+def ask_stream_usage(generator: Any, call_inputs: dict[str, Any]) -> None:
+    """A chat-completions stream reports usage only when asked: a streaming call (the generator's own callback,
+    or one passed at run time, e.g. `agent.run(..., streaming_callback=...)` or an Agent's) of an OpenAI-compatible
+    generator gets `stream_options.include_usage` in this call's generation_kwargs, unless the generator or the
+    call already says either way. `call_inputs` are the keyword arguments the generator is called with (changed in
+    place); a pipeline's streaming generators are configured at load instead (`request_stream_usage`)."""
+    if generator is None or (call_inputs.get("streaming_callback") is None
+                             and getattr(generator, "streaming_callback", None) is None):
+        return
+    cls = type(generator)
+    if not is_openai_compatible_type(cls.__name__, f"{cls.__module__}.{cls.__name__}"):
+        return
+    run_kwargs = call_inputs.get("generation_kwargs")
+    if stream_usage_configured(run_kwargs) or stream_usage_configured(getattr(generator, "generation_kwargs", None)):
+        return
+    call_inputs["generation_kwargs"] = with_stream_usage(run_kwargs)
 
 
 def _estimate_usage(inputs: Any, outputs: Any, model: str, provider: str | None) -> TokenUsage:

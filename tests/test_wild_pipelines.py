@@ -605,3 +605,11 @@ def test_haystack_1x_indexing_pipeline_embeds_documents_and_writes_them(tmp_path
     result = cli("run", str(path), "--simulate", "--inputs", str(inputs), "--json")
     assert result.exit_code == 0, result.stderr
     assert json_lines(result.stdout)[0]["outputs"]["DocumentStore"] == {"documents_written": 1}
+
+
+def test_hugging_face_api_model_is_read_from_api_params(tmp_path):
+    path = _copy("legacy_chat_message_template", tmp_path)
+    out = json.loads(cli("validate", str(path), "--json").stdout)
+    assert out["environment"]["pipeline"]["models"] == [
+        {"component": "llm", "provider": "huggingface", "model": "microsoft/Phi-3.5-mini-instruct"}]
+    assert not any("has no model" in i["message"] for i in out["issues"])

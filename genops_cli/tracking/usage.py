@@ -733,13 +733,14 @@ def max_tokens_of(params: Any) -> int | None:
 
 def model_of(params: Mapping[str, Any]) -> str | None:
     """The model a component's init parameters name (model, model_name, an Azure deployment, model_id, a local
-    Hugging Face pipeline's huggingface_pipeline_kwargs.model)."""
+    Hugging Face pipeline's huggingface_pipeline_kwargs.model, a Hugging Face API generator's api_params.model)."""
     model = params.get("model") or params.get("model_name") or params.get("azure_deployment")
     if model is None and isinstance(params.get("model_id"), str):
         model = params["model_id"]
-    pipeline_kwargs = params.get("huggingface_pipeline_kwargs")
-    if not model and isinstance(pipeline_kwargs, Mapping) and isinstance(pipeline_kwargs.get("model"), str):
-        model = pipeline_kwargs["model"]  # local Hugging Face generators serialize their model there
+    for nested in ("huggingface_pipeline_kwargs", "api_params"):  # local Hugging Face / HF API generators
+        inner = params.get(nested)
+        if not model and isinstance(inner, Mapping) and isinstance(inner.get("model"), str):
+            model = inner["model"]
     return str(model) if model else None
 
 

@@ -530,3 +530,46 @@ def test_parallel_tool_calls_and_a_tool_that_raises_are_attributed(openai_server
     assert (insights["decisions_made"], insights["tools_used"], insights["tool_calls"],
             insights["tool_success_rate"]) == (2, ["weather", "boom"], 2, 0.5)
     assert insights["total_cost"] == 2 * HAIKU_STEP
+
+
+def test_an_agent_run_called_directly_under_auto_instrument_is_a_run_of_its_own(openai_server, ledger_path):
+    """`agent.run(messages=...)` with no Pipeline around it: auto_instrument tracks it as a run named "agent",
+    each LLM step and tool call recorded and priced, the steps admitted one by one against an enforcing budget
+    (none is sent once the budget is spent). The budget comes from a second auto_instrument in the same process:
+    the first one's budget lease (it had no budget) must not answer for it."""
+    from haystack.tools import Tool
+
+    from genops_cli import auto_instrument, flush, uninstrument
+    from genops_cli.errors import BudgetExceededError
+
+    openai_server.usage = dict(OPENAI_USAGE)
+    openai_server.responder = ToolLoop("weather", times=2, arguments={"city": "Paris"}, final="sunny")
+    weather = Tool(name="weather", description="Weather.", function=lambda city: f"sunny in {city}",
+                   parameters={"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]})
+    agent = Agent(chat_generator=OpenAIChatGenerator(model="gpt-4o-mini"), tools=[weather])
+    assert auto_instrument(team="agents", cost_summary=False, daily_budget_limit=None)
+    try:
+        agent.run(messages=[ChatMessage.from_user("weather?")])
+        assert flush()
+    finally:
+        uninstrument()
+    [(run_id, name, status, total)] = ledger_rows("SELECT run_id, pipeline_name, status, total_cost FROM runs")
+    assert (name, status, total) == ("agent", "ok", 3 * GPT_4O_MINI_STEP)
+    rows = ledger_rows("SELECT span_kind, tool_name, agent_step, model, cost FROM calls WHERE run_id = ? "
+                       "AND span_kind IN ('agent_llm', 'tool') ORDER BY seq", [run_id])
+    assert rows == [("agent_llm", None, 0, "gpt-4o-mini", GPT_4O_MINI_STEP), ("tool", "weather", 0, None, 0),
+                    ("agent_llm", None, 1, "gpt-4o-mini", GPT_4O_MINI_STEP), ("tool", "weather", 1, None, 0),
+                    ("agent_llm", None, 2, "gpt-4o-mini", GPT_4O_MINI_STEP)]
+
+    # An enforcing daily limit the recorded run has used up: the next direct agent run sends nothing.
+    sent = len(openai_server.requests)
+    assert auto_instrument(team="agents", cost_summary=False, daily_budget_limit=str(3 * GPT_4O_MINI_STEP),
+                           governance_policy="enforcing")
+    try:
+        with pytest.raises(BudgetExceededError):
+            agent.run(messages=[ChatMessage.from_user("weather again?")])
+        flush()
+    finally:
+        uninstrument()
+    assert len(openai_server.requests) == sent
+    assert ledger_rows("SELECT status, total_cost FROM runs WHERE run_id <> ?", [run_id]) == [("blocked", 0)]

@@ -383,10 +383,14 @@ class GenOpsHaystackAdapter:
     # -- auto_instrument hooks (called by the tracer for root pipeline runs without a capture) --------------
     def _on_orphan_run(self, probe: Any) -> Any:
         from genops_cli.execution.session import calling_pipeline
+        from genops_cli.tracking.tracer import AGENT_RUN
 
-        pipeline = calling_pipeline()
-        metadata = probe.tags.get("haystack.pipeline.metadata") if hasattr(probe, "tags") else None
-        name = (metadata or {}).get("name") if isinstance(metadata, dict) else None
+        if probe.operation_name == AGENT_RUN:  # an Agent's run() called directly: a run of its own
+            pipeline, name = None, "agent"
+        else:
+            pipeline = calling_pipeline()
+            metadata = probe.tags.get("haystack.pipeline.metadata") if hasattr(probe, "tags") else None
+            name = (metadata or {}).get("name") if isinstance(metadata, dict) else None
         session = self._session(str(name or "pipeline"), pipeline, self._options({}))
         capture = session.open_capture(preflight_on_start=True)
         session.enter_flight()

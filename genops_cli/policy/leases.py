@@ -261,7 +261,7 @@ def _deny(run: RunRecord, check: BudgetCheck) -> Denial:
     return Denial("BUDGET_EXCEEDED", f"budget limit reached before the next call: {message}", check.rule)
 
 
-_leases: dict[tuple[str, tuple[str, ...], tuple[str, ...]], BudgetLease] = {}
+_leases: dict[tuple[str, tuple[str, ...], tuple[str, ...], int], BudgetLease] = {}
 _leases_guard = threading.Lock()
 
 
@@ -279,7 +279,10 @@ def lease_for(ctx: Governed, run: RunRecord) -> BudgetLease:
     # Asked once per run: the last answer for these scopes serves while the run starts inside the same day in
     # every zone and the budget list (its timezones) is the same copy.
     zone = ctx.settings.budgets.timezone
-    memo_key = (ctx.ledger.location, scopes, zone)
+    # Per governed context too: config budgets (an adapter's daily_budget_limit) are its own, so two adapters of
+    # one process hold separate leases, as two processes would (the lease keeps its context alive, so an id is
+    # never reused while its lease is kept).
+    memo_key = (ctx.ledger.location, scopes, zone, id(ctx))
     memo = _lease_memo.get(memo_key)
     if memo is not None and memo[0] is stored and memo[1] <= run.started_at < memo[2]:
         return memo[3]
@@ -287,7 +290,7 @@ def lease_for(ctx: Governed, run: RunRecord) -> BudgetLease:
     zones = sorted({zone, "UTC", *(b.timezone for b in stored if b.timezone)})
     days = [window("daily", run.started_at, tz) for tz in zones]
     day = tuple(w.key for w in days)
-    key = (ctx.ledger.location, scopes, day)
+    key = (ctx.ledger.location, scopes, day, id(ctx))
     with _leases_guard:
         lease = _leases.get(key)
         if lease is None:
@@ -298,8 +301,9 @@ def lease_for(ctx: Governed, run: RunRecord) -> BudgetLease:
         return lease
 
 
-# (ledger, scopes, default timezone) -> (budget list copy, valid from, valid until, the lease): lease_for's answer
-_lease_memo: dict[tuple[str, tuple[str, ...], str], tuple[Any, Any, Any, BudgetLease]] = {}
+# (ledger, scopes, default timezone, context) -> (budget list copy, valid from, valid until, the lease): lease_for's
+# answer
+_lease_memo: dict[tuple[str, tuple[str, ...], str, int], tuple[Any, Any, Any, BudgetLease]] = {}
 
 
 class LeaseBudgetHold:

@@ -52,6 +52,10 @@ AGENT_STEP = "haystack.agent.step"
 AGENT_LLM = "haystack.agent.step.llm"
 AGENT_TOOL = "haystack.agent.step.tool"
 
+#: Root spans that start a run of their own under auto_instrument: a pipeline's, or an Agent's run called
+#: directly (`agent.run(messages=...)`, no Pipeline around it).
+ROOT_RUNS = (*PIPELINE_RUN, AGENT_RUN)
+
 #: The only keys extract_usage reads from an output mapping.
 _USAGE_KEYS = frozenset({"replies", "meta", "documents"})
 
@@ -584,7 +588,7 @@ def _capture_and_parent(parent_span: Span | None) -> tuple[RunCapture | None, Ge
         return active, None
     return active, ambient
 
-#: Called with the capture of a pipeline run that started without one (auto_instrument).
+#: Called with the root span of a pipeline or agent run that started without a capture (auto_instrument).
 OrphanRunHandler = Callable[[GenopsSpan], RunCapture | None]
 RunEndHandler = Callable[[RunCapture, BaseException | None], None]
 
@@ -604,7 +608,7 @@ class GenopsTracer(Tracer):
     ) -> Iterator[Span]:
         capture, parent = _capture_and_parent(parent_span)
         orphan = False
-        if capture is None and operation_name in PIPELINE_RUN and parent is None and self.on_orphan_run:
+        if capture is None and operation_name in ROOT_RUNS and parent is None and self.on_orphan_run:
             probe = GenopsSpan(operation_name, tags or {}, None, None, None)
             capture = self.on_orphan_run(probe)
             orphan = capture is not None
@@ -630,7 +634,7 @@ class GenopsTracer(Tracer):
             error: BaseException | None = None
             try:
                 if capture is not None and capture.on_pipeline_start is not None and parent is None \
-                        and operation_name in PIPELINE_RUN:
+                        and operation_name in ROOT_RUNS:
                     capture.on_pipeline_start(tags or {})  # the run session's preflight; may raise (blocked)
                 yield span
             except BaseException as exc:

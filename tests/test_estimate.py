@@ -71,6 +71,15 @@ def test_agent_worst_case_is_max_agent_steps_llm_calls():
     assert any("max_agent_steps=5" in note for note in est.notes)
 
 
+def test_a_runs_preflight_holds_an_agents_first_step_only():
+    """Per-call admission holds each further step when the Agent takes it, so the run's up-front hold is one LLM
+    call: a run whose first step fits the budget is not refused for steps it may never take."""
+    est = _estimate("agent", extrapolate_agents=False)
+    [line] = est.lines
+    assert (line.calls, line.worst_calls, line.output_tokens) == (1, 1, 512)
+    assert line.high == (line.input_tokens * MINI_IN + 512 * MINI_OUT) / MTOK
+
+
 def _rewrite(tmp_path: Path, name: str, edit) -> str:
     data = yaml.safe_load(Path(sample(name)).read_text())
     edit(data)

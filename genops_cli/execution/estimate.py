@@ -402,7 +402,10 @@ def estimate_run(loaded: LoadedPipeline, data: dict[str, Any], settings: Setting
     """
     now = now or utcnow()
     estimate = RunEstimate(pipeline=loaded.profile.name, method="simulation")
-    calls = _counted_calls(loaded, data, settings, ledger, documents, estimate)
+    # A run's preflight holds an Agent's first step only (each further step is admitted when it is taken); the
+    # forecast simulates the steps configured or recorded, then extrapolates to max_agent_steps.
+    agent_steps = _agent_steps(loaded, settings, ledger) if extrapolate_agents else (1, {})
+    calls = _counted_calls(loaded, data, documents, estimate, agent_steps)
     if history is None:
         history = _history(ledger, loaded.profile.name, estimate)
     if extrapolate_agents:
@@ -433,11 +436,11 @@ def estimate_run(loaded: LoadedPipeline, data: dict[str, Any], settings: Setting
     return estimate
 
 
-def _counted_calls(loaded: LoadedPipeline, data: dict[str, Any], settings: Settings, ledger: Ledger | None,
-                   documents: list[Any] | None, estimate: RunEstimate) -> list[_Call]:
+def _counted_calls(loaded: LoadedPipeline, data: dict[str, Any], documents: list[Any] | None, estimate: RunEstimate,
+                   agent_steps: tuple[Any, dict[str, list[int]]]) -> list[_Call]:
     """The calls of one simulated pass with their counted input tokens (a static count if it cannot run)."""
     try:
-        calls = _pass_calls(*_simulated_calls(loaded, data, documents, _agent_steps(loaded, settings, ledger)))
+        calls = _pass_calls(*_simulated_calls(loaded, data, documents, agent_steps))
         estimate.notes.append("input tokens counted from a simulated run (rendered messages, local retrievers "
                               "and tools, offline tokenizers)")
         return calls

@@ -8,6 +8,7 @@ import sys
 import threading
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
@@ -163,3 +164,32 @@ def test_budget_commands_ingest_leftover_spool_first(ledger_path: Path):
     assert result.exit_code == 0, result.stderr
     assert ledger_rows("SELECT run_id FROM runs") == [("left-behind",)]
     assert not Spool(ledger.spool_dir()).pending()
+
+
+def test_a_reader_catching_up_does_not_count_runs_spooled_while_it_ingests(ledger_path: Path):
+    """A busy service keeps spooling while a report ingests what was waiting: those newer runs are not "pending
+    runs the ledger lacks" (a bill would refuse), and the runs that were waiting are all ingested."""
+    from genops_cli.ledger.hooks import REGISTRY, RunHook
+    from genops_cli.ledger.recorder import catch_up
+
+    ledger = DuckDBLedger(ledger_path)
+    record_run(ledger, _run("first"))  # the ledger exists
+    spool = Spool(ledger.spool_dir())
+    for i in range(3):
+        spool.hand_off(_run(f"waiting-{i}"))
+
+    class ArrivesMeanwhile(RunHook):
+        name = "arrives-meanwhile"
+
+        def on_insert(self, batch: Any) -> None:
+            Spool(ledger.spool_dir()).write(_run(f"newer-{len(batch.inserted)}"))
+
+    REGISTRY.register(ArrivesMeanwhile())
+    try:
+        result = catch_up(ledger)
+    finally:
+        REGISTRY.unregister("arrives-meanwhile")
+    assert (result.ingested, result.pending, result.reason) == (3, 0, None)
+    assert len(spool) == 1  # the newer run waits for the next ingestion
+    assert catch_up(ledger).ingested == 1
+    assert ledger_rows("SELECT COUNT(*) FROM runs") == [(5,)]

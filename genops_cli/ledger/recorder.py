@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from genops_cli.errors import LedgerError
-from genops_cli.ledger.records import RecordResult, drain, ingest
+from genops_cli.ledger.records import RecordResult, ingest
 from genops_cli.ledger.spool import Spool
 
 if TYPE_CHECKING:
@@ -275,8 +275,11 @@ def catch_up(ledger: Ledger) -> CatchUp:
     blocked = _write_blocker(ledger)
     if blocked:
         return CatchUp(pending=waiting, reason=blocked)
-    result = drain(ledger, spool)
-    left = len(spool)
+    # The runs waiting now; runs a busy service spools while they are ingested are newer than this read.
+    items = list(spool.items())
+    result = ingest(ledger, items, spool)
+    done = set(result.inserted) | set(result.duplicates)
+    left = sum(1 for _path, run in items if run is None or run.run_id not in done)
     return CatchUp(ingested=len(result.inserted), pending=left,
                    reason=(result.error or "unreadable spool files: see genops ledger info") if left else None)
 

@@ -54,8 +54,12 @@ def money_text(value: Decimal | int | str | None, places: int = DISPLAY_PLACES) 
 def unit_price_text(value: Decimal | str | None) -> str:
     """A unit price (USD per 1M tokens, per call, per second) exactly as quoted: "$0.075", "$2.50" (rates are not
     rounded to the display precision: they are what the quantity is multiplied by)."""
-    if value is None:
-        return UNPRICED
+    return UNPRICED if value is None else exact_money_text(value)
+
+
+def exact_money_text(value: Decimal | str) -> str:
+    """An amount with every digit it was given, at least cents: "$50.00", "$0.0233415" (unit prices, budget
+    limits: what a user set is shown as set, never rounded to "<$0.01")."""
     amount = Decimal(value).normalize()
     text = f"{abs(amount):,f}"
     whole, _, frac = text.partition(".")

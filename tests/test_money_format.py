@@ -69,3 +69,13 @@ def test_unpriced_calls_are_listed_not_billed_in_report_and_flagged_in_focus():
         ("gpt-9-ultra", "0", "", "15")]
     assert {r["x_Unpriced"] for r in rows if r["x_Model"] == "gpt-4o-mini"} == {"false"}
     assert "no price" in focus.stderr
+
+
+def test_budget_limits_are_shown_as_set_never_rounded_to_cents(ledger_path):
+    """A limit of $0.0233415 confirmed as "$0.02" (or "<$0.01") would hide what was set."""
+    done = cli("budget", "set", "team:ml", "--daily", "0.0233415", "--monthly", "50")
+    assert done.exit_code == 0, done.stderr
+    assert "daily $0.0233415, monthly $50.00" in done.stderr
+    for command in (("budget", "list"), ("budget", "status")):
+        shown = cli(*command)
+        assert "$0.0233415" in shown.stdout and "$50.00" in shown.stdout

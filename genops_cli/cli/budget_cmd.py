@@ -17,6 +17,7 @@ from genops_cli.cli.common import (
     print_json,
     stdout_console,
 )
+from genops_cli.money import exact_money_text
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -101,7 +102,7 @@ def set_cmd(
     if json_output:
         print_json(budget.to_json())
     else:
-        limits = ", ".join(f"{p} {money(v, 2)}" for p, v in budget.limits())
+        limits = ", ".join(f"{p} {exact_money_text(v)}" for p, v in budget.limits())
         info(f"budget {budget.scope}: {limits}; policy {budget.policy}; alerts at "
              f"{','.join(str(t) for t in budget.alert_at)}%; periods in {budget.timezone}")
 
@@ -125,7 +126,8 @@ def list_cmd(json_output: bool = typer.Option(False, "--json", help="JSON on std
         table.add_column(col, justify="right" if col in ("daily", "weekly", "monthly") else "left")
     for b in budgets:
         hook = b.to_json()["webhook"]  # host and format only: the URL carries the channel's token
-        table.add_row(b.scope, money(b.daily, 2), money(b.weekly, 2), money(b.monthly, 2), b.policy,
+        table.add_row(b.scope, *(exact_money_text(v) if v is not None else "-" for v in (b.daily, b.weekly, b.monthly)),
+                      b.policy,
                       ",".join(str(t) for t in b.alert_at), f"{hook['format']} @ {hook['host']}" if hook else "-",
                       b.timezone, b.source)
     if not budgets:
@@ -165,7 +167,7 @@ def status_cmd(
         fired = ",".join(f"{a['threshold']}%" for a in r.alerts_fired) or "-"
         projected = f"{money(r.projected)} ({_pct(r.projected_utilization)})" if r.projected is not None else "-"
         table.add_row(r.budget.scope, f"{r.period} {r.window.key}", money(r.spent), money(r.reserved),
-                      money(r.limit, 2), _pct(r.utilization), projected, r.budget.policy, fired)
+                      exact_money_text(r.limit), _pct(r.utilization), projected, r.budget.policy, fired)
     stdout_console().print(table)
 
 

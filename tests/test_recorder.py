@@ -146,7 +146,8 @@ def test_drained_run_goes_through_the_same_hooks_as_a_direct_one(openai_server, 
 
 def test_sigterm_mid_run_records_the_run_in_flight_as_interrupted(openai_server, tmp_path):
     """A batch at concurrency 1; SIGTERM while line 2's second LLM call is in flight: line 1 is kept (ok), line 2
-    is recorded as interrupted with the spend of its first call; the process ends by SIGTERM as usual."""
+    is recorded as interrupted with the spend of its first call and the call in flight (its request was sent: the
+    provider bills its input, counted offline); the process ends by SIGTERM as usual."""
     openai_server.usage = {"prompt_tokens": 1000, "completion_tokens": 200}
     hang = threading.Event()
     seen = []
@@ -178,9 +179,15 @@ def test_sigterm_mid_run_records_the_run_in_flight_as_interrupted(openai_server,
             proc.kill()
     assert proc.returncode == -signal.SIGTERM
     cli("ledger", "drain")  # whatever the handler could not ingest (nothing, normally)
-    rows = ledger_rows("SELECT status, total_cost, error FROM runs ORDER BY started_at")
-    assert [(s, c) for s, c, _e in rows] == [("ok", DRAFTER + REVIEWER), ("interrupted", DRAFTER)]
-    assert "SIGTERM" in rows[1][2]
+    rows = ledger_rows("SELECT run_id, status, total_cost, error FROM runs ORDER BY started_at")
+    [(status, source, tokens_in, tokens_out, cost, error)] = ledger_rows(
+        "SELECT status, usage_source, input_tokens, output_tokens, cost, error FROM calls WHERE run_id = ? "
+        "AND component_name = 'reviewer'", [rows[1][0]])
+    assert (status, source, tokens_out) == ("error", "estimated", 0) and tokens_in > 0
+    assert cost == Decimal(tokens_in) * Decimal("2.5") / 1_000_000  # gpt-4o input, USD per 1M tokens
+    assert "in flight" in error and "SIGTERM" in error
+    assert [(s, c) for _r, s, c, _e in rows] == [("ok", DRAFTER + REVIEWER), ("interrupted", DRAFTER + cost)]
+    assert "SIGTERM" in rows[1][3]
     assert ledger_rows("SELECT COUNT(*) FROM reservations WHERE released_at IS NULL") == [(0,)]
 
 

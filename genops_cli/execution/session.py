@@ -273,11 +273,12 @@ class RunSession:
 
 
 def interrupted_snapshot(run: RunRecord, capture: RunCapture) -> Callable[[str], RunRecord]:
-    """What a signal handler records for a run cut short: its calls so far (priced as they finished), status
-    interrupted. Reads the capture without its lock (the handler may run while this thread holds it)."""
+    """What a signal handler records for a run cut short: its calls so far (priced as they finished) and the
+    calls it had in flight (their input, estimated), status interrupted. Reads the capture without its lock (the
+    handler may run while this thread holds it)."""
 
     def snapshot(reason: str) -> RunRecord:
-        calls = sorted(list(capture.calls), key=lambda c: c.seq)
+        calls = sorted(list(capture.calls) + capture.in_flight_calls(reason), key=lambda c: c.seq)
         cut = dataclasses.replace(run, calls=calls, status="interrupted", error=reason, ended_at=utcnow(),
                                   outputs=None, policy_events=list(run.policy_events))
         cut.recompute_total()

@@ -108,6 +108,9 @@ class RunCapture:
         #: custom component that built it), the stand-in that answers in its place; None runs it for real.
         self.stand_in = stand_in
         self.calls: list[CallRecord] = []
+        #: LLM spans whose request is being made (input known, span not finished): what a run interrupted by a
+        #: signal had in flight (`in_flight_calls`).
+        self.in_flight: dict[int, Any] = {}
         self.cost = Decimal(0)
         self.cap_reached = False
         self.pipeline_name: str | None = profile.name if profile else None
@@ -163,6 +166,20 @@ class RunCapture:
         """The admitted call ended and its cost was added: its worst case no longer counts."""
         if ticket is not None and self.admission is not None:
             self.admission.release(ticket)
+
+    def in_flight_calls(self, reason: str) -> list[CallRecord]:
+        """The provider calls in flight when the run was cut short (a signal), as failed calls with the input
+        they sent, counted offline and priced (`estimated`): the provider processes, and bills, a request it
+        received whether or not the answer is read. Read without the lock (a signal handler may run while this
+        thread holds it)."""
+        calls = []
+        for span in list(self.in_flight.values()):
+            call = span.interrupted_call(reason)
+            if call is not None:
+                if self.pricer is not None and call.model:
+                    self.pricer(call)
+                calls.append(call)
+        return calls
 
     def profile_for(self, component_name: str | None) -> ComponentProfile | None:
         if self.profile is None or component_name is None:

@@ -99,6 +99,8 @@ class GenopsSpan(Span):
         self._llm_input: Any = None
         self._llm_output: Any = None
         self.admission_ticket: Any = None
+        self.started_at: Any = None  # set by the tracer when the span starts (wall clock, and perf_counter)
+        self.t0 = 0.0
         self.call_id: str | None = None
         self.seq = capture.next_seq() if capture else 0
         self._path: str | None = None
@@ -145,8 +147,10 @@ class GenopsSpan(Span):
                 ask_stream_usage(_calling_agent_generator(), value)
             # Held only until the span ends, to estimate usage a provider did not report (streaming).
             self._llm_input = value
-            if self.capture is not None and self.admission_ticket is None:
-                self._admit(value)
+            if self.capture is not None:
+                if self.admission_ticket is None:
+                    self._admit(value)
+                self.capture.in_flight[id(self)] = self  # the request is about to be made
         if self.capture is not None and self.capture.capture_content:
             self.content[key] = value
         if self.inner is not None:
@@ -467,6 +471,18 @@ class GenopsSpan(Span):
             exit_reason=self.exit_reason if self.is_agent_container else None,
         )
 
+    def interrupted_call(self, reason: str) -> CallRecord | None:
+        """This LLM call as a run cut short while it was in flight records it: status error, the input it sent
+        counted offline (`estimated`, no output: none was read)."""
+        call = self.to_call(self.started_at or utcnow(), (time.perf_counter() - self.t0) * 1000.0, None)
+        if call is None:
+            return None
+        call.status = "error"
+        call.error = redact(f"interrupted ({reason}) while the provider request was in flight")
+        if call.model is not None and call.usage.source == "missing":
+            call.usage = _estimate_input_usage(self._llm_input, call.model, call.provider)
+        return call
+
     def end_agent_run(self, error: BaseException | None) -> None:
         """At the end of an agent.run span: put its outcome on its container record."""
         container = self.agent_container()
@@ -572,6 +588,21 @@ def _estimate_usage(inputs: Any, outputs: Any, model: str, provider: str | None)
                       raw={"genops_estimate": "offline token count of messages and replies"})
 
 
+def _estimate_input_usage(inputs: Any, model: str, provider: str | None) -> TokenUsage:
+    """The input of a chat call that never answered, counted offline (`estimated`); `missing` without messages."""
+    from genops_cli.tokens import estimate_input_tokens
+
+    messages = inputs.get("messages") if isinstance(inputs, dict) else None
+    if not messages:
+        return TokenUsage(source="missing")
+    try:
+        input_tokens, _exact = estimate_input_tokens(list(messages), model, provider)
+    except Exception:
+        return TokenUsage(source="missing")
+    return TokenUsage(input_tokens=input_tokens, source="estimated",
+                      raw={"genops_estimate": "offline token count of the messages of a call cut short in flight"})
+
+
 def _capture_and_parent(parent_span: Span | None) -> tuple[RunCapture | None, GenopsSpan | None]:
     """Which run a new span belongs to, and its parent.
 
@@ -629,8 +660,8 @@ class GenopsTracer(Tracer):
         with inner_cm as inner_span:
             span.inner = inner_span
             token = _current_span.set(span)
-            started_at = utcnow()
-            t0 = time.perf_counter()
+            started_at = span.started_at = utcnow()
+            t0 = span.t0 = time.perf_counter()
             error: BaseException | None = None
             try:
                 if capture is not None and capture.on_pipeline_start is not None and parent is None \
@@ -652,6 +683,7 @@ class GenopsTracer(Tracer):
         if span.operation_name == AGENT_RUN and span.capture is not None:
             span.end_agent_run(error)
         if span.capture is not None:
+            span.capture.in_flight.pop(id(span), None)
             call = span.to_call(started_at, latency_ms, error)
             if call is not None:
                 if call.usage.source in ("reported", "estimated") and call.model:

@@ -613,3 +613,19 @@ def test_hugging_face_api_model_is_read_from_api_params(tmp_path):
     assert out["environment"]["pipeline"]["models"] == [
         {"component": "llm", "provider": "huggingface", "model": "microsoft/Phi-3.5-mini-instruct"}]
     assert not any("has no model" in i["message"] for i in out["issues"])
+
+
+def test_the_worst_case_of_a_loop_counts_every_visit_it_may_make(tmp_path):
+    """A self-correcting loop answers valid JSON at the first attempt in simulation, but a real run may retry up to
+    max_runs_per_component (3 here): the worst case counts three visits, each seeing the earlier replies (the
+    expected and low values count the simulated one)."""
+    path = _copy("structured_output_loop", tmp_path)
+    result = cli("estimate", str(path), "--inputs", _inputs("structured_output_loop", tmp_path), "--json")
+    assert result.exit_code == 0, result.stderr
+    [run] = json.loads(result.stdout)["per_run"]
+    [line] = run["lines"]
+    assert (line["component"], line["calls"], line["worst_calls"]) == ("llm", 1, 3)
+    cap = line["output_tokens"] // 3
+    # worst inputs: n, n + cap, n + 2 cap (each visit may see the replies before it)
+    assert line["worst_input_tokens"] == 3 * line["input_tokens"] + 3 * cap
+    assert any("max_runs_per_component=3 visits (1 in the simulation)" in note for note in run["notes"])

@@ -18,6 +18,8 @@ How the numbers are made:
   see the earlier call's whole output, so its worst-case input adds those output tokens.
 - An Agent with tools may make `max_agent_steps` LLM calls: the worst case extrapolates the steps the simulation
   did not take, each growing by one full reply plus the largest tool result seen.
+- An LLM component inside a pipeline loop (a self-correcting generator, a retry cycle) may be visited up to the
+  pipeline's `max_runs_per_component`: the worst case counts those visits, each repeating its last simulated input.
 - The expected output is the average of recorded calls of the same pipeline, component and model ("observed"),
   else `simulation.output_tokens` ("configured"), else the worst case.
 - If the simulation pass cannot run, a static count (the inputs' text plus the prompt templates) is used and the
@@ -408,9 +410,10 @@ def estimate_run(loaded: LoadedPipeline, data: dict[str, Any], settings: Setting
     calls = _counted_calls(loaded, data, documents, estimate, agent_steps)
     if history is None:
         history = _history(ledger, loaded.profile.name, estimate)
+    reach = _downstream(loaded)
     if extrapolate_agents:
         calls = _extrapolate_agents(loaded, calls, settings, estimate)
-    reach = _downstream(loaded)
+        calls = _extrapolate_loops(loaded, calls, reach, estimate)
     lines: dict[str, EstimateLine] = {}
     seen_llm: list[tuple[str, int, int]] = []  # (component, worst output, expected output) of earlier LLM calls
     for call in calls:
@@ -521,6 +524,38 @@ def _close_line(line: EstimateLine, settings: Settings) -> None:
         line.notes.append("worst-case input includes the full output of upstream LLM calls")
     if not line.priced:
         line.notes.append(f"no price for {line.model}: not included in the estimate")
+
+
+#: Haystack's default bound on a component's visits in one run (`max_runs_per_component`).
+DEFAULT_MAX_RUNS = 100
+
+
+def _extrapolate_loops(loaded: LoadedPipeline, calls: list[_Call], reach: dict[str, set[str]],
+                       estimate: RunEstimate) -> list[_Call]:
+    """Add the visits an LLM component inside a pipeline loop (a self-correcting generator, a retry cycle) may
+    make beyond those the simulation took, up to the pipeline's max_runs_per_component: each repeats its last
+    simulated input (the upstream-output rule then adds every earlier visit's output to it)."""
+    looping = {name for name, reachable in reach.items() if name in reachable}
+    if not looping:
+        return calls
+    limit = loaded.data.get("max_runs_per_component")
+    max_runs = limit if isinstance(limit, int) and limit > 0 else DEFAULT_MAX_RUNS
+    last: dict[str, _Call] = {}
+    seen: dict[str, int] = {}
+    for call in calls:
+        if call.component in looping and not call.embedding and _agent_spec(loaded, call.component) is None:
+            last[call.component] = call
+            seen[call.component] = seen.get(call.component, 0) + 1
+    out = list(calls)
+    for component, call in last.items():
+        extra = max_runs - seen[component]
+        if extra <= 0:
+            continue
+        out += [_Call(component, call.component_type, call.provider, call.model, False, call.input_tokens,
+                      call.output_tokens, simulated=False) for _ in range(extra)]
+        estimate.notes.append(f"component '{component}' is in a loop: worst case assumes max_runs_per_component="
+                              f"{max_runs} visits ({seen[component]} in the simulation)")
+    return out
 
 
 def _extrapolate_agents(loaded: LoadedPipeline, calls: list[_Call], settings: Settings,

@@ -629,3 +629,16 @@ def test_the_worst_case_of_a_loop_counts_every_visit_it_may_make(tmp_path):
     # worst inputs: n, n + cap, n + 2 cap (each visit may see the replies before it)
     assert line["worst_input_tokens"] == 3 * line["input_tokens"] + 3 * cap
     assert any("max_runs_per_component=3 visits (1 in the simulation)" in note for note in run["notes"])
+
+
+def test_a_visits_worst_input_never_exceeds_the_models_context_window(tmp_path):
+    """With 20 visits, the replies a late visit may see would exceed gpt-4o-mini's 128,000-token window: a call's
+    worst-case input is capped at the window less its output (16,384, the model's output limit)."""
+    path = _copy("structured_output_loop", tmp_path)
+    path.write_text(path.read_text().replace("max_runs_per_component: 3", "max_runs_per_component: 20"))
+    result = cli("estimate", str(path), "--inputs", _inputs("structured_output_loop", tmp_path), "--json")
+    assert result.exit_code == 0, result.stderr
+    [line] = json.loads(result.stdout)["per_run"][0]["lines"]
+    n, cap = line["input_tokens"], 16384
+    assert line["worst_calls"] == 20 and line["output_tokens"] == 20 * cap
+    assert line["worst_input_tokens"] == sum(min(n + k * cap, 128000 - cap) for k in range(20))

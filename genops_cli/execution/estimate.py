@@ -489,7 +489,8 @@ def _add_llm(line: EstimateLine, call: _Call, upstream: list[tuple[int, int]], l
         expected_out, expected_basis = min(observed[0], cap), "observed"
     elif settings.simulation_output_tokens:
         expected_out, expected_basis = min(settings.simulation_output_tokens, cap), "configured"
-    worst_in = call.input_tokens + sum(w for w, _ in upstream)
+    worst_in = min(call.input_tokens + sum(w for w, _ in upstream),
+                   max(call.input_tokens, _input_room(call.model, call.provider, cap)))
     expected_in = call.input_tokens + sum(e for _, e in upstream)
     high, priced = _price(TokenUsage(input_tokens=worst_in, output_tokens=cap, source="estimated"),
                           call.model, call.provider, now, tenant)
@@ -510,6 +511,16 @@ def _add_llm(line: EstimateLine, call: _Call, upstream: list[tuple[int, int]], l
     if observed is not None and not any(n.startswith("expected output") for n in line.notes):
         line.notes.append(f"expected output {observed[0]} tokens: average of {observed[1]} recorded call(s)")
     return cap, expected_out
+
+
+def _input_room(model: str | None, provider: str | None, output_cap: int) -> int:
+    """The most input one call can take: the model's context window less its output (unbounded if unknown).
+    Upstream outputs add to a call's worst-case input, and a long loop or agent would otherwise add past it."""
+    from genops_cli.pricing import get_price_book
+
+    resolved = get_price_book().resolve(model, provider) if model else None
+    window = resolved.context_window if resolved is not None else None
+    return max(window - output_cap, 0) if window else 1 << 62
 
 
 def _close_line(line: EstimateLine, settings: Settings) -> None:

@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -78,12 +79,14 @@ class Alert:
             "fired_at": self.fired_at.isoformat(),
         }
 
-    def line(self) -> str:
+    def line(self, also: Sequence[int] = ()) -> str:
+        """The stderr line; `also`: lower thresholds of the same budget and period crossed by the same run."""
         from genops_cli.policy.budgets import usd
 
         used = f"{self.utilization}%" if self.utilization is not None else "over a zero limit"
+        crossed = f" (and {', '.join(f'{t}%' for t in sorted(also))})" if also else ""
         return (f"genops alert: {self.scope} {self.period} budget ({self.period_key}) reached {self.threshold}% "
-                f"threshold: {usd(self.spent)} of {usd(self.limit)} spent ({used})")
+                f"threshold{crossed}: {usd(self.spent)} of {usd(self.limit)} spent ({used})")
 
     def notice(self) -> Notice:
         from genops_cli.policy.budgets import usd
@@ -333,10 +336,17 @@ def _deliver(alerts: list[Alert], ledger: Ledger, settings: Settings) -> None:
             break
         time.sleep(0.05)
     statuses: dict[str, str] = {}
-    for alert in alerts:
-        if alert.alert_id not in stored:
-            continue
-        print(alert.line(), file=sys.stderr, flush=True)
+    delivered = [alert for alert in alerts if alert.alert_id in stored]
+    # One line per budget period on the terminal (a run that crosses 50, 80, 95 and 100 % at once is one event);
+    # each threshold keeps its own row and webhook post (receivers route by threshold).
+    crossed: dict[tuple[str, str, str], list[int]] = {}
+    for alert in delivered:
+        crossed.setdefault((alert.scope, alert.period, alert.period_key), []).append(alert.threshold)
+    for alert in delivered:
+        thresholds = crossed[(alert.scope, alert.period, alert.period_key)]
+        if alert.threshold == max(thresholds):
+            print(alert.line([t for t in thresholds if t != alert.threshold]), file=sys.stderr, flush=True)
+    for alert in delivered:
         if alert.webhook_url:
             body = render_webhook(alert.notice(), alert.webhook_format)
             statuses[alert.alert_id] = post_webhook(alert.webhook_url, body, settings.webhook_timeout)

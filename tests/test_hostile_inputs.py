@@ -157,6 +157,12 @@ def test_bad_switches_in_the_environment_exit_2(var, value):
     assert var in out.stderr
 
 
+@pytest.mark.parametrize("command", ["run", "estimate"])
+def test_a_missing_pipeline_file_is_named_before_missing_inputs(command, tmp_path):
+    out = invoke([command, str(tmp_path / "nope.yml")])
+    assert "nope.yml: pipeline file not found" in out.stderr
+
+
 def test_validate_with_an_unknown_provider_is_bad_input():
     out = invoke(["validate", "--provider", "bogus"])
     assert "--provider" in out.stderr and "openai" in out.stderr

@@ -36,10 +36,11 @@ def estimate(
     from genops_cli.execution.documents import read_documents
     from genops_cli.execution.forecast import forecast_batch
     from genops_cli.execution.inputs import read_inputs
-    from genops_cli.execution.loading import load_for_estimate
+    from genops_cli.execution.loading import check_pipeline_path, load_for_estimate
 
     settings = load_cli_settings(team=team, project=project, customer_id=customer, environment=environment,
                                  user_id=user)
+    check_pipeline_path(pipeline)
     runs = read_inputs(inputs, input_values)
     if not runs:
         raise UsageError("no inputs: pass --inputs FILE (JSON or JSONL), --inputs - for stdin, or --input c.s=v")

@@ -86,6 +86,7 @@ def run(
     from genops_cli.errors import UsageError
     from genops_cli.execution.batch import BatchOptions, run_batch
     from genops_cli.execution.inputs import read_inputs
+    from genops_cli.execution.loading import check_pipeline_path
     from genops_cli.logging_setup import EventLog, configure_logging
 
     if classification is not None and classification not in CLASSIFICATIONS:
@@ -103,6 +104,7 @@ def run(
         os.environ.setdefault("TQDM_DISABLE", "1")
     if fail_on_agent_cap:
         settings.fail_on_agent_cap = True
+    check_pipeline_path(pipeline)
     runs = read_inputs(inputs, input_values)
     if not runs:
         raise UsageError("no inputs: pass --inputs FILE (JSON or JSONL), --inputs - for stdin, or --input c.s=v")

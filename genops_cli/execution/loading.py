@@ -122,12 +122,18 @@ def integration_package_for(module: str) -> str | None:
     return None
 
 
-def read_pipeline_file(path: str | Path) -> tuple[Path, str, dict[str, Any]]:
+def check_pipeline_path(path: str | Path) -> Path:
+    """The pipeline argument names a file (checked first: a missing file is the first thing to say)."""
     p = Path(path)
     if not p.exists():
         raise PipelineLoadError(f"{path}: pipeline file not found; pass the path of a Haystack pipeline YAML")
     if p.is_dir():
         raise PipelineLoadError(f"{path}: is a directory; pass the pipeline YAML file inside it")
+    return p
+
+
+def read_pipeline_file(path: str | Path) -> tuple[Path, str, dict[str, Any]]:
+    p = check_pipeline_path(path)
     text = read_text(p, "pipeline", PipelineLoadError, label=str(path))
     # Bounded parse (size, alias expansion, depth) with Haystack's loader semantics: SafeLoader plus
     # `!!python/tuple` (Pipeline.dumps() writes tuples that way); every other python/* tag stays refused.

@@ -5,10 +5,10 @@
 A threaded HTTP service (benchmarks/service_load.py, auto_instrument, no budget) runs a pipeline per request
 against the loopback fake OpenAI (`--latency` seconds per call); `--concurrency` client threads send requests
 back to back. After `--warmup` seconds, `genops budget set team:svc --daily 0.000001 --policy enforcing` runs in
-another process. Printed: how long that command took, the provider requests made after it returned (goal: 0, the
-budget applies to the next call everywhere), when the first refused request (HTTP 500 from BudgetExceededError)
-came back and when the last admitted one started, relative to that moment, and the run count in the ledger
-against the provider requests.
+another process. Printed: how long that command took; the provider requests made after it returned and when the
+last of them arrived (goal: within 1 s, the budget applies to the next call everywhere); when the first refused
+request (HTTP 500 from BudgetExceededError) came back and when the last admitted one was sent, relative to that
+moment; the runs in the ledger by status against the provider requests.
 """
 
 from __future__ import annotations
@@ -73,7 +73,15 @@ def main() -> int:
                 with lock:
                     events.append((sent, time.monotonic(), status))
 
+        arrivals: list[tuple[float, int]] = []  # (when, provider requests so far), sampled every 10 ms
+
+        def watch() -> None:
+            while not stop.is_set():
+                arrivals.append((time.monotonic(), fake.count("/chat/completions")))
+                time.sleep(0.01)
+
         threads = [threading.Thread(target=client, args=(k,)) for k in range(args.concurrency)]
+        threads.append(threading.Thread(target=watch))
         for t in threads:
             t.start()
         time.sleep(args.warmup)
@@ -89,7 +97,7 @@ def main() -> int:
         service.terminate()
         service.wait(60)
         total = fake.count("/chat/completions")
-        out = subprocess.run([genops, "runs", "--json", "--limit", str(total + 10)], env=env, cwd=tmp,
+        out = subprocess.run([genops, "runs", "--json", "--limit", str(len(events) + total + 10)], env=env, cwd=tmp,
                              capture_output=True, text=True).stdout
     runs = json.loads(out) if out.strip() else []
     runs = runs.get("runs", runs) if isinstance(runs, dict) else runs
@@ -97,7 +105,11 @@ def main() -> int:
     admitted = [sent for sent, _answered, status in events if status == 200]
     print(f"concurrency {args.concurrency}, provider latency {args.latency:g} s")
     print(f"genops budget set: exit {done.returncode}, took {returned - started:.2f} s")
-    print(f"provider requests after it returned: {total - at_return} (goal 0)")
+    last_arrival = max((when for (when, count), (_prev, before) in zip(arrivals[1:], arrivals, strict=False)
+                        if count > before), default=None)
+    print(f"provider requests after it returned: {total - at_return}; the last one arrived "
+          f"{(last_arrival - returned) if last_arrival else float('nan'):+.2f} s after it returned (goal: within 1 s; "
+          "each process looks at the budget stamp at most every 0.2 s)")
     if refused:
         print(f"first refused response {min(refused) - returned:+.2f} s after it returned")
     if admitted:
@@ -107,7 +119,7 @@ def main() -> int:
         by_status[run.get("status")] = by_status.get(run.get("status"), 0) + 1
     print(f"requests ok {len(admitted)}, refused {len(refused)}; runs in the ledger by status {by_status} "
           f"(provider requests {total}, incl. the warm-up)")
-    return 0 if done.returncode == 0 and total == at_return else 1
+    return 0 if done.returncode == 0 and (last_arrival is None or last_arrival - returned <= 1.0) else 1
 
 
 if __name__ == "__main__":

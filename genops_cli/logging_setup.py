@@ -68,12 +68,29 @@ class TextFormatter(logging.Formatter):
         return f"{record.levelname.lower()}: {record.name}: {text}"
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A handler writing to whatever sys.stderr is when a record is emitted: a record logged after the stream the
+    command started with was replaced or closed (a test runner's capture, an application that swaps stderr, the
+    recorder's flush at interpreter exit) still reaches the current stderr."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property  # type: ignore[override]
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: TextIO) -> None:
+        pass
+
+
 def configure_logging(level: str | int = "WARNING", fmt: str = "text", stream: TextIO | None = None) -> None:
     """Route genops' and Haystack's loggers to stderr at `level`, as text or JSON lines (idempotent)."""
     numeric = level if isinstance(level, int) else logging.getLevelName(str(level).upper())
     if not isinstance(numeric, int):
         numeric = logging.WARNING
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler = logging.StreamHandler(stream) if stream is not None else _StderrHandler()
     handler.set_name(_HANDLER_NAME)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     handler.addFilter(RedactingFilter())  # a library may log a request or an error body with the key in it

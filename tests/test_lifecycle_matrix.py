@@ -240,6 +240,45 @@ def test_looping_agent_on_the_cli_stops_before_the_step_that_would_cross(openai_
     assert steps >= 5
 
 
+def test_twenty_concurrent_looping_agents_never_cross_the_limit_in_sum(openai_server):
+    """20 requests, each an Agent that would loop until max_agent_steps, against one enforcing daily limit: every
+    step is admitted on its worst case, so the steps of all agents together stop before the one that would cross."""
+    from haystack.dataclasses import ChatMessage
+
+    from genops_cli import BudgetExceededError, GenOpsHaystackAdapter
+
+    openai_server.responder = ToolLoop("web_search", times=None, arguments={"query": "x"}, usage=AGENT_STEP_USAGE)
+    openai_server.latency = 0.01
+    limit = Decimal("0.0015")
+    adapter = GenOpsHaystackAdapter(team="agents", project="p", daily_budget_limit=limit,
+                                    governance_policy="enforcing")
+    pipeline = _agent_pipeline(max_steps=20)
+    outcomes: list[str] = []
+    lock = threading.Lock()
+
+    def request(i: int) -> None:
+        try:
+            with adapter.track_pipeline("agent-request", pipeline=pipeline):
+                pipeline.run({"agent": {"messages": [ChatMessage.from_user(f"find it ({i})")]}})
+            outcome = "ok"
+        except BudgetExceededError:
+            outcome = "blocked"
+        with lock:
+            outcomes.append(outcome)
+
+    threads = [threading.Thread(target=request, args=(i,)) for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert adapter.flush()
+    steps = openai_server.count("/chat/completions")
+    [(spent, runs)] = ledger_rows("SELECT SUM(total_cost), COUNT(*) FROM runs")
+    assert runs == 20 and "blocked" in outcomes
+    assert spent == AGENT_STEP * steps <= limit  # every step that ran was paid; together they never crossed
+    assert steps > 20  # the agents looped: most runs made several steps before the budget stopped them
+
+
 def test_twenty_concurrent_requests_never_cross_the_limit_in_sum(openai_server):
     from genops_cli import BudgetExceededError, GenOpsHaystackAdapter
 

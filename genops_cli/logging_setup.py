@@ -68,10 +68,10 @@ class TextFormatter(logging.Formatter):
         return f"{record.levelname.lower()}: {record.name}: {text}"
 
 
-class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """A handler writing to whatever sys.stderr is when a record is emitted: a record logged after the stream the
-    command started with was replaced or closed (a test runner's capture, an application that swaps stderr, the
-    recorder's flush at interpreter exit) still reaches the current stderr."""
+class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A handler writing to whatever sys.stderr is when a record is emitted: a record logged after the stream at
+    set-up was replaced or closed (a test runner's capture, an application that swaps stderr, the recorder's flush
+    at interpreter exit) still reaches the current stderr."""
 
     def __init__(self) -> None:
         super().__init__(sys.stderr)
@@ -90,7 +90,7 @@ def configure_logging(level: str | int = "WARNING", fmt: str = "text", stream: T
     numeric = level if isinstance(level, int) else logging.getLevelName(str(level).upper())
     if not isinstance(numeric, int):
         numeric = logging.WARNING
-    handler = logging.StreamHandler(stream) if stream is not None else _StderrHandler()
+    handler = logging.StreamHandler(stream) if stream is not None else StderrHandler()
     handler.set_name(_HANDLER_NAME)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     handler.addFilter(RedactingFilter())  # a library may log a request or an error body with the key in it

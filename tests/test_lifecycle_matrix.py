@@ -240,6 +240,15 @@ def test_looping_agent_on_the_cli_stops_before_the_step_that_would_cross(openai_
     assert steps >= 5
 
 
+def _concurrently(request: Any, count: int) -> None:
+    """request(0) ... request(count - 1), each on its own thread, all started before any is joined."""
+    threads = [threading.Thread(target=request, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
 def test_twenty_concurrent_looping_agents_never_cross_the_limit_in_sum(openai_server):
     """20 requests, each an Agent that would loop until max_agent_steps, against one enforcing daily limit: every
     step is admitted on its worst case, so the steps of all agents together stop before the one that would cross."""
@@ -266,11 +275,7 @@ def test_twenty_concurrent_looping_agents_never_cross_the_limit_in_sum(openai_se
         with lock:
             outcomes.append(outcome)
 
-    threads = [threading.Thread(target=request, args=(i,)) for i in range(20)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    _concurrently(request, 20)
     assert adapter.flush()
     steps = openai_server.count("/chat/completions")
     [(spent, runs)] = ledger_rows("SELECT SUM(total_cost), COUNT(*) FROM runs")
@@ -304,11 +309,7 @@ def test_twenty_concurrent_requests_never_cross_the_limit_in_sum(openai_server):
         with lock:
             outcomes.append(outcome)
 
-    threads = [threading.Thread(target=request, args=(i,)) for i in range(20)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    _concurrently(request, 20)
     assert adapter.flush()
     assert len(outcomes) == 20 and "blocked" in outcomes and "ok" in outcomes, reasons[:2]
     [(spent,)] = ledger_rows("SELECT SUM(total_cost) FROM runs")

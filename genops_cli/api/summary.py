@@ -16,12 +16,12 @@ FIRST_REFRESH_WAIT; another process's spend shows up at the next refresh). Witho
 from __future__ import annotations
 
 import logging
-import sys
 import threading
 import time
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from genops_cli.logging_setup import StderrHandler
 from genops_cli.models import quantize_money, utcnow
 
 if TYPE_CHECKING:
@@ -33,25 +33,13 @@ FIRST_REFRESH_WAIT = 2.0  # seconds the first line of a process may wait for the
 _HANDLER_NAME = "genops-summary-stderr"
 
 
-class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes to whatever sys.stderr is at the time of the record (it may be replaced after set-up)."""
-
-    @property  # type: ignore[override]
-    def stream(self) -> Any:
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, _value: Any) -> None:
-        pass
-
-
 def enable_summary_logging() -> None:
     """INFO for `genops.summary`; a stderr handler of its own unless the application configured logging."""
     if summary_log.level == logging.NOTSET or summary_log.level > logging.INFO:
         summary_log.setLevel(logging.INFO)
     if logging.getLogger().handlers or any(h.get_name() == _HANDLER_NAME for h in summary_log.handlers):
         return
-    handler = _StderrHandler()
+    handler = StderrHandler()
     handler.set_name(_HANDLER_NAME)
     handler.setFormatter(logging.Formatter("genops: %(message)s"))
     summary_log.addHandler(handler)

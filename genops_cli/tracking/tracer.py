@@ -23,7 +23,6 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextvars import ContextVar
 from typing import Any
 
 from haystack import tracing
@@ -144,7 +143,7 @@ class GenopsSpan(Span):
         elif key in _INPUT_TAGS and self.is_llm_span():
             if self.operation_name == AGENT_LLM and self.capture is not None and isinstance(value, dict):
                 # The dict the Agent is about to call its generator with: a stream is asked for its usage.
-                ask_stream_usage(_calling_agent_generator(), value)
+                ask_stream_usage(_calling_generator(AGENT_LLM), value)
             # Held only until the span ends, to estimate usage a provider did not report (streaming).
             self._llm_input = value
             if self.capture is not None:
@@ -505,19 +504,14 @@ class GenopsSpan(Span):
         return None
 
 
-_current_span: ContextVar[GenopsSpan | None] = current_span
-
-
-def _live_generator(operation_name: str) -> tuple[str | None, int | None]:
-    """(model, max_tokens) of the generator about to be called, read from the caller's frames: the Agent whose
-    step this is (`self.chat_generator`), or the component instance a (nested) pipeline is running. Haystack sets
-    the input content tag from those frames, a few levels up."""
+def _calling_generator(operation_name: str) -> Any:
+    """The generator about to be called, read from the caller's frames: the Agent whose step this is
+    (`self.chat_generator`), or the component instance a (nested) pipeline is running. Haystack sets the input
+    content tag from those frames, a few levels above the span's own."""
     import sys
 
-    from genops_cli.policy.admission import requested_max_tokens
-
-    frame = sys._getframe(2)
-    for _ in range(8):
+    frame = sys._getframe(1)
+    for _ in range(10):
         if frame is None:
             break
         local = frame.f_locals
@@ -525,25 +519,19 @@ def _live_generator(operation_name: str) -> tuple[str | None, int | None]:
                      else local.get("instance"))
         model = getattr(generator, "model", None)
         if isinstance(model, str) and model:
-            kwargs = getattr(generator, "generation_kwargs", None)
-            return model, requested_max_tokens({"generation_kwargs": kwargs})
-        frame = frame.f_back
-    return None, None
-
-
-def _calling_agent_generator() -> Any:
-    """The chat generator of the Agent whose LLM step is setting its input tag (the caller's `self`)."""
-    import sys
-
-    frame = sys._getframe(2)
-    for _ in range(4):
-        if frame is None:
-            return None
-        generator = getattr(frame.f_locals.get("self"), "chat_generator", None)
-        if generator is not None:
             return generator
         frame = frame.f_back
     return None
+
+
+def _live_generator(operation_name: str) -> tuple[str | None, int | None]:
+    """(model, max_tokens) of the generator about to be called (`_calling_generator`)."""
+    from genops_cli.policy.admission import requested_max_tokens
+
+    generator = _calling_generator(operation_name)
+    if generator is None:
+        return None, None
+    return generator.model, requested_max_tokens({"generation_kwargs": getattr(generator, "generation_kwargs", None)})
 
 
 def ask_stream_usage(generator: Any, call_inputs: dict[str, Any]) -> None:
@@ -564,18 +552,31 @@ def ask_stream_usage(generator: Any, call_inputs: dict[str, Any]) -> None:
     call_inputs["generation_kwargs"] = with_stream_usage(run_kwargs)
 
 
+def _counted_input(inputs: Any, model: str, provider: str | None) -> int | None:
+    """Input tokens of a chat call's messages, counted offline; None without messages or when they cannot be."""
+    from genops_cli.tokens import estimate_input_tokens
+
+    messages = inputs.get("messages") if isinstance(inputs, dict) else None
+    if not messages:
+        return None
+    try:
+        input_tokens, _exact = estimate_input_tokens(list(messages), model, provider)
+    except Exception:
+        return None
+    return input_tokens
+
+
 def _estimate_usage(inputs: Any, outputs: Any, model: str, provider: str | None) -> TokenUsage:
     """Usage the provider did not report (e.g. OpenAI streaming without include_usage), counted offline from
     the messages sent and the replies received, and labelled `estimated`. `missing` when there is nothing to
     count (e.g. the call failed before a reply)."""
-    from genops_cli.tokens import count_text_tokens, estimate_input_tokens
+    from genops_cli.tokens import count_text_tokens
 
-    messages = inputs.get("messages") if isinstance(inputs, dict) else None
     replies = outputs.get("replies") if isinstance(outputs, dict) else None
-    if not messages or not replies:
+    input_tokens = _counted_input(inputs, model, provider) if replies else None
+    if input_tokens is None:
         return TokenUsage(source="missing")
     try:
-        input_tokens, _exact = estimate_input_tokens(list(messages), model, provider)
         output_tokens = 0
         for reply in replies:
             text = getattr(reply, "text", None) if not isinstance(reply, str) else reply
@@ -590,14 +591,8 @@ def _estimate_usage(inputs: Any, outputs: Any, model: str, provider: str | None)
 
 def _estimate_input_usage(inputs: Any, model: str, provider: str | None) -> TokenUsage:
     """The input of a chat call that never answered, counted offline (`estimated`); `missing` without messages."""
-    from genops_cli.tokens import estimate_input_tokens
-
-    messages = inputs.get("messages") if isinstance(inputs, dict) else None
-    if not messages:
-        return TokenUsage(source="missing")
-    try:
-        input_tokens, _exact = estimate_input_tokens(list(messages), model, provider)
-    except Exception:
+    input_tokens = _counted_input(inputs, model, provider)
+    if input_tokens is None:
         return TokenUsage(source="missing")
     return TokenUsage(input_tokens=input_tokens, source="estimated",
                       raw={"genops_estimate": "offline token count of the messages of a call cut short in flight"})
@@ -611,7 +606,7 @@ def _capture_and_parent(parent_span: Span | None) -> tuple[RunCapture | None, Ge
     """
     if isinstance(parent_span, GenopsSpan):
         return parent_span.capture, parent_span
-    ambient = _current_span.get()
+    ambient = current_span.get()
     active = current_capture.get()
     if active is None:
         return (ambient.capture if ambient else None), ambient
@@ -659,7 +654,7 @@ class GenopsTracer(Tracer):
         )
         with inner_cm as inner_span:
             span.inner = inner_span
-            token = _current_span.set(span)
+            token = current_span.set(span)
             started_at = span.started_at = utcnow()
             t0 = span.t0 = time.perf_counter()
             error: BaseException | None = None
@@ -673,7 +668,7 @@ class GenopsTracer(Tracer):
                 raise
             finally:
                 latency_ms = (time.perf_counter() - t0) * 1000.0
-                _current_span.reset(token)
+                current_span.reset(token)
                 self._finish(span, started_at, latency_ms, error)
                 if orphan and self.on_orphan_run_end is not None and capture is not None:
                     self.on_orphan_run_end(capture, error)
@@ -701,7 +696,7 @@ class GenopsTracer(Tracer):
                 pass
 
     def current_span(self) -> Span | None:
-        return _current_span.get()
+        return current_span.get()
 
 
 _install_lock = threading.Lock()

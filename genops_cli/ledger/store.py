@@ -334,8 +334,6 @@ class DuckDBLedger(Ledger):
                 raise LedgerError(self.foreign_file_message())
             return conn
         except duckdb.Error as exc:
-            if self.foreign_file():
-                raise LedgerError(self.foreign_file_message()) from None
             raise LedgerError(
                 f"ledger {self.path}: cannot open ({_one_line(exc)}); check the path and permissions"
             ) from None
